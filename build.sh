@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine.
+#   ./build.sh build     compile everything (Release)
+#   ./build.sh test      install what the tests need, then run every test project
+#   ./build.sh demo      run the engine's main job on its embedded defaults
+#   ./build.sh bench     run the BenchmarkDotNet suite (pass a filter after it, e.g. '*Sketch*')
+set -euo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+configuration=${CONFIGURATION:-Release}
+results=artifacts/test-results
+
+install_test_prerequisites() {
+  # Interop tests read our output with independent implementations from npm; they are
+  # installed into tests/interop once and reused.
+  if [ -f tests/interop/package.json ] && [ ! -d tests/interop/node_modules ]; then
+    echo "== installing npm interop readers"
+    (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+cmd=${1:-build}
+shift || true
+case "$cmd" in
+  build)
+    dotnet build Monitoring.Stream.sln -c "$configuration"
+    ;;
+  test)
+    install_test_prerequisites
+    rm -rf "$results"
+    dotnet build Monitoring.Stream.sln -c "$configuration"
+    dotnet test Monitoring.Stream.sln -c "$configuration" --no-build \
+      --logger "trx" --logger "console;verbosity=minimal" --results-directory "$results" "$@"
+    ;;
+  demo)
+    dotnet run --project src/Monitoring.Stream.Server -c "$configuration" -- demo "$@"
+    ;;
+  bench)
+    dotnet run --project benchmarks/Monitoring.Stream.Benchmarks -c Release -- --filter "${1:-*}" "${@:2}"
+    ;;
+  *)
+    echo "usage: $0 {build|test|demo|bench}" >&2
+    exit 2
+    ;;
+esac

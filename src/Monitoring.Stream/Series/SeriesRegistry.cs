@@ -1,0 +1,349 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Series;
+
+/// <summary>
+/// Interns each (metric, label set) once into a dense <see cref="SeriesId"/>. Safe for any number of
+/// concurrent producers; finding an existing series takes no lock and allocates nothing.
+/// </summary>
+/// <remarks>
+/// Each metric holds at most <see cref="SeriesRegistryOptions.MaxSeriesPerMetric"/> series. Label sets
+/// beyond that resolve to one overflow series of the metric, labelled
+/// <c>otel_metric_overflow="true"</c>, and <see cref="GetOverflowResolutions"/> counts them. Series are
+/// never removed, so ids stay valid for the registry's lifetime; memory is bounded by the limits.
+/// </remarks>
+public sealed class SeriesRegistry
+{
+    /// <summary>The label that marks a metric's overflow series.</summary>
+    public const string OverflowLabelName = "otel_metric_overflow";
+
+    private static readonly Label[] s_overflowLabels = [new Label(OverflowLabelName, "true")];
+
+    private readonly SeriesRegistryOptions _options;
+    private readonly ConcurrentDictionary<SeriesDescriptor, SeriesId> _ids;
+    private readonly ConcurrentDictionary<SeriesDescriptor, SeriesId>.AlternateLookup<SeriesLookupKey> _lookup;
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, MetricEntry> _metrics = new(StringComparer.Ordinal);
+    private readonly long[] _rejections = new long[Enum.GetValues<RejectReason>().Length];
+    private SeriesDescriptor[] _byId = new SeriesDescriptor[256];
+    private int _count;
+    private long _overflowResolutions;
+
+    /// <summary>Creates a registry with the given limits, or the defaults.</summary>
+    public SeriesRegistry(SeriesRegistryOptions? options = null)
+    {
+        _options = options ?? new SeriesRegistryOptions();
+        _options.Validate();
+        _ids = new ConcurrentDictionary<SeriesDescriptor, SeriesId>(SeriesKeyComparer.Instance);
+        _lookup = _ids.GetAlternateLookup<SeriesLookupKey>();
+    }
+
+    /// <summary>The limits this registry enforces.</summary>
+    public SeriesRegistryOptions Options => _options;
+
+    /// <summary>Number of series interned, overflow series included.</summary>
+    public int Count => Volatile.Read(ref _count);
+
+    /// <summary>Number of distinct metric names.</summary>
+    public int MetricCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _metrics.Count;
+            }
+        }
+    }
+
+    /// <summary>Resolutions, over all metrics, that landed in an overflow series.</summary>
+    public long OverflowResolutions => Interlocked.Read(ref _overflowResolutions);
+
+    /// <summary>Returns the id of the series, interning it on first sight.</summary>
+    /// <exception cref="MetricValidationException">The metric name or labels break the data model or a limit.</exception>
+    public SeriesId GetOrAdd(string metric, params ReadOnlySpan<Label> labels)
+    {
+        RejectReason reason = TryGetOrAdd(metric, labels, out SeriesId id);
+        if (reason != RejectReason.None)
+        {
+            ThrowRejected(reason, metric, labels);
+        }
+
+        return id;
+    }
+
+    /// <summary>Returns the id of the series with a canonical label set, interning it on first sight.</summary>
+    /// <exception cref="MetricValidationException">The metric name or labels break the data model or a limit.</exception>
+    public SeriesId GetOrAdd(string metric, LabelSet labels)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        return GetOrAdd(metric, labels.AsSpan());
+    }
+
+    /// <summary>Returns the id of the series, interning it on first sight, or why it cannot.</summary>
+    /// <returns><see cref="RejectReason.None"/> with <paramref name="id"/> set, or the reason (which is also counted).</returns>
+    public RejectReason TryGetOrAdd(string metric, ReadOnlySpan<Label> labels, out SeriesId id)
+    {
+        id = default;
+        if (metric is null)
+        {
+            return Reject(RejectReason.InvalidMetricName);
+        }
+
+        if (labels.Length > _options.MaxLabelsPerSeries)
+        {
+            return Reject(RejectReason.TooManyLabels);
+        }
+
+        Span<byte> order = stackalloc byte[labels.Length];
+        RejectReason reason = Canonicalize(labels, order, out int kept);
+        if (reason != RejectReason.None)
+        {
+            return Reject(reason);
+        }
+
+        var key = new SeriesLookupKey(metric, labels, order[..kept]);
+        if (_lookup.TryGetValue(key, out id))
+        {
+            return RejectReason.None;
+        }
+
+        return AddSlow(key, out id);
+    }
+
+    /// <summary>Describes the series behind an id this registry issued.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The id was not issued by this registry.</exception>
+    public SeriesDescriptor GetDescriptor(SeriesId id)
+    {
+        SeriesDescriptor[] byId = Volatile.Read(ref _byId);
+        if ((uint)id.Value >= (uint)Count || (uint)id.Value >= (uint)byId.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(id), id, "The id was not issued by this registry.");
+        }
+
+        return byId[id.Value];
+    }
+
+    /// <summary>Resolutions of <paramref name="metric"/> that landed in its overflow series.</summary>
+    public long GetOverflowResolutions(string metric)
+    {
+        lock (_gate)
+        {
+            return _metrics.TryGetValue(metric, out MetricEntry? entry) ? entry.OverflowResolutions : 0;
+        }
+    }
+
+    /// <summary>Number of distinct series of <paramref name="metric"/>, its overflow series excluded.</summary>
+    public int GetSeriesCount(string metric)
+    {
+        lock (_gate)
+        {
+            return _metrics.TryGetValue(metric, out MetricEntry? entry) ? entry.SeriesCount : 0;
+        }
+    }
+
+    /// <summary>How many lookups were refused for <paramref name="reason"/>.</summary>
+    public long GetRejectedCount(RejectReason reason) => Interlocked.Read(ref _rejections[(int)reason]);
+
+    /// <summary>
+    /// Sorts the indices of non-empty labels by name (insertion sort: label sets are small and usually
+    /// arrive sorted, which makes this n - 1 comparisons) and detects duplicate names.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static RejectReason Canonicalize(ReadOnlySpan<Label> labels, Span<byte> order, out int kept)
+    {
+        kept = 0;
+        for (int i = 0; i < labels.Length; i++)
+        {
+            string name = labels[i].Name;
+            if (name is null)
+            {
+                return RejectReason.InvalidLabelName;
+            }
+
+            if (string.IsNullOrEmpty(labels[i].Value))
+            {
+                continue;
+            }
+
+            int j = kept;
+            while (j > 0)
+            {
+                int cmp = string.CompareOrdinal(labels[order[j - 1]].Name, name);
+                if (cmp < 0)
+                {
+                    break;
+                }
+
+                if (cmp == 0)
+                {
+                    return RejectReason.DuplicateLabelName;
+                }
+
+                order[j] = order[j - 1];
+                j--;
+            }
+
+            order[j] = (byte)i;
+            kept++;
+        }
+
+        return RejectReason.None;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason AddSlow(SeriesLookupKey key, out SeriesId id)
+    {
+        id = default;
+        RejectReason reason = Validate(key);
+        if (reason != RejectReason.None)
+        {
+            return Reject(reason);
+        }
+
+        lock (_gate)
+        {
+            if (_lookup.TryGetValue(key, out id))
+            {
+                return RejectReason.None;
+            }
+
+            if (!_metrics.TryGetValue(key.Metric, out MetricEntry? entry))
+            {
+                if (_metrics.Count >= _options.MaxMetrics)
+                {
+                    return Reject(RejectReason.MetricLimitExceeded);
+                }
+
+                entry = new MetricEntry();
+                _metrics.Add(key.Metric, entry);
+            }
+
+            if (entry.SeriesCount >= _options.MaxSeriesPerMetric)
+            {
+                entry.OverflowResolutions++;
+                Interlocked.Increment(ref _overflowResolutions);
+                entry.Overflow ??= GetOrCreateOverflowLocked(key.Metric);
+                id = entry.Overflow.Id;
+                return RejectReason.None;
+            }
+
+            var labels = new Label[key.Order.Length];
+            for (int i = 0; i < labels.Length; i++)
+            {
+                labels[i] = key.Labels[key.Order[i]];
+            }
+
+            bool isOverflowSeries = labels.Length == 1 && labels[0] == s_overflowLabels[0];
+            SeriesDescriptor descriptor = InsertLocked(key.Metric, labels, isOverflowSeries);
+            if (isOverflowSeries)
+            {
+                entry.Overflow = descriptor;
+            }
+            else
+            {
+                entry.SeriesCount++;
+            }
+
+            id = descriptor.Id;
+            return RejectReason.None;
+        }
+    }
+
+    private SeriesDescriptor GetOrCreateOverflowLocked(string metric)
+    {
+        var key = new SeriesLookupKey(metric, s_overflowLabels, [0]);
+        if (_lookup.TryGetValue(key, out SeriesId existing))
+        {
+            return GetDescriptor(existing);
+        }
+
+        return InsertLocked(metric, s_overflowLabels, isOverflow: true);
+    }
+
+    private SeriesDescriptor InsertLocked(string metric, Label[] canonicalLabels, bool isOverflow)
+    {
+        int next = _count;
+        var id = new SeriesId(next);
+        int hash = SeriesKeyComparer.ComputeHash(metric, canonicalLabels, IdentityOrder(canonicalLabels.Length));
+        var descriptor = new SeriesDescriptor(id, metric, LabelSet.FromCanonical(canonicalLabels), isOverflow, hash);
+
+        SeriesDescriptor[] byId = _byId;
+        if (next == byId.Length)
+        {
+            Array.Resize(ref byId, byId.Length * 2);
+        }
+
+        // Publication order matters: the descriptor is in the array, the array is published and
+        // the count raised before the key becomes visible, so a reader that found the id in the
+        // dictionary always finds its descriptor.
+        byId[next] = descriptor;
+        Volatile.Write(ref _byId, byId);
+        Volatile.Write(ref _count, next + 1);
+        _ids[descriptor] = id;
+        return descriptor;
+    }
+
+    private static byte[] IdentityOrder(int length)
+    {
+        var order = new byte[length];
+        for (int i = 0; i < length; i++)
+        {
+            order[i] = (byte)i;
+        }
+
+        return order;
+    }
+
+    private RejectReason Validate(SeriesLookupKey key)
+    {
+        if (key.Metric.Length > _options.MaxNameLength || !PrometheusNames.IsValidMetricName(key.Metric))
+        {
+            return RejectReason.InvalidMetricName;
+        }
+
+        // Only the kept labels: an empty-valued label is absent by definition, on every path.
+        foreach (byte i in key.Order)
+        {
+            ref readonly Label label = ref key.Labels[i];
+            if (label.Name.Length > _options.MaxNameLength || !PrometheusNames.IsValidLabelName(label.Name))
+            {
+                return RejectReason.InvalidLabelName;
+            }
+
+            if (label.Value.Length > _options.MaxLabelValueLength)
+            {
+                return RejectReason.LabelValueTooLong;
+            }
+        }
+
+        return RejectReason.None;
+    }
+
+    private RejectReason Reject(RejectReason reason)
+    {
+        Interlocked.Increment(ref _rejections[(int)reason]);
+        return reason;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowRejected(RejectReason reason, string? metric, ReadOnlySpan<Label> labels)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (Label label in labels)
+        {
+            text.Append(text.Length == 0 ? "" : ",").Append(label.Name).Append("=\"").Append(label.Value).Append('"');
+        }
+
+        throw new MetricValidationException(reason, $"Series {metric ?? "<null>"}{{{text}}} refused: {reason.Describe()}.");
+    }
+
+    private sealed class MetricEntry
+    {
+        public int SeriesCount;
+        public long OverflowResolutions;
+        public SeriesDescriptor? Overflow;
+    }
+}

@@ -1,0 +1,630 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+
+namespace Monitoring.Stream.Statistics;
+
+/// <summary>
+/// A mergeable quantile sketch with relative-error guarantees (DDSketch, Masson, Rim and Lee, VLDB 2019):
+/// every quantile it answers is within <see cref="RelativeAccuracy"/> of the exact value of that rank,
+/// for positive, negative and zero values alike, in bounded memory.
+/// </summary>
+/// <remarks>
+/// Values map to bins by <c>ceil(log_gamma |x|)</c> with <c>gamma = (1 + alpha) / (1 - alpha)</c>; a bin
+/// answers with <c>2 gamma^i / (gamma + 1)</c>, which is within <c>alpha</c> of every value in it.
+/// Values with magnitude below <see cref="MinIndexableValue"/> count as zero. Each sign holds at most
+/// <see cref="MaxBinsPerSign"/> bins; beyond that the bins farthest from the top of the distribution are
+/// folded together (see docs/statistics.md). Not thread-safe: one owner updates it, as a shard does.
+/// </remarks>
+public sealed class DdSketch
+{
+    /// <summary>The relative accuracy used when none is given.</summary>
+    public const double DefaultRelativeAccuracy = 0.01;
+
+    /// <summary>The bin limit per sign used when none is given.</summary>
+    public const int DefaultMaxBinsPerSign = 2048;
+
+    /// <summary>The smallest relative accuracy accepted (bin indices must fit in 32 bits).</summary>
+    public const double MinRelativeAccuracy = 1e-5;
+
+    /// <summary>The largest relative accuracy accepted.</summary>
+    public const double MaxRelativeAccuracy = 0.5;
+
+    /// <summary>The smallest bin limit per sign accepted.</summary>
+    public const int MinMaxBins = 16;
+
+    /// <summary>The largest bin limit per sign accepted.</summary>
+    public const int MaxMaxBins = 1 << 20;
+
+    /// <summary>Version byte of the serialization layout written by <see cref="Serialize(Span{byte})"/>.</summary>
+    public const byte SerializationVersion = 1;
+
+    private readonly double _alpha;
+    private readonly double _gamma;
+    private readonly double _logGamma;
+    private readonly double _multiplier;
+    private readonly double _minIndexable;
+    private readonly int _maxBins;
+    private DdSketchBinStore _positive;
+    private DdSketchBinStore _negative;
+    private ulong _zeroCount;
+    private ulong _count;
+    private double _min = double.PositiveInfinity;
+    private double _max = double.NegativeInfinity;
+
+    /// <summary>Creates an empty sketch.</summary>
+    /// <param name="relativeAccuracy">The guaranteed relative error of every quantile, in [1e-5, 0.5].</param>
+    /// <param name="maxBinsPerSign">The most bins kept for positive values and, separately, for negative values.</param>
+    public DdSketch(double relativeAccuracy = DefaultRelativeAccuracy, int maxBinsPerSign = DefaultMaxBinsPerSign)
+    {
+        if (!(relativeAccuracy >= MinRelativeAccuracy && relativeAccuracy <= MaxRelativeAccuracy))
+        {
+            throw new ArgumentOutOfRangeException(nameof(relativeAccuracy), relativeAccuracy,
+                $"Relative accuracy must be within [{MinRelativeAccuracy}, {MaxRelativeAccuracy}].");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBinsPerSign, MinMaxBins);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxBinsPerSign, MaxMaxBins);
+
+        _alpha = relativeAccuracy;
+        _gamma = (1 + relativeAccuracy) / (1 - relativeAccuracy);
+        _logGamma = Math.Log(_gamma);
+        _multiplier = 1 / _logGamma;
+        _maxBins = maxBinsPerSign;
+        // Below the smallest normal double, log loses precision; such magnitudes count as zero.
+        _minIndexable = double.Exp(Math.Log(2.2250738585072014E-308) + _logGamma);
+    }
+
+    /// <summary>The guaranteed relative error of quantile answers (alpha).</summary>
+    public double RelativeAccuracy => _alpha;
+
+    /// <summary>The bin limit for each sign.</summary>
+    public int MaxBinsPerSign => _maxBins;
+
+    /// <summary>Magnitudes below this are counted in the zero bin.</summary>
+    public double MinIndexableValue => _minIndexable;
+
+    /// <summary>Number of values in the sketch.</summary>
+    public ulong Count => _count;
+
+    /// <summary>Number of values counted as zero.</summary>
+    public ulong ZeroCount => _zeroCount;
+
+    /// <summary>Whether the sketch holds no value.</summary>
+    public bool IsEmpty => _count == 0;
+
+    /// <summary>Exact smallest value, or NaN when empty.</summary>
+    public double Min => _count == 0 ? double.NaN : _min;
+
+    /// <summary>Exact largest value, or NaN when empty.</summary>
+    public double Max => _count == 0 ? double.NaN : _max;
+
+    /// <summary>
+    /// Values that landed in a bin already holding 2^32 - 1 counts; they stay in <see cref="Count"/>
+    /// but not in any bin. Zero in any realistic window; nonzero means upper ranks answer the maximum.
+    /// </summary>
+    public ulong SaturatedCount => _positive.SaturatedCount + _negative.SaturatedCount;
+
+    /// <summary>Approximate bytes this sketch holds on the heap, for memory accounting.</summary>
+    public int EstimatedBytes => 96 + _positive.AllocatedBytes + _negative.AllocatedBytes;
+
+    /// <summary>Adds one finite value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Add(double value)
+    {
+        if (value > _minIndexable)
+        {
+            _positive.Increment(IndexOf(value), _maxBins, collapseHighest: false);
+        }
+        else if (value < -_minIndexable)
+        {
+            _negative.Increment(IndexOf(-value), _maxBins, collapseHighest: true);
+        }
+        else
+        {
+            _zeroCount++;
+        }
+
+        _count++;
+        if (value < _min)
+        {
+            _min = value;
+        }
+
+        if (value > _max)
+        {
+            _max = value;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int IndexOf(double magnitude) => (int)Math.Ceiling(Math.Log(magnitude) * _multiplier);
+
+    /// <summary>The value a bin answers with: within alpha of every magnitude mapped to it.</summary>
+    private double RepresentativeOf(int index) => Math.Exp(index * _logGamma) * (2 / (1 + _gamma));
+
+    /// <summary>Adds every value of <paramref name="other"/> to this sketch.</summary>
+    /// <exception cref="ArgumentException">The sketches differ in relative accuracy or bin limit.</exception>
+    public void Merge(DdSketch other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        if (other._alpha != _alpha || other._maxBins != _maxBins)
+        {
+            throw new ArgumentException(
+                $"Cannot merge a sketch with alpha={other._alpha}, maxBins={other._maxBins} into one with alpha={_alpha}, maxBins={_maxBins}.",
+                nameof(other));
+        }
+
+        if (other._count == 0)
+        {
+            return;
+        }
+
+        MergeStore(ref _positive, in other._positive, collapseHighest: false);
+        MergeStore(ref _negative, in other._negative, collapseHighest: true);
+        _zeroCount += other._zeroCount;
+        _count += other._count;
+        if (other._min < _min)
+        {
+            _min = other._min;
+        }
+
+        if (other._max > _max)
+        {
+            _max = other._max;
+        }
+    }
+
+    private void MergeStore(ref DdSketchBinStore target, in DdSketchBinStore source, bool collapseHighest)
+    {
+        ReadOnlySpan<uint> counts = source.OccupiedCounts(out int first);
+        // Add from the end nearest the kept side first, so a store that must collapse grows its
+        // window once rather than shifting it bin by bin.
+        if (collapseHighest)
+        {
+            for (int i = 0; i < counts.Length; i++)
+            {
+                target.Add(first + i, counts[i], _maxBins, collapseHighest);
+            }
+        }
+        else
+        {
+            for (int i = counts.Length - 1; i >= 0; i--)
+            {
+                target.Add(first + i, counts[i], _maxBins, collapseHighest);
+            }
+        }
+
+        target.SaturatedCount += source.SaturatedCount;
+    }
+
+    /// <summary>Forgets every value, keeping the bin arrays for reuse.</summary>
+    public void Clear()
+    {
+        _positive.Clear();
+        _negative.Clear();
+        _zeroCount = 0;
+        _count = 0;
+        _min = double.PositiveInfinity;
+        _max = double.NegativeInfinity;
+    }
+
+    /// <summary>
+    /// The value at quantile <paramref name="q"/>: within alpha of the exact value at rank
+    /// <c>floor(q (n - 1))</c> of the sorted values; exactly the minimum at 0 and the maximum at 1.
+    /// </summary>
+    /// <returns>The estimate, or NaN when the sketch is empty.</returns>
+    public double GetQuantile(double q)
+    {
+        Span<double> result = stackalloc double[1];
+        GetQuantiles([q], result);
+        return result[0];
+    }
+
+    /// <summary>Answers several quantiles in one pass over the bins.</summary>
+    /// <param name="quantiles">Quantiles in [0, 1], in ascending order.</param>
+    /// <param name="destination">Receives one estimate per quantile (NaN when the sketch is empty).</param>
+    public void GetQuantiles(ReadOnlySpan<double> quantiles, Span<double> destination)
+    {
+        if (destination.Length < quantiles.Length)
+        {
+            throw new ArgumentException("Destination is shorter than the list of quantiles.", nameof(destination));
+        }
+
+        double previous = 0;
+        foreach (double q in quantiles)
+        {
+            if (!(q >= 0 && q <= 1))
+            {
+                throw new ArgumentOutOfRangeException(nameof(quantiles), q, "A quantile must be within [0, 1].");
+            }
+
+            if (q < previous)
+            {
+                throw new ArgumentException("Quantiles must be in ascending order.", nameof(quantiles));
+            }
+
+            previous = q;
+        }
+
+        if (_count == 0)
+        {
+            destination[..quantiles.Length].Fill(double.NaN);
+            return;
+        }
+
+        var walker = new RankWalker(this);
+        for (int k = 0; k < quantiles.Length; k++)
+        {
+            double q = quantiles[k];
+            if (q == 0)
+            {
+                destination[k] = _min;
+            }
+            else if (q == 1)
+            {
+                destination[k] = _max;
+            }
+            else
+            {
+                double value = walker.ValueAtRank(q * (_count - 1));
+                destination[k] = Math.Clamp(value, _min, _max);
+            }
+        }
+    }
+
+    /// <summary>Walks the bins from the smallest value upwards, remembering where it stopped.</summary>
+    private ref struct RankWalker
+    {
+        private readonly DdSketch _sketch;
+        private readonly ReadOnlySpan<uint> _negative;
+        private readonly ReadOnlySpan<uint> _positive;
+        private readonly int _negativeFirst;
+        private readonly int _positiveFirst;
+        private int _stage;
+        private int _position;
+        private ulong _cumulative;
+        private double _current;
+
+        public RankWalker(DdSketch sketch)
+        {
+            _sketch = sketch;
+            _negative = sketch._negative.OccupiedCounts(out _negativeFirst);
+            _positive = sketch._positive.OccupiedCounts(out _positiveFirst);
+            _position = _negative.Length - 1;
+            _current = double.NaN;
+        }
+
+        /// <summary>The value of the first bin whose cumulative count exceeds <paramref name="rank"/>.</summary>
+        public double ValueAtRank(double rank)
+        {
+            if (_cumulative > rank)
+            {
+                return _current;
+            }
+
+            // Stage 0: negative bins, largest magnitude (smallest value) first.
+            if (_stage == 0)
+            {
+                for (; _position >= 0; _position--)
+                {
+                    uint c = _negative[_position];
+                    if (c == 0)
+                    {
+                        continue;
+                    }
+
+                    _cumulative += c;
+                    if (_cumulative > rank)
+                    {
+                        _current = -_sketch.RepresentativeOf(_negativeFirst + _position);
+                        _position--;
+                        return _current;
+                    }
+                }
+
+                _stage = 1;
+            }
+
+            if (_stage == 1)
+            {
+                _stage = 2;
+                _position = 0;
+                if (_sketch._zeroCount > 0)
+                {
+                    _cumulative += _sketch._zeroCount;
+                    if (_cumulative > rank)
+                    {
+                        _current = 0;
+                        return _current;
+                    }
+                }
+            }
+
+            for (; _position < _positive.Length; _position++)
+            {
+                uint c = _positive[_position];
+                if (c == 0)
+                {
+                    continue;
+                }
+
+                _cumulative += c;
+                if (_cumulative > rank)
+                {
+                    _current = _sketch.RepresentativeOf(_positiveFirst + _position);
+                    _position++;
+                    return _current;
+                }
+            }
+
+            // Only reachable when saturated bins dropped counts: the top rank is the maximum.
+            _current = _sketch._max;
+            return _current;
+        }
+    }
+
+    /// <summary>Whether both sketches hold the same parameters, counts, extremes and bins.</summary>
+    public bool ContentEquals(DdSketch? other)
+    {
+        if (other is null)
+        {
+            return false;
+        }
+
+        if (other._alpha != _alpha || other._maxBins != _maxBins || other._count != _count || other._zeroCount != _zeroCount)
+        {
+            return false;
+        }
+
+        if (_count != 0 && (!_min.Equals(other._min) || !_max.Equals(other._max)))
+        {
+            return false;
+        }
+
+        ReadOnlySpan<uint> a = _positive.OccupiedCounts(out int af);
+        ReadOnlySpan<uint> b = other._positive.OccupiedCounts(out int bf);
+        if (!a.SequenceEqual(b) || (a.Length > 0 && af != bf))
+        {
+            return false;
+        }
+
+        a = _negative.OccupiedCounts(out af);
+        b = other._negative.OccupiedCounts(out bf);
+        return a.SequenceEqual(b) && (a.Length == 0 || af == bf);
+    }
+
+    /// <summary>The exact number of bytes <see cref="Serialize(Span{byte})"/> writes.</summary>
+    public int GetSerializedSize()
+    {
+        int size = 1 + 1 + 8 + VarInt.SizeOf((ulong)_maxBins) + VarInt.SizeOf(_count) + VarInt.SizeOf(_zeroCount);
+        if (_count > 0)
+        {
+            size += 16;
+        }
+
+        return size + StoreSize(in _positive) + StoreSize(in _negative);
+
+        static int StoreSize(in DdSketchBinStore store)
+        {
+            ReadOnlySpan<uint> counts = store.OccupiedCounts(out int first);
+            int size = VarInt.SizeOf((ulong)counts.Length);
+            if (counts.Length > 0)
+            {
+                size += VarInt.SizeOf(VarInt.ZigZag(first));
+                foreach (uint c in counts)
+                {
+                    size += VarInt.SizeOf(c);
+                }
+            }
+
+            return size;
+        }
+    }
+
+    /// <summary>Writes the sketch in the versioned binary layout of docs/statistics.md.</summary>
+    /// <returns>The number of bytes written.</returns>
+    public int Serialize(Span<byte> destination)
+    {
+        int size = GetSerializedSize();
+        if (destination.Length < size)
+        {
+            throw new ArgumentException($"Destination holds {destination.Length} bytes; the sketch needs {size}.", nameof(destination));
+        }
+
+        int p = 0;
+        destination[p++] = SerializationVersion;
+        destination[p++] = 0;
+        BinaryPrimitives.WriteDoubleLittleEndian(destination[p..], _alpha);
+        p += 8;
+        p += VarInt.Write(destination[p..], (ulong)_maxBins);
+        p += VarInt.Write(destination[p..], _count);
+        p += VarInt.Write(destination[p..], _zeroCount);
+        if (_count > 0)
+        {
+            BinaryPrimitives.WriteDoubleLittleEndian(destination[p..], _min);
+            BinaryPrimitives.WriteDoubleLittleEndian(destination[(p + 8)..], _max);
+            p += 16;
+        }
+
+        p += WriteStore(destination[p..], in _positive);
+        p += WriteStore(destination[p..], in _negative);
+        return p;
+
+        static int WriteStore(Span<byte> destination, in DdSketchBinStore store)
+        {
+            ReadOnlySpan<uint> counts = store.OccupiedCounts(out int first);
+            int p = VarInt.Write(destination, (ulong)counts.Length);
+            if (counts.Length > 0)
+            {
+                p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
+                foreach (uint c in counts)
+                {
+                    p += VarInt.Write(destination[p..], c);
+                }
+            }
+
+            return p;
+        }
+    }
+
+    /// <summary>Writes the sketch into a buffer writer.</summary>
+    public void Serialize(IBufferWriter<byte> writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        int size = GetSerializedSize();
+        int written = Serialize(writer.GetSpan(size));
+        writer.Advance(written);
+    }
+
+    /// <summary>Serializes into a new array.</summary>
+    public byte[] ToArray()
+    {
+        var bytes = new byte[GetSerializedSize()];
+        Serialize(bytes);
+        return bytes;
+    }
+
+    /// <summary>Reads a sketch written by <see cref="Serialize(Span{byte})"/>.</summary>
+    /// <exception cref="FormatException">The bytes are not a valid sketch; the message says why.</exception>
+    public static DdSketch Deserialize(ReadOnlySpan<byte> source)
+    {
+        var reader = new SketchReader(source);
+        byte version = reader.ReadByte();
+        if (version != SerializationVersion)
+        {
+            throw new FormatException($"Unsupported sketch version {version}; this build reads version {SerializationVersion}.");
+        }
+
+        byte flags = reader.ReadByte();
+        if (flags != 0)
+        {
+            throw new FormatException($"Unknown sketch flags 0x{flags:X2}.");
+        }
+
+        double alpha = reader.ReadDouble();
+        if (!(alpha >= MinRelativeAccuracy && alpha <= MaxRelativeAccuracy))
+        {
+            throw new FormatException($"Sketch relative accuracy {alpha} is outside [{MinRelativeAccuracy}, {MaxRelativeAccuracy}].");
+        }
+
+        ulong maxBins = reader.ReadVarUInt();
+        if (maxBins < MinMaxBins || maxBins > MaxMaxBins)
+        {
+            throw new FormatException($"Sketch bin limit {maxBins} is outside [{MinMaxBins}, {MaxMaxBins}].");
+        }
+
+        var sketch = new DdSketch(alpha, (int)maxBins);
+        ulong count = reader.ReadVarUInt();
+        ulong zeroCount = reader.ReadVarUInt();
+        double min = double.PositiveInfinity;
+        double max = double.NegativeInfinity;
+        if (count > 0)
+        {
+            min = reader.ReadDouble();
+            max = reader.ReadDouble();
+            if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
+            {
+                throw new FormatException($"Sketch extremes are invalid: min={min}, max={max}.");
+            }
+        }
+
+        ulong binned = reader.ReadStore(ref sketch._positive, sketch._maxBins, collapseHighest: false);
+        binned += reader.ReadStore(ref sketch._negative, sketch._maxBins, collapseHighest: true);
+        if (!reader.AtEnd)
+        {
+            throw new FormatException($"{reader.Remaining} unexpected bytes after the sketch.");
+        }
+
+        if (binned + zeroCount > count || (count > 0 && binned + zeroCount == 0))
+        {
+            throw new FormatException($"Sketch count {count} does not match its bins ({binned}) and zero count ({zeroCount}).");
+        }
+
+        sketch._count = count;
+        sketch._zeroCount = zeroCount;
+        sketch._min = min;
+        sketch._max = max;
+        return sketch;
+    }
+
+    private ref struct SketchReader(ReadOnlySpan<byte> source)
+    {
+        private readonly ReadOnlySpan<byte> _source = source;
+        private int _position;
+
+        public readonly bool AtEnd => _position == _source.Length;
+
+        public readonly int Remaining => _source.Length - _position;
+
+        public byte ReadByte()
+        {
+            if (_position >= _source.Length)
+            {
+                throw Truncated();
+            }
+
+            return _source[_position++];
+        }
+
+        public double ReadDouble()
+        {
+            if (_source.Length - _position < 8)
+            {
+                throw Truncated();
+            }
+
+            double value = BinaryPrimitives.ReadDoubleLittleEndian(_source[_position..]);
+            _position += 8;
+            return value;
+        }
+
+        public ulong ReadVarUInt()
+        {
+            if (!VarInt.TryRead(_source[_position..], out ulong value, out int length))
+            {
+                throw new FormatException($"Malformed or truncated varint at byte {_position} of the sketch.");
+            }
+
+            _position += length;
+            return value;
+        }
+
+        public ulong ReadStore(ref DdSketchBinStore store, int maxBins, bool collapseHighest)
+        {
+            ulong length = ReadVarUInt();
+            if (length == 0)
+            {
+                return 0;
+            }
+
+            if (length > (ulong)maxBins)
+            {
+                throw new FormatException($"Sketch store has {length} bins; its limit is {maxBins}.");
+            }
+
+            long first = VarInt.UnZigZag(ReadVarUInt());
+            if (first < int.MinValue / 2 || first + (long)length > int.MaxValue / 2)
+            {
+                throw new FormatException($"Sketch bin index {first} is out of range.");
+            }
+
+            ulong total = 0;
+            for (int i = 0; i < (int)length; i++)
+            {
+                ulong c = ReadVarUInt();
+                if (c > uint.MaxValue)
+                {
+                    throw new FormatException($"Sketch bin count {c} exceeds 2^32 - 1.");
+                }
+
+                store.Add((int)first + i, (uint)c, maxBins, collapseHighest);
+                total += c;
+            }
+
+            return total;
+        }
+
+        private readonly FormatException Truncated() => new($"Sketch bytes end early at byte {_position}.");
+    }
+}

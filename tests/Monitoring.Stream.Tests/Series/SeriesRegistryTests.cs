@@ -1,0 +1,211 @@
+using System.Collections.Concurrent;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Series;
+
+namespace Monitoring.Stream.Tests.Series;
+
+public class SeriesRegistryTests
+{
+    private static Label[] LabelsFor(int i) =>
+        [new("host", "host-" + (i % 97)), new("route", "/api/" + i), new("status", (200 + (i % 5)).ToString(System.Globalization.CultureInfo.InvariantCulture))];
+
+    [Fact]
+    public void GetOrAdd_SameSeriesAnyLabelOrder_SameId()
+    {
+        var registry = new SeriesRegistry();
+
+        SeriesId a = registry.GetOrAdd("latency", new Label("a", "1"), new Label("b", "2"), new Label("c", "3"));
+        SeriesId b = registry.GetOrAdd("latency", new Label("c", "3"), new Label("a", "1"), new Label("b", "2"));
+        SeriesId c = registry.GetOrAdd("latency", LabelSet.Create(new Label("b", "2"), new Label("c", "3"), new Label("a", "1")));
+
+        Assert.Equal(a, b);
+        Assert.Equal(a, c);
+        Assert.Equal(1, registry.Count);
+    }
+
+    [Fact]
+    public void GetOrAdd_DifferentMetricOrLabels_DenseDistinctIds()
+    {
+        var registry = new SeriesRegistry();
+
+        SeriesId a = registry.GetOrAdd("m1", new Label("a", "1"));
+        SeriesId b = registry.GetOrAdd("m2", new Label("a", "1"));
+        SeriesId c = registry.GetOrAdd("m1", new Label("a", "2"));
+        SeriesId d = registry.GetOrAdd("m1");
+
+        Assert.Equal([0, 1, 2, 3], new[] { a, b, c, d }.Select(id => id.Value));
+        Assert.Equal("m1{a=\"2\"}", registry.GetDescriptor(c).ToString());
+    }
+
+    [Fact]
+    public void GetOrAdd_EmptyValuedLabel_SameSeriesAsWithout()
+    {
+        var registry = new SeriesRegistry();
+
+        SeriesId a = registry.GetOrAdd("m", new Label("a", "1"), new Label("b", ""));
+        SeriesId b = registry.GetOrAdd("m", new Label("a", "1"));
+
+        Assert.Equal(a, b);
+    }
+
+    [Theory]
+    [InlineData("bad-metric", "ok", RejectReason.InvalidMetricName)]
+    [InlineData("ok_metric", "bad-label", RejectReason.InvalidLabelName)]
+    [InlineData("ok_metric", "__name__", RejectReason.InvalidLabelName)]
+    public void TryGetOrAdd_InvalidNames_RefusedAndCounted(string metric, string labelName, RejectReason expected)
+    {
+        var registry = new SeriesRegistry();
+
+        RejectReason reason = registry.TryGetOrAdd(metric, [new Label(labelName, "v")], out _);
+
+        Assert.Equal(expected, reason);
+        Assert.Equal(1, registry.GetRejectedCount(expected));
+        Assert.Equal(0, registry.Count);
+        var error = Assert.Throws<MetricValidationException>(() => registry.GetOrAdd(metric, new Label(labelName, "v")));
+        Assert.Equal(expected, error.Reason);
+        Assert.Contains(metric, error.Message);
+    }
+
+    [Fact]
+    public void TryGetOrAdd_DuplicateNamesTooManyLabelsLongValue_Refused()
+    {
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxLabelsPerSeries = 2, MaxLabelValueLength = 5 });
+
+        Assert.Equal(RejectReason.DuplicateLabelName, registry.TryGetOrAdd("m", [new("a", "1"), new("a", "2")], out _));
+        Assert.Equal(RejectReason.TooManyLabels, registry.TryGetOrAdd("m", [new("a", "1"), new("b", "2"), new("c", "3")], out _));
+        Assert.Equal(RejectReason.LabelValueTooLong, registry.TryGetOrAdd("m", [new("a", "123456")], out _));
+        Assert.Equal(RejectReason.InvalidMetricName, registry.TryGetOrAdd(null!, [], out _));
+        Assert.Equal(RejectReason.InvalidLabelName, registry.TryGetOrAdd("m", [new(null!, "x")], out _));
+        Assert.Equal(0, registry.Count);
+    }
+
+    [Fact]
+    public void TryGetOrAdd_BeyondMetricLimit_Refused()
+    {
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxMetrics = 2 });
+        registry.GetOrAdd("m1");
+        registry.GetOrAdd("m2");
+
+        Assert.Equal(RejectReason.MetricLimitExceeded, registry.TryGetOrAdd("m3", [], out _));
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("m1", [new("a", "1")], out _));
+        Assert.Equal(1, registry.GetRejectedCount(RejectReason.MetricLimitExceeded));
+    }
+
+    [Fact]
+    public void GetOrAdd_BeyondCardinalityLimit_FoldsIntoOneOverflowSeries()
+    {
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 10 });
+        var ids = Enumerable.Range(0, 15).Select(i => registry.GetOrAdd("req", LabelsFor(i))).ToArray();
+
+        SeriesDescriptor overflow = registry.GetDescriptor(ids[10]);
+        Assert.True(overflow.IsOverflow);
+        Assert.Equal("true", overflow.Labels.GetValue(SeriesRegistry.OverflowLabelName));
+        Assert.Equal(10, ids.Take(10).Distinct().Count());
+        Assert.All(ids.Skip(10), id => Assert.Equal(overflow.Id, id));
+        Assert.Equal(5, registry.GetOverflowResolutions("req"));
+        Assert.Equal(10, registry.GetSeriesCount("req"));
+        // Series that existed before the limit keep their own ids.
+        Assert.Equal(ids[3], registry.GetOrAdd("req", LabelsFor(3)));
+        // Other metrics are not affected.
+        Assert.False(registry.GetDescriptor(registry.GetOrAdd("other", LabelsFor(99))).IsOverflow);
+    }
+
+    [Fact]
+    public void GetOrAdd_EightThreadsOverlappingSets_OneIdPerSeries()
+    {
+        const int Series = 5_000;
+        var registry = new SeriesRegistry();
+        var results = new SeriesId[8][];
+
+        Parallel.For(0, 8, new ParallelOptions { MaxDegreeOfParallelism = 8 }, t =>
+        {
+            var random = new Random(t);
+            int[] order = Enumerable.Range(0, Series).ToArray();
+            random.Shuffle(order);
+            var mine = new SeriesId[Series];
+            foreach (int i in order)
+            {
+                Label[] labels = LabelsFor(i);
+                random.Shuffle(labels);
+                mine[i] = registry.GetOrAdd("http_request_duration_seconds", labels);
+            }
+
+            results[t] = mine;
+        });
+
+        Assert.Equal(Series, registry.Count);
+        for (int t = 1; t < 8; t++)
+        {
+            Assert.Equal(results[0], results[t]);
+        }
+
+        Assert.Equal(Series, results[0].Distinct().Count());
+        Assert.All(Enumerable.Range(0, Series), id => Assert.Equal(id, registry.GetDescriptor(new SeriesId(id)).Id.Value));
+    }
+
+    [Fact]
+    public void GetOrAdd_EightThreadsBeyondLimit_OverflowTakesExactlyTheExcessPoints()
+    {
+        const int Limit = 100;
+        const int Distinct = 250;
+        const int Threads = 8;
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = Limit });
+        var pointsPerId = new ConcurrentDictionary<SeriesId, int>();
+        var idPerSet = new ConcurrentDictionary<int, SeriesId>();
+
+        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads }, t =>
+        {
+            var random = new Random(100 + t);
+            int[] order = Enumerable.Range(0, Distinct).ToArray();
+            random.Shuffle(order);
+            foreach (int i in order)
+            {
+                SeriesId id = registry.GetOrAdd("req", LabelsFor(i));
+                pointsPerId.AddOrUpdate(id, 1, (_, n) => n + 1);
+                // A label set resolves the same way every time, on every thread.
+                Assert.Equal(idPerSet.GetOrAdd(i, id), id);
+            }
+        });
+
+        SeriesId overflow = pointsPerId.Keys.Single(id => registry.GetDescriptor(id).IsOverflow);
+        Assert.Equal(Limit, pointsPerId.Count - 1);
+        Assert.Equal((Distinct - Limit) * Threads, pointsPerId[overflow]);
+        Assert.Equal((Distinct - Limit) * Threads, registry.GetOverflowResolutions("req"));
+        Assert.All(pointsPerId.Where(p => p.Key != overflow), p => Assert.Equal(Threads, p.Value));
+    }
+
+    [Fact]
+    public void GetOrAdd_ExistingSeries_AllocatesNothing()
+    {
+        var registry = new SeriesRegistry();
+        Label[] labels = LabelsFor(7);
+        SeriesId expected = registry.GetOrAdd("latency", labels);
+        registry.GetOrAdd("latency", labels);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        SeriesId id = default;
+        for (int i = 0; i < 10_000; i++)
+        {
+            id = registry.GetOrAdd("latency", labels);
+        }
+
+        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+        Assert.Equal(expected, id);
+    }
+
+    [Fact]
+    public void GetDescriptor_UnknownId_Throws()
+    {
+        var registry = new SeriesRegistry();
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => registry.GetDescriptor(new SeriesId(0)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => registry.GetDescriptor(new SeriesId(-1)));
+    }
+
+    [Fact]
+    public void Constructor_InvalidOptions_Throws()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SeriesRegistry(new SeriesRegistryOptions { MaxLabelsPerSeries = 129 }));
+    }
+}

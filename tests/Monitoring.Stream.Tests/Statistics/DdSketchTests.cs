@@ -1,0 +1,315 @@
+using System.Buffers;
+using CsCheck;
+using Monitoring.Stream.Statistics;
+
+namespace Monitoring.Stream.Tests.Statistics;
+
+public class DdSketchTests
+{
+    private static readonly double[] s_quantiles = [0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1];
+
+    private static DdSketch Build(ReadOnlySpan<double> values, double alpha = DdSketch.DefaultRelativeAccuracy, int maxBins = DdSketch.DefaultMaxBinsPerSign)
+    {
+        var sketch = new DdSketch(alpha, maxBins);
+        foreach (double v in values)
+        {
+            sketch.Add(v);
+        }
+
+        return sketch;
+    }
+
+    /// <summary>The exact value at rank floor(q (n - 1)) of the sorted data, the rank the sketch answers for.</summary>
+    private static double ExactQuantile(double[] sorted, double q) => sorted[(int)Math.Floor(q * (sorted.Length - 1))];
+
+    private static void AssertWithinAlpha(double[] values, DdSketch sketch, IEnumerable<double> quantiles, string name)
+    {
+        double[] sorted = (double[])values.Clone();
+        Array.Sort(sorted);
+        double alpha = sketch.RelativeAccuracy;
+        foreach (double q in quantiles)
+        {
+            double exact = ExactQuantile(sorted, q);
+            double estimate = sketch.GetQuantile(q);
+            if (Math.Abs(exact) < sketch.MinIndexableValue)
+            {
+                Assert.Equal(0, estimate);
+                continue;
+            }
+
+            // The guarantee is alpha; 1e-12 relative covers the rounding of log at a bin boundary,
+            // where both neighbouring bins are exactly alpha away.
+            Assert.True(Math.Abs(estimate - exact) <= (alpha * Math.Abs(exact) * (1 + 1e-9)) + 1e-300,
+                $"{name} q={q}: exact {exact:R}, estimate {estimate:R}, relative error {Math.Abs(estimate - exact) / Math.Abs(exact):E4}");
+        }
+    }
+
+    public static TheoryData<string, double[]> Distributions => new()
+    {
+        { "pareto-1.1", Support.Distributions.Pareto(100_000, seed: 12) },
+        { "lognormal-9-decades", Support.Distributions.LogNormalNineDecades(100_000, seed: 13) },
+        { "mixed-signs-zeros", Support.Distributions.MixedSignsWithZeros(100_000, seed: 14) },
+        { "negatives", Support.Distributions.Negatives(100_000, seed: 15) },
+        { "large-mean-tiny-spread", Support.Distributions.LargeMeanTinySpread(50_000, seed: 16) },
+        { "all-equal", Enumerable.Repeat(0.25, 1000).ToArray() },
+        { "single", new[] { 3.5 } },
+        { "zeros", new double[100] },
+        { "extremes", new[] { double.MaxValue, -double.MaxValue, double.Epsilon * 1e10, 1e-300, -1e300, 0, 1 } },
+    };
+
+    [Theory]
+    [MemberData(nameof(Distributions))]
+    public void GetQuantile_AdversarialData_WithinAlphaOfExactRank(string name, double[] values)
+    {
+        // The guarantee holds while no bins collapse; the collapse tests below cover the default limit.
+        DdSketch sketch = Build(values, maxBins: DdSketch.MaxMaxBins);
+
+        AssertWithinAlpha(values, sketch, s_quantiles, name);
+        Assert.Equal((ulong)values.Length, sketch.Count);
+        Assert.Equal(values.Min(), sketch.Min);
+        Assert.Equal(values.Max(), sketch.Max);
+    }
+
+    [Theory]
+    [InlineData(0.001)]
+    [InlineData(0.02)]
+    [InlineData(0.05)]
+    public void GetQuantile_OtherAccuracies_WithinAlpha(double alpha)
+    {
+        double[] values = Support.Distributions.LogNormalNineDecades(20_000, seed: 17);
+
+        DdSketch sketch = Build(values, alpha, DdSketch.MaxMaxBins);
+
+        AssertWithinAlpha(values, sketch, s_quantiles, $"alpha={alpha}");
+    }
+
+    private static Gen<double[]> MixedValues =>
+        Gen.Frequency(
+            (5, Gen.Double[1e-9, 1e12]),
+            (2, Gen.Double[-1e6, -1e-6]),
+            (1, Gen.Const(0.0)),
+            (2, Gen.Int[-1000, 1000].Select(i => i * 0.5))).Array[1, 300];
+
+    [Fact]
+    public void GetQuantile_RandomData_EveryQuantileWithinAlpha()
+    {
+        Gen.Select(MixedValues, Gen.Double[0, 1].Array[1, 20])
+            .Sample((values, quantiles) =>
+            {
+                // Values span 21 decades, more than the default 2,048 bins hold (17.8 decades at alpha 0.01).
+                DdSketch sketch = Build(values, maxBins: 4096);
+                AssertWithinAlpha(values, sketch, quantiles, "random");
+            }, iter: 1000);
+    }
+
+    [Fact]
+    public void Merge_RandomSplit_IdenticalToUnsplitSketch()
+    {
+        Gen.Select(MixedValues, Gen.Int[0, 300])
+            .Sample((values, cut) =>
+            {
+                int split = Math.Min(cut, values.Length);
+                DdSketch whole = Build(values);
+                DdSketch right = Build(values.AsSpan(split));
+                right.Merge(Build(values.AsSpan(0, split)));
+
+                Assert.True(whole.ContentEquals(right));
+                foreach (double q in s_quantiles)
+                {
+                    Assert.Equal(whole.GetQuantile(q), right.GetQuantile(q));
+                }
+            }, iter: 1000);
+    }
+
+    [Fact]
+    public void Serialize_RandomSketches_RoundTripIsIdentity()
+    {
+        Gen.Select(MixedValues, Gen.Double[0.001, 0.1], Gen.Int[16, 256])
+            .Sample((values, alpha, maxBins) =>
+            {
+                DdSketch sketch = Build(values, alpha, maxBins);
+                byte[] bytes = sketch.ToArray();
+
+                DdSketch read = DdSketch.Deserialize(bytes);
+
+                Assert.True(sketch.ContentEquals(read));
+                Assert.Equal(bytes, read.ToArray());
+                Assert.Equal(bytes.Length, sketch.GetSerializedSize());
+                Assert.Equal(sketch.GetQuantile(0.99), read.GetQuantile(0.99));
+            }, iter: 1000);
+    }
+
+    [Fact]
+    public void Serialize_EmptySketch_RoundTrips()
+    {
+        var sketch = new DdSketch();
+
+        DdSketch read = DdSketch.Deserialize(sketch.ToArray());
+
+        Assert.True(read.IsEmpty);
+        Assert.True(sketch.ContentEquals(read));
+        Assert.True(double.IsNaN(read.GetQuantile(0.5)));
+    }
+
+    [Fact]
+    public void Serialize_BufferWriter_WritesSameBytes()
+    {
+        DdSketch sketch = Build(Support.Distributions.Pareto(1000, seed: 3));
+        var writer = new ArrayBufferWriter<byte>();
+
+        sketch.Serialize(writer);
+
+        Assert.Equal(sketch.ToArray(), writer.WrittenSpan.ToArray());
+    }
+
+    [Fact]
+    public void Serialize_LatencyLikeWindow_IsCompact()
+    {
+        // 10,000 latencies between 1 ms and 1 s: a few hundred bins at one or two bytes each.
+        double[] values = Support.Distributions.LogNormalNineDecades(10_000, seed: 21).Select(v => 1 + (v % 1000)).ToArray();
+
+        int size = Build(values).GetSerializedSize();
+
+        Assert.InRange(size, 30, 1200);
+    }
+
+    [Fact]
+    public void Deserialize_Corrupt_ThrowsFormatExceptionWithReason()
+    {
+        byte[] good = Build([1.0, 2.0, -3.0, 0.0]).ToArray();
+
+        Assert.Contains("version", Assert.Throws<FormatException>(() => DdSketch.Deserialize([9, .. good[1..]])).Message);
+        Assert.Contains("flags", Assert.Throws<FormatException>(() => DdSketch.Deserialize([good[0], 1, .. good[2..]])).Message);
+        Assert.Contains("unexpected bytes", Assert.Throws<FormatException>(() => DdSketch.Deserialize([.. good, 0])).Message);
+        Assert.Throws<FormatException>(() => DdSketch.Deserialize([]));
+        for (int cut = 0; cut < good.Length; cut++)
+        {
+            Assert.Throws<FormatException>(() => DdSketch.Deserialize(good.AsSpan(0, cut)));
+        }
+    }
+
+    [Fact]
+    public void Deserialize_RandomBytes_NeverThrowsAnythingButFormatException()
+    {
+        byte[] good = Build(Support.Distributions.MixedSignsWithZeros(200, seed: 4)).ToArray();
+        Gen.Select(Gen.Int[0, good.Length - 1], Gen.Byte).Sample((position, value) =>
+        {
+            byte[] bytes = (byte[])good.Clone();
+            bytes[position] = value;
+            try
+            {
+                DdSketch read = DdSketch.Deserialize(bytes);
+                _ = read.GetQuantile(0.5);
+            }
+            catch (FormatException)
+            {
+            }
+        }, iter: 3000);
+    }
+
+    [Fact]
+    public void Add_BeyondBinLimit_CollapsesLowestAndKeepsUpperQuantilesAccurate()
+    {
+        const int maxBins = 64;
+        double[] values = Support.Distributions.LogNormalNineDecades(50_000, seed: 22);
+
+        DdSketch sketch = Build(values, maxBins: maxBins);
+
+        // Nine decades at alpha 0.01 need ~1,000 bins; 64 cover the top ~1.3 decades only.
+        Assert.True(sketch.GetSerializedSize() < 64 * 5 + 64);
+        double[] sorted = [.. values.Order()];
+        double boundary = Math.Pow((1 + 0.01) / (1 - 0.01), Math.Ceiling(Math.Log(sorted[^1]) / Math.Log((1 + 0.01) / (1 - 0.01))) - maxBins + 1);
+        double[] upper = s_quantiles.Where(q => ExactQuantile(sorted, q) > boundary).ToArray();
+        Assert.NotEmpty(upper);
+        AssertWithinAlpha(values, sketch, upper, "collapsed");
+        Assert.True(sketch.GetQuantile(0.001) <= boundary * 1.02, "collapsed low ranks answer at most the lowest kept bin");
+    }
+
+    [Fact]
+    public void Merge_Collapsed_IndependentOfOrder()
+    {
+        const int maxBins = 32;
+        double[] values = Support.Distributions.MixedSignsWithZeros(20_000, seed: 23);
+        DdSketch whole = Build(values, maxBins: maxBins);
+
+        DdSketch merged = Build(values.AsSpan(15_000), maxBins: maxBins);
+        merged.Merge(Build(values.AsSpan(0, 5_000), maxBins: maxBins));
+        merged.Merge(Build(values.AsSpan(5_000, 10_000), maxBins: maxBins));
+
+        Assert.True(whole.ContentEquals(merged));
+    }
+
+    [Fact]
+    public void Merge_DifferentParameters_Throws()
+    {
+        var a = new DdSketch(0.01);
+        var b = new DdSketch(0.02);
+
+        Assert.Throws<ArgumentException>(() => a.Merge(b));
+        Assert.Throws<ArgumentException>(() => a.Merge(new DdSketch(0.01, 100)));
+    }
+
+    [Fact]
+    public void Constructor_OutOfRangeParameters_Throws()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DdSketch(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DdSketch(0.9));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DdSketch(double.NaN));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DdSketch(0.01, 8));
+    }
+
+    [Fact]
+    public void GetQuantiles_InvalidArguments_Throw()
+    {
+        DdSketch sketch = Build([1.0]);
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => sketch.GetQuantile(1.5));
+        Assert.Throws<ArgumentOutOfRangeException>(() => sketch.GetQuantile(double.NaN));
+        Assert.Throws<ArgumentException>(() => sketch.GetQuantiles([0.9, 0.5], new double[2]));
+    }
+
+    [Fact]
+    public void GetQuantiles_OnePass_EqualsSeparateCalls()
+    {
+        DdSketch sketch = Build(Support.Distributions.MixedSignsWithZeros(10_000, seed: 24));
+        double[] qs = [0.5, 0.9, 0.95, 0.99];
+        var results = new double[4];
+
+        sketch.GetQuantiles(qs, results);
+
+        for (int i = 0; i < qs.Length; i++)
+        {
+            Assert.Equal(sketch.GetQuantile(qs[i]), results[i]);
+        }
+    }
+
+    [Fact]
+    public void Clear_ThenReuse_BehavesLikeNewAndAllocatesNothing()
+    {
+        DdSketch sketch = Build(Support.Distributions.Pareto(10_000, seed: 25));
+        sketch.Clear();
+        Assert.True(sketch.IsEmpty);
+        Assert.True(double.IsNaN(sketch.GetQuantile(0.5)));
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++)
+        {
+            sketch.Add(1.5);
+        }
+
+        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+        Assert.True(Build(Enumerable.Repeat(1.5, 10_000).ToArray()).ContentEquals(sketch));
+    }
+
+    [Fact]
+    public void Add_TinyMagnitudes_CountAsZero()
+    {
+        var sketch = new DdSketch();
+        sketch.Add(1e-320);
+        sketch.Add(-1e-320);
+        sketch.Add(0.0);
+
+        Assert.Equal(3UL, sketch.ZeroCount);
+        Assert.Equal(0, sketch.GetQuantile(0.5));
+    }
+}

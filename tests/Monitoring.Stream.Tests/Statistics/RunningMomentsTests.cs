@@ -1,0 +1,243 @@
+using CsCheck;
+using Monitoring.Stream.Statistics;
+using Monitoring.Stream.Tests.Support;
+
+namespace Monitoring.Stream.Tests.Statistics;
+
+public class RunningMomentsTests
+{
+    private static RunningMoments Accumulate(ReadOnlySpan<double> values, long firstTimestamp = 0)
+    {
+        var moments = new RunningMoments();
+        for (int i = 0; i < values.Length; i++)
+        {
+            moments.Add(values[i], firstTimestamp + i);
+        }
+
+        return moments;
+    }
+
+    private static void AssertRelative(double expected, double actual, double tolerance, string what)
+    {
+        double error = Math.Abs(actual - expected);
+        double scale = Math.Max(Math.Abs(expected), Math.Abs(actual));
+        Assert.True(error <= tolerance * scale, $"{what}: expected {expected:R}, got {actual:R}, relative error {error / scale:E3} > {tolerance:E1}");
+    }
+
+    [Fact]
+    public void Add_LargeMeanTinySpread_VarianceWithinOnePpmOfExact()
+    {
+        double[] values = Distributions.LargeMeanTinySpread(200_000, seed: 1);
+        var exact = new ExactMoments(values);
+
+        RunningMoments moments = Accumulate(values);
+
+        AssertRelative(exact.SampleVariance, moments.SampleVariance, 1e-6, "sample variance");
+        AssertRelative(exact.PopulationVariance, moments.PopulationVariance, 1e-6, "population variance");
+        AssertRelative(exact.Mean, moments.Mean, 1e-15, "mean");
+        AssertRelative(exact.Sum, moments.Sum, 1e-15, "sum");
+    }
+
+    [Fact]
+    public void NaiveSumOfSquares_LargeMeanTinySpread_IsUselessSoTheDataIsAdversarial()
+    {
+        // The data set above must defeat the textbook formula, or the test above proves nothing.
+        double[] values = Distributions.LargeMeanTinySpread(200_000, seed: 1);
+        var exact = new ExactMoments(values);
+        double s1 = 0, s2 = 0;
+        foreach (double v in values)
+        {
+            s1 += v;
+            s2 += v * v;
+        }
+
+        double naive = (s2 - (s1 * s1 / values.Length)) / (values.Length - 1);
+
+        Assert.True(Math.Abs(naive - exact.SampleVariance) > exact.SampleVariance, $"naive {naive:R} vs exact {exact.SampleVariance:R}");
+    }
+
+    public static TheoryData<string, double[]> AdversarialSets => new()
+    {
+        { "pareto-1.1", Distributions.Pareto(100_000, seed: 2) },
+        { "lognormal-9-decades", Distributions.LogNormalNineDecades(100_000, seed: 3) },
+        { "mixed-signs-zeros", Distributions.MixedSignsWithZeros(100_000, seed: 4) },
+        { "negatives", Distributions.Negatives(100_000, seed: 5) },
+        { "zeros", new double[1000] },
+    };
+
+    [Theory]
+    [MemberData(nameof(AdversarialSets))]
+    public void Add_AdversarialData_MatchesExactReference(string name, double[] values)
+    {
+        var exact = new ExactMoments(values);
+
+        RunningMoments moments = Accumulate(values);
+
+        Assert.Equal(values.Length, moments.Count);
+        Assert.Equal(values.Min(), moments.Min);
+        Assert.Equal(values.Max(), moments.Max);
+        Assert.Equal(values[^1], moments.Last);
+        AssertRelative(exact.Sum, moments.Sum, 1e-14, name + " sum");
+        AssertRelative(exact.Mean, moments.Mean, 1e-9, name + " mean");
+        AssertRelative(exact.M2, moments.M2, 1e-9, name + " m2");
+        AssertRelative(exact.SampleVariance, moments.SampleVariance, 1e-9, name + " variance");
+    }
+
+    [Fact]
+    public void Add_AllEqualValues_ZeroVarianceAndExactMean()
+    {
+        var moments = new RunningMoments();
+        for (int i = 0; i < 10_000; i++)
+        {
+            moments.Add(123456.789, i);
+        }
+
+        Assert.Equal(123456.789, moments.Mean);
+        Assert.Equal(0, moments.M2);
+        Assert.Equal(0, moments.SampleVariance);
+        Assert.Equal(123456.789, moments.Min);
+        Assert.Equal(123456.789, moments.Max);
+    }
+
+    [Fact]
+    public void Add_SingleValue_PopulationVarianceZeroSampleVarianceUndefined()
+    {
+        var moments = new RunningMoments();
+        moments.Add(-42.5, 7);
+
+        Assert.Equal(1, moments.Count);
+        Assert.Equal(-42.5, moments.Mean);
+        Assert.Equal(-42.5, moments.Sum);
+        Assert.Equal(0, moments.PopulationVariance);
+        Assert.True(double.IsNaN(moments.SampleVariance));
+        Assert.Equal(-42.5, moments.Last);
+        Assert.Equal(7, moments.LastTimestamp);
+    }
+
+    [Fact]
+    public void Empty_AllStatisticsAreNaN()
+    {
+        var moments = new RunningMoments();
+
+        Assert.Equal(0, moments.Count);
+        Assert.True(double.IsNaN(moments.Mean));
+        Assert.True(double.IsNaN(moments.Min));
+        Assert.True(double.IsNaN(moments.Max));
+        Assert.True(double.IsNaN(moments.PopulationVariance));
+        Assert.Equal(0, moments.Sum);
+    }
+
+    [Fact]
+    public void Sum_CancellingMagnitudes_CompensationKeepsTheSmallTerm()
+    {
+        var moments = new RunningMoments();
+        moments.Add(1e100, 0);
+        moments.Add(1.0, 1);
+        moments.Add(-1e100, 2);
+
+        Assert.Equal(1.0, moments.Sum);
+    }
+
+    [Fact]
+    public void Last_OutOfOrderTimestamps_TakesLatestEventTimeAndLaterArrivalOnTie()
+    {
+        var moments = new RunningMoments();
+        moments.Add(1, 100);
+        moments.Add(2, 50);
+        Assert.Equal(1, moments.Last);
+        moments.Add(3, 100);
+        Assert.Equal(3, moments.Last);
+    }
+
+    [Fact]
+    public void Add_SteadyState_AllocatesNothing()
+    {
+        var moments = new RunningMoments();
+        moments.Add(1, 0);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100_000; i++)
+        {
+            moments.Add(i * 0.5, i);
+        }
+
+        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+    }
+
+    [Fact]
+    public void Merge_RandomSplits_EqualsWholeWithin1e12()
+    {
+        Gen.Select(Gen.Double[-1e6, 1e6].Array[1, 400], Gen.Int[0, 400], Gen.Int[0, 400])
+            .Sample((values, cut1, cut2) =>
+            {
+                int a = Math.Min(cut1, values.Length);
+                int b = Math.Min(Math.Max(cut2, a), values.Length);
+                RunningMoments whole = Accumulate(values);
+                RunningMoments left = Accumulate(values.AsSpan(0, a));
+                RunningMoments middle = Accumulate(values.AsSpan(a, b - a), a);
+                RunningMoments right = Accumulate(values.AsSpan(b), b);
+
+                // Merge in an order different from the data's, as shards and instances would.
+                right.Merge(left);
+                right.Merge(middle);
+
+                AssertMergedEqualsWhole(whole, right);
+            }, iter: 2000);
+    }
+
+    [Fact]
+    public void Merge_AdversarialSplit_EqualsWholeWithin1e12()
+    {
+        double[] values = Distributions.LargeMeanTinySpread(10_000, seed: 9);
+        RunningMoments whole = Accumulate(values);
+        RunningMoments left = Accumulate(values.AsSpan(0, 3_333));
+        RunningMoments right = Accumulate(values.AsSpan(3_333), 3_333);
+
+        left.Merge(right);
+
+        Assert.Equal(whole.Count, left.Count);
+        AssertRelative(whole.Mean, left.Mean, 1e-12, "mean");
+        AssertRelative(whole.M2, left.M2, 1e-12, "m2 against the unsplit state");
+        AssertRelative(new ExactMoments(values).M2, left.M2, 1e-6, "m2 against the exact reference");
+    }
+
+    [Fact]
+    public void Merge_IntoEmpty_CopiesAndEmptyIntoFull_NoChange()
+    {
+        RunningMoments full = Accumulate([1.0, 2.0, 3.0]);
+        var empty = new RunningMoments();
+
+        empty.Merge(full);
+        Assert.Equal(full, empty);
+
+        RunningMoments copy = full;
+        copy.Merge(new RunningMoments());
+        Assert.Equal(full, copy);
+    }
+
+    [Fact]
+    public void FromParts_RoundTripsTheState()
+    {
+        RunningMoments original = Accumulate([5.0, -1.0, 2.5, 2.5]);
+
+        RunningMoments rebuilt = RunningMoments.FromParts(original.Count, original.Sum, original.Min, original.Max,
+            original.Mean, original.M2, original.Last, original.LastTimestamp);
+
+        Assert.Equal(original, rebuilt);
+        Assert.Throws<ArgumentException>(() => RunningMoments.FromParts(2, 1, 5, 1, 1, 0, 1, 0));
+    }
+
+    private static void AssertMergedEqualsWhole(RunningMoments whole, RunningMoments merged)
+    {
+        Assert.Equal(whole.Count, merged.Count);
+        Assert.Equal(whole.Min, merged.Min);
+        Assert.Equal(whole.Max, merged.Max);
+        Assert.Equal(whole.Last, merged.Last);
+        Assert.Equal(whole.LastTimestamp, merged.LastTimestamp);
+        AssertRelative(whole.Sum, merged.Sum, 1e-12, "sum");
+        // Mean and M2 can be near zero while the data are large: scale the tolerance by the data.
+        double scale = Math.Max(Math.Abs(whole.Min), Math.Abs(whole.Max));
+        Assert.True(Math.Abs(whole.Mean - merged.Mean) <= 1e-12 * scale, $"mean {whole.Mean:R} vs {merged.Mean:R}");
+        Assert.True(Math.Abs(whole.M2 - merged.M2) <= 1e-12 * Math.Max(whole.M2, scale * scale * 1e-3),
+            $"m2 {whole.M2:R} vs {merged.M2:R}");
+    }
+}
