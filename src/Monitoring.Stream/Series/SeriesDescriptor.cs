@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Monitoring.Stream.Model;
 
 namespace Monitoring.Stream.Series;
@@ -5,11 +6,14 @@ namespace Monitoring.Stream.Series;
 /// <summary>What a <see cref="SeriesId"/> stands for: the metric, its canonical labels, and whether it is an overflow series.</summary>
 public sealed class SeriesDescriptor
 {
-    internal SeriesDescriptor(SeriesId id, string metric, LabelSet labels, bool isOverflow, int hashCode)
+    private readonly Label[] _labels;
+
+    internal SeriesDescriptor(SeriesId id, string metric, Label[] canonicalLabels, bool isOverflow, int hashCode)
     {
         Id = id;
         Metric = metric;
-        Labels = labels;
+        _labels = canonicalLabels;
+        Labels = LabelSet.FromCanonical(canonicalLabels);
         IsOverflow = isOverflow;
         HashCode = hashCode;
     }
@@ -27,6 +31,98 @@ public sealed class SeriesDescriptor
     public bool IsOverflow { get; }
 
     internal int HashCode { get; }
+
+    /// <summary>
+    /// Whether this is the series of <paramref name="metric"/> with <c>labels</c>: taken in
+    /// <paramref name="order"/> when one is given, else in any order, empty values ignored.
+    /// </summary>
+    /// <remarks>PERF: strings are usually the very instances the series was created from, so
+    /// string.Equals returns on the reference check without reading the characters.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool Matches(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order)
+    {
+        if (!string.Equals(metric, Metric))
+        {
+            return false;
+        }
+
+        Label[] stored = _labels;
+        if (!order.IsEmpty)
+        {
+            if (stored.Length != order.Length)
+            {
+                return false;
+            }
+
+            for (int i = 0; i < stored.Length; i++)
+            {
+                ref readonly Label given = ref labels[order[i]];
+                if (!string.Equals(given.Name, stored[i].Name) || !string.Equals(given.Value, stored[i].Value))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        if (stored.Length == labels.Length)
+        {
+            int i = 0;
+            while (i < stored.Length && string.Equals(labels[i].Name, stored[i].Name) && string.Equals(labels[i].Value, stored[i].Value))
+            {
+                i++;
+            }
+
+            if (i == stored.Length)
+            {
+                return true;
+            }
+        }
+
+        return MatchesInAnyOrder(labels, stored);
+    }
+
+    /// <summary>
+    /// Matches labels given in another order than the canonical one, or with empty-valued labels
+    /// among them: each non-empty label must pair with a distinct stored label of the same name and
+    /// value, and every stored label must be paired. A repeated name fails, which leaves its
+    /// rejection to the canonical path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static bool MatchesInAnyOrder(ReadOnlySpan<Label> labels, Label[] stored)
+    {
+        if (stored.Length > 64)
+        {
+            return false;
+        }
+
+        ulong paired = 0;
+        int kept = 0;
+        foreach (ref readonly Label given in labels)
+        {
+            if (string.IsNullOrEmpty(given.Value))
+            {
+                continue;
+            }
+
+            kept++;
+            int j = 0;
+            while (j < stored.Length && !string.Equals(given.Name, stored[j].Name))
+            {
+                j++;
+            }
+
+            if (j == stored.Length || (paired & (1UL << j)) != 0 || !string.Equals(given.Value, stored[j].Value))
+            {
+                return false;
+            }
+
+            paired |= 1UL << j;
+        }
+
+        return kept == stored.Length;
+    }
 
     /// <inheritdoc />
     public override string ToString() => Metric + Labels.ToString();

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using Monitoring.Stream.Model;
 
@@ -22,8 +21,7 @@ public sealed class SeriesRegistry
     private static readonly Label[] s_overflowLabels = [new Label(OverflowLabelName, "true")];
 
     private readonly SeriesRegistryOptions _options;
-    private readonly ConcurrentDictionary<SeriesDescriptor, SeriesId> _ids;
-    private readonly ConcurrentDictionary<SeriesDescriptor, SeriesId>.AlternateLookup<SeriesLookupKey> _lookup;
+    private readonly SeriesTable _table = new();
     private readonly Lock _gate = new();
     private readonly Dictionary<string, MetricEntry> _metrics = new(StringComparer.Ordinal);
     private readonly long[] _rejections = new long[Enum.GetValues<RejectReason>().Length];
@@ -36,8 +34,6 @@ public sealed class SeriesRegistry
     {
         _options = options ?? new SeriesRegistryOptions();
         _options.Validate();
-        _ids = new ConcurrentDictionary<SeriesDescriptor, SeriesId>(SeriesKeyComparer.Instance);
-        _lookup = _ids.GetAlternateLookup<SeriesLookupKey>();
     }
 
     /// <summary>The limits this registry enforces.</summary>
@@ -97,6 +93,29 @@ public sealed class SeriesRegistry
             return Reject(RejectReason.TooManyLabels);
         }
 
+        int hash = SeriesHash.Compute(metric, labels);
+        if (hash == 0)
+        {
+            return Reject(RejectReason.InvalidLabelName);
+        }
+
+        // PERF: the hash ignores label order and the match pairs labels in any order, so a hit
+        // needs no sorting at all; sorting (and duplicate detection) is left to misses.
+        SeriesDescriptor? found = _table.Find(metric, labels, [], hash);
+        if (found is not null)
+        {
+            id = found.Id;
+            return RejectReason.None;
+        }
+
+        return GetOrAddCanonicalSlow(metric, labels, hash, out id);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    [SkipLocalsInit]
+    private RejectReason GetOrAddCanonicalSlow(string metric, ReadOnlySpan<Label> labels, int hash, out SeriesId id)
+    {
+        id = default;
         Span<byte> order = stackalloc byte[labels.Length];
         RejectReason reason = Canonicalize(labels, order, out int kept);
         if (reason != RejectReason.None)
@@ -104,13 +123,22 @@ public sealed class SeriesRegistry
             return Reject(reason);
         }
 
-        var key = new SeriesLookupKey(metric, labels, order[..kept]);
-        if (_lookup.TryGetValue(key, out id))
+        // An empty order means "as given" to the table, so a set whose labels all have empty
+        // values is looked up as the empty set it is.
+        ReadOnlySpan<byte> canonical = kept == 0 ? [] : order[..kept];
+        if (kept == 0)
         {
+            labels = [];
+        }
+
+        SeriesDescriptor? found = _table.Find(metric, labels, canonical, hash);
+        if (found is not null)
+        {
+            id = found.Id;
             return RejectReason.None;
         }
 
-        return AddSlow(key, out id);
+        return AddSlow(metric, labels, canonical, hash, out id);
     }
 
     /// <summary>Describes the series behind an id this registry issued.</summary>
@@ -171,7 +199,7 @@ public sealed class SeriesRegistry
             int j = kept;
             while (j > 0)
             {
-                int cmp = string.CompareOrdinal(labels[order[j - 1]].Name, name);
+                int cmp = CompareNames(labels[order[j - 1]].Name, name);
                 if (cmp < 0)
                 {
                     break;
@@ -193,11 +221,25 @@ public sealed class SeriesRegistry
         return RejectReason.None;
     }
 
+    /// <summary>Ordinal comparison of label names.</summary>
+    /// <remarks>PERF: names of one series nearly always differ in the first character, which settles
+    /// the order without the general comparison's call.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int CompareNames(string a, string b)
+    {
+        if (a.Length > 0 && b.Length > 0 && a[0] != b[0])
+        {
+            return a[0] - b[0];
+        }
+
+        return string.CompareOrdinal(a, b);
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private RejectReason AddSlow(SeriesLookupKey key, out SeriesId id)
+    private RejectReason AddSlow(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order, int hash, out SeriesId id)
     {
         id = default;
-        RejectReason reason = Validate(key);
+        RejectReason reason = Validate(metric, labels, order);
         if (reason != RejectReason.None)
         {
             return Reject(reason);
@@ -205,12 +247,14 @@ public sealed class SeriesRegistry
 
         lock (_gate)
         {
-            if (_lookup.TryGetValue(key, out id))
+            SeriesDescriptor? raced = _table.Find(metric, labels, order, hash);
+            if (raced is not null)
             {
+                id = raced.Id;
                 return RejectReason.None;
             }
 
-            if (!_metrics.TryGetValue(key.Metric, out MetricEntry? entry))
+            if (!_metrics.TryGetValue(metric, out MetricEntry? entry))
             {
                 if (_metrics.Count >= _options.MaxMetrics)
                 {
@@ -218,26 +262,26 @@ public sealed class SeriesRegistry
                 }
 
                 entry = new MetricEntry();
-                _metrics.Add(key.Metric, entry);
+                _metrics.Add(metric, entry);
             }
 
             if (entry.SeriesCount >= _options.MaxSeriesPerMetric)
             {
                 entry.OverflowResolutions++;
                 Interlocked.Increment(ref _overflowResolutions);
-                entry.Overflow ??= GetOrCreateOverflowLocked(key.Metric);
+                entry.Overflow ??= GetOrCreateOverflowLocked(metric);
                 id = entry.Overflow.Id;
                 return RejectReason.None;
             }
 
-            var labels = new Label[key.Order.Length];
-            for (int i = 0; i < labels.Length; i++)
+            var canonical = new Label[order.Length];
+            for (int i = 0; i < canonical.Length; i++)
             {
-                labels[i] = key.Labels[key.Order[i]];
+                canonical[i] = labels[order[i]];
             }
 
-            bool isOverflowSeries = labels.Length == 1 && labels[0] == s_overflowLabels[0];
-            SeriesDescriptor descriptor = InsertLocked(key.Metric, labels, isOverflowSeries);
+            bool isOverflowSeries = canonical.Length == 1 && canonical[0] == s_overflowLabels[0];
+            SeriesDescriptor descriptor = InsertLocked(metric, canonical, isOverflowSeries);
             if (isOverflowSeries)
             {
                 entry.Overflow = descriptor;
@@ -254,21 +298,16 @@ public sealed class SeriesRegistry
 
     private SeriesDescriptor GetOrCreateOverflowLocked(string metric)
     {
-        var key = new SeriesLookupKey(metric, s_overflowLabels, [0]);
-        if (_lookup.TryGetValue(key, out SeriesId existing))
-        {
-            return GetDescriptor(existing);
-        }
-
-        return InsertLocked(metric, s_overflowLabels, isOverflow: true);
+        SeriesDescriptor? existing = _table.Find(metric, s_overflowLabels, [], SeriesHash.Compute(metric, s_overflowLabels));
+        return existing ?? InsertLocked(metric, s_overflowLabels, isOverflow: true);
     }
 
     private SeriesDescriptor InsertLocked(string metric, Label[] canonicalLabels, bool isOverflow)
     {
         int next = _count;
         var id = new SeriesId(next);
-        int hash = SeriesKeyComparer.ComputeHash(metric, canonicalLabels, IdentityOrder(canonicalLabels.Length));
-        var descriptor = new SeriesDescriptor(id, metric, LabelSet.FromCanonical(canonicalLabels), isOverflow, hash);
+        int hash = SeriesHash.Compute(metric, canonicalLabels);
+        var descriptor = new SeriesDescriptor(id, metric, canonicalLabels, isOverflow, hash);
 
         SeriesDescriptor[] byId = _byId;
         if (next == byId.Length)
@@ -278,36 +317,25 @@ public sealed class SeriesRegistry
 
         // Publication order matters: the descriptor is in the array, the array is published and
         // the count raised before the key becomes visible, so a reader that found the id in the
-        // dictionary always finds its descriptor.
+        // table always finds its descriptor.
         byId[next] = descriptor;
         Volatile.Write(ref _byId, byId);
         Volatile.Write(ref _count, next + 1);
-        _ids[descriptor] = id;
+        _table.AddLocked(descriptor);
         return descriptor;
     }
 
-    private static byte[] IdentityOrder(int length)
+    private RejectReason Validate(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order)
     {
-        var order = new byte[length];
-        for (int i = 0; i < length; i++)
-        {
-            order[i] = (byte)i;
-        }
-
-        return order;
-    }
-
-    private RejectReason Validate(SeriesLookupKey key)
-    {
-        if (key.Metric.Length > _options.MaxNameLength || !PrometheusNames.IsValidMetricName(key.Metric))
+        if (metric.Length > _options.MaxNameLength || !PrometheusNames.IsValidMetricName(metric))
         {
             return RejectReason.InvalidMetricName;
         }
 
         // Only the kept labels: an empty-valued label is absent by definition, on every path.
-        foreach (byte i in key.Order)
+        foreach (byte i in order)
         {
-            ref readonly Label label = ref key.Labels[i];
+            ref readonly Label label = ref labels[i];
             if (label.Name.Length > _options.MaxNameLength || !PrometheusNames.IsValidLabelName(label.Name))
             {
                 return RejectReason.InvalidLabelName;

@@ -209,3 +209,65 @@ public class SeriesRegistryTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new SeriesRegistry(new SeriesRegistryOptions { MaxLabelsPerSeries = 129 }));
     }
 }
+
+public class SeriesRegistryCanonicalisationTests
+{
+    [Fact]
+    public void GetOrAdd_AllValuesEmpty_SameSeriesAsNoLabels()
+    {
+        var registry = new SeriesRegistry();
+
+        SeriesId none = registry.GetOrAdd("m");
+        SeriesId empties = registry.GetOrAdd("m", new Label("a", ""), new Label("b", ""));
+
+        Assert.Equal(none, empties);
+        Assert.Equal(1, registry.Count);
+    }
+
+    [Fact]
+    public void GetOrAdd_EmptyValueInAnyPosition_SameSeries()
+    {
+        var registry = new SeriesRegistry();
+
+        SeriesId a = registry.GetOrAdd("m", new Label("z", ""), new Label("b", "2"), new Label("a", "1"));
+        SeriesId b = registry.GetOrAdd("m", new Label("a", "1"), new Label("b", "2"));
+        SeriesId c = registry.GetOrAdd("m", new Label("b", "2"), new Label("x", ""), new Label("a", "1"));
+
+        Assert.Equal(a, b);
+        Assert.Equal(a, c);
+    }
+
+    [Fact]
+    public void TryGetOrAdd_DuplicateOfExistingSeriesLabel_StillRefused()
+    {
+        var registry = new SeriesRegistry();
+        registry.GetOrAdd("m", new Label("a", "1"), new Label("b", "2"));
+
+        Assert.Equal(RejectReason.DuplicateLabelName, registry.TryGetOrAdd("m", [new("a", "1"), new("a", "1")], out _));
+        Assert.Equal(RejectReason.DuplicateLabelName, registry.TryGetOrAdd("m", [new("a", "1"), new("b", "2"), new("a", "1")], out _));
+    }
+
+    [Fact]
+    public void GetOrAdd_SameContentDifferentStringInstances_SameSeries()
+    {
+        var registry = new SeriesRegistry();
+        string metric1 = new(['r', 'e', 'q']);
+        string metric2 = new(['r', 'e', 'q']);
+
+        SeriesId a = registry.GetOrAdd(metric1, new Label(new string(['k']), new string(['v', '1'])));
+        SeriesId b = registry.GetOrAdd(metric2, new Label("k", "v1"));
+
+        Assert.Equal(a, b);
+    }
+
+    [Fact]
+    public void GetOrAdd_ValuesSwappedBetweenNames_DistinctSeries()
+    {
+        var registry = new SeriesRegistry();
+
+        SeriesId a = registry.GetOrAdd("m", new Label("a", "1"), new Label("b", "2"));
+        SeriesId b = registry.GetOrAdd("m", new Label("a", "2"), new Label("b", "1"));
+
+        Assert.NotEqual(a, b);
+    }
+}
