@@ -1,0 +1,89 @@
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Pipeline;
+
+/// <summary>A snapshot of the engine's self-metrics: what came in, what became of it, how the sinks fare.</summary>
+public sealed class PipelineMetrics
+{
+    /// <summary>Points producers offered.</summary>
+    public long Offered { get; init; }
+
+    /// <summary>Points handed to a shard.</summary>
+    public long Accepted { get; init; }
+
+    /// <summary>Points refused, by reason.</summary>
+    public required IReadOnlyDictionary<RejectReason, long> RejectedByReason { get; init; }
+
+    /// <summary>Points dropped before a shard, by reason.</summary>
+    public required IReadOnlyDictionary<DropReason, long> DroppedByReason { get; init; }
+
+    /// <summary>Per source: offered, accepted, rejected and dropped.</summary>
+    public required IReadOnlyList<SourceMetrics> Sources { get; init; }
+
+    /// <summary>Points offered but still in a producer's unflushed batch.</summary>
+    public long Pending => Offered - Accepted - Rejected - Dropped;
+
+    /// <summary>All refused points.</summary>
+    public long Rejected => RejectedByReason.Values.Sum();
+
+    /// <summary>All dropped points.</summary>
+    public long Dropped => DroppedByReason.Values.Sum();
+
+    /// <summary>Points whose window had closed when they reached the shard.</summary>
+    public long Late { get; init; }
+
+    /// <summary>Late points by metric name.</summary>
+    public required IReadOnlyDictionary<string, long> LateByMetric { get; init; }
+
+    /// <summary>Points in windows handed to the sinks.</summary>
+    public long EmittedPoints { get; init; }
+
+    /// <summary>Points aggregated into windows that are still open.</summary>
+    public long OpenWindowPoints { get; init; }
+
+    /// <summary>Points accepted but not yet taken off a shard's channel.</summary>
+    public long Queued => Accepted - EmittedPoints - OpenWindowPoints - Late;
+
+    /// <summary>Window batches emitted (one per shard and window with data).</summary>
+    public long WindowsEmitted { get; init; }
+
+    /// <summary>Series known to the registry.</summary>
+    public int SeriesActive { get; init; }
+
+    /// <summary>Resolutions folded into an overflow series by the cardinality limit.</summary>
+    public long OverflowResolutions { get; init; }
+
+    /// <summary>Batches waiting in each shard's channel, by shard.</summary>
+    public required IReadOnlyList<int> ShardQueueDepth { get; init; }
+
+    /// <summary>Capacity of each shard's channel, in batches.</summary>
+    public int ShardQueueCapacity { get; init; }
+
+    /// <summary>Bytes held by open windows' states, as of each shard's last tick.</summary>
+    public long OpenStateBytes { get; init; }
+
+    /// <summary>Per sink: queue, written, failed, errors.</summary>
+    public required IReadOnlyList<SinkMetrics> Sinks { get; init; }
+}
+
+/// <summary>Counters of one source of points.</summary>
+/// <param name="Source">The source name.</param>
+/// <param name="Offered">Points offered.</param>
+/// <param name="Accepted">Points handed to a shard.</param>
+/// <param name="Rejected">Points refused.</param>
+/// <param name="Dropped">Points dropped, all reasons.</param>
+/// <param name="DroppedQueueFull">Points dropped because a shard was full.</param>
+public sealed record SourceMetrics(string Source, long Offered, long Accepted, long Rejected, long Dropped, long DroppedQueueFull);
+
+/// <summary>Counters of one sink.</summary>
+/// <param name="Name">The sink's name.</param>
+/// <param name="QueueDepth">Batches waiting.</param>
+/// <param name="QueueCapacity">Queue bound.</param>
+/// <param name="BatchesWritten">Batches acknowledged.</param>
+/// <param name="PointsWritten">Points in acknowledged batches.</param>
+/// <param name="BatchesFailed">Batches given up after every retry.</param>
+/// <param name="PointsFailed">Points in batches given up.</param>
+/// <param name="Errors">Failed attempts, retried or not.</param>
+/// <param name="LastError">The last error, if any.</param>
+public sealed record SinkMetrics(string Name, int QueueDepth, int QueueCapacity, long BatchesWritten, long PointsWritten, long BatchesFailed, long PointsFailed, long Errors, string? LastError);

@@ -1,0 +1,20 @@
+namespace Monitoring.Stream.Store;
+
+/// <summary>Where and how the local Arrow store keeps its files.</summary>
+public sealed class ArrowFileStoreOptions
+{
+    /// <summary>The folder of the store (default <c>./data/windows</c>).</summary>
+    public string Directory { get; set; } = Path.Combine("data", "windows");
+
+    /// <summary>A file is closed and published once it holds this many bytes (default 64 MiB).</summary>
+    public long MaxFileBytes { get; set; } = 64L << 20;
+
+    /// <summary>A file is closed and published once it is this old (default 1 min).</summary>
+    public TimeSpan MaxFileAge { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Published files older than this are deleted (default 24 h).</summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>The oldest published files are deleted while the store holds more than this (default 1 GiB).</summary>
+    public long MaxTotalBytes { get; set; } = 1L << 30;
+}

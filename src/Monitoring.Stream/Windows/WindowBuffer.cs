@@ -1,0 +1,103 @@
+using Monitoring.Stream.Statistics;
+
+namespace Monitoring.Stream.Windows;
+
+/// <summary>
+/// The state of one open window in one shard: statistics per series slot, and the list of slots that
+/// received points, so closing a window visits only those. Reused for later windows: clearing keeps
+/// every array and sketch, so a shard in steady state allocates nothing.
+/// </summary>
+internal sealed class WindowBuffer
+{
+    private readonly double _relativeAccuracy;
+    private readonly int _maxBins;
+    private readonly bool _withSketches;
+
+    public WindowBuffer(int capacity, bool withSketches, double relativeAccuracy, int maxBins)
+    {
+        _withSketches = withSketches;
+        _relativeAccuracy = relativeAccuracy;
+        _maxBins = maxBins;
+        Moments = new RunningMoments[capacity];
+        Sketches = new DdSketch?[withSketches ? capacity : 0];
+        Touched = new int[capacity];
+    }
+
+    public long Start;
+
+    public long End;
+
+    public long Points;
+
+    public RunningMoments[] Moments;
+
+    public DdSketch?[] Sketches;
+
+    public int[] Touched;
+
+    public int TouchedCount;
+
+    public bool WithSketches => _withSketches;
+
+    public int Capacity => Moments.Length;
+
+    /// <summary>Adds a point of the series in <paramref name="slot"/>; the caller ensured capacity.</summary>
+    public void Add(int slot, double value, long timestamp)
+    {
+        ref RunningMoments moments = ref Moments[slot];
+        if (moments.Count == 0)
+        {
+            Touched[TouchedCount++] = slot;
+        }
+
+        moments.Add(value, timestamp);
+        if (_withSketches)
+        {
+            (Sketches[slot] ?? NewSketch(slot)).Add(value);
+        }
+
+        Points++;
+    }
+
+    private DdSketch NewSketch(int slot) => Sketches[slot] = new DdSketch(_relativeAccuracy, _maxBins);
+
+    public void Grow(int slots)
+    {
+        int capacity = Math.Max(slots, Capacity * 2);
+        Array.Resize(ref Moments, capacity);
+        Array.Resize(ref Touched, capacity);
+        if (_withSketches)
+        {
+            Array.Resize(ref Sketches, capacity);
+        }
+    }
+
+    /// <summary>Bytes held by the states of touched series, sketches included.</summary>
+    public long EstimateBytes()
+    {
+        long bytes = (long)Capacity * (System.Runtime.CompilerServices.Unsafe.SizeOf<RunningMoments>() + sizeof(int) + (_withSketches ? 8 : 0));
+        for (int i = 0; i < TouchedCount; i++)
+        {
+            bytes += Sketches.Length > 0 ? Sketches[Touched[i]]?.EstimatedBytes ?? 0 : 0;
+        }
+
+        return bytes;
+    }
+
+    /// <summary>Forgets the window's data, keeping arrays and sketches for the next window.</summary>
+    public void Reset()
+    {
+        for (int i = 0; i < TouchedCount; i++)
+        {
+            int slot = Touched[i];
+            Moments[slot].Clear();
+            if (_withSketches)
+            {
+                Sketches[slot]?.Clear();
+            }
+        }
+
+        TouchedCount = 0;
+        Points = 0;
+    }
+}
