@@ -116,12 +116,12 @@ public sealed class ArrowFileStore : IWindowSink
 
     private void ApplyRetention()
     {
-        DateTime cutoff = (_time.GetUtcNow() - _options.Retention).UtcDateTime;
+        DateTimeOffset cutoff = _time.GetUtcNow() - _options.Retention;
         var files = new DirectoryInfo(_options.Directory).GetFiles("*" + Extension).OrderBy(f => f.Name, StringComparer.Ordinal).ToList();
         long total = files.Sum(f => f.Length);
         foreach (FileInfo file in files)
         {
-            if (file.LastWriteTimeUtc >= cutoff && total <= _options.MaxTotalBytes)
+            if (CreatedAt(file) >= cutoff && total <= _options.MaxTotalBytes)
             {
                 break;
             }
@@ -130,6 +130,23 @@ public sealed class ArrowFileStore : IWindowSink
             file.Delete();
             Interlocked.Increment(ref _filesDeleted);
         }
+    }
+
+    /// <summary>When a file was opened: from its name (the store's own clock), else its modification time.</summary>
+    private static DateTimeOffset CreatedAt(FileInfo file)
+    {
+        // windows-yyyyMMddTHHmmss.fffZ-...
+        const string Format = "yyyyMMdd'T'HHmmss'.'fff'Z'";
+        string name = file.Name;
+        const int Prefix = 8; // "windows-"
+        const int Length = 20; // yyyyMMddTHHmmss.fffZ
+        if (name.Length >= Prefix + Length && DateTimeOffset.TryParseExact(name.AsSpan(Prefix, Length), Format, CultureInfo.InvariantCulture,
+            DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out DateTimeOffset opened))
+        {
+            return opened;
+        }
+
+        return new DateTimeOffset(file.LastWriteTimeUtc, TimeSpan.Zero);
     }
 
     /// <inheritdoc />
