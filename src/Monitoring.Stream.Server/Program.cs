@@ -1,8 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using Monitoring.Stream.Model;
-using Monitoring.Stream.Series;
-using Monitoring.Stream.Statistics;
 
 namespace Monitoring.Stream.Server;
 
@@ -13,10 +9,16 @@ internal static class Program
         usage: monitoring-stream <command> [options]
 
         commands:
-          demo [--points N] [--series N]   record synthetic request latencies and print their statistics
+          demo   run the pipeline on its embedded defaults with a synthetic load, print progress and a
+                 summary, and leave Arrow files in the data folder
+                   --points N        points to offer in all (default 10000000)
+                   --series N        distinct series (default 10000)
+                   --producers N     producing threads (default 2)
+                   --data-dir PATH   folder of the local Arrow store (default ./data)
+                   --late-ppm N      points per million sent 20 s late, beyond the lateness (default 1000)
         """;
 
-    public static int Main(string[] args)
+    public static async Task<int> Main(string[] args)
     {
         if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
         {
@@ -28,11 +30,11 @@ internal static class Program
         {
             return args[0] switch
             {
-                "demo" => Demo(ParseOptions(args.AsSpan(1))),
+                "demo" => await DemoCommand.RunAsync(DemoOptions.Parse(args.AsSpan(1))).ConfigureAwait(false),
                 _ => Fail($"unknown command '{args[0]}'"),
             };
         }
-        catch (ArgumentException e)
+        catch (FormatException e)
         {
             return Fail(e.Message);
         }
@@ -44,105 +46,44 @@ internal static class Program
         Console.Error.WriteLine(Usage);
         return 2;
     }
+}
 
-    private static Dictionary<string, long> ParseOptions(ReadOnlySpan<string> args)
+/// <summary>Options of the demo command.</summary>
+internal sealed record DemoOptions(long Points, int Series, int Producers, string DataDirectory, int LatePerMillion)
+{
+    public static DemoOptions Parse(ReadOnlySpan<string> args)
     {
-        var options = new Dictionary<string, long>(StringComparer.Ordinal) { ["points"] = 5_000_000, ["series"] = 1_000 };
+        var o = new DemoOptions(10_000_000, 10_000, 2, "data", 1000);
         for (int i = 0; i < args.Length; i++)
         {
-            string name = args[i].TrimStart('-');
-            if (!options.ContainsKey(name) || i + 1 >= args.Length
-                || !long.TryParse(args[i + 1], NumberStyles.Integer, CultureInfo.InvariantCulture, out long value) || value <= 0)
+            string name = args[i];
+            if (i + 1 >= args.Length)
             {
-                throw new ArgumentException($"bad option '{args[i]}': expected --points N or --series N with N > 0");
+                throw new FormatException($"option '{name}' needs a value");
             }
 
-            options[name] = value;
-            i++;
+            string value = args[++i];
+            o = name switch
+            {
+                "--points" => o with { Points = Positive(name, value, long.MaxValue) },
+                "--series" => o with { Series = (int)Positive(name, value, 1_000_000) },
+                "--producers" => o with { Producers = (int)Positive(name, value, 64) },
+                "--data-dir" => o with { DataDirectory = value },
+                "--late-ppm" => o with { LatePerMillion = (int)Positive(name, value, 1_000_000, allowZero: true) },
+                _ => throw new FormatException($"unknown option '{name}'"),
+            };
         }
 
-        return options;
+        return o;
     }
 
-    /// <summary>
-    /// Interns request-latency series, streams log-normal latencies through the statistics kernel and
-    /// reports throughput and per-series statistics, checked against exact values for one series.
-    /// </summary>
-    private static int Demo(Dictionary<string, long> options)
+    private static long Positive(string name, string value, long max, bool allowZero = false)
     {
-        long points = options["points"];
-        int seriesCount = (int)Math.Min(options["series"], 100_000);
-        const string metric = "http_server_request_duration_seconds";
-        string[] routes = ["/api/orders", "/api/items", "/api/users", "/health", "/api/search"];
-
-        var registry = new SeriesRegistry();
-        var labels = new Label[seriesCount][];
-        for (int i = 0; i < seriesCount; i++)
+        if (!long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) || n < (allowZero ? 0 : 1) || n > max)
         {
-            labels[i] = [new("instance", "node-" + (i / routes.Length)), new("route", routes[i % routes.Length]), new("status", i % 7 == 0 ? "500" : "200")];
+            throw new FormatException($"option '{name}' takes a whole number from {(allowZero ? 0 : 1)} to {max}, not '{value}'");
         }
 
-        var moments = new RunningMoments[seriesCount];
-        var sketches = new DdSketch[seriesCount];
-        for (int i = 0; i < seriesCount; i++)
-        {
-            sketches[i] = new DdSketch();
-        }
-
-        var exactFirst = new List<double>();
-        var random = new Random(2026);
-        var clock = Stopwatch.StartNew();
-        long nextReport = 1_000;
-        long timestamp = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        Console.WriteLine($"demo: {points:N0} latency points over {seriesCount:N0} series of {metric}");
-        for (long n = 0; n < points; n++)
-        {
-            int s = random.Next(seriesCount);
-            SeriesId id = registry.GetOrAdd(metric, labels[s]);
-            double latency = Latency(random, s);
-            moments[id.Value].Add(latency, timestamp + n);
-            sketches[id.Value].Add(latency);
-            if (id.Value == 0)
-            {
-                exactFirst.Add(latency);
-            }
-
-            if (clock.ElapsedMilliseconds >= nextReport)
-            {
-                Console.WriteLine($"  {n:N0} points, {n / clock.Elapsed.TotalSeconds:N0} points/s, {registry.Count:N0} series");
-                nextReport += 1_000;
-            }
-        }
-
-        double seconds = clock.Elapsed.TotalSeconds;
-        Console.WriteLine($"done: {points:N0} points in {seconds:F2} s = {points / seconds:N0} points/s (one thread: resolve + moments + sketch)");
-        Console.WriteLine();
-        Console.WriteLine($"{"series",-62} {"count",8} {"mean ms",9} {"sd ms",8} {"p50 ms",8} {"p99 ms",8} {"max ms",8}");
-        var quantiles = new double[4];
-        for (int i = 0; i < Math.Min(6, registry.Count); i++)
-        {
-            SeriesDescriptor d = registry.GetDescriptor(new SeriesId(i));
-            ref RunningMoments m = ref moments[i];
-            sketches[i].GetQuantiles([0.5, 0.9, 0.95, 0.99], quantiles);
-            Console.WriteLine($"{d.Labels,-62} {m.Count,8:N0} {m.Mean * 1e3,9:F2} {m.SampleStdDev * 1e3,8:F2} {quantiles[0] * 1e3,8:F2} {quantiles[3] * 1e3,8:F2} {m.Max * 1e3,8:F2}");
-        }
-
-        exactFirst.Sort();
-        double exactP99 = exactFirst[(int)Math.Floor(0.99 * (exactFirst.Count - 1))];
-        double sketchP99 = sketches[0].GetQuantile(0.99);
-        Console.WriteLine();
-        Console.WriteLine($"check, series #0: sketch p99 {sketchP99 * 1e3:F3} ms vs exact {exactP99 * 1e3:F3} ms, relative error {Math.Abs(sketchP99 - exactP99) / exactP99:P3} (bound 1%)");
-        Console.WriteLine($"sketch of series #0 serializes to {sketches[0].GetSerializedSize():N0} bytes");
-        return 0;
-    }
-
-    /// <summary>Log-normal latency whose median depends on the series (5 ms to 80 ms).</summary>
-    private static double Latency(Random random, int series)
-    {
-        double u1 = 1.0 - random.NextDouble();
-        double u2 = random.NextDouble();
-        double gaussian = Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2);
-        double median = 0.005 * (1 + (series % 16));
-        return median * Math.Exp(0.5 * gaussian);
+        return n;
     }
 }

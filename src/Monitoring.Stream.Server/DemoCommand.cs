@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Store;
+
+namespace Monitoring.Stream.Server;
+
+/// <summary>
+/// The engine's main job on its embedded defaults: synthetic request latencies from several producer
+/// threads through the whole pipeline into the local Arrow store and the recent-window store.
+/// </summary>
+internal static class DemoCommand
+{
+    private const string Metric = "http_server_request_duration_seconds";
+    private static readonly string[] s_routes = ["/api/orders", "/api/items", "/api/users", "/health", "/api/search"];
+    private static readonly string[] s_methods = ["GET", "POST"];
+
+    public static async Task<int> RunAsync(DemoOptions options)
+    {
+        string storeDir = Path.GetFullPath(Path.Combine(options.DataDirectory, "windows"));
+        var fileStore = new ArrowFileStore(new ArrowFileStoreOptions { Directory = storeDir });
+        var recent = new RecentWindowStore(TimeSpan.FromHours(1));
+        var pipelineOptions = new MetricsPipelineOptions();
+        await using var pipeline = new MetricsPipeline(pipelineOptions, [fileStore, recent]);
+
+        using var stop = new CancellationTokenSource();
+        using var abort = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            if (!stop.IsCancellationRequested)
+            {
+                Console.WriteLine("stopping: finishing windows (press Ctrl+C again to stop at once)");
+                stop.Cancel();
+            }
+            else
+            {
+                abort.Cancel();
+            }
+        };
+        Console.CancelKeyPress += onCancel;
+
+        Console.WriteLine($"demo: {options.Points:N0} points, {options.Series:N0} series of {Metric}, {options.Producers} producers, " +
+            $"{pipelineOptions.ShardCount} shards, {pipelineOptions.WindowSize.TotalSeconds:0} s windows, {pipelineOptions.AllowedLateness.TotalSeconds:0} s lateness");
+        Console.WriteLine($"store: {storeDir}" + (fileStore.PartialFilesRemoved > 0 ? $" ({fileStore.PartialFilesRemoved} partial files from an earlier crash removed)" : ""));
+
+        Label[][] labels = BuildLabels(options.Series);
+        pipeline.Start();
+
+        // Event time starts ten minutes back and runs 30 times faster than the wall clock, shared by
+        // every producer as real producers share real time, so windows close while the demo runs.
+        long eventStart = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 600_000;
+        long perProducer = options.Points / options.Producers;
+        var clock = Stopwatch.StartNew();
+        Task[] producers = [.. Enumerable.Range(0, options.Producers).Select(p => Task.Factory.StartNew(
+            () => Produce(pipeline, p, perProducer + (p == 0 ? options.Points % options.Producers : 0), labels, eventStart, clock, options.LatePerMillion, stop.Token),
+            TaskCreationOptions.LongRunning))];
+
+        Task all = Task.WhenAll(producers);
+        while (!all.IsCompleted)
+        {
+            await Task.WhenAny(all, Task.Delay(1000)).ConfigureAwait(false);
+            PrintProgress(pipeline.GetMetrics(), clock.Elapsed);
+        }
+
+        await all.ConfigureAwait(false);
+        double produceSeconds = clock.Elapsed.TotalSeconds;
+        try
+        {
+            await pipeline.StopAsync(abort.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            Console.WriteLine("stopped at once: open windows and queued batches were abandoned (see the counts below)");
+        }
+
+        Console.CancelKeyPress -= onCancel;
+        PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, fileStore, recent, labels);
+        return 0;
+    }
+
+    private static Label[][] BuildLabels(int series)
+    {
+        var labels = new Label[series][];
+        for (int i = 0; i < series; i++)
+        {
+            labels[i] =
+            [
+                new("instance", "node-" + (i / (s_routes.Length * s_methods.Length))),
+                new("method", s_methods[i % s_methods.Length]),
+                new("route", s_routes[i / s_methods.Length % s_routes.Length]),
+            ];
+        }
+
+        return labels;
+    }
+
+    private const int Speedup = 30;
+
+    private static void Produce(MetricsPipeline pipeline, int producer, long points, Label[][] labels, long eventStart, Stopwatch clock, int latePerMillion, CancellationToken stop)
+    {
+        using PointWriter writer = pipeline.CreateWriter("demo-producer-" + producer, BackpressureMode.Wait);
+        var random = new Random(42 + producer);
+        // Producer 0 holds bound series ids (the SDK's fast path); the others resolve labels per call.
+        SeriesId[]? bound = producer == 0 ? [.. labels.Select(l => pipeline.Registry.GetOrAdd(Metric, l))] : null;
+        long now = eventStart;
+        for (long n = 0; n < points; n++)
+        {
+            if ((n & 0xFF) == 0)
+            {
+                if (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                now = eventStart + (clock.ElapsedMilliseconds * Speedup);
+            }
+
+            int s = random.Next(labels.Length);
+            long ts = now;
+            if (random.Next(1_000_000) < latePerMillion)
+            {
+                ts -= 20_000;
+            }
+
+            double latency = Latency(random, s);
+            if (n % 1_000_003 == 7)
+            {
+                latency = double.NaN; // a broken measurement now and then: refused and counted
+            }
+
+            if (bound is not null)
+            {
+                writer.Write(bound[s], latency, ts);
+            }
+            else
+            {
+                writer.Write(Metric, labels[s], latency, ts);
+            }
+        }
+    }
+
+    /// <summary>Log-normal latency whose median depends on the series (5 ms to 80 ms).</summary>
+    private static double Latency(Random random, int series)
+    {
+        double u1 = 1.0 - random.NextDouble();
+        double u2 = random.NextDouble();
+        double gaussian = Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2);
+        return 0.005 * (1 + (series % 16)) * Math.Exp(0.5 * gaussian);
+    }
+
+    private static void PrintProgress(PipelineMetrics m, TimeSpan elapsed)
+    {
+        double fill = m.ShardQueueDepth.Count == 0 ? 0 : m.ShardQueueDepth.Average() / m.ShardQueueCapacity;
+        Console.WriteLine($"  {elapsed.TotalSeconds,5:F1} s  offered {m.Offered,13:N0}  {m.Offered / elapsed.TotalSeconds,12:N0} points/s  " +
+            $"windows {m.WindowsEmitted,5:N0}  series {m.SeriesActive,7:N0}  late {m.Late,7:N0}  dropped {m.Dropped,5:N0}  queue fill {fill,4:P0}");
+    }
+
+    private static void PrintSummary(PipelineMetrics m, double produceSeconds, double totalSeconds, ArrowFileStore store, RecentWindowStore recent, Label[][] labels)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"done: {m.Offered:N0} points offered in {produceSeconds:F2} s = {m.Offered / produceSeconds:N0} points/s (all windows out after {totalSeconds:F2} s)");
+        Console.WriteLine($"  accepted {m.Accepted:N0} = in emitted windows {m.EmittedPoints:N0} + late {m.Late:N0} + still open {m.OpenWindowPoints:N0} + queued {m.Queued:N0}");
+        Console.WriteLine($"  rejected {m.Rejected:N0} ({string.Join(", ", m.RejectedByReason.Where(r => r.Value > 0).Select(r => $"{r.Key.ToMetricLabel()} {r.Value:N0}"))})" +
+            $", dropped {m.Dropped:N0}, pending in producers {m.Pending:N0}");
+        Console.WriteLine($"  windows emitted {m.WindowsEmitted:N0} (one per shard and window), series {m.SeriesActive:N0}");
+        foreach (SinkMetrics s in m.Sinks)
+        {
+            Console.WriteLine($"  sink {s.Name}: {s.BatchesWritten:N0} batches, {s.PointsWritten:N0} points, {s.BatchesFailed:N0} failed, {s.Errors:N0} errors{(s.LastError is null ? "" : ", last: " + s.LastError)}");
+        }
+
+        IReadOnlyList<string> files = store.PublishedFiles();
+        Console.WriteLine($"  Arrow files: {files.Count} in {store.Directory} ({files.Sum(f => new FileInfo(f).Length):N0} bytes)");
+        Console.WriteLine();
+        Console.WriteLine("statistics over the last 10 minutes, merged from the recent-window store:");
+        Console.WriteLine($"  {"series",-58} {"count",9} {"mean ms",8} {"sd ms",7} {"p50 ms",7} {"p90 ms",7} {"p99 ms",7} {"max ms",7}");
+        foreach (int i in new[] { 0, 1, labels.Length / 2, labels.Length - 1 }.Distinct())
+        {
+            SeriesStatistics? s = recent.Query("http_server_request_duration_seconds", LabelSet.Create(labels[i]), TimeSpan.FromMinutes(10));
+            if (s is null)
+            {
+                continue;
+            }
+
+            Console.WriteLine($"  {LabelSet.Create(labels[i]),-58} {s.Moments.Count,9:N0} {s.Moments.Mean * 1e3,8:F2} {s.Moments.SampleStdDev * 1e3,7:F2} " +
+                $"{s.Quantile(0.5) * 1e3,7:F2} {s.Quantile(0.9) * 1e3,7:F2} {s.Quantile(0.99) * 1e3,7:F2} {s.Moments.Max * 1e3,7:F2}");
+        }
+
+        if (files.Count > 0)
+        {
+            Console.WriteLine();
+            Console.WriteLine("read them with any Arrow reader, e.g.: python3 -c \"import pyarrow as pa; print(pa.ipc.open_file('" + files[^1] + "').read_all())\"");
+        }
+    }
+}
