@@ -77,7 +77,7 @@ internal sealed class ArrowWindowWriter
                     doubles[8 + q].Append(_quantiles[q]);
                 }
 
-                int size = s.GetSerializedSize();
+                int size = s.GetMaxSerializedSize();
                 if (size > _sketchBuffer.Length)
                 {
                     _sketchBuffer = new byte[Math.Max(size, _sketchBuffer.Length * 2)];

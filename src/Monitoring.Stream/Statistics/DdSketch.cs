@@ -283,7 +283,9 @@ public sealed class DdSketch
         private readonly int _positiveFirst;
         private int _stage;
         private int _position;
-        private ulong _cumulative;
+        // PERF: kept as a double, the type of the rank it is compared with, so the walk does not
+        // convert on every bin; counts stay exact below 2^53.
+        private double _cumulative;
         private double _current;
 
         public RankWalker(DdSketch sketch)
@@ -422,14 +424,27 @@ public sealed class DdSketch
         }
     }
 
+    /// <summary>An upper bound of <see cref="GetSerializedSize"/>, computed without visiting the bins.</summary>
+    public int GetMaxSerializedSize()
+    {
+        int bins = _positive.OccupiedCounts(out _).Length + _negative.OccupiedCounts(out _).Length;
+        // version, flags, alpha, three varints, min and max, two store headers, five bytes a bin.
+        return 1 + 1 + 8 + (3 * VarInt.MaxLength) + 16 + (2 * (5 + 5)) + (5 * bins);
+    }
+
     /// <summary>Writes the sketch in the versioned binary layout of docs/statistics.md.</summary>
     /// <returns>The number of bytes written.</returns>
     public int Serialize(Span<byte> destination)
     {
-        int size = GetSerializedSize();
-        if (destination.Length < size)
+        // PERF: a destination at least as large as the cheap upper bound skips the exact sizing
+        // pass over the bins; only a tight destination pays for it.
+        if (destination.Length < GetMaxSerializedSize())
         {
-            throw new ArgumentException($"Destination holds {destination.Length} bytes; the sketch needs {size}.", nameof(destination));
+            int size = GetSerializedSize();
+            if (destination.Length < size)
+            {
+                throw new ArgumentException($"Destination holds {destination.Length} bytes; the sketch needs {size}.", nameof(destination));
+            }
         }
 
         int p = 0;

@@ -103,14 +103,15 @@ internal struct DdSketchBinStore
         }
 
         int needed = windowHi - windowLo + 1;
-        int oldLength = _counts!.Length;
-        int newLength = Math.Min(maxBins, Math.Max(needed + (needed / 2), oldLength * 2));
+        // Grow by half of what is needed, not by doubling the array: data that widens a little at
+        // one end and then the other would otherwise double it each time, and a latency sketch of
+        // ~150 occupied bins would hold thousands. Most of the room goes to the side that grew.
+        int newLength = Math.Min(maxBins, Math.Max(InitialLength, needed + (needed / 2)));
         int slack = newLength - needed;
-        // Leave the spare room on the side the data is growing towards.
-        int newOffset = index < _offset ? windowLo - slack : windowLo;
+        int newOffset = index < _offset ? windowLo - (slack - (slack / 4)) : windowLo - (slack / 4);
 
         var grown = new uint[newLength];
-        uint[] old = _counts;
+        uint[] old = _counts!;
         for (int i = 0; i < old.Length; i++)
         {
             if (old[i] != 0)

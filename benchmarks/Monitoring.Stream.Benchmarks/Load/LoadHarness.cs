@@ -1,0 +1,340 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Apache.Arrow;
+using Apache.Arrow.Ipc;
+using Monitoring.Stream.Arrow;
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Series;
+using Monitoring.Stream.Windows;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+
+namespace Monitoring.Stream.Benchmarks.Load;
+
+/// <summary>
+/// End-to-end load: the whole pipeline against the OpenTelemetry .NET SDK recording the same points into
+/// a histogram, in the same process and run: 3 labels, 1,000 and 100,000 series, 2 producer threads.
+/// Also times a 100,000-series window into Arrow and measures memory per active series.
+/// </summary>
+/// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N]</c>.</remarks>
+public static class LoadHarness
+{
+    private const string Metric = "http_server_request_duration_seconds";
+    private const int Producers = 2;
+
+    public static int Run(string[] args)
+    {
+        long points = 10_000_000;
+        int rounds = 3;
+        for (int i = 0; i + 1 < args.Length; i += 2)
+        {
+            switch (args[i])
+            {
+                case "--points":
+                    points = long.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--rounds":
+                    rounds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                default:
+                    Console.Error.WriteLine($"unknown option {args[i]}");
+                    return 2;
+            }
+        }
+
+        Console.WriteLine($"# load harness: {points:N0} timed points per run after a warm-up pass of a quarter of that, {Producers} producer threads, {rounds} rounds, median reported");
+        Console.WriteLine($"# {Environment.ProcessorCount} cores, .NET {Environment.Version}, server GC {System.Runtime.GCSettings.IsServerGC}");
+        Console.WriteLine();
+        Console.WriteLine("| series | engine | points/s (median) | ratio to OpenTelemetry | allocated bytes/point while producing |");
+        Console.WriteLine("|---:|---|---:|---:|---:|");
+        foreach (int series in new[] { 1_000, 100_000 })
+        {
+            Label[][] labels = BuildLabels(series);
+            Workload work = Workload.Create(labels.Length, points / Producers);
+            var otel = new List<Result>();
+            var resolved = new List<Result>();
+            var bound = new List<Result>();
+            for (int r = 0; r < rounds; r++)
+            {
+                // Interleave the engines so drift of a shared machine hits all of them alike.
+                otel.Add(RunOpenTelemetry(labels, work));
+                resolved.Add(RunPipeline(labels, work, boundHandles: false));
+                bound.Add(RunPipeline(labels, work, boundHandles: true));
+                Console.Error.WriteLine($"  round {r + 1}/{rounds} at {series:N0} series: otel {otel[^1].PointsPerSecond:N0}/s, resolved {resolved[^1].PointsPerSecond:N0}/s, bound {bound[^1].PointsPerSecond:N0}/s");
+            }
+
+            double otelMedian = Median(otel.Select(x => x.PointsPerSecond));
+            Print(series, "OpenTelemetry SDK histogram (reference)", otel, otelMedian);
+            Print(series, "Monitoring.Stream, labels resolved per call", resolved, otelMedian);
+            Print(series, "Monitoring.Stream, bound series handles", bound, otelMedian);
+        }
+
+        Console.WriteLine();
+        TimeWindowToArrow(100_000);
+        Console.WriteLine();
+        MeasureMemoryPerSeries(100_000, pointsPerSeries: 200);
+        return 0;
+    }
+
+    private sealed record Result(double PointsPerSecond, double AllocatedPerPoint);
+
+    /// <summary>Per producer: a pre-drawn sequence of series indices and latency values, so every engine sees the same points.</summary>
+    private sealed record Workload(int[][] Series, double[][] Values, long PerProducer)
+    {
+        public static Workload Create(int seriesCount, long perProducer)
+        {
+            const int Length = 1 << 20;
+            var series = new int[Producers][];
+            var values = new double[Producers][];
+            for (int p = 0; p < Producers; p++)
+            {
+                var random = new Random(17 + p);
+                series[p] = new int[Length];
+                values[p] = new double[Length];
+                for (int i = 0; i < Length; i++)
+                {
+                    series[p][i] = random.Next(seriesCount);
+                    double u1 = 1.0 - random.NextDouble();
+                    double u2 = random.NextDouble();
+                    values[p][i] = 0.02 * Math.Exp(0.5 * Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2));
+                }
+            }
+
+            return new Workload(series, values, perProducer);
+        }
+    }
+
+    private static Label[][] BuildLabels(int series)
+    {
+        var labels = new Label[series][];
+        for (int i = 0; i < series; i++)
+        {
+            labels[i] = [new("method", i % 2 == 0 ? "GET" : "POST"), new("route", "/api/v1/items/" + (i / 4)), new("status", (i % 4) switch { 0 => "200", 1 => "404", 2 => "500", _ => "503" })];
+        }
+
+        return labels;
+    }
+
+    private static Result RunPipeline(Label[][] labels, Workload work, bool boundHandles)
+    {
+        var options = new MetricsPipelineOptions { ShardCount = Environment.ProcessorCount, WindowSize = TimeSpan.FromMinutes(10) };
+        var pipeline = new MetricsPipeline(options, []);
+        SeriesId[] ids = [.. labels.Select(l => pipeline.Registry.GetOrAdd(Metric, l))];
+        long ts = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        pipeline.Start();
+        PointWriter[] writers = [.. Enumerable.Range(0, Producers).Select(p => pipeline.CreateWriter("load-" + p, BackpressureMode.Wait))];
+
+        void Produce(int p, long count)
+        {
+            PointWriter writer = writers[p];
+            int[] series = work.Series[p];
+            double[] values = work.Values[p];
+            int mask = series.Length - 1;
+            if (boundHandles)
+            {
+                for (long n = 0; n < count; n++)
+                {
+                    int i = (int)(n & mask);
+                    writer.Write(ids[series[i]], values[i], ts);
+                }
+            }
+            else
+            {
+                for (long n = 0; n < count; n++)
+                {
+                    int i = (int)(n & mask);
+                    writer.Write(Metric, labels[series[i]], values[i], ts);
+                }
+            }
+
+            writer.Flush();
+        }
+
+        // Warm-up pass: every series seen, window states and sketches grown, code jitted.
+        RunProducers(p => Produce(p, work.PerProducer / 4));
+        pipeline.DrainAsync().GetAwaiter().GetResult();
+        Collect();
+
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var clock = Stopwatch.StartNew();
+        RunProducers(p => Produce(p, work.PerProducer));
+        long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+        pipeline.StopAsync().GetAwaiter().GetResult();
+        clock.Stop();
+
+        long timed = work.PerProducer * Producers;
+        long total = timed + (work.PerProducer / 4 * Producers);
+        PipelineMetrics m = pipeline.GetMetrics();
+        if (m.EmittedPoints != total)
+        {
+            throw new InvalidOperationException($"pipeline emitted {m.EmittedPoints} of {total} points");
+        }
+
+        pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed);
+    }
+
+    private static void RunProducers(Action<int> produce) =>
+        Task.WaitAll([.. Enumerable.Range(0, Producers).Select(p => Task.Factory.StartNew(() => produce(p), TaskCreationOptions.LongRunning))]);
+
+    private static Result RunOpenTelemetry(Label[][] labels, Workload work)
+    {
+        string meterName = "load-" + Guid.NewGuid().ToString("N");
+        var exported = new List<Metric>();
+        using MeterProvider provider = Sdk.CreateMeterProviderBuilder()
+            .AddMeter(meterName)
+            .AddView(Metric, new MetricStreamConfiguration { CardinalityLimit = labels.Length + 10 })
+            .AddInMemoryExporter(exported)
+            .Build();
+        using var meter = new Meter(meterName);
+        Histogram<double> histogram = meter.CreateHistogram<double>(Metric);
+        var tags = labels.Select(l => new TagList { { l[0].Name, l[0].Value }, { l[1].Name, l[1].Value }, { l[2].Name, l[2].Value } }).ToArray();
+
+        void Record(int p, long count)
+        {
+            int[] series = work.Series[p];
+            double[] values = work.Values[p];
+            int mask = series.Length - 1;
+            for (long n = 0; n < count; n++)
+            {
+                int i = (int)(n & mask);
+                histogram.Record(values[i], tags[series[i]]);
+            }
+        }
+
+        RunProducers(p => Record(p, work.PerProducer / 4));
+        Collect();
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var clock = Stopwatch.StartNew();
+        RunProducers(p => Record(p, work.PerProducer));
+        long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+        provider.ForceFlush();
+        clock.Stop();
+        long timed = work.PerProducer * Producers;
+        long total = timed + (work.PerProducer / 4 * Producers);
+        long recorded = exported.Where(x => x.Name == Metric).Sum(x =>
+        {
+            long sum = 0;
+            foreach (ref readonly OpenTelemetry.Metrics.MetricPoint point in x.GetMetricPoints())
+            {
+                sum += point.GetHistogramCount();
+            }
+
+            return sum;
+        });
+        if (recorded != total)
+        {
+            throw new InvalidOperationException($"OpenTelemetry recorded {recorded} of {total} points");
+        }
+
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed);
+    }
+
+    private static void Print(int series, string engine, List<Result> results, double otelMedian)
+    {
+        double median = Median(results.Select(r => r.PointsPerSecond));
+        double alloc = Median(results.Select(r => r.AllocatedPerPoint));
+        Console.WriteLine($"| {series:N0} | {engine} | {median:N0} | {median / otelMedian:F2} | {alloc:F2} |");
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        double[] sorted = [.. values.Order()];
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    private static void Collect()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
+
+    /// <summary>Builds one shard's window of <paramref name="series"/> latency series and times Arrow conversion plus an IPC write to a file.</summary>
+    private static void TimeWindowToArrow(int series)
+    {
+        var registry = new SeriesRegistry();
+        Label[][] labels = BuildLabels(series);
+        foreach (Label[] l in labels)
+        {
+            registry.GetOrAdd(Metric, l);
+        }
+
+        var window = new WindowBuffer(series, withSketches: true, 0.01, 2048) { Start = 0, End = 10_000 };
+        var random = new Random(1);
+        for (int s = 0; s < series; s++)
+        {
+            for (int k = 0; k < 20; k++)
+            {
+                window.Add(s, 0.02 * Math.Exp(random.NextDouble() * 2), k);
+            }
+        }
+
+        Schema schema = WindowSchema.Create("load");
+        var writer = new ArrowWindowWriter(registry, shardCount: 1, schema);
+        string path = Path.Combine(Path.GetTempPath(), "ms-load-window.arrow");
+        var build = new List<double>();
+        var total = new List<double>();
+        long bytes = 0;
+        for (int run = 0; run < 11; run++)
+        {
+            var clock = Stopwatch.StartNew();
+            using RecordBatch batch = writer.Build(window, 0);
+            double built = clock.Elapsed.TotalMilliseconds;
+            using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            using (var file = new ArrowFileWriter(stream, schema))
+            {
+                file.WriteRecordBatch(batch);
+                file.WriteEnd();
+            }
+
+            clock.Stop();
+            bytes = new FileInfo(path).Length;
+            if (run > 0)
+            {
+                build.Add(built);
+                total.Add(clock.Elapsed.TotalMilliseconds);
+            }
+        }
+
+        File.Delete(path);
+        Console.WriteLine($"window of {series:N0} series (20 points each) -> Arrow record batch: median {Median(build):F1} ms; " +
+            $"+ Arrow IPC file write: median {Median(total):F1} ms ({bytes:N0} bytes, 10 runs after a warm-up)");
+    }
+
+    /// <summary>Managed heap growth per series when a pipeline holds one open window of latency-like data for each.</summary>
+    private static void MeasureMemoryPerSeries(int series, int pointsPerSeries)
+    {
+        Label[][] labels = BuildLabels(series);
+        Collect();
+        long before = GC.GetTotalMemory(forceFullCollection: true);
+        var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = Environment.ProcessorCount, WindowSize = TimeSpan.FromMinutes(10) }, []);
+        pipeline.Start();
+        long ts = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var random = new Random(3);
+        using (PointWriter writer = pipeline.CreateWriter("memory"))
+        {
+            for (int k = 0; k < pointsPerSeries; k++)
+            {
+                for (int s = 0; s < series; s++)
+                {
+                    double u1 = 1.0 - random.NextDouble();
+                    double u2 = random.NextDouble();
+                    double latency = 0.02 * Math.Exp(0.5 * Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2));
+                    writer.Write(Metric, labels[s], latency, ts);
+                }
+            }
+        }
+
+        pipeline.DrainAsync().GetAwaiter().GetResult();
+        long after = GC.GetTotalMemory(forceFullCollection: true);
+        Console.WriteLine($"memory: {series:N0} active series, {pointsPerSeries} log-normal latencies each (sigma 0.5), one open window: " +
+            $"heap +{(after - before) / 1048576.0:F1} MiB = {(after - before) / (double)series:F0} bytes per series " +
+            "(registry entry, window state and sketch; the label strings are the caller's)");
+        GC.KeepAlive(labels);
+        pipeline.StopAsync().GetAwaiter().GetResult();
+    }
+}
