@@ -212,10 +212,25 @@ public sealed class PointWriter : IDisposable
     private void WaitAndWrite(int shard, PointBatch batch)
     {
         int count = batch.Count;
+        ChannelWriter<PointBatch> channel = _channels[shard];
+        // PERF: a full shard usually frees a slot within microseconds. Spinning (which yields the
+        // core to the shard after a few rounds) avoids the blocking path, whose waiter object is
+        // the only allocation a producer would otherwise make in steady state.
+        var spinner = default(SpinWait);
+        for (int i = 0; i < 200; i++)
+        {
+            spinner.SpinOnce(sleep1Threshold: -1);
+            if (channel.TryWrite(batch))
+            {
+                _counters.Accepted += count;
+                return;
+            }
+        }
+
         try
         {
             // The producer chose Wait: block this thread until the shard has room.
-            _channels[shard].WriteAsync(batch).AsTask().GetAwaiter().GetResult();
+            channel.WriteAsync(batch).AsTask().GetAwaiter().GetResult();
             _counters.Accepted += count;
         }
         catch (ChannelClosedException)
