@@ -4,6 +4,7 @@
 #   ./build.sh test      install what the tests need, then run every test project
 #   ./build.sh demo      run the engine's main job on its embedded defaults
 #   ./build.sh bench     run the BenchmarkDotNet suite (pass a filter after it, e.g. '*Sketch*')
+#   ./build.sh load      run the end-to-end load harness against the OpenTelemetry SDK
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -39,8 +40,11 @@ case "$cmd" in
   bench)
     dotnet run --project benchmarks/Monitoring.Stream.Benchmarks -c Release -- --filter "${1:-*}" "${@:2}"
     ;;
+  load)
+    dotnet run --project benchmarks/Monitoring.Stream.Benchmarks -c Release -- load "$@"
+    ;;
   *)
-    echo "usage: $0 {build|test|demo|bench}" >&2
+    echo "usage: $0 {build|test|demo|bench|load}" >&2
     exit 2
     ;;
 esac
