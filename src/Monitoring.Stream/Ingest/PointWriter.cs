@@ -41,8 +41,9 @@ public sealed class PointWriter : IDisposable
         _channels = pipeline.ShardWriters;
         _pool = pipeline.BatchPool;
         _shardCount = _channels.Length;
-        // Lemire's fast division: q = high64(ceil(2^64 / d) * n) is exact for 32-bit n.
-        _shardDivisor = (ulong.MaxValue / (ulong)_shardCount) + 1;
+        // Lemire's fast division: q = high64(ceil(2^64 / d) * n) is exact for 32-bit n and d > 1.
+        // For d = 1 the multiplier would be 2^64, which does not fit: 0 marks that case.
+        _shardDivisor = _shardCount == 1 ? 0 : (ulong.MaxValue / (ulong)_shardCount) + 1;
         _pending = new PointBatch?[_shardCount];
         _time = pipeline.Options.TimeProvider;
         _maxFutureSkewMs = (long)pipeline.Options.MaxFutureSkew.TotalMilliseconds;
@@ -94,7 +95,7 @@ public sealed class PointWriter : IDisposable
     private void Append(SeriesId series, double value, long timestampUnixMs)
     {
         uint id = (uint)series.Value;
-        uint slot = (uint)Math.BigMul(_shardDivisor, id, out _);
+        uint slot = _shardDivisor == 0 ? id : (uint)Math.BigMul(_shardDivisor, id, out _);
         int shard = (int)(id - (slot * (uint)_shardCount));
         PointBatch batch = _pending[shard] ?? RentFor(shard);
         ref IngestPoint point = ref batch.Points[batch.Count++];

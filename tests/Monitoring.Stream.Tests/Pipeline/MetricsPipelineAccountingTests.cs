@@ -264,3 +264,38 @@ public class MetricsPipelineAccountingTests
         Assert.Equal(m.Offered, m.Accepted + m.Rejected + m.Dropped);
     }
 }
+
+public class MetricsPipelineShardingTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(7)]
+    public async Task AnyShardCount_EverySeriesArrivesInItsOwnShard(int shards)
+    {
+        var sink = new Support.CollectingSink();
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await using (var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = shards }, [sink]))
+        {
+            pipeline.Start();
+            using (PointWriter writer = pipeline.CreateWriter("test"))
+            {
+                for (int i = 0; i < 100; i++)
+                {
+                    Assert.Equal(RejectReason.None, writer.Write("m", [new Label("i", i.ToString(System.Globalization.CultureInfo.InvariantCulture))], i, now));
+                }
+            }
+
+            await pipeline.StopAsync();
+            foreach (Support.WindowRow row in sink.Rows)
+            {
+                int id = pipeline.Registry.GetOrAdd("m", row.Labels).Value;
+                Assert.Equal(id % shards, row.Shard);
+                Assert.Equal(int.Parse(row.Labels.GetValue("i")!, System.Globalization.CultureInfo.InvariantCulture), row.Last);
+            }
+        }
+
+        Assert.Equal(100, sink.Rows.Count);
+    }
+}

@@ -1,0 +1,146 @@
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Sinks;
+using Monitoring.Stream.Tests.Support;
+
+namespace Monitoring.Stream.Tests.Sinks;
+
+/// <summary>The sink contract as the pipeline runs it: retries, failures counted, isolation, shutdown.</summary>
+public class SinkRunnerTests
+{
+    private static readonly SinkOptions s_fastRetry = new()
+    {
+        QueueCapacity = 4,
+        MaxAttempts = 3,
+        InitialBackoff = TimeSpan.FromMilliseconds(1),
+        MaxBackoff = TimeSpan.FromMilliseconds(5),
+    };
+
+    /// <summary>Fails its first <c>failures</c> writes, then behaves; optionally blocks until released.</summary>
+    private sealed class ScriptedSink(string name, int failures, bool block = false) : IWindowSink
+    {
+        private int _calls;
+
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public List<long> Written { get; } = [];
+
+        public string Name => name;
+
+        public async ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
+        {
+            if (block)
+            {
+                await Release.Task.WaitAsync(cancellationToken);
+            }
+
+            if (Interlocked.Increment(ref _calls) <= failures)
+            {
+                throw new IOException($"{name} is down (attempt {_calls})");
+            }
+
+            lock (Written)
+            {
+                Written.Add(batch.Points);
+            }
+        }
+
+        public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
+    private static async Task WriteWindows(MetricsPipeline pipeline, int windows)
+    {
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        long start = now - (now % 10_000) - (windows * 10_000L);
+        using PointWriter writer = pipeline.CreateWriter("test");
+        for (int w = 0; w < windows; w++)
+        {
+            writer.Write("m", [new Label("w", w.ToString(System.Globalization.CultureInfo.InvariantCulture))], w, start + (w * 10_000L));
+        }
+
+        writer.Flush();
+        await pipeline.DrainAsync();
+    }
+
+    [Fact]
+    public async Task FlakySink_RetriedUntilItSucceeds_ErrorsCounted()
+    {
+        var flaky = new ScriptedSink("flaky", failures: 2);
+        await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [flaky], s_fastRetry);
+        pipeline.Start();
+
+        await WriteWindows(pipeline, 1);
+        await pipeline.StopAsync();
+
+        SinkMetrics m = Assert.Single(pipeline.GetMetrics().Sinks);
+        Assert.Equal(1, m.BatchesWritten);
+        Assert.Equal(2, m.Errors);
+        Assert.Equal(0, m.BatchesFailed);
+        Assert.Contains("flaky is down", m.LastError);
+        Assert.Equal([1L], flaky.Written);
+    }
+
+    [Fact]
+    public async Task BrokenSink_GivenUpAfterMaxAttempts_LossCountedOtherSinkUnaffected()
+    {
+        var broken = new ScriptedSink("broken", failures: int.MaxValue);
+        var healthy = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [broken, healthy], s_fastRetry);
+        pipeline.Start();
+
+        await WriteWindows(pipeline, 3);
+        await pipeline.StopAsync();
+
+        PipelineMetrics metrics = pipeline.GetMetrics();
+        SinkMetrics b = metrics.Sinks.Single(s => s.Name == "broken");
+        Assert.Equal(0, b.BatchesWritten);
+        Assert.Equal(3, b.BatchesFailed);
+        Assert.Equal(3, b.PointsFailed);
+        Assert.Equal(9, b.Errors);
+        Assert.Equal(3, metrics.Sinks.Single(s => s.Name == "collect").BatchesWritten);
+        Assert.Equal(3, healthy.Rows.Count);
+    }
+
+    [Fact]
+    public async Task StalledSink_OtherSinkKeepsReceivingUpToTheStalledQueueBound()
+    {
+        var stalled = new ScriptedSink("stalled", failures: 0, block: true);
+        var healthy = new CollectingSink();
+        var options = new SinkOptions { QueueCapacity = 2 };
+        await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [stalled, healthy], options);
+        pipeline.Start();
+
+        // One batch in the stalled sink's hands plus two queued: the healthy sink gets all three.
+        await WriteWindows(pipeline, 3);
+        for (int i = 0; i < 200 && healthy.Batches.Count < 3; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(3, healthy.Batches.Count);
+        Assert.Equal(2, pipeline.GetMetrics().Sinks.Single(s => s.Name == "stalled").QueueDepth);
+
+        stalled.Release.SetResult();
+        await pipeline.StopAsync();
+        Assert.Equal(3, stalled.Written.Count);
+    }
+
+    [Fact]
+    public async Task SecondStopSignal_AbandonsStalledSinkAtOnce()
+    {
+        var stalled = new ScriptedSink("stalled", failures: 0, block: true);
+        await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [stalled]);
+        pipeline.Start();
+        await WriteWindows(pipeline, 2);
+
+        using var secondSignal = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pipeline.StopAsync(secondSignal.Token));
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"stop took {clock.Elapsed}");
+        Assert.Empty(stalled.Written);
+    }
+}
