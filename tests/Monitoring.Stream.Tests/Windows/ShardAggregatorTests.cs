@@ -192,3 +192,37 @@ public class ShardAggregatorTests
         Assert.True(condition());
     }
 }
+
+public class SketchlessWindowTests
+{
+    [Fact]
+    public async Task SketchesOff_QuantilesAndSketchAreNull_MomentsStillExact()
+    {
+        var sink = new CollectingSink();
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        await using (var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 2, Sketches = false }, [sink]))
+        {
+            pipeline.Start();
+            using (PointWriter writer = pipeline.CreateWriter("test"))
+            {
+                for (int i = 1; i <= 10; i++)
+                {
+                    writer.Write("m", [new Label("k", "a")], i, now);
+                    writer.Write("m", [new Label("k", "b")], -i, now);
+                }
+            }
+
+            await pipeline.StopAsync();
+        }
+
+        Assert.Equal(2, sink.Rows.Count);
+        Assert.All(sink.Rows, r =>
+        {
+            Assert.All(r.Quantiles, q => Assert.Null(q));
+            Assert.Null(r.Sketch);
+            Assert.Equal(10, r.Count);
+            Assert.Equal(8.25, r.Variance, 12);
+        });
+        Assert.Equal(55, sink.Rows.Single(r => r.Labels.GetValue("k") == "a").Sum);
+    }
+}
