@@ -19,6 +19,9 @@ public sealed class PointWriter : IDisposable
 {
     private const int ClockCheckEvery = 1024;
 
+    /// <summary>Spins (mostly yields) on a full shard before blocking: a few milliseconds at most.</summary>
+    private const int MaxSpinsOnFullShard = 4000;
+
     private readonly MetricsPipeline _pipeline;
     private readonly ChannelWriter<PointBatch>[] _channels;
     private readonly ObjectPool<PointBatch> _pool;
@@ -218,7 +221,7 @@ public sealed class PointWriter : IDisposable
         // core to the shard after a few rounds) avoids the blocking path, whose waiter object is
         // the only allocation a producer would otherwise make in steady state.
         var spinner = default(SpinWait);
-        for (int i = 0; i < 200; i++)
+        for (int i = 0; i < MaxSpinsOnFullShard; i++)
         {
             spinner.SpinOnce(sleep1Threshold: -1);
             if (channel.TryWrite(batch))
