@@ -74,6 +74,10 @@ internal static class DemoCommand
         {
             Console.WriteLine("stopped at once: open windows and queued batches were abandoned (see the counts below)");
         }
+        catch (TimeoutException e)
+        {
+            Console.WriteLine($"stop timed out: {e.Message}");
+        }
 
         Console.CancelKeyPress -= onCancel;
         PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, fileStore, recent, labels);
@@ -167,7 +171,7 @@ internal static class DemoCommand
         Console.WriteLine($"  windows emitted {m.WindowsEmitted:N0} (one per shard and window), series {m.SeriesActive:N0}");
         foreach (SinkMetrics s in m.Sinks)
         {
-            Console.WriteLine($"  sink {s.Name}: {s.BatchesWritten:N0} batches, {s.PointsWritten:N0} points, {s.BatchesFailed:N0} failed, {s.Errors:N0} errors{(s.LastError is null ? "" : ", last: " + s.LastError)}");
+            Console.WriteLine($"  sink {s.Name}: {s.BatchesWritten:N0} batches, {s.PointsWritten:N0} points, {s.BatchesFailed:N0} failed, {s.BatchesAbandoned:N0} abandoned, {s.Errors:N0} errors{(s.LastError is null ? "" : ", last: " + s.LastError)}");
         }
 
         IReadOnlyList<string> files = store.PublishedFiles();

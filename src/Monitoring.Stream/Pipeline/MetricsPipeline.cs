@@ -65,7 +65,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
         ShardWriters = [.. _channels.Select(c => c.Writer)];
         SinkOptions runnerOptions = sinkOptions ?? new SinkOptions();
-        _sinks = [.. sinks.Select(s => new SinkRunner(s, runnerOptions, options.TimeProvider))];
+        _sinks = [.. sinks.Select(s => new SinkRunner(s, runnerOptions, options.TimeProvider, _abort.Token))];
     }
 
     /// <summary>The settings the pipeline was created with.</summary>
@@ -151,22 +151,18 @@ public sealed class MetricsPipeline : IAsyncDisposable
         windowBatch.Retain(_sinks.Length);
         for (int i = 0; i < _sinks.Length; i++)
         {
-            try
-            {
-                await _sinks[i].EnqueueAsync(windowBatch, _abort.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
-            {
-                // Stopping at once: this sink will not see the window.
-                windowBatch.Release();
-            }
+            // On a forced stop the runner counts the window as abandoned for that sink.
+            await _sinks[i].EnqueueAsync(windowBatch).ConfigureAwait(false);
         }
     }
 
     /// <summary>
     /// Stops gracefully: producers' later flushes are dropped (and counted), every queued batch is
     /// aggregated, every open window is emitted, and every sink drains. Cancelling
-    /// <paramref name="cancellationToken"/> — a second stop signal — abandons what is left at once.
+    /// <paramref name="cancellationToken"/> — a second stop signal — abandons what is left at once and
+    /// throws <see cref="OperationCanceledException"/>; so does passing
+    /// <see cref="MetricsPipelineOptions.ShutdownTimeout"/>, which throws <see cref="TimeoutException"/>.
+    /// Either way every window a sink did not get is counted in its abandoned counters.
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
@@ -176,7 +172,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
             return;
         }
 
-        using CancellationTokenRegistration abortOnCancel = cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
+        using var deadline = new CancellationTokenSource(Options.ShutdownTimeout, Options.TimeProvider);
+        using CancellationTokenRegistration abortOnSignal = cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
+        using CancellationTokenRegistration abortOnDeadline = deadline.Token.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
         if (_ticker is not null)
         {
             await _ticker.DisposeAsync().ConfigureAwait(false);
@@ -187,14 +185,29 @@ public sealed class MetricsPipeline : IAsyncDisposable
             channel.Writer.TryComplete();
         }
 
+        bool forced;
         try
         {
-            await Task.WhenAll(_shardTasks).WaitAsync(cancellationToken).ConfigureAwait(false);
-            await Task.WhenAll(_sinks.Select(s => s.CompleteAsync(cancellationToken))).ConfigureAwait(false);
+            await Task.WhenAll(_shardTasks).WaitAsync(_abort.Token).ConfigureAwait(false);
+            await Task.WhenAll(_sinks.Select(s => s.CompleteAsync(_abort.Token))).ConfigureAwait(false);
+            forced = _abort.IsCancellationRequested;
+        }
+        catch (OperationCanceledException) when (_abort.IsCancellationRequested)
+        {
+            forced = true;
         }
         finally
         {
             Volatile.Write(ref _state, Stopped);
+        }
+
+        if (forced)
+        {
+            // The work that raced the abort may have finished anyway; either way the caller learns the
+            // stop was not graceful, and the sinks' abandoned counters say what it cost.
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new TimeoutException(
+                $"The pipeline did not stop gracefully within {Options.ShutdownTimeout.TotalSeconds:0.###} s; what was left was abandoned and counted in each sink's abandoned counters.");
         }
     }
 
@@ -261,16 +274,26 @@ public sealed class MetricsPipeline : IAsyncDisposable
             ShardQueueDepth = [.. _channels.Select(c => c.Reader.Count)],
             ShardQueueCapacity = Options.ShardQueueBatches,
             OpenStateBytes = _shards.Sum(s => s.OpenStateBytes),
-            Sinks = [.. _sinks.Select(s => new SinkMetrics(s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError))],
+            Sinks = [.. _sinks.Select(s => new SinkMetrics(s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError, s.BatchesAbandoned, s.PointsAbandoned))],
         };
     }
 
-    /// <summary>Stops gracefully if running, then disposes the sinks.</summary>
+    /// <summary>
+    /// Stops gracefully if running (bounded by <see cref="MetricsPipelineOptions.ShutdownTimeout"/>;
+    /// a timed-out stop is not rethrown here, its losses are in the sink counters), then disposes the sinks.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         if (Volatile.Read(ref _state) == Running)
         {
-            await StopAsync().ConfigureAwait(false);
+            try
+            {
+                await StopAsync().ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Counted in the sinks' abandoned counters; disposing must not throw.
+            }
         }
 
         foreach (SinkRunner sink in _sinks)
@@ -278,6 +301,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             await sink.Sink.DisposeAsync().ConfigureAwait(false);
         }
 
-        _abort.Dispose();
+        // Not disposed: shard and sink tasks abandoned by a forced stop may still observe the token.
+        _abort.Cancel();
     }
 }

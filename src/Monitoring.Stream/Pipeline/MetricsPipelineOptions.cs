@@ -30,6 +30,13 @@ public sealed class MetricsPipelineOptions
     /// <summary>Points further in the future than this, by the engine's clock, are refused (default 10 min).</summary>
     public TimeSpan MaxFutureSkew { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Longest a graceful stop may take (default 30 s). Past it the stop abandons what is left, as a
+    /// second stop signal would, counts it per sink, and <see cref="MetricsPipeline.StopAsync"/> throws
+    /// <see cref="TimeoutException"/>. <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.
+    /// </summary>
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Whether every series keeps a quantile sketch (default true).</summary>
     public bool Sketches { get; set; } = true;
 
@@ -67,6 +74,11 @@ public sealed class MetricsPipelineOptions
         if (TickInterval <= TimeSpan.Zero || ProducerFlushInterval <= TimeSpan.Zero || MaxFutureSkew < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(TickInterval), "Intervals must be positive and the skew non-negative.");
+        }
+
+        if (ShutdownTimeout <= TimeSpan.Zero && ShutdownTimeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ShutdownTimeout), ShutdownTimeout, "The shutdown timeout must be positive, or infinite.");
         }
 
         ArgumentNullException.ThrowIfNull(TimeProvider);

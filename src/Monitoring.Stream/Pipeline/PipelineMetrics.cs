@@ -86,4 +86,17 @@ public sealed record SourceMetrics(string Source, long Offered, long Accepted, l
 /// <param name="PointsFailed">Points in batches given up.</param>
 /// <param name="Errors">Failed attempts, retried or not.</param>
 /// <param name="LastError">The last error, if any.</param>
-public sealed record SinkMetrics(string Name, int QueueDepth, int QueueCapacity, long BatchesWritten, long PointsWritten, long BatchesFailed, long PointsFailed, long Errors, string? LastError);
+/// <param name="BatchesAbandoned">Batches this sink never got because a stop was forced (second signal or shutdown timeout).</param>
+/// <param name="PointsAbandoned">Points in abandoned batches.</param>
+public sealed record SinkMetrics(
+    string Name,
+    int QueueDepth,
+    int QueueCapacity,
+    long BatchesWritten,
+    long PointsWritten,
+    long BatchesFailed,
+    long PointsFailed,
+    long Errors,
+    string? LastError,
+    long BatchesAbandoned = 0,
+    long PointsAbandoned = 0);

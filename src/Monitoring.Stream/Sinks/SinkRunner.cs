@@ -13,21 +13,29 @@ internal sealed class SinkRunner
     private readonly SinkOptions _options;
     private readonly TimeProvider _time;
     private readonly Channel<WindowBatch> _queue;
+    private readonly CancellationToken _abort;
     private Task? _loop;
     private long _batchesWritten;
     private long _pointsWritten;
     private long _batchesFailed;
     private long _pointsFailed;
     private long _errors;
+    private long _batchesAbandoned;
+    private long _pointsAbandoned;
     private string? _lastError;
 
-    public SinkRunner(IWindowSink sink, SinkOptions options, TimeProvider time)
+    /// <param name="sink">The sink fed.</param>
+    /// <param name="options">Queue and retry settings.</param>
+    /// <param name="time">The clock of the backoff.</param>
+    /// <param name="abort">Cancelled when a stop is forced: the write in progress is cancelled and what is queued is abandoned.</param>
+    public SinkRunner(IWindowSink sink, SinkOptions options, TimeProvider time, CancellationToken abort)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.QueueCapacity, 1, nameof(options.QueueCapacity));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxAttempts, 1, nameof(options.MaxAttempts));
         _sink = sink;
         _options = options;
         _time = time;
+        _abort = abort;
         _queue = Channel.CreateBounded<WindowBatch>(new BoundedChannelOptions(options.QueueCapacity)
         {
             SingleReader = true,
@@ -55,10 +63,27 @@ internal sealed class SinkRunner
 
     public string? LastError => Volatile.Read(ref _lastError);
 
+    public long BatchesAbandoned => Interlocked.Read(ref _batchesAbandoned);
+
+    public long PointsAbandoned => Interlocked.Read(ref _pointsAbandoned);
+
     public void Start() => _loop = Task.Run(RunAsync);
 
-    /// <summary>Queues a batch, waiting while the queue is full.</summary>
-    public ValueTask EnqueueAsync(WindowBatch batch, CancellationToken cancellationToken) => _queue.Writer.WriteAsync(batch, cancellationToken);
+    /// <summary>
+    /// Queues a batch, waiting while the queue is full. If the stop is forced first, the batch is
+    /// released and counted as abandoned instead.
+    /// </summary>
+    public async ValueTask EnqueueAsync(WindowBatch batch)
+    {
+        try
+        {
+            await _queue.Writer.WriteAsync(batch, _abort).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+        {
+            Abandon(batch);
+        }
+    }
 
     /// <summary>Stops taking batches and waits until the queued ones are written or given up.</summary>
     public async Task CompleteAsync(CancellationToken cancellationToken)
@@ -82,49 +107,70 @@ internal sealed class SinkRunner
     private async Task RunAsync()
     {
         ChannelReader<WindowBatch> reader = _queue.Reader;
-        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        try
         {
-            while (reader.TryRead(out WindowBatch? batch))
+            while (await reader.WaitToReadAsync(_abort).ConfigureAwait(false))
             {
-                try
+                while (!_abort.IsCancellationRequested && reader.TryRead(out WindowBatch? batch))
                 {
                     await WriteWithRetryAsync(batch).ConfigureAwait(false);
                 }
-                finally
-                {
-                    batch.Release();
-                }
             }
+        }
+        catch (OperationCanceledException) when (_abort.IsCancellationRequested)
+        {
+            // Forced stop: what is still queued is abandoned below.
+        }
+
+        while (reader.TryRead(out WindowBatch? left))
+        {
+            Abandon(left);
         }
     }
 
     private async Task WriteWithRetryAsync(WindowBatch batch)
     {
         TimeSpan delay = _options.InitialBackoff;
-        for (int attempt = 1; ; attempt++)
+        try
         {
-            try
+            for (int attempt = 1; ; attempt++)
             {
-                await _sink.WriteAsync(batch, CancellationToken.None).ConfigureAwait(false);
-                Interlocked.Increment(ref _batchesWritten);
-                Interlocked.Add(ref _pointsWritten, batch.Points);
-                return;
-            }
-            catch (Exception e)
-            {
-                RecordError(e);
-                if (attempt >= _options.MaxAttempts)
+                try
                 {
-                    // Given up: the window is lost for this sink, and the counters say how much.
-                    Interlocked.Increment(ref _batchesFailed);
-                    Interlocked.Add(ref _pointsFailed, batch.Points);
+                    await _sink.WriteAsync(batch, _abort).ConfigureAwait(false);
+                    Interlocked.Increment(ref _batchesWritten);
+                    Interlocked.Add(ref _pointsWritten, batch.Points);
+                    batch.Release();
                     return;
                 }
-            }
+                catch (Exception e) when (!(e is OperationCanceledException && _abort.IsCancellationRequested))
+                {
+                    RecordError(e);
+                    if (attempt >= _options.MaxAttempts)
+                    {
+                        // Given up: the window is lost for this sink, and the counters say how much.
+                        Interlocked.Increment(ref _batchesFailed);
+                        Interlocked.Add(ref _pointsFailed, batch.Points);
+                        batch.Release();
+                        return;
+                    }
+                }
 
-            await Task.Delay(delay, _time).ConfigureAwait(false);
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxBackoff.Ticks));
+                await Task.Delay(delay, _time, _abort).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxBackoff.Ticks));
+            }
         }
+        catch (OperationCanceledException) when (_abort.IsCancellationRequested)
+        {
+            Abandon(batch);
+        }
+    }
+
+    private void Abandon(WindowBatch batch)
+    {
+        Interlocked.Increment(ref _batchesAbandoned);
+        Interlocked.Add(ref _pointsAbandoned, batch.Points);
+        batch.Release();
     }
 
     private void RecordError(Exception e)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Series;
+using Monitoring.Stream.Tests.Support;
 
 namespace Monitoring.Stream.Tests.Series;
 
@@ -182,14 +183,17 @@ public class SeriesRegistryTests
         SeriesId expected = registry.GetOrAdd("latency", labels);
         registry.GetOrAdd("latency", labels);
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
+        const int Calls = 10_000;
         SeriesId id = default;
-        for (int i = 0; i < 10_000; i++)
+        long bytes = AllocationProbe.MeasuredBytes(() =>
         {
-            id = registry.GetOrAdd("latency", labels);
-        }
+            for (int i = 0; i < Calls; i++)
+            {
+                id = registry.GetOrAdd("latency", labels);
+            }
+        });
 
-        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+        Assert.True(bytes < Calls, $"{bytes} bytes allocated over {Calls} hits");
         Assert.Equal(expected, id);
     }
 

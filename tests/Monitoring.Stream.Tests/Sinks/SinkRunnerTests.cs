@@ -51,10 +51,15 @@ public class SinkRunnerTests
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// Writes one point into each of <paramref name="windows"/> consecutive windows that all end at
+    /// least one window before the current one: the data closes all but the last, and the first clock
+    /// tick (now − lateness is past its end, whatever the time of day) closes the last.
+    /// </summary>
     private static async Task WriteWindows(MetricsPipeline pipeline, int windows)
     {
         long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        long start = now - (now % 10_000) - (windows * 10_000L);
+        long start = now - (now % 10_000) - ((windows + 1) * 10_000L);
         using PointWriter writer = pipeline.CreateWriter("test");
         for (int w = 0; w < windows; w++)
         {
@@ -104,6 +109,14 @@ public class SinkRunnerTests
         Assert.Equal(3, healthy.Rows.Count);
     }
 
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        for (int i = 0; i < 1000 && !condition(); i++)
+        {
+            await Task.Delay(10);
+        }
+    }
+
     [Fact]
     public async Task StalledSink_OtherSinkKeepsReceivingUpToTheStalledQueueBound()
     {
@@ -112,24 +125,27 @@ public class SinkRunnerTests
         var options = new SinkOptions { QueueCapacity = 2 };
         await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [stalled, healthy], options);
         pipeline.Start();
-
-        // One batch in the stalled sink's hands plus two queued: the healthy sink gets all three.
-        await WriteWindows(pipeline, 3);
-        for (int i = 0; i < 200 && healthy.Batches.Count < 3; i++)
+        try
         {
-            await Task.Delay(10);
+            // One batch in the stalled sink's hands plus two queued: the healthy sink gets all three.
+            await WriteWindows(pipeline, 3);
+            await WaitUntil(() => healthy.Batches.Count >= 3);
+
+            Assert.Equal(3, healthy.Batches.Count);
+            Assert.Equal(2, pipeline.GetMetrics().Sinks.Single(s => s.Name == "stalled").QueueDepth);
+        }
+        finally
+        {
+            stalled.Release.TrySetResult();
         }
 
-        Assert.Equal(3, healthy.Batches.Count);
-        Assert.Equal(2, pipeline.GetMetrics().Sinks.Single(s => s.Name == "stalled").QueueDepth);
-
-        stalled.Release.SetResult();
         await pipeline.StopAsync();
         Assert.Equal(3, stalled.Written.Count);
+        Assert.Equal(0, pipeline.GetMetrics().Sinks.Single(s => s.Name == "stalled").BatchesAbandoned);
     }
 
     [Fact]
-    public async Task SecondStopSignal_AbandonsStalledSinkAtOnce()
+    public async Task SecondStopSignal_AbandonsStalledSinkAtOnce_AndCountsWhatItLost()
     {
         var stalled = new ScriptedSink("stalled", failures: 0, block: true);
         await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [stalled]);
@@ -142,5 +158,48 @@ public class SinkRunnerTests
 
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"stop took {clock.Elapsed}");
         Assert.Empty(stalled.Written);
+
+        // The write in the stalled sink's hands is cancelled; both windows are counted as abandoned.
+        SinkMetrics m = Assert.Single(pipeline.GetMetrics().Sinks);
+        await WaitUntil(() => pipeline.GetMetrics().Sinks[0].BatchesAbandoned == 2);
+        m = Assert.Single(pipeline.GetMetrics().Sinks);
+        Assert.Equal(2, m.BatchesAbandoned);
+        Assert.Equal(2, m.PointsAbandoned);
+        Assert.Equal(0, m.BatchesWritten);
+    }
+
+    [Fact]
+    public async Task GracefulStop_PastShutdownTimeout_ThrowsTimeout_AndCountsWhatWasAbandoned()
+    {
+        var stalled = new ScriptedSink("stalled", failures: 0, block: true);
+        var healthy = new CollectingSink();
+        var pipelineOptions = new MetricsPipelineOptions { ShardCount = 1, ShutdownTimeout = TimeSpan.FromMilliseconds(300) };
+        await using var pipeline = new MetricsPipeline(pipelineOptions, [stalled, healthy], new SinkOptions { QueueCapacity = 1 });
+        pipeline.Start();
+        await WriteWindows(pipeline, 3);
+        await WaitUntil(() => healthy.Batches.Count >= 2);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        TimeoutException e = await Assert.ThrowsAsync<TimeoutException>(() => pipeline.StopAsync());
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"stop took {clock.Elapsed}");
+        Assert.Contains("abandoned", e.Message);
+        await WaitUntil(() => pipeline.GetMetrics().Sinks.Single(s => s.Name == "stalled").BatchesAbandoned == 3);
+        PipelineMetrics metrics = pipeline.GetMetrics();
+        SinkMetrics s = metrics.Sinks.Single(s => s.Name == "stalled");
+        Assert.Equal(3, s.BatchesAbandoned);
+        Assert.Equal(0, s.BatchesWritten);
+
+        // Every window the healthy sink did not get is counted too: nothing is lost without a number.
+        SinkMetrics h = metrics.Sinks.Single(s => s.Name == "collect");
+        Assert.Equal(3, h.BatchesWritten + h.BatchesAbandoned);
+    }
+
+    [Fact]
+    public void ShutdownTimeout_MustBePositiveOrInfinite()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MetricsPipeline(new MetricsPipelineOptions { ShutdownTimeout = TimeSpan.Zero }, []));
+        var infinite = new MetricsPipeline(new MetricsPipelineOptions { ShutdownTimeout = Timeout.InfiniteTimeSpan }, []);
+        Assert.Equal(Timeout.InfiniteTimeSpan, infinite.Options.ShutdownTimeout);
     }
 }
