@@ -32,21 +32,24 @@ public sealed class SeriesDescriptor
 
     internal int HashCode { get; }
 
+    /// <summary>The canonical labels as stored, for the registry's table.</summary>
+    internal Label[] CanonicalLabels => _labels;
+
     /// <summary>
-    /// Whether this is the series of <paramref name="metric"/> with <c>labels</c>: taken in
-    /// <paramref name="order"/> when one is given, else in any order, empty values ignored.
+    /// Whether a stored key (<paramref name="storedMetric"/>, <paramref name="stored"/>) is the series of
+    /// <paramref name="metric"/> with <c>labels</c>: taken in <paramref name="order"/> when one is given,
+    /// else in any order, empty values ignored.
     /// </summary>
     /// <remarks>PERF: strings are usually the very instances the series was created from, so
     /// string.Equals returns on the reference check without reading the characters.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool Matches(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order)
+    internal static bool Matches(string storedMetric, Label[] stored, string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order)
     {
-        if (!string.Equals(metric, Metric))
+        if (!string.Equals(metric, storedMetric))
         {
             return false;
         }
 
-        Label[] stored = _labels;
         if (!order.IsEmpty)
         {
             if (stored.Length != order.Length)

@@ -101,10 +101,10 @@ public sealed class SeriesRegistry
 
         // PERF: the hash ignores label order and the match pairs labels in any order, so a hit
         // needs no sorting at all; sorting (and duplicate detection) is left to misses.
-        SeriesDescriptor? found = _table.Find(metric, labels, [], hash);
-        if (found is not null)
+        int found = _table.Find(metric, labels, [], hash);
+        if (found >= 0)
         {
-            id = found.Id;
+            id = new SeriesId(found);
             return RejectReason.None;
         }
 
@@ -131,10 +131,10 @@ public sealed class SeriesRegistry
             labels = [];
         }
 
-        SeriesDescriptor? found = _table.Find(metric, labels, canonical, hash);
-        if (found is not null)
+        int found = _table.Find(metric, labels, canonical, hash);
+        if (found >= 0)
         {
-            id = found.Id;
+            id = new SeriesId(found);
             return RejectReason.None;
         }
 
@@ -247,10 +247,10 @@ public sealed class SeriesRegistry
 
         lock (_gate)
         {
-            SeriesDescriptor? raced = _table.Find(metric, labels, order, hash);
-            if (raced is not null)
+            int raced = _table.Find(metric, labels, order, hash);
+            if (raced >= 0)
             {
-                id = raced.Id;
+                id = new SeriesId(raced);
                 return RejectReason.None;
             }
 
@@ -298,8 +298,8 @@ public sealed class SeriesRegistry
 
     private SeriesDescriptor GetOrCreateOverflowLocked(string metric)
     {
-        SeriesDescriptor? existing = _table.Find(metric, s_overflowLabels, [], SeriesHash.Compute(metric, s_overflowLabels));
-        return existing ?? InsertLocked(metric, s_overflowLabels, isOverflow: true);
+        int existing = _table.Find(metric, s_overflowLabels, [], SeriesHash.Compute(metric, s_overflowLabels));
+        return existing >= 0 ? GetDescriptor(new SeriesId(existing)) : InsertLocked(metric, s_overflowLabels, isOverflow: true);
     }
 
     private SeriesDescriptor InsertLocked(string metric, Label[] canonicalLabels, bool isOverflow)

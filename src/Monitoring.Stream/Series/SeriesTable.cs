@@ -19,10 +19,21 @@ internal sealed class SeriesTable
     private Arrays _arrays = new(1024);
     private int _count;
 
+    /// <summary>
+    /// The key and id of a series, inline in the table: a probe compares against these without
+    /// dereferencing the descriptor, one cache miss fewer per lookup of a cold series.
+    /// </summary>
+    private struct Slot
+    {
+        public string Metric;
+        public Label[] Labels;
+        public int Id;
+    }
+
     private sealed class Arrays(int capacity)
     {
         public readonly int[] Hashes = new int[capacity];
-        public readonly SeriesDescriptor?[] Slots = new SeriesDescriptor?[capacity];
+        public readonly Slot[] Slots = new Slot[capacity];
         public readonly int Mask = capacity - 1;
     }
 
@@ -34,8 +45,9 @@ internal sealed class SeriesTable
     /// <param name="labels">The labels.</param>
     /// <param name="order">Indices into <paramref name="labels"/> in canonical order, or empty to compare the labels as given.</param>
     /// <param name="hash">The key's <see cref="SeriesHash.Compute"/>.</param>
+    /// <returns>The series id, or -1 when the series is not in the table.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public SeriesDescriptor? Find(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order, int hash)
+    public int Find(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order, int hash)
     {
         Arrays arrays = Volatile.Read(ref _arrays);
         int[] hashes = arrays.Hashes;
@@ -45,15 +57,15 @@ internal sealed class SeriesTable
             int stored = Volatile.Read(ref hashes[i]);
             if (stored == hash)
             {
-                SeriesDescriptor candidate = arrays.Slots[i]!;
-                if (candidate.Matches(metric, labels, order))
+                ref Slot slot = ref arrays.Slots[i];
+                if (SeriesDescriptor.Matches(slot.Metric, slot.Labels, metric, labels, order))
                 {
-                    return candidate;
+                    return slot.Id;
                 }
             }
             else if (stored == 0)
             {
-                return null;
+                return -1;
             }
         }
     }
@@ -69,7 +81,7 @@ internal sealed class SeriesTable
             {
                 if (arrays.Hashes[i] != 0)
                 {
-                    Place(grown, arrays.Slots[i]!);
+                    Place(grown, arrays.Hashes[i], arrays.Slots[i]);
                 }
             }
 
@@ -77,20 +89,19 @@ internal sealed class SeriesTable
             arrays = grown;
         }
 
-        Place(arrays, descriptor);
+        Place(arrays, descriptor.HashCode, new Slot { Metric = descriptor.Metric, Labels = descriptor.CanonicalLabels, Id = descriptor.Id.Value });
         _count++;
     }
 
-    private static void Place(Arrays arrays, SeriesDescriptor descriptor)
+    private static void Place(Arrays arrays, int hash, Slot slot)
     {
-        int hash = descriptor.HashCode;
         int i = hash & arrays.Mask;
         while (arrays.Hashes[i] != 0)
         {
             i = (i + 1) & arrays.Mask;
         }
 
-        arrays.Slots[i] = descriptor;
+        arrays.Slots[i] = slot;
         Volatile.Write(ref arrays.Hashes[i], hash);
     }
 }
