@@ -91,13 +91,11 @@ internal sealed class ArrowWindowWriter
             DdSketch? s = window.WithSketches ? window.Sketches[slot] : null;
             if (s is not null)
             {
-                s.GetQuantiles(WindowSchema.Quantiles, _quantiles);
+                sketchData.Advance(s.WriteSummary(WindowSchema.Quantiles, _quantiles, sketchData.GetSpan(s.SummaryBound)));
                 for (int q = 0; q < 4; q++)
                 {
                     doubles[8 + q].Write(_quantiles[q]);
                 }
-
-                sketchData.Advance(s.Serialize(sketchData.GetSpan(s.GetMaxSerializedSize())));
             }
             else
             {

@@ -253,7 +253,14 @@ public sealed class DdSketch
             return;
         }
 
-        var walker = new RankWalker(this);
+        ReadOnlySpan<uint> negative = _negative.OccupiedCounts(out int negativeFirst);
+        ReadOnlySpan<uint> positive = _positive.OccupiedCounts(out int positiveFirst);
+        WalkQuantiles(quantiles, destination, negative, negativeFirst, positive, positiveFirst);
+    }
+
+    private void WalkQuantiles(ReadOnlySpan<double> quantiles, Span<double> destination, ReadOnlySpan<uint> negative, int negativeFirst, ReadOnlySpan<uint> positive, int positiveFirst)
+    {
+        var walker = new RankWalker(this, negative, negativeFirst, positive, positiveFirst);
         for (int k = 0; k < quantiles.Length; k++)
         {
             double q = quantiles[k];
@@ -288,11 +295,13 @@ public sealed class DdSketch
         private double _cumulative;
         private double _current;
 
-        public RankWalker(DdSketch sketch)
+        public RankWalker(DdSketch sketch, ReadOnlySpan<uint> negative, int negativeFirst, ReadOnlySpan<uint> positive, int positiveFirst)
         {
             _sketch = sketch;
-            _negative = sketch._negative.OccupiedCounts(out _negativeFirst);
-            _positive = sketch._positive.OccupiedCounts(out _positiveFirst);
+            _negative = negative;
+            _negativeFirst = negativeFirst;
+            _positive = positive;
+            _positiveFirst = positiveFirst;
             _position = _negative.Length - 1;
             _current = double.NaN;
         }
@@ -424,6 +433,30 @@ public sealed class DdSketch
         }
     }
 
+    /// <summary>An upper bound of the bytes <see cref="WriteSummary"/> writes, from array sizes alone.</summary>
+    internal int SummaryBound => 1 + 1 + 8 + (3 * VarInt.MaxLength) + 16 + (2 * (5 + 5)) + (5 * (_positive.Capacity + _negative.Capacity));
+
+    /// <summary>
+    /// What a closed window needs of its sketch: the quantiles and the serialized bytes, from one
+    /// look at the occupied bin ranges. <paramref name="destination"/> holds at least <see cref="SummaryBound"/> bytes.
+    /// </summary>
+    /// <returns>The number of bytes written.</returns>
+    internal int WriteSummary(ReadOnlySpan<double> sortedQuantiles, Span<double> results, Span<byte> destination)
+    {
+        ReadOnlySpan<uint> negative = _negative.OccupiedCounts(out int negativeFirst);
+        ReadOnlySpan<uint> positive = _positive.OccupiedCounts(out int positiveFirst);
+        if (_count == 0)
+        {
+            results[..sortedQuantiles.Length].Fill(double.NaN);
+        }
+        else
+        {
+            WalkQuantiles(sortedQuantiles, results, negative, negativeFirst, positive, positiveFirst);
+        }
+
+        return SerializeCore(destination, negative, negativeFirst, positive, positiveFirst);
+    }
+
     /// <summary>An upper bound of <see cref="GetSerializedSize"/>, computed without visiting the bins.</summary>
     public int GetMaxSerializedSize()
     {
@@ -447,6 +480,13 @@ public sealed class DdSketch
             }
         }
 
+        ReadOnlySpan<uint> negative = _negative.OccupiedCounts(out int negativeFirst);
+        ReadOnlySpan<uint> positive = _positive.OccupiedCounts(out int positiveFirst);
+        return SerializeCore(destination, negative, negativeFirst, positive, positiveFirst);
+    }
+
+    private int SerializeCore(Span<byte> destination, ReadOnlySpan<uint> negative, int negativeFirst, ReadOnlySpan<uint> positive, int positiveFirst)
+    {
         int p = 0;
         destination[p++] = SerializationVersion;
         destination[p++] = 0;
@@ -462,13 +502,12 @@ public sealed class DdSketch
             p += 16;
         }
 
-        p += WriteStore(destination[p..], in _positive);
-        p += WriteStore(destination[p..], in _negative);
+        p += WriteStore(destination[p..], positive, positiveFirst);
+        p += WriteStore(destination[p..], negative, negativeFirst);
         return p;
 
-        static int WriteStore(Span<byte> destination, in DdSketchBinStore store)
+        static int WriteStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first)
         {
-            ReadOnlySpan<uint> counts = store.OccupiedCounts(out int first);
             int p = VarInt.Write(destination, (ulong)counts.Length);
             if (counts.Length > 0)
             {

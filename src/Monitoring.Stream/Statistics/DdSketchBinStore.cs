@@ -28,6 +28,9 @@ internal struct DdSketchBinStore
 
     public readonly bool IsAllocated => _counts is not null;
 
+    /// <summary>Bins the array holds, occupied or not.</summary>
+    public readonly int Capacity => _counts?.Length ?? 0;
+
     /// <summary>Bytes held by the counter array.</summary>
     public readonly int AllocatedBytes => _counts is null ? 0 : (_counts.Length * sizeof(uint)) + 24;
 
