@@ -5,7 +5,16 @@ namespace Monitoring.Stream.Ingest;
 /// <summary>Pool policy for point batches: fixed capacity, reset on return, control messages not kept.</summary>
 internal sealed class PointBatchPolicy(int capacity) : IPooledObjectPolicy<PointBatch>
 {
-    public PointBatch Create() => new(capacity);
+    private long _created;
+
+    /// <summary>Batches allocated so far: grows until the pool covers the most batches ever in flight.</summary>
+    public long Created => Interlocked.Read(ref _created);
+
+    public PointBatch Create()
+    {
+        Interlocked.Increment(ref _created);
+        return new(capacity);
+    }
 
     public bool Return(PointBatch obj)
     {

@@ -19,8 +19,6 @@ public sealed class PointWriter : IDisposable
 {
     private const int ClockCheckEvery = 1024;
 
-    /// <summary>Spins (mostly yields) on a full shard before blocking: a few milliseconds at most.</summary>
-    private const int MaxSpinsOnFullShard = 4000;
 
     private readonly MetricsPipeline _pipeline;
     private readonly ChannelWriter<PointBatch>[] _channels;
@@ -217,30 +215,23 @@ public sealed class PointWriter : IDisposable
     {
         int count = batch.Count;
         ChannelWriter<PointBatch> channel = _channels[shard];
-        // PERF: a full shard usually frees a slot within microseconds. Spinning (which yields the
-        // core to the shard after a few rounds) avoids the blocking path, whose waiter object is
-        // the only allocation a producer would otherwise make in steady state.
+        // The producer chose Wait: hold this thread until the shard has room. A full shard usually
+        // frees a slot within microseconds, so this spins, then yields, then sleeps a millisecond at
+        // a time (SpinWait's escalation) instead of the channel's blocking write, whose waiter object
+        // would be the one allocation a producer makes in steady state.
         var spinner = default(SpinWait);
-        for (int i = 0; i < MaxSpinsOnFullShard; i++)
+        while (!channel.TryWrite(batch))
         {
-            spinner.SpinOnce(sleep1Threshold: -1);
-            if (channel.TryWrite(batch))
+            if (_pipeline.IsStopping)
             {
-                _counters.Accepted += count;
+                Drop(batch, DropReason.PipelineStopped);
                 return;
             }
+
+            spinner.SpinOnce();
         }
 
-        try
-        {
-            // The producer chose Wait: block this thread until the shard has room.
-            channel.WriteAsync(batch).AsTask().GetAwaiter().GetResult();
-            _counters.Accepted += count;
-        }
-        catch (ChannelClosedException)
-        {
-            Drop(batch, DropReason.PipelineStopped);
-        }
+        _counters.Accepted += count;
     }
 
     private void Drop(PointBatch batch, DropReason reason)

@@ -32,6 +32,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private readonly List<SourceCounters> _sources = [];
     private readonly Lock _sourcesGate = new();
     private readonly CancellationTokenSource _abort = new();
+    private readonly PointBatchPolicy _batchPolicy;
     private Task[] _shardTasks = [];
     private ITimer? _ticker;
     private int _state;
@@ -45,7 +46,8 @@ public sealed class MetricsPipeline : IAsyncDisposable
         _settings = options.Validate();
         Registry = new SeriesRegistry(options.Registry);
         Schema = WindowSchema.Create(options.Instance);
-        BatchPool = new DefaultObjectPool<PointBatch>(new PointBatchPolicy(options.BatchSize), options.ShardCount * options.ShardQueueBatches * 2);
+        _batchPolicy = new PointBatchPolicy(options.BatchSize);
+        BatchPool = new DefaultObjectPool<PointBatch>(_batchPolicy, options.ShardCount * options.ShardQueueBatches * 2);
         int shardCount = options.ShardCount;
         _channels = new Channel<PointBatch>[shardCount];
         _shards = new ShardAggregator[shardCount];
@@ -274,6 +276,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             ShardQueueDepth = [.. _channels.Select(c => c.Reader.Count)],
             ShardQueueCapacity = Options.ShardQueueBatches,
             OpenStateBytes = _shards.Sum(s => s.OpenStateBytes),
+            BatchesAllocated = _batchPolicy.Created,
             Sinks = [.. _sinks.Select(s => new SinkMetrics(s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError, s.BatchesAbandoned, s.PointsAbandoned))],
         };
     }

@@ -63,6 +63,9 @@ public sealed class PipelineMetrics
     /// <summary>Bytes held by open windows' states, as of each shard's last tick.</summary>
     public long OpenStateBytes { get; init; }
 
+    /// <summary>Point batches allocated by the pool so far; it stops growing once the pool covers the peak in flight.</summary>
+    public long BatchesAllocated { get; init; }
+
     /// <summary>Per sink: queue, written, failed, errors.</summary>
     public required IReadOnlyList<SinkMetrics> Sinks { get; init; }
 }
