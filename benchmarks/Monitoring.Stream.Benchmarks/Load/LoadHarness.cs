@@ -19,7 +19,7 @@ namespace Monitoring.Stream.Benchmarks.Load;
 /// a histogram, in the same process and run: 3 labels, 1,000 and 100,000 series, 2 producer threads.
 /// Also times a 100,000-series window into Arrow and measures memory per active series.
 /// </summary>
-/// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N]</c>.</remarks>
+/// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N] [--only throughput|arrow|memory]</c>.</remarks>
 public static class LoadHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
@@ -29,6 +29,7 @@ public static class LoadHarness
     {
         long points = 10_000_000;
         int rounds = 3;
+        string only = "all";
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -39,10 +40,25 @@ public static class LoadHarness
                 case "--rounds":
                     rounds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
+                case "--only" when args[i + 1] is "throughput" or "arrow" or "memory":
+                    only = args[i + 1];
+                    break;
                 default:
                     Console.Error.WriteLine($"unknown option {args[i]}");
                     return 2;
             }
+        }
+
+        if (only == "arrow")
+        {
+            TimeWindowToArrow(100_000);
+            return 0;
+        }
+
+        if (only == "memory")
+        {
+            MeasureMemoryPerSeries(100_000, pointsPerSeries: 200);
+            return 0;
         }
 
         Console.WriteLine($"# load harness: {points:N0} timed points per run after a warm-up pass of a quarter of that, {Producers} producer threads, {rounds} rounds, median reported");
@@ -70,6 +86,11 @@ public static class LoadHarness
             Print(series, "OpenTelemetry SDK histogram (reference)", otel, otelMedian);
             Print(series, "Monitoring.Stream, labels resolved per call", resolved, otelMedian);
             Print(series, "Monitoring.Stream, bound series handles", bound, otelMedian);
+        }
+
+        if (only == "throughput")
+        {
+            return 0;
         }
 
         Console.WriteLine();

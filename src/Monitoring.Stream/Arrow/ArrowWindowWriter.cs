@@ -32,7 +32,7 @@ internal sealed class ArrowWindowWriter
     {
         int rows = window.TouchedCount;
         // Rows in slot order: stable output, and series ids ascending within the shard.
-        System.Array.Sort(window.Touched, 0, rows);
+        window.SortTouched();
 
         long startNs = window.Start * 1_000_000;
         long endNs = window.End * 1_000_000;
@@ -67,13 +67,16 @@ internal sealed class ArrowWindowWriter
             ref RunningMoments m = ref window.Moments[slot];
             windowStart.Write(startNs);
             windowEnd.Write(endNs);
-            metricData.WriteUtf8(series.Metric);
+            // PERF: each series' names are encoded once, on its first window, and copied after.
+            byte[] utf8 = series.Utf8 ??= SeriesUtf8.Encode(series);
+            int at = SeriesUtf8.Copy(utf8, 0, ref metricData);
             metricOffsets.Write(metricData.Length);
-            foreach (Label label in series.Labels.AsSpan())
+            int labelCount = series.Labels.Count;
+            for (int l = 0; l < labelCount; l++)
             {
-                keyData.WriteUtf8(label.Name);
+                at = SeriesUtf8.Copy(utf8, at, ref keyData);
                 keyOffsets.Write(keyData.Length);
-                valueData.WriteUtf8(label.Value);
+                at = SeriesUtf8.Copy(utf8, at, ref valueData);
                 valueOffsets.Write(valueData.Length);
                 pairs++;
             }

@@ -47,6 +47,12 @@ internal struct ColumnBytes
         _length += size;
     }
 
+    public void Write(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(GetSpan(bytes.Length));
+        _length += bytes.Length;
+    }
+
     public void WriteUtf8(string value)
     {
         Span<byte> span = GetSpan(System.Text.Encoding.UTF8.GetMaxByteCount(value.Length));

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Monitoring.Stream.Statistics;
 
@@ -44,6 +46,7 @@ public sealed class DdSketch
     private readonly double _logGamma;
     private readonly double _multiplier;
     private readonly double _minIndexable;
+    private readonly double[] _representatives;
     private readonly int _maxBins;
     private DdSketchBinStore _positive;
     private DdSketchBinStore _negative;
@@ -73,6 +76,7 @@ public sealed class DdSketch
         _maxBins = maxBinsPerSign;
         // Below the smallest normal double, log loses precision; such magnitudes count as zero.
         _minIndexable = double.Exp(Math.Log(2.2250738585072014E-308) + _logGamma);
+        _representatives = RepresentativeTable.For(relativeAccuracy, this);
     }
 
     /// <summary>The guaranteed relative error of quantile answers (alpha).</summary>
@@ -141,7 +145,48 @@ public sealed class DdSketch
     private int IndexOf(double magnitude) => (int)Math.Ceiling(Math.Log(magnitude) * _multiplier);
 
     /// <summary>The value a bin answers with: within alpha of every magnitude mapped to it.</summary>
-    private double RepresentativeOf(int index) => Math.Exp(index * _logGamma) * (2 / (1 + _gamma));
+    /// <remarks>PERF: bins near 1 (about 1e-36 to 1e36 at alpha 0.01) read a table shared by every
+    /// sketch of the same accuracy, filled by <see cref="ComputeRepresentative"/> itself, so answers
+    /// are bit-identical either way; a window's quantile columns cost no <c>exp</c> per series.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private double RepresentativeOf(int index)
+    {
+        uint slot = (uint)(index + RepresentativeTable.Half);
+        double[] table = _representatives;
+        return slot < (uint)table.Length ? table[slot] : ComputeRepresentative(index);
+    }
+
+    private double ComputeRepresentative(int index) => Math.Exp(index * _logGamma) * (2 / (1 + _gamma));
+
+    /// <summary>Representatives of bins <c>[-Half, Half)</c>, one table per relative accuracy.</summary>
+    private static class RepresentativeTable
+    {
+        public const int Half = 4096;
+
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<double, double[]> s_tables = new();
+
+        public static double[] For(double alpha, DdSketch sketch)
+        {
+            if (s_tables.TryGetValue(alpha, out double[]? table))
+            {
+                return table;
+            }
+
+            // Bounded: accuracies are configuration, not data; past a few, sketches compute instead.
+            if (s_tables.Count >= 16)
+            {
+                return [];
+            }
+
+            table = new double[2 * Half];
+            for (int i = 0; i < table.Length; i++)
+            {
+                table[i] = sketch.ComputeRepresentative(i - Half);
+            }
+
+            return s_tables.GetOrAdd(alpha, table);
+        }
+    }
 
     /// <summary>Adds every value of <paramref name="other"/> to this sketch.</summary>
     /// <exception cref="ArgumentException">The sketches differ in relative accuracy or bin limit.</exception>
@@ -449,12 +494,136 @@ public sealed class DdSketch
         {
             results[..sortedQuantiles.Length].Fill(double.NaN);
         }
+        else if (negative.IsEmpty && sortedQuantiles.Length <= 8)
+        {
+            // PERF: the usual window of one sign: the quantiles come out of the same pass over the
+            // bins that serializes them (WriteSummaryPositive). Same answers as WalkQuantiles.
+            return WriteSummaryPositive(sortedQuantiles, results, destination, positive, positiveFirst);
+        }
         else
         {
             WalkQuantiles(sortedQuantiles, results, negative, negativeFirst, positive, positiveFirst);
         }
 
         return SerializeCore(destination, negative, negativeFirst, positive, positiveFirst);
+    }
+
+    /// <summary>
+    /// <see cref="WriteSummary"/> for a non-empty sketch without negative values: writes the layout of
+    /// <see cref="SerializeCore"/> while walking the positive bins once for the quantiles.
+    /// </summary>
+    /// <remarks>
+    /// A rank <c>r = q (n - 1)</c> is answered by the first bin whose cumulative count exceeds it; for
+    /// integer cumulative counts that is "exceeds <c>floor(r)</c>", so the walk compares integers.
+    /// </remarks>
+    private int WriteSummaryPositive(ReadOnlySpan<double> quantiles, Span<double> results, Span<byte> destination, ReadOnlySpan<uint> positive, int positiveFirst)
+    {
+        int n = quantiles.Length;
+        Span<ulong> thresholds = stackalloc ulong[8];
+        int from = 0;
+        int to = n;
+        while (from < n && quantiles[from] == 0)
+        {
+            results[from++] = _min;
+        }
+
+        while (to > from && quantiles[to - 1] == 1)
+        {
+            results[--to] = _max;
+        }
+
+        for (int k = from; k < to; k++)
+        {
+            thresholds[k] = (ulong)(quantiles[k] * (_count - 1));
+        }
+
+        int next = from;
+        ulong cumulative = _zeroCount;
+        while (next < to && cumulative > thresholds[next])
+        {
+            results[next++] = Math.Clamp(0, _min, _max);
+        }
+
+        int p = WriteHeader(destination);
+        p += VarInt.Write(destination[p..], (ulong)positive.Length);
+        if (positive.Length > 0)
+        {
+            p += VarInt.Write(destination[p..], VarInt.ZigZag(positiveFirst));
+        }
+
+        // PERF: two branch-free passes instead of one that branches on every bin: occupied and
+        // empty bins alternate at random, and mispredicting them cost more than reading twice.
+        // With every count below 128 (the usual window), both passes go 8 or 16 bins a step.
+        int i = 0;
+        if (!positive.ContainsAnyExceptInRange(0u, 0x7Fu))
+        {
+            NarrowToBytes(positive, destination.Slice(p, positive.Length));
+            p += positive.Length;
+            ref uint bins = ref MemoryMarshal.GetReference(positive);
+            for (; i + 8 <= positive.Length && next < to; i += 8)
+            {
+                // Eight counts below 128 sum without overflow; skip the block if no rank ends in it.
+                uint block = Vector128.Sum(Vector128.LoadUnsafe(ref bins, (nuint)i) + Vector128.LoadUnsafe(ref bins, (nuint)(i + 4)));
+                if (cumulative + block <= thresholds[next])
+                {
+                    cumulative += block;
+                    continue;
+                }
+
+                for (int j = i; j < i + 8; j++)
+                {
+                    cumulative += positive[j];
+                    while (next < to && cumulative > thresholds[next])
+                    {
+                        results[next++] = Math.Clamp(RepresentativeOf(positiveFirst + j), _min, _max);
+                    }
+                }
+            }
+        }
+        else
+        {
+            foreach (uint c in positive)
+            {
+                p += VarInt.Write(destination[p..], c);
+            }
+        }
+
+        for (; i < positive.Length && next < to; i++)
+        {
+            cumulative += positive[i];
+            while (next < to && cumulative > thresholds[next])
+            {
+                results[next++] = Math.Clamp(RepresentativeOf(positiveFirst + i), _min, _max);
+            }
+        }
+
+        // Only short of the top when saturated bins dropped counts: those ranks answer the maximum.
+        while (next < to)
+        {
+            results[next++] = _max;
+        }
+
+        destination[p++] = 0; // an empty negative store
+        return p;
+    }
+
+    /// <summary>Writes each count, all below 128, as one byte (its one-byte varint).</summary>
+    private static void NarrowToBytes(ReadOnlySpan<uint> counts, Span<byte> destination)
+    {
+        ref uint source = ref MemoryMarshal.GetReference(counts);
+        ref byte target = ref MemoryMarshal.GetReference(destination);
+        int i = 0;
+        for (; i + 16 <= counts.Length; i += 16)
+        {
+            Vector128<ushort> low = Vector128.Narrow(Vector128.LoadUnsafe(ref source, (nuint)i), Vector128.LoadUnsafe(ref source, (nuint)(i + 4)));
+            Vector128<ushort> high = Vector128.Narrow(Vector128.LoadUnsafe(ref source, (nuint)(i + 8)), Vector128.LoadUnsafe(ref source, (nuint)(i + 12)));
+            Vector128.Narrow(low, high).StoreUnsafe(ref target, (nuint)i);
+        }
+
+        for (; i < counts.Length; i++)
+        {
+            destination[i] = (byte)counts[i];
+        }
     }
 
     /// <summary>An upper bound of <see cref="GetSerializedSize"/>, computed without visiting the bins.</summary>
@@ -487,6 +656,38 @@ public sealed class DdSketch
 
     private int SerializeCore(Span<byte> destination, ReadOnlySpan<uint> negative, int negativeFirst, ReadOnlySpan<uint> positive, int positiveFirst)
     {
+        int p = WriteHeader(destination);
+        p += WriteStore(destination[p..], positive, positiveFirst);
+        p += WriteStore(destination[p..], negative, negativeFirst);
+        return p;
+
+        static int WriteStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first)
+        {
+            int p = VarInt.Write(destination, (ulong)counts.Length);
+            if (counts.Length > 0)
+            {
+                p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
+                foreach (uint c in counts)
+                {
+                    // PERF: most window bins hold fewer than 128 values: one byte, no call.
+                    if (c < 0x80)
+                    {
+                        destination[p++] = (byte)c;
+                    }
+                    else
+                    {
+                        p += VarInt.Write(destination[p..], c);
+                    }
+                }
+            }
+
+            return p;
+        }
+    }
+
+    /// <summary>Writes everything before the bin stores: version, flags, alpha, limits, counts, extremes.</summary>
+    private int WriteHeader(Span<byte> destination)
+    {
         int p = 0;
         destination[p++] = SerializationVersion;
         destination[p++] = 0;
@@ -502,24 +703,7 @@ public sealed class DdSketch
             p += 16;
         }
 
-        p += WriteStore(destination[p..], positive, positiveFirst);
-        p += WriteStore(destination[p..], negative, negativeFirst);
         return p;
-
-        static int WriteStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first)
-        {
-            int p = VarInt.Write(destination, (ulong)counts.Length);
-            if (counts.Length > 0)
-            {
-                p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
-                foreach (uint c in counts)
-                {
-                    p += VarInt.Write(destination[p..], c);
-                }
-            }
-
-            return p;
-        }
     }
 
     /// <summary>Writes the sketch into a buffer writer.</summary>

@@ -12,6 +12,7 @@ internal sealed class WindowBuffer
     private readonly double _relativeAccuracy;
     private readonly int _maxBins;
     private readonly bool _withSketches;
+    private ulong[] _touchedBits = [];
 
     public WindowBuffer(int capacity, bool withSketches, double relativeAccuracy, int maxBins)
     {
@@ -69,6 +70,47 @@ internal sealed class WindowBuffer
         if (_withSketches)
         {
             Array.Resize(ref Sketches, capacity);
+        }
+    }
+
+    /// <summary>
+    /// Puts <see cref="Touched"/> in ascending slot order: stable output, series ids ascending within
+    /// the shard. Slots are distinct and below <see cref="Capacity"/>, so a bitmap orders them in
+    /// one pass over the bits instead of a comparison sort.
+    /// </summary>
+    public void SortTouched()
+    {
+        int words = (Capacity + 63) >> 6;
+        if (_touchedBits.Length < words)
+        {
+            _touchedBits = new ulong[words];
+        }
+
+        ulong[] bits = _touchedBits;
+        int count = TouchedCount;
+        int[] touched = Touched;
+        for (int i = 0; i < count; i++)
+        {
+            int slot = touched[i];
+            bits[slot >> 6] |= 1UL << slot;
+        }
+
+        int r = 0;
+        for (int w = 0; w < words && r < count; w++)
+        {
+            ulong word = bits[w];
+            if (word == 0)
+            {
+                continue;
+            }
+
+            bits[w] = 0;
+            do
+            {
+                touched[r++] = (w << 6) + System.Numerics.BitOperations.TrailingZeroCount(word);
+                word &= word - 1;
+            }
+            while (word != 0);
         }
     }
 

@@ -328,4 +328,66 @@ public class DdSketchTests
         Assert.Equal(3UL, sketch.ZeroCount);
         Assert.Equal(0, sketch.GetQuantile(0.5));
     }
+
+    private static readonly Gen<double[]> s_positiveOrZero =
+        Gen.Frequency(
+            (6, Gen.Double[1e-9, 1e12]),
+            (1, Gen.Const(0.0)),
+            (2, Gen.Int[1, 200].Select(i => i * 0.25))).Array[1, 400];
+
+    [Fact]
+    public void WriteSummary_EqualsSeparateQuantilesAndSerialization()
+    {
+        // The window writer's one-pass summary must answer exactly what GetQuantiles and Serialize do,
+        // on the fused path (no negatives, with zeros, bins over 127) and on the general one.
+        double[] quantiles = [0, 0.5, 0.9, 0.95, 0.99, 1];
+        Gen.Select(Gen.Frequency((3, s_positiveOrZero), (1, MixedValues)), Gen.Int[1, 300], Gen.Double[0.001, 0.05])
+            .Sample((values, repeat, alpha) =>
+            {
+                var sketch = new DdSketch(alpha);
+                foreach (double v in values)
+                {
+                    sketch.Add(v);
+                }
+
+                // Push a few bins past one varint byte.
+                for (int i = 0; i < repeat; i++)
+                {
+                    sketch.Add(values[i % values.Length]);
+                }
+
+                var expected = new double[quantiles.Length];
+                sketch.GetQuantiles(quantiles, expected);
+                byte[] expectedBytes = sketch.ToArray();
+
+                var actual = new double[quantiles.Length];
+                var bytes = new byte[sketch.SummaryBound];
+                int written = sketch.WriteSummary(quantiles, actual, bytes);
+
+                Assert.Equal(expected, actual);
+                Assert.Equal(expectedBytes, bytes.AsSpan(0, written).ToArray());
+            });
+    }
+
+    [Fact]
+    public void WriteSummary_EmptySketch_NaNQuantilesAndValidBytes()
+    {
+        var sketch = new DdSketch();
+        var results = new double[4];
+        var bytes = new byte[sketch.SummaryBound];
+        int written = sketch.WriteSummary([0.5, 0.9, 0.95, 0.99], results, bytes);
+
+        Assert.All(results, r => Assert.True(double.IsNaN(r)));
+        Assert.True(DdSketch.Deserialize(bytes.AsSpan(0, written)).IsEmpty);
+    }
+
+    [Fact]
+    public void Quantiles_BeyondTheSharedRepresentativeTable_StillWithinAlpha()
+    {
+        // Bins far from 1 (1e-200, 1e200) are computed rather than read from the shared table.
+        double[] huge = [1e200, 2e200, 5e200, 1e201, 3e201];
+        double[] tiny = [1e-200, 2e-200, 5e-200, -1e-200, -4e-200];
+        AssertWithinAlpha(huge, Build(huge), [0.0, 0.25, 0.5, 0.75, 1.0], "huge");
+        AssertWithinAlpha(tiny, Build(tiny), [0.0, 0.25, 0.5, 0.75, 1.0], "tiny");
+    }
 }

@@ -1,0 +1,49 @@
+using System.Buffers.Binary;
+using System.Text;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Series;
+
+namespace Monitoring.Stream.Arrow;
+
+/// <summary>
+/// A series' strings as the Arrow columns want them: the metric, then each label's name and value,
+/// each as a 4-byte little-endian length and its UTF-8 bytes. Kept on the descriptor, so a series
+/// is encoded once in its life rather than in every window.
+/// </summary>
+internal static class SeriesUtf8
+{
+    public static byte[] Encode(SeriesDescriptor series)
+    {
+        ReadOnlySpan<Label> labels = series.Labels.AsSpan();
+        int size = 4 + Encoding.UTF8.GetByteCount(series.Metric);
+        foreach (Label label in labels)
+        {
+            size += 8 + Encoding.UTF8.GetByteCount(label.Name) + Encoding.UTF8.GetByteCount(label.Value);
+        }
+
+        var bytes = new byte[size];
+        int at = Put(bytes, 0, series.Metric);
+        foreach (Label label in labels)
+        {
+            at = Put(bytes, at, label.Name);
+            at = Put(bytes, at, label.Value);
+        }
+
+        return bytes;
+    }
+
+    /// <summary>Appends the string at <paramref name="at"/> to <paramref name="column"/>; returns where the next one starts.</summary>
+    public static int Copy(byte[] utf8, int at, ref ColumnBytes column)
+    {
+        int length = BinaryPrimitives.ReadInt32LittleEndian(utf8.AsSpan(at));
+        column.Write(utf8.AsSpan(at + 4, length));
+        return at + 4 + length;
+    }
+
+    private static int Put(byte[] bytes, int at, string value)
+    {
+        int length = Encoding.UTF8.GetBytes(value, bytes.AsSpan(at + 4));
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(at), length);
+        return at + 4 + length;
+    }
+}
