@@ -1,3 +1,4 @@
+using System.Buffers;
 using Apache.Arrow;
 using Apache.Arrow.Types;
 using Monitoring.Stream.Model;
@@ -15,6 +16,10 @@ internal sealed class ArrowWindowWriter
     private readonly Schema _schema;
     private readonly double[] _quantiles = new double[4];
 
+    // Sized for the column arrays of large windows: up to 256 MB each, enough of a size for every
+    // column of a few windows in flight (sink queues) before the pool lets go of any.
+    private readonly ArrayPool<byte> _pool = ArrayPool<byte>.Create(maxArrayLength: 1 << 28, maxArraysPerBucket: 64);
+
     public ArrowWindowWriter(SeriesRegistry registry, int shardCount, Schema schema)
     {
         _registry = registry;
@@ -28,32 +33,36 @@ internal sealed class ArrowWindowWriter
     /// copy. Arrow's per-value builders encoded each string into a new array and grew every buffer
     /// by reallocation; for a window of 100,000 series that was most of the time spent here.
     /// </remarks>
-    public RecordBatch Build(WindowBuffer window, int shard)
+    /// <param name="window">The closed window.</param>
+    /// <param name="shard">The shard it belongs to.</param>
+    /// <param name="lease">The pooled arrays under the batch's columns: dispose after the batch is no longer read.</param>
+    public RecordBatch Build(WindowBuffer window, int shard, out ColumnLease lease)
     {
+        lease = new ColumnLease(_pool);
         int rows = window.TouchedCount;
         // Rows in slot order: stable output, and series ids ascending within the shard.
         window.SortTouched();
 
         long startNs = window.Start * 1_000_000;
         long endNs = window.End * 1_000_000;
-        var windowStart = new ColumnBytes(rows * 8);
-        var windowEnd = new ColumnBytes(rows * 8);
-        var metricOffsets = new ColumnBytes((rows + 1) * 4);
-        var metricData = new ColumnBytes(rows * 40);
-        var mapOffsets = new ColumnBytes((rows + 1) * 4);
-        var keyOffsets = new ColumnBytes(((rows * 3) + 1) * 4);
-        var keyData = new ColumnBytes(rows * 24);
-        var valueOffsets = new ColumnBytes(((rows * 3) + 1) * 4);
-        var valueData = new ColumnBytes(rows * 32);
-        var count = new ColumnBytes(rows * 8);
+        var windowStart = new ColumnBytes(rows * 8, _pool);
+        var windowEnd = new ColumnBytes(rows * 8, _pool);
+        var metricOffsets = new ColumnBytes((rows + 1) * 4, _pool);
+        var metricData = new ColumnBytes(rows * 40, _pool);
+        var mapOffsets = new ColumnBytes((rows + 1) * 4, _pool);
+        var keyOffsets = new ColumnBytes(((rows * 3) + 1) * 4, _pool);
+        var keyData = new ColumnBytes(rows * 24, _pool);
+        var valueOffsets = new ColumnBytes(((rows * 3) + 1) * 4, _pool);
+        var valueData = new ColumnBytes(rows * 32, _pool);
+        var count = new ColumnBytes(rows * 8, _pool);
         var doubles = new ColumnBytes[12];
         for (int i = 0; i < doubles.Length; i++)
         {
-            doubles[i] = new ColumnBytes(rows * 8);
+            doubles[i] = new ColumnBytes(rows * 8, _pool);
         }
 
-        var sketchOffsets = new ColumnBytes((rows + 1) * 4);
-        var sketchData = new ColumnBytes(window.WithSketches ? rows * 160 : 0);
+        var sketchOffsets = new ColumnBytes((rows + 1) * 4, _pool);
+        var sketchData = new ColumnBytes(window.WithSketches ? rows * 160 : 0, _pool);
         metricOffsets.Write(0);
         mapOffsets.Write(0);
         keyOffsets.Write(0);
@@ -111,31 +120,31 @@ internal sealed class ArrowWindowWriter
             sketchOffsets.Write(sketchData.Length);
         }
 
-        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(), keyData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
-        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(), valueData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
+        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(lease), keyData.ToArrowBuffer(lease), ArrowBuffer.Empty, 0, 0);
+        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(lease), valueData.ToArrowBuffer(lease), ArrowBuffer.Empty, 0, 0);
         var entries = new StructArray(WindowSchema.LabelsMapType.KeyValueType, pairs, [keys, values], ArrowBuffer.Empty, 0, 0);
         bool sketches = window.WithSketches;
         ArrowBuffer quantileValidity = sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows);
         int quantileNulls = sketches ? 0 : rows;
         var columns = new List<IArrowArray>(18)
         {
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-            new StringArray(rows, metricOffsets.ToArrowBuffer(), metricData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0),
-            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(), entries, ArrowBuffer.Empty, 0, 0),
-            new Int64Array(count.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0),
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0),
+            new StringArray(rows, metricOffsets.ToArrowBuffer(lease), metricData.ToArrowBuffer(lease), ArrowBuffer.Empty, 0, 0),
+            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(lease), entries, ArrowBuffer.Empty, 0, 0),
+            new Int64Array(count.ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0),
         };
         for (int i = 0; i < 8; i++)
         {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0));
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0));
         }
 
         for (int i = 8; i < 12; i++)
         {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), quantileValidity, rows, quantileNulls, 0));
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(lease), quantileValidity, rows, quantileNulls, 0));
         }
 
-        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(), sketchData.ToArrowBuffer(),
+        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(lease), sketchData.ToArrowBuffer(lease),
             sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows), sketches ? 0 : rows, 0));
         return new RecordBatch(_schema, columns, rows);
     }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using Apache.Arrow;
 
@@ -5,16 +6,19 @@ namespace Monitoring.Stream.Arrow;
 
 /// <summary>
 /// A growable byte buffer that becomes an Arrow buffer without a copy: the column writers fill it
-/// directly, instead of going through Arrow's per-value builders.
+/// directly, instead of going through Arrow's per-value builders. Its array is rented from the
+/// writer's pool and handed to a <see cref="ColumnLease"/>, which returns it when every sink is done.
 /// </summary>
 internal struct ColumnBytes
 {
+    private readonly ArrayPool<byte> _pool;
     private byte[] _bytes;
     private int _length;
 
-    public ColumnBytes(int capacity)
+    public ColumnBytes(int capacity, ArrayPool<byte> pool)
     {
-        _bytes = new byte[Math.Max(capacity, 64)];
+        _pool = pool;
+        _bytes = pool.Rent(Math.Max(capacity, 64));
         _length = 0;
     }
 
@@ -60,9 +64,20 @@ internal struct ColumnBytes
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void Grow(int size) => System.Array.Resize(ref _bytes, Math.Max(_bytes.Length * 2, _length + size));
+    private void Grow(int size)
+    {
+        byte[] grown = _pool.Rent(Math.Max(_bytes.Length * 2, _length + size));
+        _bytes.AsSpan(0, _length).CopyTo(grown);
+        _pool.Return(_bytes);
+        _bytes = grown;
+    }
 
-    public readonly ArrowBuffer ToArrowBuffer() => new(_bytes.AsMemory(0, _length));
+    /// <summary>The written bytes as an Arrow buffer; the array goes to <paramref name="lease"/>, to be returned with the batch.</summary>
+    public readonly ArrowBuffer ToArrowBuffer(ColumnLease lease)
+    {
+        lease.Add(_bytes);
+        return new(_bytes.AsMemory(0, _length));
+    }
 
     /// <summary>A validity bitmap with every bit clear (all values null).</summary>
     public static ArrowBuffer AllNull(int rows) => new(new byte[(rows + 7) / 8]);

@@ -142,11 +142,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     private async ValueTask EmitAsync(WindowBuffer window, int shard)
     {
-        RecordBatch batch = _arrowWriters[shard].Build(window, shard);
-        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Options.Instance, window.Points);
+        RecordBatch batch = _arrowWriters[shard].Build(window, shard, out ColumnLease lease);
+        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Options.Instance, window.Points, lease);
         if (_sinks.Length == 0)
         {
             batch.Dispose();
+            lease.Dispose();
             return;
         }
 

@@ -9,11 +9,13 @@ namespace Monitoring.Stream.Sinks;
 /// </summary>
 public sealed class WindowBatch
 {
+    private readonly IDisposable? _lease;
     private int _pendingSinks;
 
-    internal WindowBatch(RecordBatch batch, long windowStartUnixMs, long windowEndUnixMs, int shard, string instance, long points)
+    internal WindowBatch(RecordBatch batch, long windowStartUnixMs, long windowEndUnixMs, int shard, string instance, long points, IDisposable? lease = null)
     {
         RecordBatch = batch;
+        _lease = lease;
         WindowStartUnixMs = windowStartUnixMs;
         WindowEndUnixMs = windowEndUnixMs;
         Shard = shard;
@@ -46,6 +48,7 @@ public sealed class WindowBatch
         if (Interlocked.Decrement(ref _pendingSinks) == 0)
         {
             RecordBatch.Dispose();
+            _lease?.Dispose();
         }
     }
 }

@@ -8,18 +8,22 @@ public class WindowBufferTests
     [Fact]
     public void SortTouched_AnySetOfSlots_AscendingAndReusableAcrossWindows()
     {
-        var window = new WindowBuffer(capacity: 1000, withSketches: false, 0.01, 2048);
-        Gen.Int[0, 999].HashSet[0, 400].Sample(slots =>
+        // One buffer per sample (CsCheck samples run in parallel), used for two windows in a row.
+        Gen.Select(Gen.Int[0, 999].HashSet[0, 400], Gen.Int[0, 999].HashSet[0, 400]).Sample((first, second) =>
         {
-            foreach (int slot in slots)
+            var window = new WindowBuffer(capacity: 1000, withSketches: false, 0.01, 2048);
+            foreach (HashSet<int> slots in new[] { first, second })
             {
-                window.Add(slot, 1.0, 0);
+                foreach (int slot in slots)
+                {
+                    window.Add(slot, 1.0, 0);
+                }
+
+                window.SortTouched();
+
+                Assert.Equal(slots.Order(), window.Touched.AsSpan(0, window.TouchedCount).ToArray());
+                window.Reset();
             }
-
-            window.SortTouched();
-
-            Assert.Equal(slots.Order(), window.Touched.AsSpan(0, window.TouchedCount).ToArray());
-            window.Reset();
         }, iter: 200);
     }
 
