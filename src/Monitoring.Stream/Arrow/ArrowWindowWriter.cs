@@ -69,9 +69,36 @@ internal sealed class ArrowWindowWriter
         valueOffsets.Write(0);
         sketchOffsets.Write(0);
         int pairs = 0;
+        DdSketch?[] sketchesBySlot = window.WithSketches ? window.Sketches : [];
         for (int r = 0; r < rows; r++)
         {
             int slot = window.Touched[r];
+            if (sketchesBySlot.Length > 0)
+            {
+                // PERF: rows are a pointer chase (sketch object, then its bin array) into memory that
+                // is cold for a window of many series; ask for both a few rows ahead so the misses
+                // overlap with this row's work instead of stalling it.
+                if (r + 8 < rows)
+                {
+                    Prefetch.Object(sketchesBySlot[window.Touched[r + 8]]);
+                }
+
+                if (r + 4 < rows)
+                {
+                    sketchesBySlot[window.Touched[r + 4]]?.PrefetchBins();
+                }
+            }
+
+            if (r + 8 < rows)
+            {
+                Prefetch.Object(_registry.GetDescriptor(new SeriesId((window.Touched[r + 8] * _shardCount) + shard)));
+            }
+
+            if (r + 4 < rows)
+            {
+                Prefetch.Array(_registry.GetDescriptor(new SeriesId((window.Touched[r + 4] * _shardCount) + shard)).Utf8, 2);
+            }
+
             SeriesDescriptor series = _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));
             ref RunningMoments m = ref window.Moments[slot];
             windowStart.Write(startNs);

@@ -41,6 +41,9 @@ public sealed class DdSketch
     /// <summary>Version byte of the serialization layout written by <see cref="Serialize(Span{byte})"/>.</summary>
     public const byte SerializationVersion = 1;
 
+    /// <summary>Flag bit: both bin stores list only their occupied bins, as (gap, count) pairs.</summary>
+    public const byte SparseStoresFlag = 0x01;
+
     private readonly double _alpha;
     private readonly double _gamma;
     private readonly double _logGamma;
@@ -111,6 +114,9 @@ public sealed class DdSketch
 
     /// <summary>Approximate bytes this sketch holds on the heap, for memory accounting.</summary>
     public int EstimatedBytes => 96 + _positive.AllocatedBytes + _negative.AllocatedBytes;
+
+    /// <summary>Hints the processor to fetch the bins a summary will read (up to 16 cache lines).</summary>
+    internal void PrefetchBins() => _positive.Prefetch(16);
 
     /// <summary>Adds one finite value.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -459,11 +465,17 @@ public sealed class DdSketch
             size += 16;
         }
 
-        return size + StoreSize(in _positive) + StoreSize(in _negative);
-
-        static int StoreSize(in DdSketchBinStore store)
+        ReadOnlySpan<uint> negative = _negative.OccupiedCounts(out int negativeFirst);
+        ReadOnlySpan<uint> positive = _positive.OccupiedCounts(out int positiveFirst);
+        if (IsSparse(positive, negative))
         {
-            ReadOnlySpan<uint> counts = store.OccupiedCounts(out int first);
+            return size + SparseStoreSize(positive, positiveFirst) + SparseStoreSize(negative, negativeFirst);
+        }
+
+        return size + DenseStoreSize(positive, positiveFirst) + DenseStoreSize(negative, negativeFirst);
+
+        static int DenseStoreSize(ReadOnlySpan<uint> counts, int first)
+        {
             int size = VarInt.SizeOf((ulong)counts.Length);
             if (counts.Length > 0)
             {
@@ -479,7 +491,7 @@ public sealed class DdSketch
     }
 
     /// <summary>An upper bound of the bytes <see cref="WriteSummary"/> writes, from array sizes alone.</summary>
-    internal int SummaryBound => 1 + 1 + 8 + (3 * VarInt.MaxLength) + 16 + (2 * (5 + 5)) + (5 * (_positive.Capacity + _negative.Capacity));
+    internal int SummaryBound => 1 + 1 + 8 + (3 * VarInt.MaxLength) + 16 + (2 * (5 + 5 + 5)) + (10 * (_positive.Capacity + _negative.Capacity));
 
     /// <summary>
     /// What a closed window needs of its sketch: the quantiles and the serialized bytes, from one
@@ -544,7 +556,13 @@ public sealed class DdSketch
             results[next++] = Math.Clamp(0, _min, _max);
         }
 
-        int p = WriteHeader(destination);
+        int occupied = positive.Length - positive.Count(0u);
+        if (2 * occupied < positive.Length)
+        {
+            return WriteSparsePositive(results, destination, positive, positiveFirst, occupied, thresholds, next, to, cumulative);
+        }
+
+        int p = WriteHeader(destination, 0);
         p += VarInt.Write(destination[p..], (ulong)positive.Length);
         if (positive.Length > 0)
         {
@@ -607,6 +625,77 @@ public sealed class DdSketch
         return p;
     }
 
+    /// <summary>
+    /// The sparse layout of a positive-only sketch, and the quantiles, from one pass that visits only
+    /// occupied bins: eight bins are tested at a time and the set bits of the mask are walked.
+    /// </summary>
+    private int WriteSparsePositive(Span<double> results, Span<byte> destination, ReadOnlySpan<uint> positive, int positiveFirst, int occupied, ReadOnlySpan<ulong> thresholds, int next, int to, ulong cumulative)
+    {
+        int p = WriteHeader(destination, SparseStoresFlag);
+        p += VarInt.Write(destination[p..], (ulong)occupied);
+        p += VarInt.Write(destination[p..], VarInt.ZigZag(positiveFirst));
+        ref uint bins = ref MemoryMarshal.GetReference(positive);
+        int previous = -1;
+        for (int i = 0; i < positive.Length; i += 8)
+        {
+            uint mask;
+            if (i + 8 <= positive.Length)
+            {
+                Vector128<uint> low = Vector128.LoadUnsafe(ref bins, (nuint)i);
+                Vector128<uint> high = Vector128.LoadUnsafe(ref bins, (nuint)(i + 4));
+                mask = ~(Vector128.Equals(low, Vector128<uint>.Zero).ExtractMostSignificantBits()
+                    | (Vector128.Equals(high, Vector128<uint>.Zero).ExtractMostSignificantBits() << 4)) & 0xFF;
+            }
+            else
+            {
+                mask = 0;
+                for (int j = i; j < positive.Length; j++)
+                {
+                    mask |= (positive[j] != 0 ? 1u : 0u) << (j - i);
+                }
+            }
+
+            while (mask != 0)
+            {
+                int j = i + System.Numerics.BitOperations.TrailingZeroCount(mask);
+                mask &= mask - 1;
+                uint c = positive[j];
+                if (previous >= 0)
+                {
+                    p += WriteSmall(destination, p, (uint)(j - previous));
+                }
+
+                previous = j;
+                p += WriteSmall(destination, p, c);
+                cumulative += c;
+                while (next < to && cumulative > thresholds[next])
+                {
+                    results[next++] = Math.Clamp(RepresentativeOf(positiveFirst + j), _min, _max);
+                }
+            }
+        }
+
+        // Only short of the top when saturated bins dropped counts: those ranks answer the maximum.
+        while (next < to)
+        {
+            results[next++] = _max;
+        }
+
+        destination[p++] = 0; // an empty negative store
+        return p;
+
+        static int WriteSmall(Span<byte> destination, int at, uint value)
+        {
+            if (value < 0x80)
+            {
+                destination[at] = (byte)value;
+                return 1;
+            }
+
+            return VarInt.Write(destination[at..], value);
+        }
+    }
+
     /// <summary>Writes each count, all below 128, as one byte (its one-byte varint).</summary>
     private static void NarrowToBytes(ReadOnlySpan<uint> counts, Span<byte> destination)
     {
@@ -630,8 +719,9 @@ public sealed class DdSketch
     public int GetMaxSerializedSize()
     {
         int bins = _positive.OccupiedCounts(out _).Length + _negative.OccupiedCounts(out _).Length;
-        // version, flags, alpha, three varints, min and max, two store headers, five bytes a bin.
-        return 1 + 1 + 8 + (3 * VarInt.MaxLength) + 16 + (2 * (5 + 5)) + (5 * bins);
+        // version, flags, alpha, three varints, min and max, two store headers (length, first index,
+        // first count), at most ten bytes a bin (a sparse gap and count).
+        return 1 + 1 + 8 + (3 * VarInt.MaxLength) + 16 + (2 * (5 + 5 + 5)) + (10 * bins);
     }
 
     /// <summary>Writes the sketch in the versioned binary layout of docs/statistics.md.</summary>
@@ -656,41 +746,109 @@ public sealed class DdSketch
 
     private int SerializeCore(Span<byte> destination, ReadOnlySpan<uint> negative, int negativeFirst, ReadOnlySpan<uint> positive, int positiveFirst)
     {
-        int p = WriteHeader(destination);
-        p += WriteStore(destination[p..], positive, positiveFirst);
-        p += WriteStore(destination[p..], negative, negativeFirst);
-        return p;
-
-        static int WriteStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first)
+        bool sparse = IsSparse(positive, negative);
+        int p = WriteHeader(destination, sparse ? SparseStoresFlag : (byte)0);
+        if (sparse)
         {
-            int p = VarInt.Write(destination, (ulong)counts.Length);
-            if (counts.Length > 0)
+            p += WriteSparseStore(destination[p..], positive, positiveFirst);
+            p += WriteSparseStore(destination[p..], negative, negativeFirst);
+        }
+        else
+        {
+            p += WriteDenseStore(destination[p..], positive, positiveFirst);
+            p += WriteDenseStore(destination[p..], negative, negativeFirst);
+        }
+
+        return p;
+    }
+
+    /// <summary>
+    /// The layout rule: stores are written sparse when fewer than half the bins of their occupied
+    /// ranges hold a count (a window of a few points over a wide range), dense otherwise.
+    /// </summary>
+    private static bool IsSparse(ReadOnlySpan<uint> positive, ReadOnlySpan<uint> negative)
+    {
+        int range = positive.Length + negative.Length;
+        int occupied = range - positive.Count(0u) - negative.Count(0u);
+        return 2 * occupied < range;
+    }
+
+    private static int WriteDenseStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first)
+    {
+        int p = VarInt.Write(destination, (ulong)counts.Length);
+        if (counts.Length > 0)
+        {
+            p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
+            foreach (uint c in counts)
             {
-                p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
-                foreach (uint c in counts)
+                // PERF: most window bins hold fewer than 128 values: one byte, no call.
+                if (c < 0x80)
                 {
-                    // PERF: most window bins hold fewer than 128 values: one byte, no call.
-                    if (c < 0x80)
-                    {
-                        destination[p++] = (byte)c;
-                    }
-                    else
-                    {
-                        p += VarInt.Write(destination[p..], c);
-                    }
+                    destination[p++] = (byte)c;
+                }
+                else
+                {
+                    p += VarInt.Write(destination[p..], c);
                 }
             }
-
-            return p;
         }
+
+        return p;
+    }
+
+    /// <summary>Occupied bins only: their number, the first index, its count, then (gap, count) pairs.</summary>
+    private static int WriteSparseStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first)
+    {
+        int occupied = counts.Length - counts.Count(0u);
+        int p = VarInt.Write(destination, (ulong)occupied);
+        if (occupied > 0)
+        {
+            // The occupied range starts and ends with an occupied bin.
+            p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
+            p += VarInt.Write(destination[p..], counts[0]);
+            int previous = 0;
+            for (int i = 1; i < counts.Length; i++)
+            {
+                uint c = counts[i];
+                if (c != 0)
+                {
+                    p += VarInt.Write(destination[p..], (ulong)(i - previous));
+                    p += VarInt.Write(destination[p..], c);
+                    previous = i;
+                }
+            }
+        }
+
+        return p;
+    }
+
+    private static int SparseStoreSize(ReadOnlySpan<uint> counts, int first)
+    {
+        int occupied = counts.Length - counts.Count(0u);
+        int size = VarInt.SizeOf((ulong)occupied);
+        if (occupied > 0)
+        {
+            size += VarInt.SizeOf(VarInt.ZigZag(first)) + VarInt.SizeOf(counts[0]);
+            int previous = 0;
+            for (int i = 1; i < counts.Length; i++)
+            {
+                if (counts[i] != 0)
+                {
+                    size += VarInt.SizeOf((ulong)(i - previous)) + VarInt.SizeOf(counts[i]);
+                    previous = i;
+                }
+            }
+        }
+
+        return size;
     }
 
     /// <summary>Writes everything before the bin stores: version, flags, alpha, limits, counts, extremes.</summary>
-    private int WriteHeader(Span<byte> destination)
+    private int WriteHeader(Span<byte> destination, byte flags)
     {
         int p = 0;
         destination[p++] = SerializationVersion;
-        destination[p++] = 0;
+        destination[p++] = flags;
         BinaryPrimitives.WriteDoubleLittleEndian(destination[p..], _alpha);
         p += 8;
         p += VarInt.Write(destination[p..], (ulong)_maxBins);
@@ -735,10 +893,12 @@ public sealed class DdSketch
         }
 
         byte flags = reader.ReadByte();
-        if (flags != 0)
+        if ((flags & ~SparseStoresFlag) != 0)
         {
             throw new FormatException($"Unknown sketch flags 0x{flags:X2}.");
         }
+
+        bool sparse = (flags & SparseStoresFlag) != 0;
 
         double alpha = reader.ReadDouble();
         if (!(alpha >= MinRelativeAccuracy && alpha <= MaxRelativeAccuracy))
@@ -767,8 +927,8 @@ public sealed class DdSketch
             }
         }
 
-        ulong binned = reader.ReadStore(ref sketch._positive, sketch._maxBins, collapseHighest: false);
-        binned += reader.ReadStore(ref sketch._negative, sketch._maxBins, collapseHighest: true);
+        ulong binned = reader.ReadStore(ref sketch._positive, sketch._maxBins, collapseHighest: false, sparse);
+        binned += reader.ReadStore(ref sketch._negative, sketch._maxBins, collapseHighest: true, sparse);
         if (!reader.AtEnd)
         {
             throw new FormatException($"{reader.Remaining} unexpected bytes after the sketch.");
@@ -828,12 +988,17 @@ public sealed class DdSketch
             return value;
         }
 
-        public ulong ReadStore(ref DdSketchBinStore store, int maxBins, bool collapseHighest)
+        public ulong ReadStore(ref DdSketchBinStore store, int maxBins, bool collapseHighest, bool sparse)
         {
             ulong length = ReadVarUInt();
             if (length == 0)
             {
                 return 0;
+            }
+
+            if (sparse)
+            {
+                return ReadSparseStore(ref store, maxBins, collapseHighest, length);
             }
 
             if (length > (ulong)maxBins)
@@ -857,6 +1022,51 @@ public sealed class DdSketch
                 }
 
                 store.Add((int)first + i, (uint)c, maxBins, collapseHighest);
+                total += c;
+            }
+
+            return total;
+        }
+
+        private ulong ReadSparseStore(ref DdSketchBinStore store, int maxBins, bool collapseHighest, ulong occupied)
+        {
+            if (occupied > (ulong)maxBins)
+            {
+                throw new FormatException($"Sketch store has {occupied} occupied bins; its limit is {maxBins}.");
+            }
+
+            long first = VarInt.UnZigZag(ReadVarUInt());
+            if (first < int.MinValue / 2 || first > int.MaxValue / 2)
+            {
+                throw new FormatException($"Sketch bin index {first} is out of range.");
+            }
+
+            long index = first;
+            ulong total = 0;
+            for (ulong i = 0; i < occupied; i++)
+            {
+                if (i > 0)
+                {
+                    ulong gap = ReadVarUInt();
+                    if (gap == 0 || gap > (ulong)maxBins)
+                    {
+                        throw new FormatException($"Sketch bin gap {gap} is not within [1, {maxBins}].");
+                    }
+
+                    index += (long)gap;
+                    if (index - first >= maxBins)
+                    {
+                        throw new FormatException($"Sketch store spans more than its limit of {maxBins} bins.");
+                    }
+                }
+
+                ulong c = ReadVarUInt();
+                if (c == 0 || c > uint.MaxValue)
+                {
+                    throw new FormatException($"Sketch sparse bin count {c} is not within [1, 2^32 - 1].");
+                }
+
+                store.Add((int)index, (uint)c, maxBins, collapseHighest);
                 total += c;
             }
 

@@ -192,7 +192,7 @@ public class DdSketchTests
         byte[] good = Build([1.0, 2.0, -3.0, 0.0]).ToArray();
 
         Assert.Contains("version", Assert.Throws<FormatException>(() => DdSketch.Deserialize([9, .. good[1..]])).Message);
-        Assert.Contains("flags", Assert.Throws<FormatException>(() => DdSketch.Deserialize([good[0], 1, .. good[2..]])).Message);
+        Assert.Contains("flags", Assert.Throws<FormatException>(() => DdSketch.Deserialize([good[0], 0x80, .. good[2..]])).Message);
         Assert.Contains("unexpected bytes", Assert.Throws<FormatException>(() => DdSketch.Deserialize([.. good, 0])).Message);
         Assert.Throws<FormatException>(() => DdSketch.Deserialize([]));
         for (int cut = 0; cut < good.Length; cut++)
@@ -389,5 +389,46 @@ public class DdSketchTests
         double[] tiny = [1e-200, 2e-200, 5e-200, -1e-200, -4e-200];
         AssertWithinAlpha(huge, Build(huge), [0.0, 0.25, 0.5, 0.75, 1.0], "huge");
         AssertWithinAlpha(tiny, Build(tiny), [0.0, 0.25, 0.5, 0.75, 1.0], "tiny");
+    }
+
+    [Fact]
+    public void Serialize_ChoosesSparseStoresForFewValuesOverAWideRange_DenseOtherwise()
+    {
+        DdSketch sparse = Build([0.001, 0.5, 7, 300, 9000]);
+        DdSketch dense = Build([.. Enumerable.Range(1, 1000).Select(i => 1 + (i * 0.001))]);
+
+        byte[] sparseBytes = sparse.ToArray();
+        byte[] denseBytes = dense.ToArray();
+
+        Assert.Equal(DdSketch.SparseStoresFlag, sparseBytes[1]);
+        Assert.Equal(0, denseBytes[1]);
+        Assert.True(sparseBytes.Length < 60, $"{sparseBytes.Length} bytes for five values");
+        Assert.True(DdSketch.Deserialize(sparseBytes).ContentEquals(sparse));
+        Assert.True(DdSketch.Deserialize(denseBytes).ContentEquals(dense));
+        Assert.Equal(sparseBytes.Length, sparse.GetSerializedSize());
+    }
+
+    [Fact]
+    public void Deserialize_SparseStore_RefusesZeroGapZeroCountAndOverlongSpan()
+    {
+        // Header of an alpha-0.01 sketch with 2 values, then a sparse positive store.
+        static byte[] Sketch(params byte[] positiveStore)
+        {
+            var header = new List<byte> { DdSketch.SerializationVersion, DdSketch.SparseStoresFlag };
+            header.AddRange(BitConverter.GetBytes(0.01));
+            header.AddRange([0x80, 0x10]); // maxBins 2048
+            header.AddRange([2, 0]); // count 2, zeroCount 0
+            header.AddRange(BitConverter.GetBytes(1.0));
+            header.AddRange(BitConverter.GetBytes(2.0));
+            header.AddRange(positiveStore);
+            header.Add(0); // empty negative store
+            return [.. header];
+        }
+
+        // Two occupied bins: first index 0 (zigzag 0), count 1, gap 35, count 1: valid.
+        Assert.Equal(2UL, DdSketch.Deserialize(Sketch(2, 0, 1, 35, 1)).Count);
+        Assert.Contains("gap", Assert.Throws<FormatException>(() => DdSketch.Deserialize(Sketch(2, 0, 1, 0, 1))).Message);
+        Assert.Contains("count", Assert.Throws<FormatException>(() => DdSketch.Deserialize(Sketch(2, 0, 1, 35, 0))).Message);
+        Assert.Contains("spans", Assert.Throws<FormatException>(() => DdSketch.Deserialize(Sketch(2, 0, 1, 0x80, 0x10, 1))).Message);
     }
 }

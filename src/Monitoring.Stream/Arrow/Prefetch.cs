@@ -1,0 +1,46 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
+
+namespace Monitoring.Stream.Arrow;
+
+/// <summary>Cache prefetch hints; no-ops where the processor has no such instruction.</summary>
+internal static unsafe class Prefetch
+{
+    /// <summary>Hints that the first cache lines of <paramref name="array"/> will be read soon.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Array<T>(T[]? array, int lines)
+        where T : unmanaged
+    {
+        if (!Sse.IsSupported || array is null || array.Length == 0)
+        {
+            return;
+        }
+
+        // A hint only: the address is not kept, so a moving collector cannot invalidate anything.
+        byte* start = (byte*)Unsafe.AsPointer(ref array[0]);
+        int bytes = Math.Min(lines * 64, array.Length * sizeof(T));
+        for (int offset = 0; offset < bytes; offset += 64)
+        {
+            Sse.Prefetch0(start + offset);
+        }
+    }
+
+    /// <summary>Hints that the fields of <paramref name="instance"/> will be read soon.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Object(object? instance)
+    {
+        if (!Sse.IsSupported || instance is null)
+        {
+            return;
+        }
+
+        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.As<RawObject>(instance).FirstField));
+    }
+
+#pragma warning disable CS0649 // Never assigned: only its address is taken, to reach an object's first field.
+    private sealed class RawObject
+    {
+        public byte FirstField;
+    }
+#pragma warning restore CS0649
+}
