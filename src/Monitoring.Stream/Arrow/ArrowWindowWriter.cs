@@ -78,25 +78,25 @@ internal sealed class ArrowWindowWriter
                 // PERF: rows are a pointer chase (sketch object, then its bin array) into memory that
                 // is cold for a window of many series; ask for both a few rows ahead so the misses
                 // overlap with this row's work instead of stalling it.
-                if (r + 8 < rows)
+                if (r + 16 < rows)
                 {
-                    Prefetch.Object(sketchesBySlot[window.Touched[r + 8]]);
+                    Prefetch.Object(sketchesBySlot[window.Touched[r + 16]]);
                 }
 
-                if (r + 4 < rows)
+                if (r + 8 < rows)
                 {
-                    sketchesBySlot[window.Touched[r + 4]]?.PrefetchBins();
+                    sketchesBySlot[window.Touched[r + 8]]?.PrefetchBins();
                 }
+            }
+
+            if (r + 16 < rows)
+            {
+                Prefetch.Object(_registry.GetDescriptor(new SeriesId((window.Touched[r + 16] * _shardCount) + shard)));
             }
 
             if (r + 8 < rows)
             {
-                Prefetch.Object(_registry.GetDescriptor(new SeriesId((window.Touched[r + 8] * _shardCount) + shard)));
-            }
-
-            if (r + 4 < rows)
-            {
-                Prefetch.Array(_registry.GetDescriptor(new SeriesId((window.Touched[r + 4] * _shardCount) + shard)).Utf8, 2);
+                Prefetch.Array(_registry.GetDescriptor(new SeriesId((window.Touched[r + 8] * _shardCount) + shard)).Utf8, 2);
             }
 
             SeriesDescriptor series = _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));

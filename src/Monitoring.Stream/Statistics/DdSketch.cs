@@ -635,42 +635,50 @@ public sealed class DdSketch
         p += VarInt.Write(destination[p..], (ulong)occupied);
         p += VarInt.Write(destination[p..], VarInt.ZigZag(positiveFirst));
         ref uint bins = ref MemoryMarshal.GetReference(positive);
-        int previous = -1;
-        for (int i = 0; i < positive.Length; i += 8)
+
+        // The occupied range starts with an occupied bin: its count, then (gap, count) pairs.
+        uint first = bins;
+        p += WriteSmall(destination, p, first);
+        cumulative += first;
+        ulong nextThreshold = NextThreshold(thresholds, ref next, to, cumulative, results, RepresentativeOf(positiveFirst));
+        int previous = 0;
+        for (int i = 0; i < positive.Length; i += 16)
         {
             uint mask;
-            if (i + 8 <= positive.Length)
+            if (i + 16 <= positive.Length)
             {
-                Vector128<uint> low = Vector128.LoadUnsafe(ref bins, (nuint)i);
-                Vector128<uint> high = Vector128.LoadUnsafe(ref bins, (nuint)(i + 4));
-                mask = ~(Vector128.Equals(low, Vector128<uint>.Zero).ExtractMostSignificantBits()
-                    | (Vector128.Equals(high, Vector128<uint>.Zero).ExtractMostSignificantBits() << 4)) & 0xFF;
+                // Sixteen bins a mask: fewer mask loops, whose exits are hard to predict.
+                mask = ~(Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)i), Vector128<uint>.Zero).ExtractMostSignificantBits()
+                    | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 4)), Vector128<uint>.Zero).ExtractMostSignificantBits() << 4)
+                    | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 8)), Vector128<uint>.Zero).ExtractMostSignificantBits() << 8)
+                    | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 12)), Vector128<uint>.Zero).ExtractMostSignificantBits() << 12)) & 0xFFFF;
             }
             else
             {
                 mask = 0;
                 for (int j = i; j < positive.Length; j++)
                 {
-                    mask |= (positive[j] != 0 ? 1u : 0u) << (j - i);
+                    mask |= (Unsafe.Add(ref bins, j) != 0 ? 1u : 0u) << (j - i);
                 }
+            }
+
+            if (i == 0)
+            {
+                mask &= ~1u; // the first bin is written above
             }
 
             while (mask != 0)
             {
                 int j = i + System.Numerics.BitOperations.TrailingZeroCount(mask);
                 mask &= mask - 1;
-                uint c = positive[j];
-                if (previous >= 0)
-                {
-                    p += WriteSmall(destination, p, (uint)(j - previous));
-                }
-
-                previous = j;
+                uint c = Unsafe.Add(ref bins, j);
+                p += WriteSmall(destination, p, (uint)(j - previous));
                 p += WriteSmall(destination, p, c);
+                previous = j;
                 cumulative += c;
-                while (next < to && cumulative > thresholds[next])
+                if (cumulative > nextThreshold)
                 {
-                    results[next++] = Math.Clamp(RepresentativeOf(positiveFirst + j), _min, _max);
+                    nextThreshold = NextThreshold(thresholds, ref next, to, cumulative, results, RepresentativeOf(positiveFirst + j));
                 }
             }
         }
@@ -683,6 +691,18 @@ public sealed class DdSketch
 
         destination[p++] = 0; // an empty negative store
         return p;
+
+        // Answers every pending rank the cumulative count now exceeds with this bin's value (clamped
+        // to the extremes); returns the next rank still pending, or the largest value if none is.
+        ulong NextThreshold(ReadOnlySpan<ulong> thresholds, ref int next, int to, ulong cumulative, Span<double> results, double representative)
+        {
+            while (next < to && cumulative > thresholds[next])
+            {
+                results[next++] = Math.Clamp(representative, _min, _max);
+            }
+
+            return next < to ? thresholds[next] : ulong.MaxValue;
+        }
 
         static int WriteSmall(Span<byte> destination, int at, uint value)
         {
