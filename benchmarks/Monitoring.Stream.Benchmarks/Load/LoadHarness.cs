@@ -310,10 +310,13 @@ public static class LoadHarness
         long bytes = 0;
         for (int run = 0; run < 11; run++)
         {
+            // A new file each run, as the store creates them: truncating the last run's file would
+            // time the release of its pages too.
+            File.Delete(path);
             var clock = Stopwatch.StartNew();
             using RecordBatch batch = writer.Build(window, 0, out ColumnLease lease);
             double built = clock.Elapsed.TotalMilliseconds;
-            using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            using (var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             using (var file = new ArrowFileWriter(stream, schema))
             {
                 file.WriteRecordBatch(batch);
@@ -370,10 +373,11 @@ public static class LoadHarness
         {
             var batches = new RecordBatch[shards];
             var leases = new ColumnLease[shards];
+            File.Delete(path);
             var clock = Stopwatch.StartNew();
             Parallel.For(0, shards, new ParallelOptions { MaxDegreeOfParallelism = shards }, s => batches[s] = writers[s].Build(windows[s], s, out leases[s]));
             double built = clock.Elapsed.TotalMilliseconds;
-            using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            using (var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             using (var file = new ArrowFileWriter(stream, schema))
             {
                 foreach (RecordBatch batch in batches)

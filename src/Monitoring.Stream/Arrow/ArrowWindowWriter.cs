@@ -47,6 +47,8 @@ internal sealed class ArrowWindowWriter
         long endNs = window.End * 1_000_000;
         var windowStart = new ColumnBytes(rows * 8, _pool);
         var windowEnd = new ColumnBytes(rows * 8, _pool);
+        windowStart.Fill(startNs, rows);
+        windowEnd.Fill(endNs, rows);
         var metricOffsets = new ColumnBytes((rows + 1) * 4, _pool);
         var metricData = new ColumnBytes(rows * 40, _pool);
         var mapOffsets = new ColumnBytes((rows + 1) * 4, _pool);
@@ -101,14 +103,12 @@ internal sealed class ArrowWindowWriter
 
             SeriesDescriptor series = _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));
             ref RunningMoments m = ref window.Moments[slot];
-            windowStart.Write(startNs);
-            windowEnd.Write(endNs);
             // PERF: each series' names are encoded once, on its first window, and copied after.
             byte[] utf8 = series.Utf8 ??= SeriesUtf8.Encode(series);
             int at = SeriesUtf8.Copy(utf8, 0, ref metricData);
             metricOffsets.Write(metricData.Length);
-            int labelCount = series.Labels.Count;
-            for (int l = 0; l < labelCount; l++)
+            // The label count comes from the bytes too: the labels array itself stays cold.
+            while (at < utf8.Length)
             {
                 at = SeriesUtf8.Copy(utf8, at, ref keyData);
                 keyOffsets.Write(keyData.Length);

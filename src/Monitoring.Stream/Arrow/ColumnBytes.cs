@@ -51,6 +51,13 @@ internal struct ColumnBytes
         _length += size;
     }
 
+    /// <summary>Appends <paramref name="count"/> copies of <paramref name="value"/>.</summary>
+    public void Fill(long value, int count)
+    {
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(GetSpan(count * sizeof(long))[..(count * sizeof(long))]).Fill(value);
+        _length += count * sizeof(long);
+    }
+
     public void Write(ReadOnlySpan<byte> bytes)
     {
         bytes.CopyTo(GetSpan(bytes.Length));

@@ -25,7 +25,7 @@ internal static unsafe class Prefetch
         }
     }
 
-    /// <summary>Hints that the fields of <paramref name="instance"/> will be read soon.</summary>
+    /// <summary>Hints that the fields of <paramref name="instance"/> (two cache lines from its start) will be read soon.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Object(object? instance)
     {
@@ -34,7 +34,9 @@ internal static unsafe class Prefetch
             return;
         }
 
-        Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.As<RawObject>(instance).FirstField));
+        byte* start = (byte*)Unsafe.AsPointer(ref Unsafe.As<RawObject>(instance).FirstField);
+        Sse.Prefetch0(start);
+        Sse.Prefetch0(start + 64);
     }
 
 #pragma warning disable CS0649 // Never assigned: only its address is taken, to reach an object's first field.
