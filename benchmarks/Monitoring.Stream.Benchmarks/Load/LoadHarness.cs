@@ -440,6 +440,17 @@ public static class LoadHarness
         Console.WriteLine($"memory: {series:N0} active series, {pointsPerSeries} log-normal latencies each (sigma 0.5), one open window: " +
             $"heap +{(after - before) / 1048576.0:F1} MiB = {(after - before) / (double)series:F0} bytes per series " +
             "(registry entry, window state and sketch; the label strings are the caller's)");
+
+        // What a series keeps once its first window has been emitted: its names in UTF-8.
+        for (int id = 0; id < pipeline.Registry.Count; id++)
+        {
+            SeriesDescriptor d = pipeline.Registry.GetDescriptor(new SeriesId(id));
+            d.Utf8 ??= SeriesUtf8.Encode(d);
+        }
+
+        long emitted = GC.GetTotalMemory(forceFullCollection: true);
+        Console.WriteLine($"  + {(emitted - after) / (double)series:F0} bytes per series of UTF-8 names cached at its first emitted window " +
+            $"= {(emitted - before) / (double)series:F0} bytes per series in all");
         GC.KeepAlive(labels);
         pipeline.StopAsync().GetAwaiter().GetResult();
     }

@@ -672,8 +672,20 @@ public sealed class DdSketch
                 int j = i + System.Numerics.BitOperations.TrailingZeroCount(mask);
                 mask &= mask - 1;
                 uint c = Unsafe.Add(ref bins, j);
-                p += WriteSmall(destination, p, (uint)(j - previous));
-                p += WriteSmall(destination, p, c);
+                uint gap = (uint)(j - previous);
+                if ((gap | c) < 0x80)
+                {
+                    // Both one-byte varints: one two-byte store.
+                    Unsafe.WriteUnaligned(ref destination[p + 1], (byte)c);
+                    destination[p] = (byte)gap;
+                    p += 2;
+                }
+                else
+                {
+                    p += WriteSmall(destination, p, gap);
+                    p += WriteSmall(destination, p, c);
+                }
+
                 previous = j;
                 cumulative += c;
                 if (cumulative > nextThreshold)
