@@ -19,7 +19,7 @@ internal static class DemoCommand
     public static async Task<int> RunAsync(DemoOptions options)
     {
         string storeDir = Path.GetFullPath(Path.Combine(options.DataDirectory, "windows"));
-        var fileStore = new ArrowFileStore(new ArrowFileStoreOptions { Directory = storeDir });
+        var fileStore = new ArrowFileStore(new ArrowFileStoreOptions { Directory = storeDir, MaxFileBytes = options.MaxFileMegabytes * (1L << 20) });
         var recent = new RecentWindowStore(TimeSpan.FromHours(1));
         var pipelineOptions = new MetricsPipelineOptions();
         await using var pipeline = new MetricsPipeline(pipelineOptions, [fileStore, recent]);

@@ -16,6 +16,7 @@ internal static class Program
                    --producers N     producing threads (default 2)
                    --data-dir PATH   folder of the local Arrow store (default ./data)
                    --late-ppm N      points per million sent 20 s late, beyond the lateness (default 1000)
+                   --max-file-mb N   size at which the store starts a new Arrow file (default 64)
         """;
 
     public static async Task<int> Main(string[] args)
@@ -49,7 +50,7 @@ internal static class Program
 }
 
 /// <summary>Options of the demo command.</summary>
-internal sealed record DemoOptions(long Points, int Series, int Producers, string DataDirectory, int LatePerMillion)
+internal sealed record DemoOptions(long Points, int Series, int Producers, string DataDirectory, int LatePerMillion, int MaxFileMegabytes = 64)
 {
     public static DemoOptions Parse(ReadOnlySpan<string> args)
     {
@@ -70,6 +71,7 @@ internal sealed record DemoOptions(long Points, int Series, int Producers, strin
                 "--producers" => o with { Producers = (int)Positive(name, value, 64) },
                 "--data-dir" => o with { DataDirectory = value },
                 "--late-ppm" => o with { LatePerMillion = (int)Positive(name, value, 1_000_000, allowZero: true) },
+                "--max-file-mb" => o with { MaxFileMegabytes = (int)Positive(name, value, 4096) },
                 _ => throw new FormatException($"unknown option '{name}'"),
             };
         }
