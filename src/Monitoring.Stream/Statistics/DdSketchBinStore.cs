@@ -143,7 +143,7 @@ internal struct DdSketchBinStore
     }
 
     /// <summary>Hints the processor to fetch the first <paramref name="lines"/> cache lines of the counts.</summary>
-    public readonly void Prefetch(int lines) => Monitoring.Stream.Arrow.Prefetch.Array(_counts, lines);
+    public readonly void Prefetch(int lines) => Monitoring.Stream.Prefetch.Array(_counts, lines);
 
     /// <summary>Finds the lowest and highest bin index with a non-zero count.</summary>
     public readonly bool TryGetOccupiedRange(out int lo, out int hi)

@@ -117,8 +117,17 @@ internal sealed class ShardAggregator
         long aggregated = 0;
         long maxEventTime = _maxEventTime;
         WindowBuffer? window = _current;
-        foreach (ref readonly IngestPoint point in batch.Points.AsSpan(0, batch.Count))
+        ReadOnlySpan<IngestPoint> points = batch.Points.AsSpan(0, batch.Count);
+        for (int k = 0; k < points.Length; k++)
         {
+            ref readonly IngestPoint point = ref points[k];
+            if (window is not null)
+            {
+                // PERF: with many series every point misses the caches on its window state and
+                // sketch; asking for them a few points ahead overlaps those misses.
+                PrefetchAhead(window, points, k);
+            }
+
             long ts = point.TimestampUnixMs;
             // PERF: most points fall in the window of the point before; only the others pay for
             // a division and a search.
@@ -154,6 +163,24 @@ internal sealed class ShardAggregator
         {
             Volatile.Write(ref _watermark, maxEventTime - _latenessMs);
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchAhead(WindowBuffer window, ReadOnlySpan<IngestPoint> points, int k)
+    {
+        if (k + 8 < points.Length)
+        {
+            int slot = points[k + 8].Slot;
+            if ((uint)slot < (uint)window.Capacity)
+            {
+                Prefetch.Element(window.Moments, slot);
+                if (window.Sketches.Length > 0)
+                {
+                    Prefetch.Object(window.Sketches[slot]);
+                }
+            }
+        }
+
     }
 
     /// <summary>The open window for <paramref name="ts"/>, opening it if needed, or null when it has closed.</summary>

@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics.X86;
 
-namespace Monitoring.Stream.Arrow;
+namespace Monitoring.Stream;
 
 /// <summary>Cache prefetch hints; no-ops where the processor has no such instruction.</summary>
 internal static unsafe class Prefetch
@@ -22,6 +22,17 @@ internal static unsafe class Prefetch
         for (int offset = 0; offset < bytes; offset += 64)
         {
             Sse.Prefetch0(start + offset);
+        }
+    }
+
+    /// <summary>Hints that <c>array[index]</c> will be read soon; the caller checked the index.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Element<T>(T[] array, int index)
+        where T : unmanaged
+    {
+        if (Sse.IsSupported)
+        {
+            Sse.Prefetch0(Unsafe.AsPointer(ref array[index]));
         }
     }
 
