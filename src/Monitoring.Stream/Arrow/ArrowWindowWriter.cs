@@ -71,36 +71,10 @@ internal sealed class ArrowWindowWriter
         valueOffsets.Write(0);
         sketchOffsets.Write(0);
         int pairs = 0;
-        DdSketch?[] sketchesBySlot = window.WithSketches ? window.Sketches : [];
         for (int r = 0; r < rows; r++)
         {
             int slot = window.Touched[r];
-            if (sketchesBySlot.Length > 0)
-            {
-                // PERF: rows are a pointer chase (sketch object, then its bin array) into memory that
-                // is cold for a window of many series; ask for both a few rows ahead so the misses
-                // overlap with this row's work instead of stalling it.
-                if (r + 16 < rows)
-                {
-                    Prefetch.Object(sketchesBySlot[window.Touched[r + 16]]);
-                }
-
-                if (r + 8 < rows)
-                {
-                    sketchesBySlot[window.Touched[r + 8]]?.PrefetchBins();
-                }
-            }
-
-            if (r + 16 < rows)
-            {
-                Prefetch.Object(_registry.GetDescriptor(new SeriesId((window.Touched[r + 16] * _shardCount) + shard)));
-            }
-
-            if (r + 8 < rows)
-            {
-                Prefetch.Array(_registry.GetDescriptor(new SeriesId((window.Touched[r + 8] * _shardCount) + shard)).Utf8, 2);
-            }
-
+            PrefetchRows(window, shard, r);
             SeriesDescriptor series = _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));
             ref RunningMoments m = ref window.Moments[slot];
             // PERF: each series' names are encoded once, on its first window, and copied after.
@@ -174,5 +148,35 @@ internal sealed class ArrowWindowWriter
         columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(lease), sketchData.ToArrowBuffer(lease),
             sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows), sketches ? 0 : rows, 0));
         return new RecordBatch(_schema, columns, rows);
+    }
+
+    /// <summary>
+    /// PERF: each row is a pointer chase (descriptor, then its UTF-8 names; sketch, then its bins)
+    /// into memory that is cold for a window of many series. The objects of the row 16 ahead and
+    /// the arrays of the row 8 ahead are requested now, so their misses overlap this row's work.
+    /// </summary>
+    private void PrefetchRows(WindowBuffer window, int shard, int r)
+    {
+        int[] touched = window.Touched;
+        int rows = window.TouchedCount;
+        if (r + 16 < rows)
+        {
+            int slot = touched[r + 16];
+            Prefetch.Object(_registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard)));
+            if (window.WithSketches)
+            {
+                Prefetch.Object(window.Sketches[slot]);
+            }
+        }
+
+        if (r + 8 < rows)
+        {
+            int slot = touched[r + 8];
+            Prefetch.Array(_registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard)).Utf8, 2);
+            if (window.WithSketches)
+            {
+                window.Sketches[slot]?.PrefetchBins();
+            }
+        }
     }
 }

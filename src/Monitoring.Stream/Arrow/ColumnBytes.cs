@@ -64,12 +64,6 @@ internal struct ColumnBytes
         _length += bytes.Length;
     }
 
-    public void WriteUtf8(string value)
-    {
-        Span<byte> span = GetSpan(System.Text.Encoding.UTF8.GetMaxByteCount(value.Length));
-        _length += System.Text.Encoding.UTF8.GetBytes(value, span);
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void Grow(int size)
     {

@@ -22,7 +22,6 @@ public sealed class PointWriter : IDisposable
     /// <summary>Spins (mostly yields) on a full shard before sleeping between tries: a few milliseconds.</summary>
     private const int MaxYieldingSpins = 4000;
 
-
     private readonly MetricsPipeline _pipeline;
     private readonly ChannelWriter<PointBatch>[] _channels;
     private readonly ObjectPool<PointBatch> _pool;

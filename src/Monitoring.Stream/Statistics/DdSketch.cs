@@ -562,51 +562,10 @@ public sealed class DdSketch
             return WriteSparsePositive(results, destination, positive, positiveFirst, occupied, thresholds, next, to, cumulative);
         }
 
+        // Dense: most bins of the range hold a count (a window of many points), so one plain walk.
         int p = WriteHeader(destination, 0);
-        p += VarInt.Write(destination[p..], (ulong)positive.Length);
-        if (positive.Length > 0)
-        {
-            p += VarInt.Write(destination[p..], VarInt.ZigZag(positiveFirst));
-        }
-
-        // PERF: two branch-free passes instead of one that branches on every bin: occupied and
-        // empty bins alternate at random, and mispredicting them cost more than reading twice.
-        // With every count below 128 (the usual window), both passes go 8 or 16 bins a step.
-        int i = 0;
-        if (!positive.ContainsAnyExceptInRange(0u, 0x7Fu))
-        {
-            NarrowToBytes(positive, destination.Slice(p, positive.Length));
-            p += positive.Length;
-            ref uint bins = ref MemoryMarshal.GetReference(positive);
-            for (; i + 8 <= positive.Length && next < to; i += 8)
-            {
-                // Eight counts below 128 sum without overflow; skip the block if no rank ends in it.
-                uint block = Vector128.Sum(Vector128.LoadUnsafe(ref bins, (nuint)i) + Vector128.LoadUnsafe(ref bins, (nuint)(i + 4)));
-                if (cumulative + block <= thresholds[next])
-                {
-                    cumulative += block;
-                    continue;
-                }
-
-                for (int j = i; j < i + 8; j++)
-                {
-                    cumulative += positive[j];
-                    while (next < to && cumulative > thresholds[next])
-                    {
-                        results[next++] = Math.Clamp(RepresentativeOf(positiveFirst + j), _min, _max);
-                    }
-                }
-            }
-        }
-        else
-        {
-            foreach (uint c in positive)
-            {
-                p += VarInt.Write(destination[p..], c);
-            }
-        }
-
-        for (; i < positive.Length && next < to; i++)
+        p += WriteDenseStore(destination[p..], positive, positiveFirst);
+        for (int i = 0; i < positive.Length && next < to; i++)
         {
             cumulative += positive[i];
             while (next < to && cumulative > thresholds[next])
@@ -627,7 +586,7 @@ public sealed class DdSketch
 
     /// <summary>
     /// The sparse layout of a positive-only sketch, and the quantiles, from one pass that visits only
-    /// occupied bins: eight bins are tested at a time and the set bits of the mask are walked.
+    /// occupied bins: sixteen bins are tested at a time and the set bits of the mask are walked.
     /// </summary>
     private int WriteSparsePositive(Span<double> results, Span<byte> destination, ReadOnlySpan<uint> positive, int positiveFirst, int occupied, ReadOnlySpan<ulong> thresholds, int next, int to, ulong cumulative)
     {
@@ -725,25 +684,6 @@ public sealed class DdSketch
             }
 
             return VarInt.Write(destination[at..], value);
-        }
-    }
-
-    /// <summary>Writes each count, all below 128, as one byte (its one-byte varint).</summary>
-    private static void NarrowToBytes(ReadOnlySpan<uint> counts, Span<byte> destination)
-    {
-        ref uint source = ref MemoryMarshal.GetReference(counts);
-        ref byte target = ref MemoryMarshal.GetReference(destination);
-        int i = 0;
-        for (; i + 16 <= counts.Length; i += 16)
-        {
-            Vector128<ushort> low = Vector128.Narrow(Vector128.LoadUnsafe(ref source, (nuint)i), Vector128.LoadUnsafe(ref source, (nuint)(i + 4)));
-            Vector128<ushort> high = Vector128.Narrow(Vector128.LoadUnsafe(ref source, (nuint)(i + 8)), Vector128.LoadUnsafe(ref source, (nuint)(i + 12)));
-            Vector128.Narrow(low, high).StoreUnsafe(ref target, (nuint)i);
-        }
-
-        for (; i < counts.Length; i++)
-        {
-            destination[i] = (byte)counts[i];
         }
     }
 
