@@ -51,8 +51,8 @@ public static class LoadHarness
 
         if (only == "arrow")
         {
-            TimeWindowToArrow(100_000);
-            TimeShardedWindowToArrow(100_000, Environment.ProcessorCount);
+            TimeWindowToArrow(100_000, shards: 1);
+            TimeWindowToArrow(100_000, Environment.ProcessorCount);
             return 0;
         }
 
@@ -101,8 +101,8 @@ public static class LoadHarness
         }
 
         Console.WriteLine();
-        TimeWindowToArrow(100_000);
-        TimeShardedWindowToArrow(100_000, Environment.ProcessorCount);
+        TimeWindowToArrow(100_000, shards: 1);
+        TimeWindowToArrow(100_000, Environment.ProcessorCount);
         Console.WriteLine();
         MeasureMemoryPerSeries(100_000, pointsPerSeries: 200);
         return 0;
@@ -288,57 +288,6 @@ public static class LoadHarness
         GC.Collect();
     }
 
-    /// <summary>Builds one shard's window of <paramref name="series"/> latency series and times Arrow conversion plus an IPC write to a file.</summary>
-    private static void TimeWindowToArrow(int series)
-    {
-        var registry = new SeriesRegistry();
-        Label[][] labels = BuildLabels(series);
-        foreach (Label[] l in labels)
-        {
-            registry.GetOrAdd(Metric, l);
-        }
-
-        var window = new WindowBuffer(series, withSketches: true, 0.01, 2048) { Start = 0, End = 10_000 };
-        var random = new Random(1);
-        for (int s = 0; s < series; s++)
-        {
-            for (int k = 0; k < 20; k++)
-            {
-                window.Add(s, 0.02 * Math.Exp(random.NextDouble() * 2), k);
-            }
-        }
-
-        Schema schema = WindowSchema.Create("load");
-        var writer = new ArrowWindowWriter(registry, shardCount: 1, schema);
-        string path = Path.Combine(Path.GetTempPath(), "ms-load-window.arrow");
-        var build = new List<double>();
-        var total = new List<double>();
-        long bytes = 0;
-        for (int run = 0; run < 11; run++)
-        {
-            // A new file each run, as the store creates them: truncating the last run's file would
-            // time the release of its pages too.
-            File.Delete(path);
-            var clock = Stopwatch.StartNew();
-            using RecordBatch batch = writer.Build(window, 0, out ColumnLease lease);
-            double built = clock.Elapsed.TotalMilliseconds;
-            WriteIpcFile(path, schema, [batch]);
-
-            clock.Stop();
-            lease.Dispose();
-            bytes = new FileInfo(path).Length;
-            if (run > 0)
-            {
-                build.Add(built);
-                total.Add(clock.Elapsed.TotalMilliseconds);
-            }
-        }
-
-        File.Delete(path);
-        Console.WriteLine($"window of {series:N0} series (20 points each) -> Arrow record batch: median {Median(build):F1} ms; " +
-            $"+ Arrow IPC file write: median {Median(total):F1} ms ({bytes:N0} bytes, 10 runs after a warm-up)");
-    }
-
     /// <summary>Writes <paramref name="batches"/> into a new Arrow IPC file, as the local store does.</summary>
     private static void WriteIpcFile(string path, Schema schema, IEnumerable<RecordBatch> batches)
     {
@@ -353,11 +302,12 @@ public static class LoadHarness
     }
 
     /// <summary>
-    /// The same window the way the pipeline closes it with one shard per core: each shard builds the
-    /// batch of its own series on its own thread, then the file store writes every shard's batch
-    /// into one IPC file. Timed from the close to the last byte written.
+    /// A window of <paramref name="series"/> latency series (20 points each) closed the way the
+    /// pipeline closes it with <paramref name="shards"/> shards: each shard builds the batch of its
+    /// own series on its own thread, then the file store writes every shard's batch into one new IPC
+    /// file. Timed from the close to the last byte written; with one shard, one thread builds all rows.
     /// </summary>
-    private static void TimeShardedWindowToArrow(int series, int shards)
+    private static void TimeWindowToArrow(int series, int shards)
     {
         var registry = new SeriesRegistry();
         Label[][] labels = BuildLabels(series);
@@ -380,9 +330,10 @@ public static class LoadHarness
 
         Schema schema = WindowSchema.Create("load");
         ArrowWindowWriter[] writers = [.. Enumerable.Range(0, shards).Select(_ => new ArrowWindowWriter(registry, shards, schema))];
-        string path = Path.Combine(Path.GetTempPath(), "ms-load-window-sharded.arrow");
+        string path = Path.Combine(Path.GetTempPath(), "ms-load-window.arrow");
         var build = new List<double>();
         var total = new List<double>();
+        long bytes = 0;
         for (int run = 0; run < 11; run++)
         {
             var batches = new RecordBatch[shards];
@@ -392,8 +343,8 @@ public static class LoadHarness
             Parallel.For(0, shards, new ParallelOptions { MaxDegreeOfParallelism = shards }, s => batches[s] = writers[s].Build(windows[s], s, out leases[s]));
             double built = clock.Elapsed.TotalMilliseconds;
             WriteIpcFile(path, schema, batches);
-
             clock.Stop();
+            bytes = new FileInfo(path).Length;
             foreach (RecordBatch batch in batches)
             {
                 batch.Dispose();
@@ -412,8 +363,9 @@ public static class LoadHarness
         }
 
         File.Delete(path);
-        Console.WriteLine($"same window over {shards} shards, as the pipeline closes it (shards build in parallel, one file gets every batch): " +
-            $"build median {Median(build):F1} ms; + IPC file write: median {Median(total):F1} ms (10 runs after a warm-up)");
+        string how = shards == 1 ? "one shard builds every row" : $"{shards} shards build in parallel, as the pipeline closes it; one file gets every batch";
+        Console.WriteLine($"window of {series:N0} series (20 points each) -> Arrow, {how}: build median {Median(build):F1} ms; " +
+            $"+ IPC file write: median {Median(total):F1} ms ({bytes:N0} bytes, 10 runs after a warm-up)");
     }
 
     /// <summary>Managed heap growth per series when a pipeline holds one open window of latency-like data for each.</summary>
