@@ -285,15 +285,33 @@ public sealed class RemoteWriteSinkTests
     }
 
     /// <summary>Every expected series holds exactly the expected samples, bit for bit, and nothing else arrived.</summary>
-    internal static void AssertSamplesEqual(Dictionary<string, List<(long TimestampMs, double Value)>> expected, List<DecodedSample> received)
+    internal static void AssertSamplesEqual(Dictionary<string, List<(long TimestampMs, double Value)>> expected, List<DecodedSample> received) =>
+        AssertSeriesEqual(expected, received.GroupBy(s => ExpectedSeries.Key(s.Labels))
+            .ToDictionary(g => g.Key, g => g.Select(s => (s.TimestampMs, s.Value)).ToList(), StringComparer.Ordinal));
+
+    /// <summary>
+    /// Both hold the same series with the same timestamps in the same order, and the same values: bit for bit when
+    /// <paramref name="relativeTolerance"/> is 0, else within it (VictoriaMetrics keeps about 12 significant digits).
+    /// </summary>
+    internal static void AssertSeriesEqual(
+        Dictionary<string, List<(long TimestampMs, double Value)>> expected, Dictionary<string, List<(long TimestampMs, double Value)>> actual, double relativeTolerance = 0)
     {
-        var actual = received.GroupBy(s => ExpectedSeries.Key(s.Labels))
-            .ToDictionary(g => g.Key, g => g.Select(s => (s.TimestampMs, s.Value)).ToList(), StringComparer.Ordinal);
         Assert.Equal(expected.Count, actual.Count);
-        foreach ((string key, List<(long, double)> samples) in expected)
+        foreach ((string key, List<(long TimestampMs, double Value)> samples) in expected)
         {
-            Assert.True(actual.TryGetValue(key, out List<(long, double)>? got), "missing series " + key);
-            Assert.Equal(samples, got);
+            Assert.True(actual.TryGetValue(key, out List<(long TimestampMs, double Value)>? got), "missing series " + key);
+            if (relativeTolerance == 0)
+            {
+                Assert.Equal(samples, got);
+                continue;
+            }
+
+            Assert.Equal(samples.Select(s => s.TimestampMs), got.Select(s => s.TimestampMs));
+            for (int i = 0; i < samples.Count; i++)
+            {
+                double e = samples[i].Value, a = got[i].Value;
+                Assert.True(Math.Abs(a - e) <= relativeTolerance * Math.Abs(e), $"{key} at {samples[i].TimestampMs}: expected {e:R}, stored {a:R}");
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -106,12 +107,31 @@ internal sealed class DatabaseProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Kills the server and waits for it to exit; its data folder stays.</summary>
-    public async Task StopAsync()
+    /// <summary>
+    /// Stops the server and waits for it to exit; its data folder stays. Graceful is SIGTERM, on which both servers
+    /// flush what they hold in memory (a SIGKILL loses the last second or so of VictoriaMetrics' writes), with a
+    /// kill after 20 s.
+    /// </summary>
+    public async Task StopAsync(bool graceful = false)
     {
         if (_process is { } process)
         {
             _process = null;
+            if (graceful && !process.HasExited)
+            {
+                using Process term = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]);
+                await term.WaitForExitAsync();
+                using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+                try
+                {
+                    await process.WaitForExitAsync(grace.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Killed below.
+                }
+            }
+
             if (!process.HasExited)
             {
                 process.Kill(entireProcessTree: true);

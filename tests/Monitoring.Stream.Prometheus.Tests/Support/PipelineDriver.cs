@@ -78,6 +78,9 @@ internal static class PipelineDriver
         }
 
         await pipeline.StopAsync();
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.True(m.Late == 0 && m.Rejected == 0 && m.Dropped == 0 && m.EmittedPoints == m.Offered,
+            $"offered {m.Offered}, emitted {m.EmittedPoints}, late {m.Late}, rejected {m.Rejected}, dropped {m.Dropped}, windows {m.WindowsEmitted}");
         if (afterWindowClosed is not null)
         {
             await afterWindowClosed(windows - 1);
