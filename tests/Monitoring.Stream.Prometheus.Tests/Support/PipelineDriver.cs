@@ -89,6 +89,30 @@ internal static class PipelineDriver
         return collect;
     }
 
+    /// <summary>Runs the given points, in time order, through a one-shard pipeline with <paramref name="sink"/> and stops it.</summary>
+    public static async Task RunPointsAsync(IWindowSink sink, IEnumerable<(string Metric, Label[] Labels, double Value, long TimestampMs)> points, bool sketches = true)
+    {
+        var options = new MetricsPipelineOptions
+        {
+            ShardCount = 1,
+            WindowSize = TimeSpan.FromMilliseconds(WindowMs),
+            AllowedLateness = TimeSpan.Zero,
+            Instance = EngineInstance,
+            Sketches = sketches,
+        };
+        await using var pipeline = new MetricsPipeline(options, [sink]);
+        pipeline.Start();
+        using (PointWriter writer = pipeline.CreateWriter("test", BackpressureMode.Wait))
+        {
+            foreach ((string metric, Label[] labels, double value, long ts) in points)
+            {
+                Assert.Equal(RejectReason.None, writer.Write(metric, labels, value, ts));
+            }
+        }
+
+        await pipeline.StopAsync();
+    }
+
     /// <summary>Waits for <paramref name="condition"/> with a bounded deadline that fails the test.</summary>
     public static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, Func<string> describe)
     {
