@@ -284,6 +284,54 @@ public sealed class RemoteWriteSinkTests
         Assert.Equal(6, engine.Rows.Select(r => r.WindowEndMs).Distinct().Count());
     }
 
+    [Fact]
+    public async Task WriteAsync_HttpsSignedByTheGivenCa_SendsWithBasicAuthentication()
+    {
+        using var certificates = new TestCertificates();
+        await using var stub = new RemoteWriteStub(_ => StubResponse.NoContent, certificate: certificates.Server);
+        RemoteWriteSinkOptions options = Options(stub.Endpoint);
+        options.CaCertificateFile = certificates.CaFile;
+        options.BasicAuthUsername = "writer";
+        options.BasicAuthPassword = "p@ss:word";
+        await using var sink = new RemoteWriteSink(options);
+
+        RowCollectingSink engine = await RunTwoWindowsAsync(sink);
+
+        Assert.StartsWith("https://", stub.Endpoint.ToString(), StringComparison.Ordinal);
+        Assert.Equal(2 * SamplesPerWindow, sink.SamplesSent);
+        Assert.Equal(0, sink.RequestsRetried);
+        Assert.All(stub.Requests, r => Assert.Equal("Basic " + Convert.ToBase64String("writer:p@ss:word"u8.ToArray()), r.Headers["Authorization"]));
+        AssertSamplesEqual(ExpectedSeries.From(engine.Rows), stub.Accepted);
+    }
+
+    [Fact]
+    public async Task WriteAsync_HttpsNotTrusted_FailsEveryAttemptAndSendsNothing()
+    {
+        using var certificates = new TestCertificates();
+        await using var stub = new RemoteWriteStub(_ => StubResponse.NoContent, certificate: certificates.Server);
+        RemoteWriteSinkOptions options = Options(stub.Endpoint);
+        options.MaxRetries = 1;
+        await using var sink = new RemoteWriteSink(options);
+
+        await RunTwoWindowsAsync(sink);
+
+        Assert.Equal(0, sink.SamplesSent);
+        Assert.Empty(stub.Requests);
+        Assert.Equal(2, sink.RequestsRetried);
+        Assert.Equal(2 * SamplesPerWindow, sink.SamplesDroppedFor(RemoteWriteDropReason.RetriesExhausted));
+        Assert.Contains("SSL", sink.LastError, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void Constructor_InvalidOptions_Throws()
+    {
+        Assert.Throws<ArgumentException>(() => new RemoteWriteSink(new RemoteWriteSinkOptions()));
+        Assert.Throws<ArgumentException>(() => new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = new Uri("ftp://x/") }));
+        Assert.Throws<ArgumentException>(() => new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = new Uri("http://x/"), BearerToken = "t", BasicAuthUsername = "u" }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = new Uri("http://x/"), QueueCapacity = 0 }));
+        Assert.Throws<FileNotFoundException>(() => new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = new Uri("http://x/"), CaCertificateFile = "/nonexistent/ca.pem" }));
+    }
+
     /// <summary>Every expected series holds exactly the expected samples, bit for bit, and nothing else arrived.</summary>
     internal static void AssertSamplesEqual(Dictionary<string, List<(long TimestampMs, double Value)>> expected, List<DecodedSample> received) =>
         AssertSeriesEqual(expected, received.GroupBy(s => ExpectedSeries.Key(s.Labels))

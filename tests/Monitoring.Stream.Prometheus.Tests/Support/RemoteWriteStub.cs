@@ -1,6 +1,9 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace Monitoring.Stream.Prometheus.Tests.Support;
@@ -21,15 +24,18 @@ internal sealed class RemoteWriteStub : IAsyncDisposable
     private readonly Task _accept;
     private int _attempts;
 
-    public RemoteWriteStub(Func<StubRequest, StubResponse> behaviour, Func<int, bool>? closeMidBodyOnAttempt = null)
+    private readonly X509Certificate2? _certificate;
+
+    public RemoteWriteStub(Func<StubRequest, StubResponse> behaviour, Func<int, bool>? closeMidBodyOnAttempt = null, X509Certificate2? certificate = null)
     {
+        _certificate = certificate;
         _behaviour = behaviour;
         _closeMidBody = closeMidBodyOnAttempt ?? (_ => false);
         _listener.Start();
         _accept = AcceptAsync();
     }
 
-    public Uri Endpoint => new($"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}/api/v1/write");
+    public Uri Endpoint => new($"{(_certificate is null ? "http" : "https")}://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}/api/v1/write");
 
     public int Attempts => Volatile.Read(ref _attempts);
 
@@ -68,11 +74,19 @@ internal sealed class RemoteWriteStub : IAsyncDisposable
 
     private async Task ServeAsync(Socket socket)
     {
-        using var stream = new NetworkStream(socket, ownsSocket: true);
+        using var network = new NetworkStream(socket, ownsSocket: true);
+        using var tls = _certificate is null ? null : new SslStream(network);
+        System.IO.Stream stream = network;
         var buffer = new List<byte>();
         var chunk = new byte[64 * 1024];
         try
         {
+            if (tls is not null)
+            {
+                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, _stop.Token);
+                stream = tls;
+            }
+
             while (true)
             {
                 // Headers.
@@ -144,9 +158,9 @@ internal sealed class RemoteWriteStub : IAsyncDisposable
                 await stream.WriteAsync(Encoding.UTF8.GetBytes(text.ToString()), _stop.Token);
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException)
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or AuthenticationException)
         {
-            // The client went away, or the stub stops.
+            // The client went away or refused the certificate, or the stub stops.
         }
     }
 
