@@ -5,4 +5,8 @@ namespace Monitoring.Stream.Prometheus;
 /// <param name="Samples">Samples in it (one per time series).</param>
 /// <param name="Lane">The lane that sends it; a series always maps to the same lane.</param>
 /// <param name="Sequence">Position in the order requests were encoded, for dropping the oldest.</param>
-internal sealed record EncodedRequest(byte[] Body, int Samples, int Lane, long Sequence);
+internal sealed record EncodedRequest(byte[] Body, int Samples, int Lane, long Sequence)
+{
+    /// <summary>The window batch's delivery to complete when this request is sent or dropped, if the sink acknowledges on delivery.</summary>
+    public BatchDelivery? Delivery { get; set; }
+}

@@ -44,6 +44,7 @@ public sealed class RemoteWriteSink : IWindowSink
     private long _events;
     private string? _lastError;
     private int _disposed;
+    private BatchDelivery? _currentDelivery;
 
     /// <summary>Creates the sink and starts its sending lanes.</summary>
     public RemoteWriteSink(RemoteWriteSinkOptions options)
@@ -135,21 +136,39 @@ public sealed class RemoteWriteSink : IWindowSink
     /// <summary>Requests given up for one reason.</summary>
     public long RequestsDroppedFor(RemoteWriteDropReason reason) => Interlocked.Read(ref _droppedRequests[(int)reason]);
 
-    /// <summary>Encodes the window into requests and queues them; returns once they are queued (the oldest is dropped if the queue is full).</summary>
+    /// <summary>
+    /// Encodes the window into requests and queues them (the oldest is dropped if the queue is full); returns once
+    /// they are queued, or with <see cref="RemoteWriteSinkOptions.AcknowledgeOnDelivery"/> once each is sent or dropped.
+    /// </summary>
     public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        BatchDelivery? delivery = _options.AcknowledgeOnDelivery ? new BatchDelivery() : null;
         // Encoding runs on the pipeline's task for this sink, one batch at a time; the gate only orders it with
         // the lanes' reads of the queue.
         long samples;
         lock (_gate)
         {
-            samples = _encoder.Encode(batch.RecordBatch, batch.WindowEndUnixMs, _options.Instance ?? batch.Instance);
+            _currentDelivery = delivery;
+            try
+            {
+                samples = _encoder.Encode(batch.RecordBatch, batch.WindowEndUnixMs, _options.Instance ?? batch.Instance);
+            }
+            finally
+            {
+                _currentDelivery = null;
+            }
         }
 
         Interlocked.Add(ref _samplesEncoded, samples);
-        return ValueTask.CompletedTask;
+        if (delivery is null)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        delivery.Done();
+        return new ValueTask(delivery.Task.WaitAsync(cancellationToken));
     }
 
     /// <summary>Waits until every queued request is sent or dropped.</summary>
@@ -191,7 +210,7 @@ public sealed class RemoteWriteSink : IWindowSink
                     _queued--;
                     _queuedSamples -= request.Samples;
                     Drop(request.Samples, RemoteWriteDropReason.Shutdown, null);
-                    Finished();
+                    Finished(request);
                 }
             }
         }
@@ -254,6 +273,12 @@ public sealed class RemoteWriteSink : IWindowSink
         }
 
         Lane lane = _lanes[request.Lane];
+        if (_currentDelivery is { } delivery)
+        {
+            request.Delivery = delivery;
+            delivery.Add();
+        }
+
         lane.Queue.Enqueue(request);
         _queued++;
         _queuedSamples += request.Samples;
@@ -280,12 +305,13 @@ public sealed class RemoteWriteSink : IWindowSink
         _queued--;
         _queuedSamples -= dropped.Samples;
         Drop(dropped.Samples, RemoteWriteDropReason.QueueFull, $"queue full ({_options.QueueCapacity} requests): the oldest request was dropped");
-        Finished();
+        Finished(dropped);
     }
 
     /// <summary>One request has left the sink, sent or dropped; called under the gate.</summary>
-    private void Finished()
+    private void Finished(EncodedRequest request)
     {
+        request.Delivery?.Done();
         if (--_pending == 0)
         {
             _idle.TrySetResult();
@@ -340,7 +366,7 @@ public sealed class RemoteWriteSink : IWindowSink
             {
                 lock (_gate)
                 {
-                    Finished();
+                    Finished(request);
                 }
             }
         }

@@ -57,6 +57,14 @@ public sealed class RemoteWriteSinkOptions
     /// <summary>Longest <c>Retry-After</c> honoured; a longer one is cut to this (default 5 min).</summary>
     public TimeSpan MaxRetryAfter { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// Whether <see cref="RemoteWriteSink.WriteAsync"/> completes only once every request of the window is sent or
+    /// dropped (and counted), so that the pipeline acknowledges a window to its sources (Kafka offsets) only after
+    /// delivery; the pipeline's sink queue then holds windows back while the receiver is down (default false: it
+    /// completes once the requests are queued).
+    /// </summary>
+    public bool AcknowledgeOnDelivery { get; set; }
+
     /// <summary>Value of the <c>instance</c> label added to every series (default: the engine instance of each window batch).</summary>
     public string? Instance { get; set; }
 

@@ -322,6 +322,51 @@ public sealed class RemoteWriteSinkTests
         Assert.Contains("SSL", sink.LastError, StringComparison.OrdinalIgnoreCase);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task WriteAsync_AcknowledgeOnDelivery_CompletesOnlyOnceTheReceiverAnswered(bool onDelivery)
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var stub = new RemoteWriteStub(r =>
+        {
+            if (r.Attempt == 1)
+            {
+                release.Task.Wait(s_wait);
+            }
+
+            return StubResponse.NoContent;
+        });
+        RemoteWriteSinkOptions options = Options(stub.Endpoint);
+        options.AcknowledgeOnDelivery = onDelivery;
+        options.Timeout = TimeSpan.FromSeconds(60);
+        var sink = new RemoteWriteSink(options);
+        var forward = new ForwardingSink(sink);
+        int acknowledgedWhileHeld = -1;
+
+        await PipelineDriver.RunAsync(forward, Series, windows: 2, pointsPerWindow: 2, PipelineDriver.WindowStartBeforeNow(6), shards: 1,
+            afterWindowClosed: async w =>
+            {
+                if (w == 0)
+                {
+                    // The receiver holds the first window's request: acknowledged only if the sink acknowledges on queueing.
+                    await PipelineDriver.WaitUntilAsync(() => stub.Attempts == 1 && stub.Requests[0].Samples is not null, s_wait, () => "first request read");
+                    if (!onDelivery)
+                    {
+                        await PipelineDriver.WaitUntilAsync(() => forward.Completed == 1, s_wait, () => "acknowledged on queueing");
+                    }
+
+                    acknowledgedWhileHeld = forward.Completed;
+                    release.SetResult();
+                    await PipelineDriver.WaitUntilAsync(() => forward.Completed == 1, s_wait, () => "acknowledged after the answer");
+                }
+            });
+
+        Assert.Equal(onDelivery ? 0 : 1, acknowledgedWhileHeld);
+        Assert.Equal(2, forward.Completed);
+        Assert.Equal(2 * SamplesPerWindow, sink.SamplesSent);
+    }
+
     [Fact]
     public void Constructor_InvalidOptions_Throws()
     {
