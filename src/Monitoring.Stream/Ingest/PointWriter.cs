@@ -150,6 +150,7 @@ public sealed class PointWriter : IDisposable
         PointBatch batch = _pending[shard] ?? RentFor(shard);
         ref IngestPoint point = ref batch.Points[batch.Count++];
         point.Slot = (int)slot;
+        point.Generation = series.Generation;
         point.Value = value;
         point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)

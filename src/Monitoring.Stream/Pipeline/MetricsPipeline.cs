@@ -66,7 +66,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
         Options = options;
         Settings = options.ToSettings();
-        Registry = new SeriesRegistry(options.Registry);
+        Registry = new SeriesRegistry(options.Registry) { Time = Settings.TimeProvider };
         Schema = WindowSchema.Create(Settings.Instance);
         _batchPolicy = new PointBatchPolicy(Settings.BatchSize);
         BatchPool = new DefaultObjectPool<PointBatch>(_batchPolicy, Settings.ShardCount * Settings.ShardQueueBatches * 2);
@@ -440,11 +440,14 @@ public sealed class MetricsPipeline : IAsyncDisposable
             EmittedPoints = _shards.Sum(s => s.EmittedPoints),
             OpenWindowPoints = _shards.Sum(s => s.Aggregated - s.EmittedPoints),
             FaultedPoints = faulted,
+            StalePoints = _shards.Sum(s => s.Stale),
+            SeriesReclaimed = Registry.Reclaimed,
+            HeldStateBytes = _shards.Sum(s => s.HeldBytes),
             Faults = _shards.Sum(s => s.Faults),
             LastFault = lastFault is null ? null : $"{lastFault.GetType().Name}: {lastFault.Message}",
             WriterMisuse = misuse,
             WindowsEmitted = _shards.Sum(s => s.WindowsEmitted),
-            SeriesActive = Registry.Count,
+            SeriesActive = Registry.LiveCount,
             OverflowResolutions = Registry.OverflowResolutions,
             ShardQueueDepth = [.. _channels.Select(c => c.Reader.Count)],
             ShardQueueCapacity = Settings.ShardQueueBatches,
