@@ -239,6 +239,57 @@ public class DdSketchTests
     }
 
     [Fact]
+    public void Add_AtBinLimit_CollapsesInPlaceAndAllocatesNothing()
+    {
+        // Real values over six decades beside 1e-15 noise: 21 decades, more than the 17.8 that the
+        // default 2,048 bins hold, so every noise value lands below the kept window. The negative side
+        // mirrors it: magnitudes 1e-3..1 beside -1e20 outliers, beyond its kept window.
+        var random = new Random(31);
+        double[] real = [.. Enumerable.Range(0, 4096).Select(_ => Math.Pow(10, 6 * random.NextDouble()))];
+        var sketch = new DdSketch();
+        const int Calls = 20_000;
+        long bytes = AllocationProbe.MeasuredBytes(() =>
+        {
+            for (int i = 0; i < Calls / 4; i++)
+            {
+                sketch.Add(real[i % real.Length]);
+                sketch.Add(1e-15 * (1 + (i % 7)));
+                sketch.Add(-real[i % real.Length] * 1e-6);
+                sketch.Add(-1e20 * (1 + (i % 5)));
+            }
+        });
+
+        Assert.True(bytes < Calls, $"{bytes} bytes allocated over {Calls} adds at the bin limit");
+        Assert.Equal((ulong)(2 * Calls), sketch.Count);
+
+        // Quantiles outside the collapsed ends keep the guarantee: ranks among the small negatives
+        // (30 %, 50 %) and among the real values (90 %, 99 %, max); the loop ran twice (warm-up).
+        double[] once = [.. Enumerable.Range(0, Calls / 4).SelectMany(i => new[]
+        {
+            real[i % real.Length], 1e-15 * (1 + (i % 7)), -real[i % real.Length] * 1e-6, -1e20 * (1 + (i % 5)),
+        })];
+        AssertWithinAlpha([.. once, .. once], sketch, [0.3, 0.5, 0.9, 0.99, 1.0], "at the limit");
+    }
+
+    [Fact]
+    public void Add_CollapsingInAnyOrder_SameBinsAsSortedOrder()
+    {
+        // Small limits and values over 21 decades: every order folds and moves bins differently in
+        // place (new maxima shift the kept window, values beyond it fold), yet the result is the clamp
+        // of every value's bin to the final window, whatever the order.
+        Gen.Select(MixedValues, Gen.Int[16, 64])
+            .Sample((values, maxBins) =>
+            {
+                DdSketch given = Build(values, maxBins: maxBins);
+                DdSketch ascending = Build([.. values.Order()], maxBins: maxBins);
+                DdSketch descending = Build([.. values.OrderDescending()], maxBins: maxBins);
+
+                Assert.True(given.ContentEquals(ascending), "given order vs ascending");
+                Assert.True(given.ContentEquals(descending), "given order vs descending");
+            }, iter: 1000);
+    }
+
+    [Fact]
     public void Merge_Collapsed_IndependentOfOrder()
     {
         const int maxBins = 32;
