@@ -62,6 +62,11 @@ public sealed class DdSketch
     /// <param name="relativeAccuracy">The guaranteed relative error of every quantile, in [1e-5, 0.5].</param>
     /// <param name="maxBinsPerSign">The most bins kept for positive values and, separately, for negative values.</param>
     public DdSketch(double relativeAccuracy = DefaultRelativeAccuracy, int maxBinsPerSign = DefaultMaxBinsPerSign)
+        : this(relativeAccuracy, maxBinsPerSign, addRepresentativeTable: true)
+    {
+    }
+
+    private DdSketch(double relativeAccuracy, int maxBinsPerSign, bool addRepresentativeTable)
     {
         if (!(relativeAccuracy >= MinRelativeAccuracy && relativeAccuracy <= MaxRelativeAccuracy))
         {
@@ -79,7 +84,7 @@ public sealed class DdSketch
         _maxBins = maxBinsPerSign;
         // Below the smallest normal double, log loses precision; such magnitudes count as zero.
         _minIndexable = double.Exp(Math.Log(2.2250738585072014E-308) + _logGamma);
-        _representatives = RepresentativeTable.For(relativeAccuracy, this);
+        _representatives = RepresentativeTable.For(relativeAccuracy, this, addRepresentativeTable);
     }
 
     /// <summary>The guaranteed relative error of quantile answers (alpha).</summary>
@@ -119,9 +124,12 @@ public sealed class DdSketch
     internal void PrefetchBins() => _positive.Prefetch(16);
 
     /// <summary>Adds one finite value.</summary>
+    /// <exception cref="OverflowException">The count is already 2^64 - 1 (only a sketch read or merged near that count can be); nothing changes.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Add(double value)
     {
+        // Checked first, so a refused value changes nothing; the branch is never taken in practice.
+        _count = checked(_count + 1);
         if (value > _minIndexable)
         {
             _positive.Increment(IndexOf(value), _maxBins, collapseHighest: false);
@@ -135,7 +143,6 @@ public sealed class DdSketch
             _zeroCount++;
         }
 
-        _count++;
         if (value < _min)
         {
             _min = value;
@@ -171,7 +178,7 @@ public sealed class DdSketch
 
         private static readonly System.Collections.Concurrent.ConcurrentDictionary<double, double[]> s_tables = new();
 
-        public static double[] For(double alpha, DdSketch sketch)
+        public static double[] For(double alpha, DdSketch sketch, bool add)
         {
             if (s_tables.TryGetValue(alpha, out double[]? table))
             {
@@ -179,7 +186,7 @@ public sealed class DdSketch
             }
 
             // Bounded: accuracies are configuration, not data; past a few, sketches compute instead.
-            if (s_tables.Count >= 16)
+            if (!add || s_tables.Count >= 16)
             {
                 return [];
             }
@@ -196,6 +203,7 @@ public sealed class DdSketch
 
     /// <summary>Adds every value of <paramref name="other"/> to this sketch.</summary>
     /// <exception cref="ArgumentException">The sketches differ in relative accuracy or bin limit.</exception>
+    /// <exception cref="OverflowException">The counts together exceed 2^64 - 1; this sketch is left unchanged.</exception>
     public void Merge(DdSketch other)
     {
         ArgumentNullException.ThrowIfNull(other);
@@ -209,6 +217,14 @@ public sealed class DdSketch
         if (other._count == 0)
         {
             return;
+        }
+
+        // Checked before anything changes, so a refused merge leaves this sketch as it was; the zero
+        // count cannot overflow when the count does not, as it never exceeds it.
+        if (_count > ulong.MaxValue - other._count)
+        {
+            throw new OverflowException(
+                $"Merging would take the sketch's count past 2^64 - 1 ({_count} + {other._count}); the sketch is unchanged.");
         }
 
         MergeStore(ref _positive, in other._positive, collapseHighest: false);
@@ -854,9 +870,26 @@ public sealed class DdSketch
     }
 
     /// <summary>Reads a sketch written by <see cref="Serialize(Span{byte})"/>.</summary>
+    /// <remarks>
+    /// Allocates the sketch and one array per sign sized by what the bytes hold: at most
+    /// <c>4 × maxBinsPerSign</c> bytes a sign, and for a dense store at most 4 bytes per byte of input
+    /// (docs/statistics.md, "What a reader allocates").
+    /// </remarks>
     /// <exception cref="FormatException">The bytes are not a valid sketch; the message says why.</exception>
-    public static DdSketch Deserialize(ReadOnlySpan<byte> source)
+    public static DdSketch Deserialize(ReadOnlySpan<byte> source) => Deserialize(source, MaxMaxBins);
+
+    /// <summary>Reads a sketch, refusing one whose bin limit exceeds <paramref name="maxBinsPerSign"/>.</summary>
+    /// <param name="source">The serialized sketch.</param>
+    /// <param name="maxBinsPerSign">
+    /// The largest bin limit accepted, which caps what the read allocates at about
+    /// <c>8 × maxBinsPerSign</c> bytes: a reader of untrusted bytes passes the limit its own sketches use.
+    /// </param>
+    /// <exception cref="FormatException">The bytes are not a valid sketch, or declare a larger bin limit.</exception>
+    public static DdSketch Deserialize(ReadOnlySpan<byte> source, int maxBinsPerSign)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBinsPerSign, MinMaxBins);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxBinsPerSign, MaxMaxBins);
+
         var reader = new SketchReader(source);
         byte version = reader.ReadByte();
         if (version != SerializationVersion)
@@ -884,9 +917,18 @@ public sealed class DdSketch
             throw new FormatException($"Sketch bin limit {maxBins} is outside [{MinMaxBins}, {MaxMaxBins}].");
         }
 
-        var sketch = new DdSketch(alpha, (int)maxBins);
+        if (maxBins > (ulong)maxBinsPerSign)
+        {
+            throw new FormatException($"Sketch bin limit {maxBins} exceeds the {maxBinsPerSign} this reader accepts.");
+        }
+
         ulong count = reader.ReadVarUInt();
         ulong zeroCount = reader.ReadVarUInt();
+        if (zeroCount > count)
+        {
+            throw new FormatException($"Sketch zero count {zeroCount} exceeds its count {count}.");
+        }
+
         double min = double.PositiveInfinity;
         double max = double.NegativeInfinity;
         if (count > 0)
@@ -899,14 +941,18 @@ public sealed class DdSketch
             }
         }
 
-        ulong binned = reader.ReadStore(ref sketch._positive, sketch._maxBins, collapseHighest: false, sparse);
-        binned += reader.ReadStore(ref sketch._negative, sketch._maxBins, collapseHighest: true, sparse);
+        // A sketch read from bytes uses the shared table of representatives if one exists, but never
+        // adds one: arbitrary accuracies in payloads would otherwise fill the bounded cache.
+        var sketch = new DdSketch(alpha, (int)maxBins, addRepresentativeTable: false);
+        ulong binned = reader.ReadStore(ref sketch._positive, sketch._maxBins, sparse);
+        binned += reader.ReadStore(ref sketch._negative, sketch._maxBins, sparse);
         if (!reader.AtEnd)
         {
             throw new FormatException($"{reader.Remaining} unexpected bytes after the sketch.");
         }
 
-        if (binned + zeroCount > count || (count > 0 && binned + zeroCount == 0))
+        // Compared without adding: a zero count near 2^64 must not wrap the sum into agreement.
+        if (binned > count - zeroCount || (count > 0 && binned == 0 && zeroCount == 0))
         {
             throw new FormatException($"Sketch count {count} does not match its bins ({binned}) and zero count ({zeroCount}).");
         }
@@ -960,7 +1006,8 @@ public sealed class DdSketch
             return value;
         }
 
-        public ulong ReadStore(ref DdSketchBinStore store, int maxBins, bool collapseHighest, bool sparse)
+        /// <summary>Reads one store into an unallocated <paramref name="store"/>; returns the sum of its counts.</summary>
+        public ulong ReadStore(ref DdSketchBinStore store, int maxBins, bool sparse)
         {
             ulong length = ReadVarUInt();
             if (length == 0)
@@ -968,11 +1015,11 @@ public sealed class DdSketch
                 return 0;
             }
 
-            if (sparse)
-            {
-                return ReadSparseStore(ref store, maxBins, collapseHighest, length);
-            }
+            return sparse ? ReadSparseStore(ref store, maxBins, length) : ReadDenseStore(ref store, maxBins, length);
+        }
 
+        private ulong ReadDenseStore(ref DdSketchBinStore store, int maxBins, ulong length)
+        {
             if (length > (ulong)maxBins)
             {
                 throw new FormatException($"Sketch store has {length} bins; its limit is {maxBins}.");
@@ -984,8 +1031,16 @@ public sealed class DdSketch
                 throw new FormatException($"Sketch bin index {first} is out of range.");
             }
 
+            // Every bin takes at least one byte: a store longer than what is left is refused before
+            // its array is allocated, so a dense store costs at most 4 bytes per byte of input.
+            if (length > (ulong)Remaining)
+            {
+                throw new FormatException($"Sketch store has {length} bins but only {Remaining} bytes remain.");
+            }
+
+            Span<uint> bins = store.Allocate((int)first, (int)length);
             ulong total = 0;
-            for (int i = 0; i < (int)length; i++)
+            for (int i = 0; i < bins.Length; i++)
             {
                 ulong c = ReadVarUInt();
                 if (c > uint.MaxValue)
@@ -993,21 +1048,33 @@ public sealed class DdSketch
                     throw new FormatException($"Sketch bin count {c} exceeds 2^32 - 1.");
                 }
 
-                store.Add((int)first + i, (uint)c, maxBins, collapseHighest);
+                bins[i] = (uint)c;
                 total += c;
             }
 
             return total;
         }
 
-        private ulong ReadSparseStore(ref DdSketchBinStore store, int maxBins, bool collapseHighest, ulong occupied)
+        private ulong ReadSparseStore(ref DdSketchBinStore store, int maxBins, ulong occupied)
         {
             if (occupied > (ulong)maxBins)
             {
                 throw new FormatException($"Sketch store has {occupied} occupied bins; its limit is {maxBins}.");
             }
 
-            long first = VarInt.UnZigZag(ReadVarUInt());
+            // Two passes: the first checks every pair and finds the span without allocating, so the
+            // array is allocated once, exactly as long as the span (at most maxBins), and only for a
+            // store that is valid to its end.
+            SketchReader scan = this;
+            scan.ReadSparseBins(maxBins, occupied, out long first, out long last, []);
+            Span<uint> bins = store.Allocate((int)first, (int)(last - first + 1));
+            return ReadSparseBins(maxBins, occupied, out _, out _, bins);
+        }
+
+        /// <summary>Reads the (gap, count) pairs of a sparse store, checking each; fills <paramref name="bins"/> unless empty.</summary>
+        private ulong ReadSparseBins(int maxBins, ulong occupied, out long first, out long last, Span<uint> bins)
+        {
+            first = VarInt.UnZigZag(ReadVarUInt());
             if (first < int.MinValue / 2 || first > int.MaxValue / 2)
             {
                 throw new FormatException($"Sketch bin index {first} is out of range.");
@@ -1038,10 +1105,15 @@ public sealed class DdSketch
                     throw new FormatException($"Sketch sparse bin count {c} is not within [1, 2^32 - 1].");
                 }
 
-                store.Add((int)index, (uint)c, maxBins, collapseHighest);
+                if (!bins.IsEmpty)
+                {
+                    bins[(int)(index - first)] = (uint)c;
+                }
+
                 total += c;
             }
 
+            last = index;
             return total;
         }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -292,6 +293,18 @@ internal struct DdSketchBinStore
 
         firstIndex = lo;
         return _counts.AsSpan(lo - _offset, hi - lo + 1);
+    }
+
+    /// <summary>
+    /// Gives an unallocated store an array of exactly <paramref name="length"/> bins starting at
+    /// <paramref name="firstIndex"/>, for a reader to fill: one allocation, sized by what was read.
+    /// </summary>
+    public Span<uint> Allocate(int firstIndex, int length)
+    {
+        Debug.Assert(_counts is null && length > 0, "A reader allocates each store once.");
+        _counts = new uint[length];
+        _offset = firstIndex;
+        return _counts;
     }
 
     /// <summary>Zeroes every bin, keeping the array for reuse.</summary>
