@@ -41,4 +41,7 @@ public enum RejectReason
 
     /// <summary>The message is larger than allowed.</summary>
     Oversized = 12,
+
+    /// <summary>The value's magnitude exceeds <see cref="PointValidator.MaxValueMagnitude"/> (1e100), beyond which moments could overflow.</summary>
+    ValueOutOfRange = 13,
 }

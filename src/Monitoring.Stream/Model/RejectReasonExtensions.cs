@@ -19,6 +19,7 @@ public static class RejectReasonExtensions
         RejectReason.TimestampOutOfRange => "timestamp_out_of_range",
         RejectReason.Malformed => "malformed",
         RejectReason.Oversized => "oversized",
+        RejectReason.ValueOutOfRange => "value_out_of_range",
         _ => "unknown",
     };
 
@@ -38,6 +39,7 @@ public static class RejectReasonExtensions
         RejectReason.TimestampOutOfRange => "the timestamp is further from the engine's clock than the allowed skew",
         RejectReason.Malformed => "the message could not be decoded",
         RejectReason.Oversized => "the message is larger than the configured limit",
+        RejectReason.ValueOutOfRange => "the value's magnitude exceeds 1e100, beyond which the series' sum and variance could overflow",
         _ => "unknown reason",
     };
 }
