@@ -548,6 +548,27 @@ public class DdSketchTests
     }
 
     [Fact]
+    public void GetQuantilesAndWriteSummary_ManyQuantiles_EqualSeparateCalls()
+    {
+        // More quantiles than the walker keeps on the stack, with the extremes at both ends.
+        DdSketch sketch = Build(Support.Distributions.MixedSignsWithZeros(10_000, seed: 26));
+        double[] qs = [.. Enumerable.Range(0, 101).Select(i => i / 100.0)];
+        var results = new double[qs.Length];
+        var summary = new double[qs.Length];
+
+        sketch.GetQuantiles(qs, results);
+        int written = sketch.WriteSummary(qs, summary, new byte[sketch.SummaryBound]);
+
+        for (int i = 0; i < qs.Length; i++)
+        {
+            Assert.Equal(sketch.GetQuantile(qs[i]), results[i]);
+        }
+
+        Assert.Equal(results, summary);
+        Assert.Equal(sketch.GetSerializedSize(), written);
+    }
+
+    [Fact]
     public void Clear_ThenReuse_BehavesLikeNewAndAllocatesNothing()
     {
         DdSketch sketch = Build(Support.Distributions.Pareto(10_000, seed: 25));
