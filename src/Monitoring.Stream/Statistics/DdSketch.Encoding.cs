@@ -116,7 +116,8 @@ public sealed partial class DdSketch
         p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
         ulong cumulative = ranks.Cumulative;
         ulong threshold = ranks.Threshold;
-        for (int i = 0; i < counts.Length; i++)
+        int i = 0;
+        for (; i < counts.Length && threshold != ulong.MaxValue; i++)
         {
             uint c = counts[i];
             p += WriteSmall(destination, p, c);
@@ -128,6 +129,21 @@ public sealed partial class DdSketch
         }
 
         ranks.Cumulative = cumulative;
+
+        // PERF: every rank answered (or none asked, as in plain serialization): the rest only writes.
+        foreach (uint c in counts[i..])
+        {
+            // Most window bins hold fewer than 128 values: one byte, no call.
+            if (c < 0x80)
+            {
+                destination[p++] = (byte)c;
+            }
+            else
+            {
+                p += VarInt.Write(destination[p..], c);
+            }
+        }
+
         return p;
     }
 

@@ -133,6 +133,9 @@ public sealed partial class DdSketch
         /// Answers every pending rank that <paramref name="cumulative"/> now exceeds with the value of
         /// the bin just counted (clamped to the extremes); returns the next pending rank.
         /// </summary>
+        /// <remarks>PERF: not inlined: called a few times a walk, and inlined into the encoders' loops
+        /// it made the JIT spill the loop's cumulative count and position to the stack.</remarks>
+        [MethodImpl(MethodImplOptions.NoInlining)]
         public ulong Answer(ulong cumulative, double representative)
         {
             double value = Math.Clamp(representative, _sketch._min, _sketch._max);
