@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Sinks;
 
 namespace Monitoring.Stream.Prometheus;
 
@@ -59,11 +60,33 @@ public static class PrometheusTextWriter
 
         Gauge(writer, "monitoring_stream_shard_queue_capacity", "Capacity of each shard's channel, in batches.", metrics.ShardQueueCapacity);
         Gauge(writer, "monitoring_stream_open_state_bytes", "Bytes held by open windows' states, as of each shard's last tick.", metrics.OpenStateBytes);
+        Gauge(writer, "monitoring_stream_held_state_bytes", "Bytes the shards hold for series state, as of each shard's last tick.", metrics.HeldStateBytes);
+        Gauge(writer, "monitoring_stream_active_sources", "Sources holding some shard's watermark back now.", metrics.ActiveSources);
+        Family(writer, "monitoring_stream_shard_watermark_seconds", "gauge", "Each shard's watermark, seconds since the epoch (absent before any).");
+        for (int shard = 0; shard < metrics.Watermarks.Count; shard++)
+        {
+            if (metrics.Watermarks[shard] != long.MinValue)
+            {
+                Sample(writer, "monitoring_stream_shard_watermark_seconds", [("shard", shard.ToString(CultureInfo.InvariantCulture))], metrics.Watermarks[shard] / 1000.0);
+            }
+        }
+
+        Counter(writer, "monitoring_stream_faults_total", "Faults the shards contained (a batch or a window that failed).", metrics.Faults);
+        Counter(writer, "monitoring_stream_points_faulted_total", "Accepted points lost to a contained fault.", metrics.FaultedPoints);
+        Counter(writer, "monitoring_stream_points_stale_total", "Accepted points refused because their series had been reclaimed.", metrics.StalePoints);
+        Counter(writer, "monitoring_stream_series_reclaimed_total", "Series reclaimed after the idle timeout without a point.", metrics.SeriesReclaimed);
+        Counter(writer, "monitoring_stream_writer_misuse_total", "Writes refused because a per-thread writer was used from another thread.", metrics.WriterMisuse);
+        Family(writer, "monitoring_stream_state", "gauge", "1 for the pipeline's current state, 0 for the others.");
+        foreach (PipelineState state in Enum.GetValues<PipelineState>())
+        {
+            Sample(writer, "monitoring_stream_state", [("state", Snake(state.ToString()))], state == metrics.State ? 1 : 0);
+        }
 
         PerSource(writer, metrics, "offered", "Points a source offered.", s => s.Offered);
         PerSource(writer, metrics, "accepted", "Points of a source handed to a shard.", s => s.Accepted);
         PerSource(writer, metrics, "rejected", "Points of a source refused.", s => s.Rejected);
         PerSource(writer, metrics, "dropped", "Points of a source dropped, all reasons.", s => s.Dropped);
+        PerSource(writer, metrics, "late", "Points of a source that reached a shard after their window had closed.", s => s.Late);
 
         Family(writer, "monitoring_stream_sink_queue_depth", "gauge", "Window batches waiting for a sink.");
         foreach (SinkMetrics s in metrics.Sinks)
@@ -84,6 +107,17 @@ public static class PrometheusTextWriter
         PerSink(writer, metrics, "errors", "Failed sink writes, retried or not.", s => s.Errors);
         PerSink(writer, metrics, "batches_abandoned", "Window batches a sink never got because a stop was forced.", s => s.BatchesAbandoned);
         PerSink(writer, metrics, "points_abandoned", "Points in window batches abandoned by a forced stop.", s => s.PointsAbandoned);
+        PerSink(writer, metrics, "batches_dropped", "Window batches dropped from a sink's queue under the drop-oldest policy.", s => s.BatchesDropped);
+        PerSink(writer, metrics, "points_dropped", "Points in window batches dropped from a sink's queue.", s => s.PointsDropped);
+        PerSink(writer, metrics, "timeouts", "Sink write attempts that passed the attempt timeout.", s => s.Timeouts);
+        Family(writer, "monitoring_stream_sink_state", "gauge", "1 for a sink's current state, 0 for the others.");
+        foreach (SinkMetrics sink in metrics.Sinks)
+        {
+            foreach (SinkState state in Enum.GetValues<SinkState>())
+            {
+                Sample(writer, "monitoring_stream_sink_state", [("sink", sink.Name), ("state", Snake(state.ToString()))], state == sink.State ? 1 : 0);
+            }
+        }
     }
 
     /// <summary>Writes the delivery counters and state of remote-write sinks, labelled by sink name.</summary>
@@ -129,6 +163,12 @@ public static class PrometheusTextWriter
                 Sample(writer, P + "state", [("sink", sink.Name), ("state", Snake(s.ToString()))], s == state ? 1 : 0);
             }
         }
+    }
+
+    private static void Counter(TextWriter writer, string name, string help, double value)
+    {
+        Family(writer, name, "counter", help);
+        Sample(writer, name, [], value);
     }
 
     private static void Counter(TextWriter writer, string name, string help, IReadOnlyList<RemoteWriteSink> sinks, Func<RemoteWriteSink, long> value)

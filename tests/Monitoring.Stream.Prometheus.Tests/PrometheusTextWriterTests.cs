@@ -66,6 +66,10 @@ public sealed partial class PrometheusTextWriterTests
         Assert.True(remote.SamplesDroppedFor(RemoteWriteDropReason.Rejected) > 0);
         Assert.Equal(150 / 50 * 50 * 11, remote.SamplesEncoded);
         Assert.Equal(1, samples["monitoring_stream_remote_write_state{sink=\"remote-write\",state=\"ok\"}"]);
+        Assert.Equal(1, samples["monitoring_stream_state{state=\"stopped\"}"]);
+        Assert.Equal(1, samples[$"monitoring_stream_source_points_late_total{{source=\"{escaped}\"}}"]);
+        Assert.Equal(metrics.Watermarks[0] / 1000.0, samples["monitoring_stream_shard_watermark_seconds{shard=\"0\"}"]);
+        Assert.Equal(1, samples["monitoring_stream_sink_state{sink=\"collect\",state=\"ok\"}"]);
     }
 
     [Theory]
