@@ -368,6 +368,40 @@ public sealed class RemoteWriteSinkTests
     }
 
     [Fact]
+    public async Task WriteAsync_SeveralLanes_HaveRequestsInFlightAtOnceAndKeepEachSeriesInOrder()
+    {
+        int inFlight = 0, maxInFlight = 0;
+        await using var stub = new RemoteWriteStub(_ =>
+        {
+            int now = Interlocked.Increment(ref inFlight);
+            InterlockedMax(ref maxInFlight, now);
+            // Hold each request until another is in flight beside it (or 5 s pass, and the assertion below fails).
+            SpinWait.SpinUntil(() => Volatile.Read(ref maxInFlight) >= 2, TimeSpan.FromSeconds(5));
+            Interlocked.Decrement(ref inFlight);
+            return StubResponse.NoContent;
+        });
+        RemoteWriteSinkOptions options = Options(stub.Endpoint);
+        options.MaxConcurrentRequests = 4;
+        await using var sink = new RemoteWriteSink(options);
+
+        RowCollectingSink engine = await PipelineDriver.RunAsync(sink, 200, windows: 3, pointsPerWindow: 2, PipelineDriver.WindowStartBeforeNow(6), shards: 1);
+
+        Assert.True(maxInFlight >= 2, $"at most {maxInFlight} request in flight");
+        Assert.Equal(3 * 200 * 11, sink.SamplesSent);
+        AssertSamplesEqual(ExpectedSeries.From(engine.Rows), stub.Accepted);
+        // Received in order per series: each series' timestamps ascend in the order the stub got them.
+        Assert.All(stub.Accepted.GroupBy(x => x.SeriesKey), g => Assert.Equal(g.Select(x => x.TimestampMs).Order(), g.Select(x => x.TimestampMs)));
+
+        static void InterlockedMax(ref int target, int value)
+        {
+            int seen;
+            while ((seen = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen)
+            {
+            }
+        }
+    }
+
+    [Fact]
     public void Constructor_InvalidOptions_Throws()
     {
         Assert.Throws<ArgumentException>(() => new RemoteWriteSink(new RemoteWriteSinkOptions()));
