@@ -82,7 +82,8 @@ internal static class ArrowFileCheck
     /// <summary>Why <paramref name="schema"/> is not the window schema this build writes, or null when it is.</summary>
     public static string? SchemaProblem(Schema schema)
     {
-        if (!schema.Metadata.TryGetValue(WindowSchema.VersionKey, out string? version) || version != WindowSchema.Version)
+        string? version = null;
+        if (schema.Metadata is null || !schema.Metadata.TryGetValue(WindowSchema.VersionKey, out version) || version != WindowSchema.Version)
         {
             return $"schema version '{version ?? "(none)"}' is not {WindowSchema.Version}";
         }
