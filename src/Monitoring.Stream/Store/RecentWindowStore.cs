@@ -13,7 +13,8 @@ namespace Monitoring.Stream.Store;
 /// <remarks>
 /// Reads back what the pipeline emitted — the Arrow columns and the serialized sketch — so it answers
 /// from exactly what every other sink received. Bounded by age and by the number of window aggregates
-/// held; the oldest go first.
+/// held; the oldest go first. A row it cannot take (non-finite or inconsistent moments, a malformed
+/// sketch) is skipped and counted in <see cref="RowsSkipped"/>; the other rows of its batch are kept.
 /// </remarks>
 public sealed class RecentWindowStore : IWindowSink
 {
