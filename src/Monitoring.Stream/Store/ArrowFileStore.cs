@@ -19,8 +19,8 @@ namespace Monitoring.Stream.Store;
 /// <para>
 /// Failures: a write that fails (a full disk, an I/O error) cuts the open file back to its last whole
 /// batch and closes it; the next write starts a new file. The batches already acknowledged in the
-/// closed file are published from it by a recovery copy, retried on later writes until it succeeds,
-/// and at the latest when the store next opens. A full disk throws <see cref="StoreDiskFullException"/>
+/// closed file are published from it by a recovery copy, tried again after each later successful
+/// write until it succeeds, and at the latest when the store next opens. A full disk throws <see cref="StoreDiskFullException"/>
 /// naming the folder, and the counters below say what happened.
 /// </para>
 /// <para>
@@ -215,8 +215,11 @@ public sealed class ArrowFileStore : IWindowSink
                 throw new InvalidOperationException($"The Arrow store '{_directory}' was completed: no batch can be written after CompleteAsync.");
             }
 
-            RetryRecoveriesLocked();
             WriteLocked(batch.RecordBatch);
+
+            // Only after a write succeeded: while the disk is full, a recovery copy would fail too, and
+            // trying it before every retried write would read whole files for nothing.
+            RetryRecoveriesLocked();
             if (_stream!.Length >= _maxFileBytes || _time.GetUtcNow() - _openedAt >= _maxFileAge)
             {
                 // The batch is durable in the partial file whatever happens here: a failed publication
