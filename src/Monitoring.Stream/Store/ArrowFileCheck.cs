@@ -148,4 +148,104 @@ internal static class ArrowFileCheck
 
         return (schema, batches);
     }
+
+    /// <summary>
+    /// Turns a file being written into a complete Arrow file in place: cuts off any torn tail and appends
+    /// the end-of-stream marker and the footer that an Arrow file writer gives for the whole batches the
+    /// file holds. Needs only the footer's few hundred bytes of free space.
+    /// </summary>
+    /// <returns>
+    /// The batches of the finished file; 0 when it holds no whole batch (left untouched); -1 when the
+    /// footer computed from the batches as read back does not describe the file's own layout exactly
+    /// (left untouched: it must be copied instead).
+    /// </returns>
+    public static int FinishInPlace(string path)
+    {
+        using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        Span<byte> head = stackalloc byte[HeaderLength];
+        if (file.Length < HeaderLength || file.ReadAtLeast(head, HeaderLength, throwOnEndOfStream: false) < HeaderLength ||
+            !head[..Magic.Length].SequenceEqual(Magic))
+        {
+            return 0;
+        }
+
+        using var probe = new FooterProbeStream();
+        ArrowFileWriter? writer = null;
+        int batches = 0;
+        long wholeLength = 0;
+        try
+        {
+            using var reader = new ArrowStreamReader(file, leaveOpen: true);
+            Schema? schema;
+            try
+            {
+                schema = reader.Schema;
+            }
+#pragma warning disable CA1031 // A file cut inside its schema message holds no batch.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+                return 0;
+            }
+
+            if (schema is null)
+            {
+                return 0;
+            }
+
+            writer = new ArrowFileWriter(probe, schema, leaveOpen: true);
+            while (true)
+            {
+                RecordBatch? batch;
+                try
+                {
+                    batch = reader.ReadNextRecordBatch();
+                }
+#pragma warning disable CA1031 // The torn tail of an interrupted write: the batches before it are kept.
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                    break;
+                }
+
+                if (batch is null)
+                {
+                    break;
+                }
+
+                using (batch)
+                {
+                    long end = file.Position;
+                    writer.WriteRecordBatch(batch);
+                    if (probe.Position != end)
+                    {
+                        // Written again, the batch would not sit where it sits in the file: a footer
+                        // computed this way would point at the wrong bytes.
+                        return -1;
+                    }
+                }
+
+                wholeLength = file.Position;
+                batches++;
+            }
+
+            if (batches == 0)
+            {
+                return 0;
+            }
+
+            probe.Capture = true;
+            writer.WriteEnd();
+        }
+        finally
+        {
+            writer?.Dispose();
+        }
+
+        file.SetLength(wholeLength);
+        file.Position = wholeLength;
+        file.Write(probe.Captured);
+        file.Flush(flushToDisk: true);
+        return batches;
+    }
 }

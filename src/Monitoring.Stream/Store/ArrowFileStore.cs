@@ -19,9 +19,10 @@ namespace Monitoring.Stream.Store;
 /// <para>
 /// Failures: a write that fails (a full disk, an I/O error) cuts the open file back to its last whole
 /// batch and closes it; the next write starts a new file. The batches already acknowledged in the
-/// closed file are published from it by a recovery copy, tried again after each later successful
-/// write until it succeeds, and at the latest when the store next opens. A full disk throws <see cref="StoreDiskFullException"/>
-/// naming the folder, and the counters below say what happened.
+/// closed file are published at once by recovery (the file is finished in place: its footer is
+/// appended), or, if that fails too, after a later successful write, and at the latest when the
+/// store next opens. A full disk throws <see cref="StoreDiskFullException"/> naming the folder, and
+/// the counters below say what happened.
 /// </para>
 /// <para>
 /// Opening: a partial file left by a crash gives back its whole batches as a published file; a
@@ -72,6 +73,7 @@ public sealed class ArrowFileStore : IWindowSink
     private long _diskFullErrors;
     private long _partialFilesRecovered;
     private long _batchesRecovered;
+    private long _recoveredInPlace;
     private string? _lastError;
 
     /// <summary>
@@ -130,6 +132,9 @@ public sealed class ArrowFileStore : IWindowSink
 
     /// <summary>Batches published by recovery from partial files.</summary>
     public long BatchesRecovered => Interlocked.Read(ref _batchesRecovered);
+
+    /// <summary>Recoveries that finished the partial file in place (footer appended) rather than copying its batches; for tests.</summary>
+    internal long RecoveredInPlace => Interlocked.Read(ref _recoveredInPlace);
 
     /// <summary>Files closed and published by this instance (recovered files included).</summary>
     public long FilesPublished => Interlocked.Read(ref _filesPublished);
@@ -217,8 +222,8 @@ public sealed class ArrowFileStore : IWindowSink
 
             WriteLocked(batch.RecordBatch);
 
-            // Only after a write succeeded: while the disk is full, a recovery copy would fail too, and
-            // trying it before every retried write would read whole files for nothing.
+            // Only after a write succeeded: while the disk is full, recovery would fail too, and trying
+            // it before every retried write would read whole files for nothing.
             RetryRecoveriesLocked();
             if (_stream!.Length >= _maxFileBytes || _time.GetUtcNow() - _openedAt >= _maxFileAge)
             {
@@ -314,7 +319,19 @@ public sealed class ArrowFileStore : IWindowSink
 
         if (batches > 0)
         {
-            _toRecover.Add(path);
+            // Finishing in place needs only the footer's bytes, and cutting the torn batch off has
+            // usually freed more than that: publish the acknowledged batches now if possible.
+            try
+            {
+                Recover(path);
+            }
+#pragma warning disable CA1031 // Counted; retried after the next successful write, and when the store next opens.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _ = Failure(e, "recover the batches of a closed partial file");
+                _toRecover.Add(path);
+            }
         }
         else
         {
@@ -403,8 +420,10 @@ public sealed class ArrowFileStore : IWindowSink
     }
 
     /// <summary>
-    /// Publishes the whole batches of a partial file under the name it would have had, through a
-    /// temporary copy, then deletes it; deletes it when it holds no whole batch.
+    /// Publishes the whole batches of a partial file under the name it would have had: in place, by
+    /// appending the footer (a few hundred bytes, so it works on a nearly full disk), or, when the
+    /// batches read back would not re-create the file's layout, through a temporary copy. Deletes a
+    /// partial file that holds no whole batch.
     /// </summary>
     private void Recover(string partialPath)
     {
@@ -416,13 +435,45 @@ public sealed class ArrowFileStore : IWindowSink
             return;
         }
 
+        int finished = ArrowFileCheck.FinishInPlace(partialPath);
+        if (finished == 0)
+        {
+            File.Delete(partialPath);
+            DirectorySync.Flush(_directory);
+            return;
+        }
+
+        if (finished > 0)
+        {
+            File.Move(partialPath, finalPath);
+            Interlocked.Increment(ref _recoveredInPlace);
+        }
+        else
+        {
+            finished = CopyWholeBatches(partialPath, finalPath);
+            File.Delete(partialPath);
+            if (finished == 0)
+            {
+                DirectorySync.Flush(_directory);
+                return;
+            }
+        }
+
+        DirectorySync.Flush(_directory);
+        Interlocked.Increment(ref _partialFilesRecovered);
+        Interlocked.Add(ref _batchesRecovered, finished);
+        Interlocked.Increment(ref _filesPublished);
+    }
+
+    /// <summary>Publishes the whole batches of a partial file as a new file at <paramref name="finalPath"/>, through a temporary copy.</summary>
+    private static int CopyWholeBatches(string partialPath, string finalPath)
+    {
         (Schema? schema, List<RecordBatch> batches) = ArrowFileCheck.CompleteBatches(partialPath);
         try
         {
             if (schema is null || batches.Count == 0)
             {
-                File.Delete(partialPath);
-                return;
+                return 0;
             }
 
             string copyPath = partialPath[..^PartialExtension.Length] + RecoveringExtension;
@@ -448,12 +499,7 @@ public sealed class ArrowFileStore : IWindowSink
                 throw;
             }
 
-            DirectorySync.Flush(_directory);
-            File.Delete(partialPath);
-            DirectorySync.Flush(_directory);
-            Interlocked.Increment(ref _partialFilesRecovered);
-            Interlocked.Add(ref _batchesRecovered, batches.Count);
-            Interlocked.Increment(ref _filesPublished);
+            return batches.Count;
         }
         finally
         {

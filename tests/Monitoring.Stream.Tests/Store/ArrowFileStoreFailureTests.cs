@@ -28,12 +28,14 @@ public class ArrowFileStoreFailureTests
         Assert.Contains("disk", full.Message, StringComparison.Ordinal);
         Assert.Contains("full", full.Message, StringComparison.Ordinal);
         Assert.IsAssignableFrom<IOException>(full.InnerException);
-        Assert.Equal(1, store.DiskFullErrors);
-        Assert.Equal(1, store.WriteErrors);
+        Assert.True(store.DiskFullErrors >= 1);
+        Assert.Equal(store.DiskFullErrors, store.WriteErrors);
         Assert.Contains("full", store.LastError, StringComparison.Ordinal);
         Assert.Equal(2, store.BatchesWritten);
         Assert.Equal(acknowledgedBytes, store.BytesWritten);
-        Assert.Equal(1, store.PendingRecoveries); // the closed file with the two acknowledged batches
+        // The closed file with the two acknowledged batches: published at once when its footer fit in
+        // the space the torn batch freed, else waiting for space.
+        Assert.Equal(1, store.PendingRecoveries + store.PartialFilesRecovered);
 
         // Still full (the failed write's torn tail was cut off, so fill again): still a clear refusal.
         TmpfsMount.Fill(filler);
@@ -74,7 +76,7 @@ public class ArrowFileStoreFailureTests
         await store.WriteAsync(batches[0], CancellationToken.None);
 
         Assert.Equal(1, store.BatchesWritten);
-        Assert.Equal(1, store.WriteErrors);
+        Assert.Equal(2, store.WriteErrors); // the publication, and the recovery tried at once
         Assert.Equal(0, store.DiskFullErrors);
         Assert.NotNull(store.LastError);
         Assert.Equal(0, store.FilesPublished);
