@@ -152,16 +152,18 @@ internal static class ArrowFileCheck
     /// <summary>
     /// Turns a file being written into a complete Arrow file in place: cuts off any torn tail and appends
     /// the end-of-stream marker and the footer that an Arrow file writer gives for the whole batches the
-    /// file holds. Needs only the footer's few hundred bytes of free space.
+    /// file holds, once that writer has been seen to re-create the file's bytes exactly. Needs only the
+    /// footer's few hundred bytes of free space.
     /// </summary>
     /// <returns>
     /// The batches of the finished file; 0 when it holds no whole batch (left untouched); -1 when the
-    /// footer computed from the batches as read back does not describe the file's own layout exactly
-    /// (left untouched: it must be copied instead).
+    /// batches as read back, written again, are not the file's own bytes (left untouched: it must be
+    /// copied instead).
     /// </returns>
     public static int FinishInPlace(string path)
     {
-        using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+        using var file = new FileStream(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite, 1 << 16);
+        using var original = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16);
         Span<byte> head = stackalloc byte[HeaderLength];
         if (file.Length < HeaderLength || file.ReadAtLeast(head, HeaderLength, throwOnEndOfStream: false) < HeaderLength ||
             !head[..Magic.Length].SequenceEqual(Magic))
@@ -169,7 +171,7 @@ internal static class ArrowFileCheck
             return 0;
         }
 
-        using var probe = new FooterProbeStream();
+        using var probe = new FooterProbeStream(original);
         ArrowFileWriter? writer = null;
         int batches = 0;
         long wholeLength = 0;
@@ -217,10 +219,10 @@ internal static class ArrowFileCheck
                 {
                     long end = file.Position;
                     writer.WriteRecordBatch(batch);
-                    if (probe.Position != end)
+                    if (probe.Differs || probe.Position != end)
                     {
-                        // Written again, the batch would not sit where it sits in the file: a footer
-                        // computed this way would point at the wrong bytes.
+                        // Written again, the file would not be the same bytes: a footer computed this
+                        // way might not describe it.
                         return -1;
                     }
                 }

@@ -1,14 +1,23 @@
 namespace Monitoring.Stream.Store;
 
 /// <summary>
-/// A write-only stream that counts the bytes written to it and keeps only those written after
-/// <see cref="Capture"/> is set: an Arrow file writer run over it computes a file's layout and, at the
-/// end, its footer, without holding or writing the file's body again.
+/// A write-only stream that compares the bytes written to it with an existing file and keeps only
+/// those written after <see cref="Capture"/> is set: an Arrow file writer run over it proves that it
+/// re-creates the file byte for byte and, at the end, gives the footer for it, without holding or
+/// writing the file's body again.
 /// </summary>
 internal sealed class FooterProbeStream : System.IO.Stream
 {
     private readonly MemoryStream _captured = new();
+    private readonly System.IO.Stream _original;
+    private byte[] _compare = new byte[1 << 16];
     private long _position;
+
+    /// <param name="original">The file to compare with, read from its start.</param>
+    public FooterProbeStream(System.IO.Stream original) => _original = original;
+
+    /// <summary>Whether a byte written before <see cref="Capture"/> was set differs from the file (or ran past its end).</summary>
+    public bool Differs { get; private set; }
 
     /// <summary>Whether bytes written from now on are kept.</summary>
     public bool Capture { get; set; }
@@ -38,6 +47,16 @@ internal sealed class FooterProbeStream : System.IO.Stream
         if (Capture)
         {
             _captured.Write(buffer);
+        }
+        else if (!Differs)
+        {
+            if (_compare.Length < buffer.Length)
+            {
+                _compare = new byte[buffer.Length];
+            }
+
+            Span<byte> original = _compare.AsSpan(0, buffer.Length);
+            Differs = _original.ReadAtLeast(original, buffer.Length, throwOnEndOfStream: false) < buffer.Length || !original.SequenceEqual(buffer);
         }
 
         _position += buffer.Length;
