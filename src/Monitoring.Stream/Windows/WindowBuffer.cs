@@ -114,16 +114,40 @@ internal sealed class WindowBuffer
         }
     }
 
-    /// <summary>Bytes held by the states of touched series, sketches included.</summary>
-    public long EstimateBytes()
+    /// <summary>Bytes held by the arrays and the sketches of touched series (or, with <paramref name="allSlots"/>, every sketch kept for reuse).</summary>
+    public long EstimateBytes(bool allSlots = false)
     {
         long bytes = (long)Capacity * (System.Runtime.CompilerServices.Unsafe.SizeOf<RunningMoments>() + sizeof(int) + (_withSketches ? 8 : 0));
+        if (Sketches.Length == 0)
+        {
+            return bytes;
+        }
+
+        if (allSlots)
+        {
+            foreach (DdSketch? sketch in Sketches)
+            {
+                bytes += sketch?.EstimatedBytes ?? 0;
+            }
+
+            return bytes;
+        }
+
         for (int i = 0; i < TouchedCount; i++)
         {
-            bytes += Sketches.Length > 0 ? Sketches[Touched[i]]?.EstimatedBytes ?? 0 : 0;
+            bytes += Sketches[Touched[i]]?.EstimatedBytes ?? 0;
         }
 
         return bytes;
+    }
+
+    /// <summary>Drops the sketch kept for a reclaimed series' slot, so its memory goes.</summary>
+    public void Forget(int slot)
+    {
+        if (slot < Sketches.Length)
+        {
+            Sketches[slot] = null;
+        }
     }
 
     /// <summary>Forgets the window's data, keeping arrays and sketches for the next window.</summary>
