@@ -11,8 +11,9 @@ namespace Monitoring.Stream.Tests.Sinks;
 
 /// <summary>
 /// Realistic window batches for sink tests: the points go through a real <see cref="MetricsPipeline"/>
-/// (resolve, shard, aggregate, close, Arrow), and a sink copies every emitted batch so that it outlives
+/// (resolve, shard, aggregate, close, Arrow), and a sink retains every emitted batch so that it outlives
 /// <see cref="IWindowSink.WriteAsync"/> and can be handed to the sink under test as often as a test likes.
+/// Only <see cref="WithColumn"/> needs the core's internals (to build a batch around damaged columns).
 /// </summary>
 public static class WindowBatchFactory
 {
@@ -48,13 +49,13 @@ public static class WindowBatchFactory
 
     /// <summary>
     /// Runs a one-shard pipeline whose clock stands at <paramref name="nowUnixMs"/> (no allowed lateness), lets
-    /// <paramref name="produce"/> write points, stops it and returns a copy of every batch, in window order.
+    /// <paramref name="produce"/> write points, stops it and returns every batch (retained), in window order.
     /// </summary>
     public static async Task<IReadOnlyList<WindowBatch>> FromPipelineAsync(Action<PointWriter> produce, long nowUnixMs)
     {
         ArgumentNullException.ThrowIfNull(produce);
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(nowUnixMs));
-        var sink = new CopyingSink();
+        var sink = new KeepingSink();
         await using (var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1, TimeProvider = time, AllowedLateness = TimeSpan.Zero }, [sink]))
         {
             pipeline.Start();
@@ -70,13 +71,14 @@ public static class WindowBatchFactory
     }
 
     /// <summary>
-    /// A copy of <paramref name="batch"/> that owns its memory. This is the one place that depends on how the
-    /// core lends batch memory: today through the internal constructor; with <c>WindowBatch.Retain()</c> a lease.
+    /// A batch that stays readable after <see cref="IWindowSink.WriteAsync"/> returns: the pipeline's
+    /// <see cref="WindowBatch.Retain"/> (shared memory, no copy), never disposed here since the
+    /// factory's batches live as long as the tests that use them.
     /// </summary>
-    public static WindowBatch Copy(WindowBatch batch)
+    public static WindowBatch Keep(WindowBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        return new WindowBatch(batch.RecordBatch.Clone(), batch.WindowStartUnixMs, batch.WindowEndUnixMs, batch.Shard, batch.Instance, batch.Points);
+        return batch.Retain();
     }
 
     /// <summary>The same batch with the column <paramref name="column"/> replaced (to build damaged rows).</summary>
@@ -87,7 +89,7 @@ public static class WindowBatchFactory
         int index = rb.Schema.GetFieldIndex(column);
         Assert.True(index >= 0, $"no column {column}");
         IArrowArray[] arrays = [.. Enumerable.Range(0, rb.ColumnCount).Select(i => i == index ? replacement : rb.Column(i))];
-        return new WindowBatch(new RecordBatch(rb.Schema, arrays, rb.Length), batch.WindowStartUnixMs, batch.WindowEndUnixMs, batch.Shard, batch.Instance, batch.Points);
+        return new WindowBatch(new RecordBatch(rb.Schema, arrays, rb.Length), batch.WindowStartUnixMs, batch.WindowEndUnixMs, batch.Shard, batch.Instance, batch.Sequence, batch.Points);
     }
 
     /// <summary>The <c>float64</c> column <paramref name="column"/> of <paramref name="batch"/> with row <paramref name="row"/> set to <paramref name="value"/>.</summary>
@@ -139,12 +141,12 @@ public static class WindowBatchFactory
     public static IReadOnlyDictionary<string, long> PointsBySeries(IEnumerable<WindowBatch> batches) =>
         PointsBySeries(batches.Select(b => b.RecordBatch));
 
-    private sealed class CopyingSink : IWindowSink
+    private sealed class KeepingSink : IWindowSink
     {
         private readonly Lock _gate = new();
         private readonly List<WindowBatch> _batches = [];
 
-        public string Name => "copy";
+        public string Name => "keep";
 
         public IReadOnlyList<WindowBatch> Batches
         {
@@ -159,10 +161,10 @@ public static class WindowBatchFactory
 
         public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
         {
-            WindowBatch copy = Copy(batch);
+            WindowBatch kept = Keep(batch);
             lock (_gate)
             {
-                _batches.Add(copy);
+                _batches.Add(kept);
             }
 
             return ValueTask.CompletedTask;
