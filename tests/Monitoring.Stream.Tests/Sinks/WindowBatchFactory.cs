@@ -31,7 +31,36 @@ public static class WindowBatchFactory
     /// <paramref name="series"/> series of the metric <see cref="Metric"/> (label <c>route</c>) and a few points each.
     /// </summary>
     public static Task<IReadOnlyList<WindowBatch>> CreateAsync(int windows, int series) =>
-        FromPipelineAsync(writer =>
+        FromPipelineAsync(Produce(windows, series), T0 + ((windows + 1) * WindowMs));
+
+    /// <summary>
+    /// Runs the points of <see cref="CreateAsync"/> through a real pipeline into <paramref name="sink"/> (the
+    /// pipeline completes and disposes it, and lets each batch go once every sink is done with it); returns
+    /// the batches as a second sink retained them and the pipeline's metrics after the stop.
+    /// </summary>
+    public static async Task<(IReadOnlyList<WindowBatch> Batches, PipelineMetrics Metrics)> RunPipelineAsync(IWindowSink sink, int windows, int series)
+    {
+        ArgumentNullException.ThrowIfNull(sink);
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0 + ((windows + 1) * WindowMs)));
+        var keeper = new KeepingSink();
+        PipelineMetrics metrics;
+        await using (var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1, TimeProvider = time, AllowedLateness = TimeSpan.Zero }, [keeper, sink]))
+        {
+            pipeline.Start();
+            using (PointWriter writer = pipeline.CreateWriter("batch-factory"))
+            {
+                Produce(windows, series)(writer);
+            }
+
+            await pipeline.StopAsync();
+            metrics = pipeline.GetMetrics();
+        }
+
+        return (keeper.Batches, metrics);
+    }
+
+    private static Action<PointWriter> Produce(int windows, int series) =>
+        writer =>
         {
             var random = new Random(windows * 7919 + series);
             for (int w = 0; w < windows; w++)
@@ -45,7 +74,7 @@ public static class WindowBatchFactory
                     }
                 }
             }
-        }, T0 + ((windows + 1) * WindowMs));
+        };
 
     /// <summary>
     /// Runs a one-shard pipeline whose clock stands at <paramref name="nowUnixMs"/> (no allowed lateness), lets

@@ -1,4 +1,5 @@
 using Apache.Arrow;
+using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Sinks;
 
 namespace Monitoring.Stream.Tests.Sinks;
@@ -71,6 +72,24 @@ public abstract class WindowSinkContractTests
         {
             await sink.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task Pipeline_RealRun_EveryWindowWrittenOnceAndHeld()
+    {
+        // The pipeline lets each batch go once every sink is done with it: a sink that kept a batch
+        // without retaining it would fail here, not in production.
+        IWindowSink sink = await CreateSinkAsync();
+
+        (IReadOnlyList<WindowBatch> batches, PipelineMetrics metrics) = await WindowBatchFactory.RunPipelineAsync(sink, windows: 4, series: 30)
+            .WaitAsync(Bound);
+
+        SinkMetrics written = Assert.Single(metrics.Sinks, s => s.Name == sink.Name);
+        Assert.Equal(batches.Count, written.BatchesWritten);
+        Assert.Equal(batches.Sum(b => b.Points), written.PointsWritten);
+        Assert.Equal(0, written.Errors);
+        Assert.Equal(0, written.BatchesFailed + written.BatchesAbandoned + written.BatchesDropped);
+        Assert.Equal(CountsOf(batches), await ReadCountsAsync(sink, batches));
     }
 
     [Fact]
