@@ -101,16 +101,35 @@ public sealed class ArrowFileStore : IWindowSink
 
         foreach (string partial in System.IO.Directory.EnumerateFiles(_directory, "*" + PartialExtension).Order(StringComparer.Ordinal))
         {
-            Recover(partial);
-            PartialFilesRemoved++;
+            try
+            {
+                Recover(partial);
+                PartialFilesRemoved++;
+            }
+#pragma warning disable CA1031 // Counted; the file waits in PendingRecoveries and is tried again after the next successful write.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _ = Failure(e, "recover the batches of a partial file");
+                _toRecover.Add(partial);
+            }
         }
 
         foreach (string published in ListPublished())
         {
-            string? problem = ArrowFileCheck.Problem(published);
-            if (problem is not null)
+            try
             {
-                SetAside(published, problem);
+                string? problem = ArrowFileCheck.Problem(published);
+                if (problem is not null)
+                {
+                    SetAside(published, problem);
+                }
+            }
+#pragma warning disable CA1031 // A file that cannot even be checked or moved is counted and left where it is.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                _ = Failure(e, $"check or set aside the file '{Path.GetFileName(published)}'");
             }
         }
     }
@@ -124,7 +143,7 @@ public sealed class ArrowFileStore : IWindowSink
     /// <summary>The folder that damaged files are moved into.</summary>
     public string DamagedDirectory => Path.Combine(_directory, DamagedFolderName);
 
-    /// <summary>Partial files found when the store opened, each either recovered into a published file or deleted (it held no whole batch).</summary>
+    /// <summary>Partial files found when the store opened and resolved then: recovered into a published file, or deleted when they held no whole batch (one that could not be resolved is in <see cref="PendingRecoveries"/>).</summary>
     public int PartialFilesRemoved { get; }
 
     /// <summary>Partial files whose whole batches were published by recovery (at open, or after a failed write).</summary>
@@ -522,7 +541,16 @@ public sealed class ArrowFileStore : IWindowSink
         }
 
         File.Move(path, target);
-        File.WriteAllText(target + ".reason.txt", reason + Environment.NewLine);
+        try
+        {
+            File.WriteAllText(target + ".reason.txt", reason + Environment.NewLine);
+        }
+#pragma warning disable CA1031 // The note is for people; the move, the list and the counter are what matter.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+
         DirectorySync.Flush(_directory);
         lock (_gate)
         {
