@@ -121,7 +121,8 @@ public sealed class PointWriter : IDisposable
     {
         // PERF: one branch covers every refusal and misuse: a foreign id, a non-finite value, a
         // timestamp out of bounds (a closed writer has bounds no timestamp meets), another thread.
-        if (series.Owner != _registryTag | !double.IsFinite(value) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
+        // The magnitude test is false for NaN too.
+        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
             | _owner != Environment.CurrentManagedThreadId | _pipeline.IsStopping)
         {
             return WriteSlow(series, value, timestampUnixMs);
