@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Prometheus;
 using Monitoring.Stream.Store;
 
 namespace Monitoring.Stream.Server;
@@ -27,7 +28,8 @@ internal static class DemoCommand
             TimeProvider = pipelineOptions.TimeProvider,
         });
         var recent = new RecentWindowStore(TimeSpan.FromHours(1), time: pipelineOptions.TimeProvider);
-        await using var pipeline = new MetricsPipeline(pipelineOptions, [fileStore, recent]);
+        RemoteWriteSink? remoteWrite = options.RemoteWriteUrl is null ? null : new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = options.RemoteWriteUrl });
+        await using var pipeline = new MetricsPipeline(pipelineOptions, remoteWrite is null ? [fileStore, recent] : [fileStore, recent, remoteWrite]);
 
         using var stop = new CancellationTokenSource();
         using var abort = new CancellationTokenSource();
@@ -48,6 +50,11 @@ internal static class DemoCommand
 
         Console.WriteLine($"demo: {options.Points:N0} points, {options.Series:N0} series of {Metric}, {options.Producers} producers, " +
             $"{pipelineOptions.ShardCount} shards, {pipelineOptions.WindowSize.TotalSeconds:0} s windows, {pipelineOptions.AllowedLateness.TotalSeconds:0} s lateness");
+        if (remoteWrite is not null)
+        {
+            Console.WriteLine($"remote write: {options.RemoteWriteUrl}");
+        }
+
         Console.WriteLine($"store: {storeDir}" +
             (fileStore.PartialFilesRecovered > 0 ? $" ({fileStore.PartialFilesRecovered} partial files from an earlier crash recovered, {fileStore.BatchesRecovered} batches)" : "") +
             (fileStore.FilesSetAside > 0 ? $" ({fileStore.FilesSetAside} damaged files set aside in {fileStore.DamagedDirectory})" : ""));
@@ -89,6 +96,11 @@ internal static class DemoCommand
         Console.CancelKeyPress -= onCancel;
         PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, fileStore, recent, labels);
         Console.WriteLine($"  late injected on purpose (20 s behind): {producers.Sum(p => p.Result):N0}");
+        if (remoteWrite is not null)
+        {
+            PrintRemoteWrite(remoteWrite);
+        }
+
         return 0;
     }
 
@@ -172,6 +184,15 @@ internal static class DemoCommand
         double fill = m.ShardQueueDepth.Count == 0 ? 0 : m.ShardQueueDepth.Average() / m.ShardQueueCapacity;
         Console.WriteLine($"  {elapsed.TotalSeconds,5:F1} s  offered {m.Offered,13:N0}  {m.Offered / elapsed.TotalSeconds,12:N0} points/s  " +
             $"windows {m.WindowsEmitted,5:N0}  series {m.SeriesActive,7:N0}  late {m.Late,7:N0}  dropped {m.Dropped,5:N0}  queue fill {fill,4:P0}");
+    }
+
+    private static void PrintRemoteWrite(RemoteWriteSink sink)
+    {
+        string dropped = string.Join(", ", Enum.GetValues<RemoteWriteDropReason>().Where(r => sink.SamplesDroppedFor(r) > 0).Select(r => $"{r} {sink.SamplesDroppedFor(r):N0}"));
+        Console.WriteLine();
+        Console.WriteLine($"remote write ({sink.State}): {sink.SamplesSent:N0} samples in {sink.RequestsSent:N0} requests ({sink.BytesSent:N0} bytes), " +
+            $"{sink.SamplesRetried:N0} samples retried, {sink.SamplesDropped:N0} dropped{(dropped.Length == 0 ? "" : " (" + dropped + ")")}, " +
+            $"{sink.QueueDepth} requests queued{(sink.LastError is null ? "" : ", last error: " + sink.LastError)}");
     }
 
     private static void PrintSummary(PipelineMetrics m, double produceSeconds, double totalSeconds, ArrowFileStore store, RecentWindowStore recent, Label[][] labels)
