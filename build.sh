@@ -41,6 +41,12 @@ install_test_prerequisites() {
     echo "== installing npm interop readers"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # The store's full-disk test mounts a small tmpfs and fills it: it needs mount/umount
+  # (util-linux) and root or CAP_SYS_ADMIN; without them that test fails and says why.
+  if ! command -v mount >/dev/null 2>&1 || ! command -v umount >/dev/null 2>&1; then
+    echo "== installing mount (util-linux) for the full-disk test"
+    apt-get update && apt-get install -y --no-install-recommends mount
+  fi
 }
 
 cmd=${1:-build}

@@ -20,9 +20,14 @@ internal static class DemoCommand
     public static async Task<int> RunAsync(DemoOptions options)
     {
         string storeDir = Path.GetFullPath(Path.Combine(options.DataDirectory, "windows"));
-        var fileStore = new ArrowFileStore(new ArrowFileStoreOptions { Directory = storeDir, MaxFileBytes = options.MaxFileMegabytes * (1L << 20) });
-        var recent = new RecentWindowStore(TimeSpan.FromHours(1));
         var pipelineOptions = new MetricsPipelineOptions();
+        var fileStore = new ArrowFileStore(new ArrowFileStoreOptions
+        {
+            Directory = storeDir,
+            MaxFileBytes = options.MaxFileMegabytes * (1L << 20),
+            TimeProvider = pipelineOptions.TimeProvider,
+        });
+        var recent = new RecentWindowStore(TimeSpan.FromHours(1), time: pipelineOptions.TimeProvider);
         RemoteWriteSink? remoteWrite = options.RemoteWriteUrl is null ? null : new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = options.RemoteWriteUrl });
         await using var pipeline = new MetricsPipeline(pipelineOptions, remoteWrite is null ? [fileStore, recent] : [fileStore, recent, remoteWrite]);
 
@@ -50,7 +55,9 @@ internal static class DemoCommand
             Console.WriteLine($"remote write: {options.RemoteWriteUrl}");
         }
 
-        Console.WriteLine($"store: {storeDir}" + (fileStore.PartialFilesRemoved > 0 ? $" ({fileStore.PartialFilesRemoved} partial files from an earlier crash removed)" : ""));
+        Console.WriteLine($"store: {storeDir}" +
+            (fileStore.PartialFilesRecovered > 0 ? $" ({fileStore.PartialFilesRecovered} partial files from an earlier crash recovered, {fileStore.BatchesRecovered} batches)" : "") +
+            (fileStore.FilesSetAside > 0 ? $" ({fileStore.FilesSetAside} damaged files set aside in {fileStore.DamagedDirectory})" : ""));
 
         Label[][] labels = BuildLabels(options.Series);
         pipeline.Start();
@@ -203,6 +210,10 @@ internal static class DemoCommand
 
         IReadOnlyList<string> files = store.PublishedFiles();
         Console.WriteLine($"  Arrow files: {files.Count} in {store.Directory} ({files.Sum(f => new FileInfo(f).Length):N0} bytes)");
+        if (store.WriteErrors > 0 || store.PendingRecoveries > 0)
+        {
+            Console.WriteLine($"  store errors: {store.WriteErrors:N0} (disk full {store.DiskFullErrors:N0}), files awaiting recovery {store.PendingRecoveries}, last: {store.LastError}");
+        }
         Console.WriteLine();
         Console.WriteLine("statistics over the last 10 minutes, merged from the recent-window store:");
         Console.WriteLine($"  {"series",-58} {"count",9} {"mean ms",8} {"sd ms",7} {"p50 ms",7} {"p90 ms",7} {"p99 ms",7} {"max ms",7}");

@@ -47,6 +47,7 @@ internal sealed class ShardAggregator
     private readonly ConcurrentDictionary<string, long> _lateByMetric;
     private readonly List<WindowBuffer> _open = [];
     private readonly Stack<WindowBuffer> _free = new();
+    private readonly Stack<Statistics.DdSketch> _sketchPool = new();
     private readonly Dictionary<SourceCounters, ShardSource> _sources = new(ReferenceEqualityComparer.Instance);
     private readonly Lock _ackGate = new();
     private readonly List<InflightWindow> _inflight = [];
@@ -343,7 +344,7 @@ internal sealed class ShardAggregator
 
         WindowBuffer window = _free.Count > 0
             ? _free.Pop()
-            : new WindowBuffer(Math.Max(64, _registry.Count / _shardCount + 1), _withSketches, _relativeAccuracy, _maxBins);
+            : new WindowBuffer(Math.Max(64, _registry.Count / _shardCount + 1), _withSketches, _relativeAccuracy, _maxBins, _sketchPool);
         window.Start = start;
         window.End = end;
         lock (_ackGate)
@@ -504,7 +505,12 @@ internal sealed class ShardAggregator
         long held = bytes + ((long)_slotGeneration.Length * (sizeof(int) + sizeof(long)));
         foreach (WindowBuffer w in _free)
         {
-            held += w.EstimateBytes(allSlots: true);
+            held += w.EstimateBytes();
+        }
+
+        foreach (Statistics.DdSketch sketch in _sketchPool)
+        {
+            held += sketch.EstimatedBytes;
         }
 
         Volatile.Write(ref _heldBytes, held);
