@@ -205,4 +205,155 @@ public class AcknowledgementTests
         Assert.All(all, e => Assert.Equal(e.Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture), e.MetadataSequence));
         Assert.Equal(5, m.EmittedPoints);
     }
+    [Fact]
+    public async Task AcknowledgedPosition_OneShardsWindowHeld_HoldsThePositionOfEveryShard()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 100_000);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Writes the first two windows it gets (whichever shards they come from) and holds the third.
+        var picky = new ProbeSink("picky", call => call.Index == 3 ? new ValueTask(release.Task.WaitAsync(call.Token)) : ValueTask.CompletedTask);
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time, shards: 3), [picky]);
+        SeriesId[] ids = [.. Enumerable.Range(0, 3).Select(k => pipeline.Registry.GetOrAdd("a_total", [new Label("k", "k" + k)]))];
+        Assert.Equal([0, 1, 2], ids.Select(id => id.Value % 3));
+        pipeline.Start();
+        try
+        {
+            using PointWriter writer = pipeline.CreateWriter("partition-0");
+            for (int w = 0; w < 2; w++)
+            {
+                foreach (SeriesId id in ids)
+                {
+                    Assert.Equal(RejectReason.None, writer.Write(id, 1, Scenario.T0 + (w * 1000L) + 10));
+                }
+
+                writer.Checkpoint(w);
+                writer.Flush();
+            }
+
+            // Window 0 of every shard is closed; two are written, one shard's is held.
+            ProbeSink.Call held = await picky.NextCallAsync().Within("window 0 of a first shard reaching the sink");
+            held = await picky.NextCallAsync().Within("window 0 of a second shard reaching the sink");
+            held = await picky.NextCallAsync().Within("window 0 of the third shard reaching the sink");
+            Assert.Equal(3, held.Index);
+            await pipeline.DrainAsync().Within("drain");
+            Assert.Equal(-1, writer.AcknowledgedPosition);
+
+            release.SetResult();
+            await writer.WaitForAcknowledgedAsync(0).Within("position 0 acknowledged");
+            Assert.Equal(0, writer.AcknowledgedPosition);
+            await pipeline.StopAsync().Within("stop");
+            Assert.Equal(1, writer.AcknowledgedPosition);
+            Identities.AssertStopped(pipeline.GetMetrics());
+        }
+        finally
+        {
+            release.TrySetResult();
+        }
+    }
+
+    [Fact]
+    public async Task AcknowledgedPosition_ForcedStop_AbandonedWindowNeverAcknowledged()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 100_000);
+        var never = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stuck = new ProbeSink("stuck", call => new ValueTask(never.Task.WaitAsync(call.Token)));
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time), [stuck]);
+        SeriesId id = pipeline.Registry.GetOrAdd("a_total");
+        pipeline.Start();
+        using PointWriter writer = pipeline.CreateWriter("partition-0");
+        Scenario.WriteWindows(writer, id, 0, 1);
+        writer.Checkpoint(1);
+        Scenario.WriteWindows(writer, id, 1, 1);
+        writer.Checkpoint(2);
+        await stuck.NextCallAsync().Within("the stuck sink's first write");
+
+        using var signal = new CancellationTokenSource();
+        signal.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pipeline.StopAsync(signal.Token).Within("forced stop"));
+        await Signals.Until(() => pipeline.GetMetrics() is { WindowsEmitted: 2 } m && m.Sinks[0].BatchesAbandoned == 2, "both windows abandoned");
+        Assert.Equal(-1, writer.AcknowledgedPosition);
+        using var shortWait = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => writer.WaitForAcknowledgedAsync(1, shortWait.Token));
+        Identities.AssertStopped(pipeline.GetMetrics());
+    }
+
+    [Fact]
+    public async Task AcknowledgedPosition_WindowDroppedByDropOldestSink_PassesAndDropCounted()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 100_000);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var slow = new ProbeSink("slow", call => call.Index == 1 ? new ValueTask(release.Task.WaitAsync(call.Token)) : ValueTask.CompletedTask);
+        var options = new SinkOptions { QueueCapacity = 1, QueuePolicy = SinkQueuePolicy.DropOldest };
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time), [new SinkRegistration(slow, options)]);
+        SeriesId id = pipeline.Registry.GetOrAdd("a_total");
+        pipeline.Start();
+        try
+        {
+            using PointWriter writer = pipeline.CreateWriter("partition-0");
+            Scenario.WriteWindows(writer, id, 0, 2);
+            writer.Checkpoint(1);
+            await slow.NextCallAsync().Within("the slow sink's first write");
+            // Windows 1..3 close: window 1 is queued, then dropped for window 2, then window 2 for window 3.
+            Scenario.WriteWindows(writer, id, 2, 3);
+            writer.Checkpoint(2);
+            await pipeline.DrainAsync().Within("drain");
+            Assert.Equal(2, pipeline.GetMetrics().Sinks[0].BatchesDropped);
+            Assert.Equal(-1, writer.AcknowledgedPosition);
+
+            release.SetResult();
+            await writer.WaitForAcknowledgedAsync(1).Within("position 1 acknowledged");
+            await pipeline.StopAsync().Within("stop");
+            Assert.Equal(2, writer.AcknowledgedPosition);
+            PipelineMetrics m = pipeline.GetMetrics();
+            Identities.AssertStopped(m);
+            Assert.Equal(2, m.Sinks[0].BatchesDropped);
+            Assert.Equal(3, m.Sinks[0].BatchesWritten);
+        }
+        finally
+        {
+            release.TrySetResult();
+        }
+    }
+
+    [Fact]
+    public async Task AcknowledgedPosition_PointsDroppedOnAFullShard_CountedAndAcknowledged()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 100_000);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stuck = new ProbeSink("stuck", call => new ValueTask(release.Task.WaitAsync(call.Token)));
+        MetricsPipelineOptions options = Scenario.Options(time);
+        options.ShardQueueBatches = 1;
+        await using var pipeline = new MetricsPipeline(options, [new SinkRegistration(stuck, new SinkOptions { QueueCapacity = 1 })]);
+        SeriesId id = pipeline.Registry.GetOrAdd("a_total");
+        pipeline.Start();
+        try
+        {
+            // Window 0 in the sink's hands, window 1 queued, window 2 makes the shard wait: it is stalled.
+            using PointWriter filler = pipeline.CreateWriter("filler", BackpressureMode.Wait);
+            Scenario.WriteWindows(filler, id, 0, 4);
+            await Signals.Until(() => pipeline.GetMetrics().Sinks[0].State == SinkState.Stalled, "the shard waiting for the sink");
+
+            // One batch fits in the shard's channel; the next is dropped and counted.
+            using PointWriter dropper = pipeline.CreateWriter("partition-0", BackpressureMode.DropNewest);
+            Scenario.WriteWindows(dropper, id, 4, 1);
+            dropper.Checkpoint(1);
+            Scenario.WriteWindows(dropper, id, 5, 1);
+            dropper.Checkpoint(2);
+            PipelineMetrics m = pipeline.GetMetrics();
+            Assert.Equal(3, m.DroppedByReason[DropReason.QueueFull]);
+            Assert.Equal(-1, dropper.AcknowledgedPosition);
+
+            release.SetResult();
+            await pipeline.StopAsync().Within("stop");
+            Assert.Equal(2, dropper.AcknowledgedPosition);
+            m = pipeline.GetMetrics();
+            Identities.AssertStopped(m);
+            Assert.Equal(15, m.EmittedPoints);
+            Assert.Equal(3, m.Dropped);
+        }
+        finally
+        {
+            release.TrySetResult();
+        }
+    }
 }

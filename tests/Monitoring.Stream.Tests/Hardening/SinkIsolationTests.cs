@@ -8,6 +8,23 @@ namespace Monitoring.Stream.Tests.Hardening;
 /// <summary>A stuck, slow, deaf or broken sink costs only itself (within its policy), and every window lands in one of its counters.</summary>
 public class SinkIsolationTests
 {
+    /// <summary>Steps the fake clock by 100 ms until <paramref name="signal"/> completes; returns the fake milliseconds it took.</summary>
+    private static async Task<long> AdvanceUntil(Microsoft.Extensions.Time.Testing.FakeTimeProvider time, Task signal, string what)
+    {
+        long advanced = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!signal.IsCompleted)
+        {
+            Assert.True(clock.Elapsed < Signals.Bound, $"{what} did not happen within {Signals.Bound.TotalSeconds} s");
+            time.Advance(TimeSpan.FromMilliseconds(100));
+            advanced += 100;
+            await Task.WhenAny(signal, Task.Delay(5));
+        }
+
+        await signal;
+        return advanced;
+    }
+
     [Fact]
     public async Task StuckSink_DropOldest_IngestionAndOtherSinkGoOn_DropsCounted()
     {
@@ -44,7 +61,9 @@ public class SinkIsolationTests
         Assert.Equal((21 - 1 - 2) * 3, s.PointsDropped);
         Assert.Equal(1, stuck.Calls);
 
+        // Released, it writes what it held and what was queued; the stop's last window then finds room.
         gate.SetResult();
+        await Signals.Until(() => pipeline.GetMetrics().Sinks.Single(x => x.Name == "stuck").BatchesWritten == 3, "the stuck sink catching up");
         await pipeline.StopAsync().Within("stop");
         m = pipeline.GetMetrics();
         Identities.AssertStopped(m);
@@ -217,5 +236,38 @@ public class SinkIsolationTests
         SinkMetrics h = m.Sinks.Single(x => x.Name == "healthy");
         Assert.Equal(4, h.BatchesWritten);
         Assert.Equal(20, healthy.PointsRead);
+    }
+    [Fact]
+    public async Task FlakySink_StateRetryingDuringBackoff_ThenOkAndEverythingWritten()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 100_000);
+        var flaky = new ProbeSink("flaky", call => call.Index <= 2 ? throw new IOException("flaky") : ValueTask.CompletedTask);
+        var options = new SinkOptions { MaxAttempts = 5, InitialBackoff = TimeSpan.FromSeconds(1), MaxBackoff = TimeSpan.FromSeconds(2) };
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time), [new SinkRegistration(flaky, options)]);
+        SeriesId id = pipeline.Registry.GetOrAdd("a_total");
+        pipeline.Start();
+        using (PointWriter writer = pipeline.CreateWriter("w"))
+        {
+            Scenario.WriteWindows(writer, id, 0, 2);
+        }
+
+        await flaky.NextCallAsync().Within("the first attempt");
+        await Signals.Until(() => pipeline.GetMetrics().Sinks[0].State == SinkState.Retrying, "the sink showing Retrying during its backoff");
+        // The backoff timer is created just after the state changes: step the clock until the retry comes.
+        long waited = await AdvanceUntil(time, flaky.NextCallAsync(), "the second attempt");
+        Assert.True(waited >= 1000, $"retried after {waited} ms of backoff, 1,000 ms configured");
+        await Signals.Until(() => pipeline.GetMetrics().Sinks[0].Errors == 2, "the second failure counted");
+        waited = await AdvanceUntil(time, flaky.NextCallAsync(), "the third attempt");
+        Assert.True(waited >= 2000, $"retried after {waited} ms of backoff, 2,000 ms configured");
+        // (The clock steps also closed window 1 by the tick: that one may be written already too.)
+        await Signals.Until(() => pipeline.GetMetrics().Sinks[0].BatchesWritten >= 1, "the window written");
+        Assert.Equal(SinkState.Ok, pipeline.GetMetrics().Sinks[0].State);
+
+        await pipeline.StopAsync().Within("stop");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Identities.AssertStopped(m);
+        Assert.Equal(2, m.Sinks[0].BatchesWritten);
+        Assert.Equal(2, m.Sinks[0].Errors);
+        Assert.Equal(0, m.Sinks[0].BatchesFailed);
     }
 }
