@@ -316,11 +316,22 @@ internal sealed class ShardAggregator
         return window;
     }
 
-    /// <summary>The start of the epoch-aligned window of <paramref name="ts"/>: floor division, exact over the whole range of <see cref="long"/>.</summary>
+    /// <summary>
+    /// The start of the epoch-aligned window of <paramref name="ts"/>: floor division, exact wherever that start
+    /// is a <see cref="long"/>. Only the partial first window of the range starts below <see cref="long.MinValue"/>
+    /// (out of the writers' bounds): its start is clamped to <see cref="long.MinValue"/>, so it still contains its point.
+    /// </summary>
     internal static long WindowStartOf(long ts, long windowMs)
     {
         long remainder = ts % windowMs;
-        return remainder < 0 ? ts - remainder - windowMs : ts - remainder;
+        if (remainder >= 0)
+        {
+            return ts - remainder;
+        }
+
+        // Toward zero first (cannot overflow), then one window down unless that passes long.MinValue.
+        long truncated = ts - remainder;
+        return truncated < long.MinValue + windowMs ? long.MinValue : truncated - windowMs;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
