@@ -58,6 +58,7 @@ internal sealed class ShardAggregator
     private Exception? _lastFault;
     private volatile bool _dead;
     private ShardCounters _counters;
+    private long _deferredTick = long.MinValue;
 
     public ShardAggregator(
         int index,
@@ -110,6 +111,14 @@ internal sealed class ShardAggregator
 
     /// <summary>Bytes held by the open windows' states, as of the last tick.</summary>
     public long OpenStateBytes => Volatile.Read(ref _openBytes);
+
+    /// <summary>
+    /// A clock tick that found this shard's channel full (an overloaded shard): it is applied once the shard
+    /// reaches a batch handed over after it, the place the tick would have had in the channel. Without it a
+    /// shard whose channel is full at every tick never retires an idle or disposed source, and the watermark
+    /// stays where that source left it.
+    /// </summary>
+    public void DeferTick(long tickAt) => Volatile.Write(ref _deferredTick, tickAt);
 
     /// <summary>Sources currently holding the watermark back.</summary>
     public int ActiveSources { get; private set; }
@@ -170,7 +179,15 @@ internal sealed class ShardAggregator
                     }
                 }
 
+                long deferredTick = Volatile.Read(ref _deferredTick);
+                bool tickDue = deferredTick != long.MinValue && batch.SentAt >= deferredTick
+                    && Interlocked.CompareExchange(ref _deferredTick, long.MinValue, deferredTick) == deferredTick;
                 _pool.Return(batch);
+                if (tickDue)
+                {
+                    OnTick(deferredTick);
+                }
+
                 await CloseDueAsync().ConfigureAwait(false);
                 break;
             case BatchKind.Tick:

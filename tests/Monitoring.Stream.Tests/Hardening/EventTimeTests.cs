@@ -3,6 +3,7 @@ using Microsoft.Extensions.Time.Testing;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Sinks;
 using Monitoring.Stream.Tests.Support;
 
 namespace Monitoring.Stream.Tests.Hardening;
@@ -232,6 +233,73 @@ public class EventTimeTests
         Assert.Equal(4, m.EmittedPoints);
         Assert.All(m.Watermarks, w => Assert.Equal(Now(time) - 5000, w));
         Identities.AssertSettled(m);
+    }
+
+    [Fact]
+    public async Task Watermark_ShardChannelFullAtTheTicks_DisposedSourceStillStopsHolding()
+    {
+        long c = Scenario.T0 + 100_000;
+        var time = Scenario.Clock(c + 2_000);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stuck = new ProbeSink("stuck", call => new ValueTask(release.Task.WaitAsync(call.Token)));
+        MetricsPipelineOptions options = Scenario.Options(time);
+        options.BatchSize = 4;
+        options.ShardQueueBatches = 2;
+        await using var pipeline = new MetricsPipeline(options, [new SinkRegistration(stuck, new SinkOptions { QueueCapacity = 1 })]);
+        SeriesId id = pipeline.Registry.GetOrAdd("a_total");
+        pipeline.Start();
+        try
+        {
+            // A source closes three windows: one in the sink's hands, one queued, the shard waits on the third.
+            PointWriter quitter = pipeline.CreateWriter("quitter");
+            for (int w = -5; w <= -2; w++)
+            {
+                Assert.Equal(RejectReason.None, quitter.Write(id, 1, c + (w * 1000L)));
+                quitter.Flush();
+            }
+
+            await stuck.NextCallAsync().Within("the sink's first write");
+            await Signals.Until(
+                () => pipeline.GetMetrics() is { ShardQueueDepth: [0] } m && m.Sinks[0] is { State: SinkState.Stalled, QueueDepth: 1 },
+                "the shard waiting for the sink with its channel empty");
+            quitter.Dispose();
+
+            // Another source fills the shard's channel, so the ticks of the next seconds find no room.
+            using PointWriter live = pipeline.CreateWriter("live", BackpressureMode.DropNewest);
+            for (int b = 0; b < 3; b++)
+            {
+                for (int i = 0; i < 4; i++)
+                {
+                    Assert.Equal(RejectReason.None, live.Write(id, 1, Now(time) - 100));
+                }
+            }
+
+            Assert.Equal(4, pipeline.GetMetrics().DroppedByReason[DropReason.QueueFull]);
+            time.Advance(TimeSpan.FromSeconds(3));
+
+            // Released, the shard works through what was queued before the ticks: the quitter still counts there.
+            release.SetResult();
+            await pipeline.DrainAsync().Within("drain");
+            Assert.Equal(c - 2000, pipeline.GetMetrics().Watermarks[0]);
+
+            // The first batch handed over after the ticks brings them in.
+            Assert.Equal(RejectReason.None, live.Write(id, 1, Now(time) - 100));
+            live.Flush();
+            await pipeline.DrainAsync().Within("drain");
+
+            // The quitter was disposed seconds ago and all its batches are in: only the live source holds the watermark.
+            PipelineMetrics m = pipeline.GetMetrics();
+            Assert.Equal(Now(time) - 100, m.Watermarks[0]);
+            Assert.Equal(0, m.Late);
+            Identities.AssertSettled(m);
+        }
+        finally
+        {
+            release.TrySetResult();
+        }
+
+        await pipeline.StopAsync().Within("stop");
+        Identities.AssertStopped(pipeline.GetMetrics());
     }
 
     /// <summary>One run of the property: N writers on one thread, randomly interleaved, disorder below the lateness.</summary>
