@@ -12,18 +12,20 @@ namespace Monitoring.Stream.Ingest;
 /// bounded channel in one operation.
 /// </summary>
 /// <remarks>
-/// <para>Not thread-safe: one thread at a time. Handing the writer from thread to thread between writes
-/// (async code after an await) is fine; a write from a second thread while another is writing throws
+/// <para>For one thread at a time. Handing the writer from thread to thread between writes (async code
+/// after an await) is fine; a call from a second thread while another is inside one throws
 /// <see cref="InvalidOperationException"/> (counted in <see cref="PipelineMetrics.WriterMisuse"/>)
 /// instead of corrupting a batch. For many threads at once use <see cref="MetricsPipeline.CreateSharedWriter"/>.</para>
-/// <para>Points sit in the writer's buffers until a batch fills, <see cref="Flush"/> is called, or a
-/// write notices the flush interval has passed; an idle producer should call <see cref="Flush"/>.</para>
+/// <para>Points sit in the writer's buffers until a batch fills, <see cref="Flush"/> is called, or the
+/// flush interval passes: a write notices it, and the engine's timer flushes a writer that has gone quiet.</para>
 /// <para>A writer can tag what it writes with positions (<see cref="Checkpoint"/>) and learn when
 /// every point before a position is accounted for (<see cref="AcknowledgedPosition"/>).</para>
 /// </remarks>
 public sealed class PointWriter : IDisposable
 {
     private const int ClockCheckEvery = 1024;
+    private const int HeldByCaller = 1;
+    private const int HeldByEngine = 2;
 
     /// <summary>Spins (mostly yields) on a full shard before sleeping between tries: a few milliseconds.</summary>
     private const int MaxYieldingSpins = 4000;
@@ -43,8 +45,8 @@ public sealed class PointWriter : IDisposable
     private readonly SourceCounters _counters;
     private readonly Lock _checkpointGate = new();
     private readonly Queue<(long Position, long[] Targets)> _checkpoints = new();
-    private int _owner;
-    private bool _busy;
+    /// <summary>0 free, <see cref="HeldByCaller"/> inside a call, <see cref="HeldByEngine"/> flushed by the engine's timer.</summary>
+    private int _gate;
     private long _maxTimestamp;
     private long _minTimestamp;
     private long _maxEventTime = long.MinValue;
@@ -75,8 +77,7 @@ public sealed class PointWriter : IDisposable
         Source = source;
         Mode = mode;
         _counters = counters;
-        // A shared writer's per-thread writers are serialised by their own lock and flushed by the engine's timer.
-        _owner = threadBound ? 0 : -1;
+        IsThreadBound = threadBound;
         RefreshClock();
     }
 
@@ -87,6 +88,9 @@ public sealed class PointWriter : IDisposable
     public BackpressureMode Mode { get; }
 
     internal SourceCounters Counters => _counters;
+
+    /// <summary>False for a shared writer's per-thread writers, which their own lock serialises and the shared writer flushes.</summary>
+    internal bool IsThreadBound { get; }
 
     /// <summary>Resolves the series and writes one point stamped with the engine's clock.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
@@ -100,9 +104,10 @@ public sealed class PointWriter : IDisposable
         RejectReason reason = _pipeline.Registry.TryGetOrAdd(metric, labels, out SeriesId id);
         if (reason != RejectReason.None)
         {
-            CheckOwner();
+            Enter();
             _counters.Offered++;
             _counters.Rejected[(int)reason]++;
+            Exit();
             return reason;
         }
 
@@ -115,15 +120,22 @@ public sealed class PointWriter : IDisposable
 
     /// <summary>Writes one point of a series resolved earlier through the pipeline's registry.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
-    /// <exception cref="InvalidOperationException">Called from a thread that does not own the writer.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call on this writer.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RejectReason Write(SeriesId series, double value, long timestampUnixMs)
     {
-        // PERF: one branch covers every refusal and misuse: a foreign id, a non-finite value, a
-        // timestamp out of bounds (a closed writer has bounds no timestamp meets), another thread.
-        // The magnitude test is false for NaN too.
+        // PERF: one uncontended compare-exchange on a line only this writer touches makes two threads
+        // at once impossible, not merely unlikely, and lets the engine's timer flush a quiet writer.
+        if (Interlocked.CompareExchange(ref _gate, HeldByCaller, 0) != 0)
+        {
+            EnterContended();
+        }
+
+        // PERF: one branch covers every refusal: a foreign id, a value out of range (the magnitude
+        // test is false for NaN too), a timestamp out of bounds (a closed writer has bounds no
+        // timestamp meets), a stopping pipeline.
         if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
-            | _owner != Environment.CurrentManagedThreadId | _pipeline.IsStopping)
+            | _pipeline.IsStopping)
         {
             return WriteSlow(series, value, timestampUnixMs);
         }
@@ -134,11 +146,8 @@ public sealed class PointWriter : IDisposable
             _maxEventTime = timestampUnixMs;
         }
 
-        // PERF: two plain stores, no fence: enough for a second thread to see, on its way in, that the
-        // owner is inside a write (see CheckOwner), at no measurable cost to the owner.
-        _busy = true;
         Append(series, value, timestampUnixMs);
-        _busy = false;
+        Volatile.Write(ref _gate, 0);
         return RejectReason.None;
     }
 
@@ -164,10 +173,22 @@ public sealed class PointWriter : IDisposable
         }
     }
 
+    /// <summary>The refusals and their counters; entered holding the gate, which it releases.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private RejectReason WriteSlow(SeriesId series, double value, long timestampUnixMs)
     {
-        CheckOwner();
+        try
+        {
+            return WriteSlowHeld(series, value, timestampUnixMs);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private RejectReason WriteSlowHeld(SeriesId series, double value, long timestampUnixMs)
+    {
         _counters.Offered++;
         RejectReason reason = RejectReason.None;
         if (_disposed || _pipeline.IsStopping)
@@ -208,34 +229,72 @@ public sealed class PointWriter : IDisposable
             _maxEventTime = timestampUnixMs;
         }
 
-        _busy = true;
         Append(series, value, timestampUnixMs);
-        _busy = false;
         return RejectReason.None;
     }
 
-    /// <summary>
-    /// Moves the writer to the calling thread when it arrives from another one, unless the owner is in
-    /// the middle of a write: that is two threads at once, refused and counted before it corrupts anything.
-    /// </summary>
-    private void CheckOwner()
+    private void Enter()
     {
-        int thread = Environment.CurrentManagedThreadId;
-        int owner = Volatile.Read(ref _owner);
-        if (owner == thread || owner == -1)
+        if (Interlocked.CompareExchange(ref _gate, HeldByCaller, 0) != 0)
+        {
+            EnterContended();
+        }
+    }
+
+    private void Exit() => Volatile.Write(ref _gate, 0);
+
+    /// <summary>
+    /// The gate is taken: by the engine's timer flushing a quiet writer (wait the microseconds that
+    /// takes), or by another thread inside a call: two threads at once, refused and counted before
+    /// anything is touched.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterContended()
+    {
+        var spinner = default(SpinWait);
+        while (true)
+        {
+            int gate = Volatile.Read(ref _gate);
+            if (gate == HeldByCaller)
+            {
+                Interlocked.Increment(ref _counters.Misuse);
+                throw new InvalidOperationException(
+                    $"The PointWriter of source '{Source}' was called from two threads at once. " +
+                    "A PointWriter is for one thread at a time; use MetricsPipeline.CreateSharedWriter for many threads.");
+            }
+
+            if (gate == 0 && Interlocked.CompareExchange(ref _gate, HeldByCaller, 0) == 0)
+            {
+                return;
+            }
+
+            spinner.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+
+    /// <summary>
+    /// Called by the engine's timer: if no call is under way and the writer has not flushed for the
+    /// flush interval, hands its buffered points over, never waiting for a full shard (they stay
+    /// buffered for the next try).
+    /// </summary>
+    internal void FlushIfQuiet(long idleSince)
+    {
+        if (Interlocked.CompareExchange(ref _gate, HeldByEngine, 0) != 0)
         {
             return;
         }
 
-        if (!Volatile.Read(ref _busy) && Interlocked.CompareExchange(ref _owner, thread, owner) == owner)
+        try
         {
-            return;
+            if (!_disposed && IsIdleSince(idleSince))
+            {
+                FlushCore(canWait: false);
+            }
         }
-
-        Interlocked.Increment(ref _counters.Misuse);
-        throw new InvalidOperationException(
-            $"The PointWriter of source '{Source}' was used by thread {thread} while thread {owner} was writing. " +
-            "A PointWriter is for one thread at a time; use MetricsPipeline.CreateSharedWriter for many threads.");
+        finally
+        {
+            Exit();
+        }
     }
 
     private PointBatch RentFor(int shard)
@@ -274,21 +333,30 @@ public sealed class PointWriter : IDisposable
     /// <exception cref="InvalidOperationException">Called from a thread that does not own the writer.</exception>
     public void Flush()
     {
-        CheckOwner();
-        FlushCore();
+        Enter();
+        try
+        {
+            FlushCore();
+        }
+        finally
+        {
+            Exit();
+        }
     }
 
-    /// <summary>The flush itself, for the owner or (under the shared writer's lock) the engine's timer.</summary>
-    internal void FlushCore()
+    /// <summary>The flush itself, for the caller (holding the gate, or a shared writer's lock) or the engine's timer.</summary>
+    /// <param name="canWait">False for the engine's timer: a batch that finds its shard full stays buffered instead of waiting or being dropped.</param>
+    internal void FlushCore(bool canWait = true)
     {
         long now = NowMs();
+        RefreshClock();
         bool progress = _wroteSinceFlush;
         _wroteSinceFlush = false;
         for (int shard = 0; shard < _pending.Length; shard++)
         {
             if (_pending[shard] is { Count: > 0 })
             {
-                FlushShard(shard, now);
+                FlushShard(shard, now, canWait);
             }
             else if (progress && !_pipeline.IsStopping)
             {
@@ -326,7 +394,7 @@ public sealed class PointWriter : IDisposable
         batch.SentAt = now;
     }
 
-    private void FlushShard(int shard, long now)
+    private void FlushShard(int shard, long now, bool canWait = true)
     {
         PointBatch? batch = _pending[shard];
         if (batch is null)
@@ -359,6 +427,13 @@ public sealed class PointWriter : IDisposable
         if (Mode == BackpressureMode.DropNewest)
         {
             Drop(batch, DropReason.QueueFull, shard);
+            return;
+        }
+
+        if (!canWait)
+        {
+            _pending[shard] = batch;
+            _wroteSinceFlush = true;
             return;
         }
 
@@ -434,7 +509,19 @@ public sealed class PointWriter : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="position"/> is below the previous one.</exception>
     public void Checkpoint(long position)
     {
-        CheckOwner();
+        Enter();
+        try
+        {
+            CheckpointHeld(position);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private void CheckpointHeld(long position)
+    {
         lock (_checkpointGate)
         {
             if (position < _lastCheckpoint)
@@ -510,8 +597,16 @@ public sealed class PointWriter : IDisposable
     /// </summary>
     public async ValueTask CloseOpenWindowsAsync(CancellationToken cancellationToken = default)
     {
-        CheckOwner();
-        FlushCore();
+        Enter();
+        try
+        {
+            FlushCore();
+        }
+        finally
+        {
+            Exit();
+        }
+
         var barriers = new Task[_shardCount];
         for (int shard = 0; shard < _shardCount; shard++)
         {
@@ -525,7 +620,31 @@ public sealed class PointWriter : IDisposable
     }
 
     /// <summary>Flushes what is buffered and retires the source: it stops holding back event time once its last batch is in.</summary>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call on this writer.</exception>
     public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        Enter();
+        try
+        {
+            DisposeHeld();
+        }
+        finally
+        {
+            Exit();
+        }
+
+        if (IsThreadBound)
+        {
+            _pipeline.Unregister(this);
+        }
+    }
+
+    private void DisposeHeld()
     {
         if (_disposed)
         {

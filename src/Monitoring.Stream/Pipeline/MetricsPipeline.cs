@@ -33,6 +33,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private readonly Dictionary<string, SourceCounters> _retiredTotals = new(StringComparer.Ordinal);
     private readonly Dictionary<string, int> _retiredWriters = new(StringComparer.Ordinal);
     private readonly List<SharedPointWriter> _sharedWriters = [];
+    private readonly HashSet<PointWriter> _writers = new(ReferenceEqualityComparer.Instance);
     private readonly Lock _sourcesGate = new();
     private readonly Lock _stopGate = new();
     private readonly CancellationTokenSource _abort = new();
@@ -133,7 +134,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         return [.. sinks.Select(s => new SinkRegistration(s ?? throw new ArgumentNullException(nameof(sinks), "A sink is null."), sinkOptions))];
     }
 
-    /// <summary>Starts the shards, the sinks, the clock tick and the flush of idle shared writers.</summary>
+    /// <summary>Starts the shards, the sinks, the clock tick and the flush of quiet writers.</summary>
     /// <exception cref="InvalidOperationException">The pipeline was started or stopped before.</exception>
     public void Start()
     {
@@ -196,7 +197,24 @@ public sealed class MetricsPipeline : IAsyncDisposable
             Volatile.Write(ref _liveSources, [.. _liveSources.Where(s => !s.Retired), counters]);
         }
 
-        return new PointWriter(this, source, mode, counters, threadBound);
+        var writer = new PointWriter(this, source, mode, counters, threadBound);
+        if (threadBound)
+        {
+            lock (_sourcesGate)
+            {
+                _writers.Add(writer);
+            }
+        }
+
+        return writer;
+    }
+
+    internal void Unregister(PointWriter writer)
+    {
+        lock (_sourcesGate)
+        {
+            _writers.Remove(writer);
+        }
     }
 
     internal void Unregister(SharedPointWriter writer)
@@ -292,17 +310,24 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     private void FlushSharedWriters()
     {
-        SharedPointWriter[] writers;
+        SharedPointWriter[] shared;
+        PointWriter[] writers;
         lock (_sourcesGate)
         {
-            writers = [.. _sharedWriters];
+            shared = [.. _sharedWriters];
+            writers = [.. _writers];
         }
 
         TimeProvider time = Settings.TimeProvider;
         long idleSince = time.GetTimestamp() - (long)(Settings.ProducerFlushInterval.TotalSeconds * time.TimestampFrequency);
-        foreach (SharedPointWriter writer in writers)
+        foreach (SharedPointWriter writer in shared)
         {
             writer.FlushIdle(idleSince, wait: false);
+        }
+
+        foreach (PointWriter writer in writers)
+        {
+            writer.FlushIfQuiet(idleSince);
         }
     }
 

@@ -329,8 +329,12 @@ public class AcknowledgementTests
         try
         {
             // Window 0 in the sink's hands, window 1 queued, window 2 makes the shard wait: it is stalled.
+            // The sink must hold window 0 before window 1 is queued: if window 0 were still queued, window 1
+            // would stall the shard one batch earlier, and that batch would fill the shard's channel.
             using PointWriter filler = pipeline.CreateWriter("filler", BackpressureMode.Wait);
-            Scenario.WriteWindows(filler, id, 0, 4);
+            Scenario.WriteWindows(filler, id, 0, 2);
+            await Signals.Until(() => stuck.Calls == 1, "the sink holding window 0");
+            Scenario.WriteWindows(filler, id, 2, 2);
             await Signals.Until(() => pipeline.GetMetrics().Sinks[0].State == SinkState.Stalled, "the shard waiting for the sink");
 
             // One batch fits in the shard's channel; the next is dropped and counted.

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
@@ -10,6 +11,100 @@ public class WriterMisuseTests
 {
     private static SeriesId[] Register(MetricsPipeline pipeline, int n) =>
         [.. Enumerable.Range(0, n).Select(k => pipeline.Registry.GetOrAdd("misuse_total", [new Label("k", "k" + k)]))];
+
+    [Fact]
+    public async Task Write_TwoThreadsHammerOneWriter_MisuseRefusedCountedAndNoShardDies()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 30_000);
+        var sink = new ProbeSink("count");
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 16);
+        pipeline.Start();
+        PointWriter writer = pipeline.CreateWriter("shared-by-mistake");
+
+        long[] ok = new long[2];
+        long[] refused = new long[2];
+        var unexpected = new Exception?[2];
+        using var start = new Barrier(2);
+        Thread[] threads = [.. Enumerable.Range(0, 2).Select(t => new Thread(() =>
+        {
+            start.SignalAndWait();
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; ; i++)
+            {
+                // At least 200,000 writes each, then on until one misuse was seen (bounded: failing below).
+                if (i >= 200_000 && (Interlocked.Read(ref refused[0]) + Interlocked.Read(ref refused[1]) > 0 || clock.Elapsed > Signals.Bound))
+                {
+                    return;
+                }
+
+                try
+                {
+                    RejectReason reason = writer.Write(ids[i & 15], 1.0, Scenario.T0 + 10_000 + (i % 1000));
+                    if (reason != RejectReason.None)
+                    {
+                        unexpected[t] = new InvalidDataException($"write refused: {reason}");
+                        return;
+                    }
+
+                    ok[t]++;
+                }
+                catch (InvalidOperationException)
+                {
+                    Interlocked.Increment(ref refused[t]);
+                }
+                catch (Exception e)
+                {
+                    unexpected[t] = e;
+                    return;
+                }
+            }
+        }) { IsBackground = true })];
+        foreach (Thread thread in threads)
+        {
+            thread.Start();
+        }
+
+        foreach (Thread thread in threads)
+        {
+            Assert.True(thread.Join(Signals.Bound * 2), "a writing thread did not finish (a writer waiting for ever?)");
+        }
+
+        Assert.Null(unexpected[0]);
+        Assert.Null(unexpected[1]);
+        long misuse = refused[0] + refused[1];
+        Assert.True(misuse > 0, "two threads wrote through one PointWriter at once and no misuse was detected");
+
+        // The writer still works for one thread at a time, and the engine took everything that was not refused.
+        writer.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.Equal(PipelineState.Running, m.State);
+        Assert.Equal(0, m.Faults);
+        Assert.Null(m.LastFault);
+        Assert.Equal(misuse, m.WriterMisuse);
+        Assert.Equal(ok[0] + ok[1], m.Offered);
+        Assert.Equal(ok[0] + ok[1], m.Accepted);
+        Identities.AssertSettled(m);
+
+        // The engine keeps running: a fresh writer's points arrive.
+        using (PointWriter after = pipeline.CreateWriter("after"))
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                Assert.Equal(RejectReason.None, after.Write(ids[i], 2.0, Scenario.T0 + 10_500));
+            }
+        }
+
+        writer.Dispose();
+        await pipeline.StopAsync().Within("stop");
+        m = pipeline.GetMetrics();
+        Identities.AssertStopped(m);
+        Assert.Equal(ok[0] + ok[1] + 10, m.Accepted);
+        Assert.Equal(0, m.Late);
+        Assert.Equal(m.Accepted, m.EmittedPoints);
+        Assert.Equal(m.EmittedPoints, sink.PointsRead);
+    }
 
     [Fact]
     public async Task Write_HandedBetweenThreadsBetweenWrites_NoMisuseExactTotals()
