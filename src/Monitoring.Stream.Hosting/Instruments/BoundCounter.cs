@@ -1,0 +1,34 @@
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Hosting.Instruments;
+
+/// <summary>A counter series whose labels were resolved once: each call writes by series id, with no lookup.</summary>
+public sealed class BoundCounter
+{
+    private readonly MetricsCollector _collector;
+
+    internal BoundCounter(MetricsCollector collector, SeriesId series)
+    {
+        _collector = collector;
+        Series = series;
+    }
+
+    /// <summary>The engine's id of the series.</summary>
+    public SeriesId Series { get; }
+
+    /// <summary>Adds a non-negative increment, stamped with the engine clock.</summary>
+    /// <returns><see cref="RejectReason.None"/>, or why the increment was refused (counted).</returns>
+    public RejectReason Add(double increment)
+    {
+        RejectReason reason = PointValidator.ValidateCounterIncrement(increment);
+        return reason != RejectReason.None ? _collector.CountRejected(reason) : _collector.Writer.Write(Series, increment);
+    }
+
+    /// <summary>Adds a non-negative increment at an explicit event time (ms since the Unix epoch).</summary>
+    /// <returns><see cref="RejectReason.None"/>, or why the increment was refused (counted).</returns>
+    public RejectReason Add(double increment, long timestampUnixMs)
+    {
+        RejectReason reason = PointValidator.ValidateCounterIncrement(increment);
+        return reason != RejectReason.None ? _collector.CountRejected(reason) : _collector.Writer.Write(Series, increment, timestampUnixMs);
+    }
+}

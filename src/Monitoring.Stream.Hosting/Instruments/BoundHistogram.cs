@@ -1,0 +1,26 @@
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Hosting.Instruments;
+
+/// <summary>A histogram series whose labels were resolved once: each call writes by series id, with no lookup.</summary>
+public sealed class BoundHistogram
+{
+    private readonly MetricsCollector _collector;
+
+    internal BoundHistogram(MetricsCollector collector, SeriesId series)
+    {
+        _collector = collector;
+        Series = series;
+    }
+
+    /// <summary>The engine's id of the series.</summary>
+    public SeriesId Series { get; }
+
+    /// <summary>Records one observation, stamped with the engine clock.</summary>
+    /// <returns><see cref="RejectReason.None"/>, or why the value was refused (counted by the engine).</returns>
+    public RejectReason Record(double value) => _collector.Writer.Write(Series, value);
+
+    /// <summary>Records one observation at an explicit event time (ms since the Unix epoch).</summary>
+    /// <returns><see cref="RejectReason.None"/>, or why the value was refused (counted by the engine).</returns>
+    public RejectReason Record(double value, long timestampUnixMs) => _collector.Writer.Write(Series, value, timestampUnixMs);
+}
