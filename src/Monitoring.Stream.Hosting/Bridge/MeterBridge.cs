@@ -183,7 +183,7 @@ public sealed class MeterBridge : IDisposable
             labels[i] = new Label(PrometheusNames.IsValidLabelName(key) ? key : Sanitize(key, allowColon: false), ToLabelValue(tags[i].Value));
         }
 
-        _writer.Write(target.Metric, labels, value, _writer.NowUnixMs);
+        _writer.Write(target.Metric, labels, value);
         labels.Clear();
     }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Sinks;
 
 namespace Monitoring.Stream.Hosting.Health;
 
@@ -35,7 +36,7 @@ public sealed class EngineHealthCheck : IHealthCheck
     {
         public long Done;
         public long Errors;
-        public long Failed;
+        public long Lost;
         public DateTimeOffset LastProgress;
     }
 
@@ -113,11 +114,12 @@ public sealed class EngineHealthCheck : IHealthCheck
             _sinks[sink.Name] = progress = new SinkProgress { LastProgress = now };
         }
 
-        long done = sink.BatchesWritten + sink.BatchesFailed + sink.BatchesAbandoned;
+        long lost = sink.BatchesFailed + sink.BatchesDropped;
+        long done = sink.BatchesWritten + lost + sink.BatchesAbandoned;
         // A window in the sink's hands is out of its queue: count what was emitted and not done as well.
         long pending = Math.Max(sink.QueueDepth, windowsEmitted - done);
-        bool retrying = sink.Errors > progress.Errors;
-        bool dropping = sink.BatchesFailed > progress.Failed;
+        bool retrying = sink.State == SinkState.Retrying || sink.Errors > progress.Errors;
+        bool dropping = sink.State == SinkState.Dropping || lost > progress.Lost;
         if (done != progress.Done || pending <= 0)
         {
             progress.LastProgress = now;
@@ -125,10 +127,13 @@ public sealed class EngineHealthCheck : IHealthCheck
 
         progress.Done = done;
         progress.Errors = sink.Errors;
-        progress.Failed = sink.BatchesFailed;
+        progress.Lost = lost;
         TimeSpan since = pending <= 0 ? TimeSpan.Zero : now - progress.LastProgress;
+        // The pipeline calls a sink stalled when its full queue blocks the shards; a sink holding one
+        // window for minutes with room in its queue is stalled too, by the time it makes no progress.
+        bool stalled = sink.State == SinkState.Stalled || (pending > 0 && since >= _options.SinkStalledDegradedAfter);
         SinkState state = dropping ? SinkState.Dropping
-            : pending > 0 && since >= _options.SinkStalledDegradedAfter ? SinkState.Stalled
+            : stalled ? SinkState.Stalled
             : retrying ? SinkState.Retrying
             : SinkState.Ok;
         return new SinkHealth(sink.Name, state, Math.Max(pending, 0), since, sink.LastError);
