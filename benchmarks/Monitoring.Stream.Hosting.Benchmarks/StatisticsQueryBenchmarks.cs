@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using BenchmarkDotNet.Attributes;
-using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Hosting.Queries;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
@@ -36,6 +36,8 @@ public class StatisticsQueryBenchmarks
         // The pipeline is gone: what stays on the heap is the index (and the file store's small state).
         long heapAfter = GC.GetTotalMemory(forceFullCollection: true);
         _queries = new MetricStatisticsService(_index, _directory);
+        MetricStatistics check = _queries.GetMatching(Metric, LabelSet.Empty, TimeSpan.FromHours(1))!;
+        Console.WriteLine($"// one-hour answer: {check.Count} values, {check.Windows} window aggregates, {check.Series} series");
         Console.WriteLine($"// index holds {_index.Aggregates} aggregates in {(heapAfter - heapBefore) / (double)_index.Aggregates:F0} B each, boundary {DateTimeOffset.FromUnixTimeMilliseconds(_index.MemoryBoundaryUnixMs):O}; {Directory.GetFiles(_directory).Length} files");
     }
 
@@ -47,21 +49,20 @@ public class StatisticsQueryBenchmarks
         long start = now - 3_600_000;
         var pipeline = new MetricsPipeline(new MetricsPipelineOptions { MaxPointAge = TimeSpan.FromHours(2), Instance = "bench" }, [(IWindowSink)_index, store]);
         pipeline.Start();
-        using (var collector = new MetricsCollector(pipeline, "bench"))
+        // Setup data goes through a waiting writer, so that none of it is dropped.
+        using (PointWriter writer = pipeline.CreateWriter("bench", BackpressureMode.Wait))
         {
-            MetricHistogram histogram = collector.CreateHistogram(Metric, ["method", "route", "status"]);
-            BoundHistogram[] handles = [.. Enumerable.Range(0, Series).Select(i => histogram.Bind(i % 2 == 0 ? "GET" : "POST", "/api/items/" + (i / 10), i % 7 == 0 ? "500" : "200"))];
+            SeriesId[] ids = [.. Enumerable.Range(0, Series).Select(i => pipeline.Registry.GetOrAdd(Metric,
+                new Label("method", i % 2 == 0 ? "GET" : "POST"), new Label("route", "/api/items/" + i), new Label("status", i % 7 == 0 ? "500" : "200")))];
             var random = new Random(1);
             // Five points per series and window.
             for (long ts = start; ts < now; ts += 2_000)
             {
-                foreach (BoundHistogram h in handles)
+                foreach (SeriesId id in ids)
                 {
-                    h.Record(random.NextDouble() * 0.5, ts);
+                    writer.Write(id, random.NextDouble() * 0.5, ts);
                 }
             }
-
-            collector.Flush();
         }
 
         pipeline.StopAsync().GetAwaiter().GetResult();

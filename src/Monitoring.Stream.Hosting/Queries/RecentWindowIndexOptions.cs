@@ -6,6 +6,6 @@ public sealed class RecentWindowIndexOptions
     /// <summary>Window time kept in memory, measured back from the newest window end (default 15 min); older windows are read from the Arrow store.</summary>
     public TimeSpan Retention { get; set; } = TimeSpan.FromMinutes(15);
 
-    /// <summary>Most window aggregates held at once, over all series (default 1,000,000); the oldest go first.</summary>
-    public int MaxAggregates { get; set; } = 1_000_000;
+    /// <summary>Most window aggregates held at once, over all series (default 250,000, about 335 MB at 1.34 KB each as measured in docs/sdk.md); the oldest go first.</summary>
+    public int MaxAggregates { get; set; } = 250_000;
 }
