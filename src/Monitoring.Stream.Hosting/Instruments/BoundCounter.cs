@@ -7,14 +7,16 @@ public sealed class BoundCounter
 {
     private readonly MetricsCollector _collector;
 
-    internal BoundCounter(MetricsCollector collector, SeriesId series)
+    private readonly SeriesBinding _binding;
+
+    internal BoundCounter(MetricsCollector collector, SeriesBinding binding)
     {
         _collector = collector;
-        Series = series;
+        _binding = binding;
     }
 
-    /// <summary>The engine's id of the series.</summary>
-    public SeriesId Series { get; }
+    /// <summary>The engine's id of the series (a new one after the engine reclaimed the series for idleness).</summary>
+    public SeriesId Series => _binding.Current;
 
     /// <summary>Adds a non-negative increment, stamped with the engine clock.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the increment was refused (counted).</returns>

@@ -7,14 +7,16 @@ public sealed class BoundGauge
 {
     private readonly MetricsCollector _collector;
 
-    internal BoundGauge(MetricsCollector collector, SeriesId series)
+    private readonly SeriesBinding _binding;
+
+    internal BoundGauge(MetricsCollector collector, SeriesBinding binding)
     {
         _collector = collector;
-        Series = series;
+        _binding = binding;
     }
 
-    /// <summary>The engine's id of the series.</summary>
-    public SeriesId Series { get; }
+    /// <summary>The engine's id of the series (a new one after the engine reclaimed the series for idleness).</summary>
+    public SeriesId Series => _binding.Current;
 
     /// <summary>Sets the level, stamped with the engine clock.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the value was refused (counted by the engine).</returns>

@@ -7,14 +7,16 @@ public sealed class BoundHistogram
 {
     private readonly MetricsCollector _collector;
 
-    internal BoundHistogram(MetricsCollector collector, SeriesId series)
+    private readonly SeriesBinding _binding;
+
+    internal BoundHistogram(MetricsCollector collector, SeriesBinding binding)
     {
         _collector = collector;
-        Series = series;
+        _binding = binding;
     }
 
-    /// <summary>The engine's id of the series.</summary>
-    public SeriesId Series { get; }
+    /// <summary>The engine's id of the series (a new one after the engine reclaimed the series for idleness).</summary>
+    public SeriesId Series => _binding.Current;
 
     /// <summary>Records one observation, stamped with the engine clock.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the value was refused (counted by the engine).</returns>

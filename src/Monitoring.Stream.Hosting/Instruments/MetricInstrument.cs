@@ -47,8 +47,8 @@ public abstract class MetricInstrument
 
     private protected EngineWriter Writer => Collector.Writer;
 
-    /// <summary>Resolves label values to the series id; throws on a bad count or value, for bind-time use.</summary>
-    private protected SeriesId ResolveOrThrow(ReadOnlySpan<string> labelValues)
+    /// <summary>Resolves label values to a series binding; throws on a bad count or value, for bind-time use.</summary>
+    private protected SeriesBinding ResolveOrThrow(ReadOnlySpan<string> labelValues)
     {
         if (labelValues.Length != _labelNames.Length)
         {
@@ -63,7 +63,7 @@ public abstract class MetricInstrument
             labels[i] = new Label(_labelNames[i], labelValues[i] ?? string.Empty);
         }
 
-        return Writer.Pipeline.Registry.GetOrAdd(Name, labels);
+        return new SeriesBinding(Writer.Pipeline.Registry, Name, labels);
     }
 
     /// <summary>Writes one value for the series named by the label values; refusals are counted and returned.</summary>
