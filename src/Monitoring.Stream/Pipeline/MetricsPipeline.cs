@@ -210,10 +210,14 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private void Tick()
     {
         long now = Settings.TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-        foreach (Channel<PointBatch> channel in _channels)
+        for (int i = 0; i < _channels.Length; i++)
         {
-            // A full channel means data is flowing, and then the watermark moves by itself.
-            channel.Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now });
+            // A full channel means data is flowing; the shard then takes the tick with the next batch handed
+            // over after it, so idle and disposed sources still stop holding the watermark under overload.
+            if (!_channels[i].Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now }))
+            {
+                _shards[i].DeferTick(now);
+            }
         }
 
         lock (_sourcesGate)

@@ -66,6 +66,7 @@ internal sealed class ShardAggregator
     private Exception? _lastFault;
     private volatile bool _dead;
     private ShardCounters _counters;
+    private long _deferredTick = long.MinValue;
 
     public ShardAggregator(
         int index,
@@ -127,6 +128,14 @@ internal sealed class ShardAggregator
     /// <summary>Bytes held by the open windows' states, as of the last tick.</summary>
     public long OpenStateBytes => Volatile.Read(ref _openBytes);
 
+    /// <summary>
+    /// A clock tick that found this shard's channel full (an overloaded shard): it is applied once the shard
+    /// reaches a batch handed over after it, the place the tick would have had in the channel. Without it a
+    /// shard whose channel is full at every tick never retires an idle or disposed source, and the watermark
+    /// stays where that source left it.
+    /// </summary>
+    public void DeferTick(long tickAt) => Volatile.Write(ref _deferredTick, tickAt);
+
     /// <summary>Sources currently holding the watermark back.</summary>
     public int ActiveSources { get; private set; }
 
@@ -186,7 +195,15 @@ internal sealed class ShardAggregator
                     }
                 }
 
+                long deferredTick = Volatile.Read(ref _deferredTick);
+                bool tickDue = deferredTick != long.MinValue && batch.SentAt >= deferredTick
+                    && Interlocked.CompareExchange(ref _deferredTick, long.MinValue, deferredTick) == deferredTick;
                 _pool.Return(batch);
+                if (tickDue)
+                {
+                    OnTick(deferredTick);
+                }
+
                 await CloseDueAsync().ConfigureAwait(false);
                 break;
             case BatchKind.Tick:
@@ -356,11 +373,22 @@ internal sealed class ShardAggregator
         return window;
     }
 
-    /// <summary>The start of the epoch-aligned window of <paramref name="ts"/>: floor division, exact over the whole range of <see cref="long"/>.</summary>
+    /// <summary>
+    /// The start of the epoch-aligned window of <paramref name="ts"/>: floor division, exact wherever that start
+    /// is a <see cref="long"/>. Only the partial first window of the range starts below <see cref="long.MinValue"/>
+    /// (out of the writers' bounds): its start is clamped to <see cref="long.MinValue"/>, so it still contains its point.
+    /// </summary>
     internal static long WindowStartOf(long ts, long windowMs)
     {
         long remainder = ts % windowMs;
-        return remainder < 0 ? ts - remainder - windowMs : ts - remainder;
+        if (remainder >= 0)
+        {
+            return ts - remainder;
+        }
+
+        // Toward zero first (cannot overflow), then one window down unless that passes long.MinValue.
+        long truncated = ts - remainder;
+        return truncated < long.MinValue + windowMs ? long.MinValue : truncated - windowMs;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

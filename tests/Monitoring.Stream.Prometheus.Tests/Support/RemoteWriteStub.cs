@@ -62,7 +62,8 @@ internal sealed class RemoteWriteStub : IAsyncDisposable
                 Socket socket = await _listener.AcceptSocketAsync(_stop.Token);
                 lock (_connections)
                 {
-                    _connections.Add(ServeAsync(socket));
+                    // Each connection on its own task: a behaviour that blocks (to hold a request) must not hold up the accept loop.
+                    _connections.Add(Task.Run(() => ServeAsync(socket)));
                 }
             }
         }
