@@ -1,0 +1,216 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Hosting.Bridge;
+
+/// <summary>
+/// Feeds the engine from the application's existing <see cref="Meter"/>s through a <see cref="MeterListener"/>:
+/// no change at the call sites. Each measurement becomes one point of the series named by the
+/// instrument (dots and other characters outside the Prometheus alphabet become <c>_</c>) and its tags.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item><c>Counter&lt;T&gt;</c>: each increment is a point (a window's sum is the increase); negative increments are refused and counted.</item>
+/// <item><c>UpDownCounter&lt;T&gt;</c>: each signed increment is a point (a window's sum is the net change).</item>
+/// <item><c>Histogram&lt;T&gt;</c>, <c>Gauge&lt;T&gt;</c>: each value is a point.</item>
+/// <item><c>ObservableGauge&lt;T&gt;</c>, <c>ObservableUpDownCounter&lt;T&gt;</c>: the value read on each sampling interval is a point.</item>
+/// <item><c>ObservableCounter&lt;T&gt;</c>: reports a running total; the increase since the previous reading is the point.</item>
+/// </list>
+/// </remarks>
+public sealed class MeterBridge : IDisposable
+{
+    private const int MaxScratchLabels = 64;
+
+    // Thread statics take the t_ prefix (dotnet/runtime style), which .editorconfig cannot tell apart from s_.
+#pragma warning disable IDE1006
+    [ThreadStatic]
+    private static Label[]? t_scratch;
+#pragma warning restore IDE1006
+
+    private readonly MeterListener _listener;
+    private readonly MeterBridgeOptions _options;
+    private readonly EngineWriter _writer;
+    private readonly MetricsCollector _collector;
+    private readonly ConcurrentDictionary<string, InstrumentKind> _metrics = new(StringComparer.Ordinal);
+    private readonly ITimer? _observeTimer;
+    private long _measurements;
+    private long _refused;
+
+    /// <summary>Starts listening to the selected meters; observable instruments are read on the configured interval of <paramref name="time"/>.</summary>
+    public MeterBridge(MetricsCollector collector, MeterBridgeOptions options, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(collector);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.ObservableInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.ObservableInterval, "MeterBridgeOptions.ObservableInterval must be positive.");
+        }
+
+        _collector = collector;
+        _writer = collector.Writer;
+        _options = options;
+        _listener = new MeterListener { InstrumentPublished = OnInstrumentPublished };
+        _listener.SetMeasurementEventCallback<double>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
+        _listener.SetMeasurementEventCallback<float>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
+        _listener.SetMeasurementEventCallback<long>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
+        _listener.SetMeasurementEventCallback<int>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
+        _listener.SetMeasurementEventCallback<short>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
+        _listener.SetMeasurementEventCallback<byte>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
+        _listener.SetMeasurementEventCallback<decimal>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, (double)v, tags));
+        _listener.Start();
+        TimeProvider clock = time ?? TimeProvider.System;
+        _observeTimer = clock.CreateTimer(static s => ((MeterBridge)s!).RecordObservableInstruments(), this, options.ObservableInterval, options.ObservableInterval);
+    }
+
+    private sealed class Bridged(MeterBridge bridge, string metric, InstrumentKind kind, bool cumulative)
+    {
+        public MeterBridge Bridge { get; } = bridge;
+
+        public string Metric { get; } = metric;
+
+        public InstrumentKind Kind { get; } = kind;
+
+        /// <summary>Previous running total per tag set, for observable counters.</summary>
+        public ConcurrentDictionary<string, double>? Totals { get; } = cumulative ? new(StringComparer.Ordinal) : null;
+    }
+
+    /// <summary>The engine metrics created from bridged instruments, with what their values mean.</summary>
+    public IReadOnlyDictionary<string, InstrumentKind> Metrics => _metrics;
+
+    /// <summary>Measurements received from the bridged instruments.</summary>
+    public long Measurements => Interlocked.Read(ref _measurements);
+
+    /// <summary>Measurements refused before reaching the engine (a negative increment of a monotonic counter); the engine counts its own refusals.</summary>
+    public long Refused => Interlocked.Read(ref _refused);
+
+    /// <summary>Reads every observable instrument now (also done on the configured interval).</summary>
+    public void RecordObservableInstruments() => _listener.RecordObservableInstruments();
+
+    /// <summary>Whether a meter of this name is selected by <paramref name="patterns"/> (exact names, or prefixes ending in <c>*</c>).</summary>
+    public static bool IsSelected(string meterName, IEnumerable<string> patterns)
+    {
+        ArgumentNullException.ThrowIfNull(meterName);
+        ArgumentNullException.ThrowIfNull(patterns);
+        foreach (string pattern in patterns)
+        {
+            if (pattern.EndsWith('*') ? meterName.StartsWith(pattern.AsSpan(0, pattern.Length - 1), StringComparison.Ordinal) : meterName == pattern)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The engine metric name for an instrument name: characters outside <c>[a-zA-Z0-9_:]</c> become <c>_</c>.</summary>
+    public static string ToMetricName(string prefix, string instrumentName)
+    {
+        ArgumentNullException.ThrowIfNull(instrumentName);
+        return Sanitize((prefix ?? string.Empty) + instrumentName, allowColon: true);
+    }
+
+    private static string Sanitize(string name, bool allowColon)
+    {
+        return string.Create(name.Length, (name, allowColon), static (span, state) =>
+        {
+            for (int i = 0; i < span.Length; i++)
+            {
+                char c = state.name[i];
+                bool ok = char.IsAsciiLetter(c) || c == '_' || (state.allowColon && c == ':') || (i > 0 && char.IsAsciiDigit(c));
+                span[i] = ok ? c : '_';
+            }
+        });
+    }
+
+    private void OnInstrumentPublished(Instrument instrument, MeterListener listener)
+    {
+        if (!IsSelected(instrument.Meter.Name, _options.Meters))
+        {
+            return;
+        }
+
+        string metric = ToMetricName(_options.MetricPrefix, instrument.Name);
+        Type definition = instrument.GetType().IsGenericType ? instrument.GetType().GetGenericTypeDefinition() : instrument.GetType();
+        (InstrumentKind kind, bool cumulative) = definition.Name switch
+        {
+            "Counter`1" => (InstrumentKind.Counter, false),
+            "ObservableCounter`1" => (InstrumentKind.Counter, true),
+            "UpDownCounter`1" => (InstrumentKind.UpDownCounter, false),
+            "Histogram`1" => (InstrumentKind.Histogram, false),
+            _ => (InstrumentKind.Gauge, false),
+        };
+        _metrics[metric] = kind;
+        listener.EnableMeasurementEvents(instrument, new Bridged(this, metric, kind, cumulative));
+    }
+
+    private void OnMeasurement(Bridged target, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        Interlocked.Increment(ref _measurements);
+        if (target.Totals is not null)
+        {
+            // Observable counters report a running total: the point is the increase since the last reading.
+            string key = TagKey(tags);
+            double previous = target.Totals.TryGetValue(key, out double p) ? p : 0;
+            target.Totals[key] = value;
+            value -= previous;
+            if (value < 0)
+            {
+                // The total went down: the counter restarted, and its new total is the increase.
+                value += previous;
+            }
+        }
+        else if (target.Kind == InstrumentKind.Counter && value < 0)
+        {
+            Interlocked.Increment(ref _refused);
+            _collector.CountRejected(RejectReason.NegativeCounterIncrement);
+            return;
+        }
+
+        Label[] scratch = t_scratch ??= new Label[MaxScratchLabels];
+        if (tags.Length > scratch.Length)
+        {
+            scratch = new Label[tags.Length];
+        }
+
+        Span<Label> labels = scratch.AsSpan(0, tags.Length);
+        for (int i = 0; i < tags.Length; i++)
+        {
+            string key = tags[i].Key;
+            // PERF: tag keys are usually valid label names already; only the others cost a new string.
+            labels[i] = new Label(PrometheusNames.IsValidLabelName(key) ? key : Sanitize(key, allowColon: false), ToLabelValue(tags[i].Value));
+        }
+
+        _writer.Write(target.Metric, labels, value);
+        labels.Clear();
+    }
+
+    private static string ToLabelValue(object? value) => value switch
+    {
+        null => string.Empty,
+        string s => s,
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? string.Empty,
+    };
+
+    private static string TagKey(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var parts = new string[tags.Length];
+        for (int i = 0; i < tags.Length; i++)
+        {
+            parts[i] = tags[i].Key + "=" + ToLabelValue(tags[i].Value);
+        }
+
+        Array.Sort(parts, StringComparer.Ordinal);
+        return string.Join('\u0001', parts);
+    }
+
+    /// <summary>Stops listening and sampling.</summary>
+    public void Dispose()
+    {
+        _observeTimer?.Dispose();
+        _listener.Dispose();
+    }
+}

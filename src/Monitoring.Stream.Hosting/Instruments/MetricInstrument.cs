@@ -1,0 +1,102 @@
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Hosting.Instruments;
+
+/// <summary>
+/// What every instrument shares: a metric name, label names fixed at creation, and the resolution of
+/// label values to a series of the engine.
+/// </summary>
+public abstract class MetricInstrument
+{
+    private const int MaxScratchLabels = 64;
+
+    // Thread statics take the t_ prefix (dotnet/runtime style), which .editorconfig cannot tell apart from s_.
+#pragma warning disable IDE1006
+    [ThreadStatic]
+    private static Label[]? t_scratch;
+#pragma warning restore IDE1006
+
+    private readonly string[] _labelNames;
+
+    private protected MetricInstrument(MetricsCollector collector, string name, InstrumentKind kind, string[] labelNames, string? description, string? unit)
+    {
+        Collector = collector;
+        Name = name;
+        Kind = kind;
+        _labelNames = labelNames;
+        Description = description;
+        Unit = unit;
+    }
+
+    /// <summary>The metric name in the engine.</summary>
+    public string Name { get; }
+
+    /// <summary>What the values mean.</summary>
+    public InstrumentKind Kind { get; }
+
+    /// <summary>The label names, in the order label values are given.</summary>
+    public IReadOnlyList<string> LabelNames => _labelNames;
+
+    /// <summary>A human description, if given.</summary>
+    public string? Description { get; }
+
+    /// <summary>The unit of the values (UCUM-like, e.g. <c>s</c> or <c>By</c>), if given.</summary>
+    public string? Unit { get; }
+
+    private protected MetricsCollector Collector { get; }
+
+    private protected EngineWriter Writer => Collector.Writer;
+
+    /// <summary>Resolves label values to a series binding; throws on a bad count or value, for bind-time use.</summary>
+    private protected SeriesBinding ResolveOrThrow(ReadOnlySpan<string> labelValues)
+    {
+        if (labelValues.Length != _labelNames.Length)
+        {
+            throw new ArgumentException(
+                $"Metric '{Name}' has {_labelNames.Length} label name(s) ({string.Join(", ", _labelNames)}) but {labelValues.Length} value(s) were given.",
+                nameof(labelValues));
+        }
+
+        var labels = new Label[labelValues.Length];
+        for (int i = 0; i < labels.Length; i++)
+        {
+            labels[i] = new Label(_labelNames[i], labelValues[i] ?? string.Empty);
+        }
+
+        return new SeriesBinding(Writer.Pipeline.Registry, Name, labels);
+    }
+
+    /// <summary>Writes one value for the series named by the label values; refusals are counted and returned.</summary>
+    private protected RejectReason WriteLabelled(double value, long? timestampUnixMs, ReadOnlySpan<string> labelValues)
+    {
+        if (labelValues.Length != _labelNames.Length)
+        {
+            return Collector.CountRejected(RejectReason.Malformed, labelCountMismatch: true);
+        }
+
+        Label[] scratch = t_scratch ??= new Label[MaxScratchLabels];
+        if (labelValues.Length > scratch.Length)
+        {
+            scratch = new Label[labelValues.Length];
+        }
+
+        Span<Label> labels = scratch.AsSpan(0, labelValues.Length);
+        for (int i = 0; i < labels.Length; i++)
+        {
+            labels[i] = new Label(_labelNames[i], labelValues[i] ?? string.Empty);
+        }
+
+        RejectReason reason = Writer.Pipeline.Registry.TryGetOrAdd(Name, labels, out SeriesId id);
+        // Clear the references so the scratch array does not keep label strings alive.
+        labels.Clear();
+        if (reason != RejectReason.None)
+        {
+            return Collector.CountRejected(reason);
+        }
+
+        return timestampUnixMs is long ts ? Writer.Write(id, value, ts) : Writer.Write(id, value);
+    }
+
+    internal bool HasSameShape(InstrumentKind kind, ReadOnlySpan<string> labelNames) =>
+        kind == Kind && labelNames.SequenceEqual(_labelNames);
+}

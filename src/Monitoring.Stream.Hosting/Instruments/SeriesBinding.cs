@@ -1,0 +1,51 @@
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Series;
+
+namespace Monitoring.Stream.Hosting.Instruments;
+
+/// <summary>
+/// A label set resolved to a series id, re-resolved when the registry has reclaimed idle series since:
+/// a handle bound long ago must not keep writing through an id whose series was reclaimed (its shard
+/// would refuse every point as stale).
+/// </summary>
+/// <remarks>
+/// PERF: the common path is one read of the registry's reclaim counter. Any reclaim anywhere makes every
+/// binding look its series up again once (a hash lookup), which finds the same id while its series lives.
+/// A reclaim that races a write can still cost that one point, which the engine counts as stale.
+/// </remarks>
+internal sealed class SeriesBinding
+{
+    private readonly SeriesRegistry _registry;
+    private readonly string _metric;
+    private readonly Label[] _labels;
+    private volatile Resolved _current;
+
+    public SeriesBinding(SeriesRegistry registry, string metric, Label[] labels)
+    {
+        _registry = registry;
+        _metric = metric;
+        _labels = labels;
+        long seen = registry.Reclaimed;
+        _current = new Resolved(registry.GetOrAdd(metric, labels), seen);
+    }
+
+    private sealed record Resolved(SeriesId Id, long ReclaimedSeen);
+
+    public SeriesId Current
+    {
+        get
+        {
+            Resolved current = _current;
+            long reclaimed = _registry.Reclaimed;
+            return reclaimed == current.ReclaimedSeen ? current.Id : Rebind(reclaimed);
+        }
+    }
+
+    private SeriesId Rebind(long reclaimed)
+    {
+        // A failed lookup (a limit reached meanwhile) keeps the old id: the engine then counts the refusal.
+        SeriesId id = _registry.TryGetOrAdd(_metric, _labels, out SeriesId fresh) == RejectReason.None ? fresh : _current.Id;
+        _current = new Resolved(id, reclaimed);
+        return id;
+    }
+}

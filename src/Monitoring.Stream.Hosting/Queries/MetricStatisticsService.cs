@@ -1,0 +1,152 @@
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Hosting.Queries;
+
+/// <summary>
+/// Answers statistics of a metric over a span — for one exact label set, for every series matching a
+/// label filter merged into one answer, or grouped by chosen labels — by merging window aggregates:
+/// recent windows from a <see cref="RecentWindowIndex"/>, older ones from the Arrow store's files.
+/// Raw points are never kept or read.
+/// </summary>
+/// <remarks>
+/// A window belongs to a span when it overlaps it: the span's edges are rounded out to whole windows.
+/// The span can reach back as far as the Arrow store keeps files (its retention).
+/// </remarks>
+public sealed class MetricStatisticsService
+{
+    private readonly RecentWindowIndex _recent;
+    private readonly ArrowStoreReader? _files;
+    private readonly TimeProvider _time;
+
+    /// <summary>Creates the service over the in-memory index and, optionally, the Arrow store folder.</summary>
+    public MetricStatisticsService(RecentWindowIndex recent, string? arrowStoreDirectory = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(recent);
+        _recent = recent;
+        _files = string.IsNullOrEmpty(arrowStoreDirectory) ? null : new ArrowStoreReader(arrowStoreDirectory);
+        _time = time ?? TimeProvider.System;
+    }
+
+    /// <summary>Store files that could not be read during queries (deleted by retention meanwhile, or damaged).</summary>
+    public long UnreadableFiles => _files?.UnreadableFiles ?? 0;
+
+    /// <summary>Statistics of the one series with exactly <paramref name="labels"/> over the last <paramref name="span"/>.</summary>
+    /// <returns>The statistics, or null when no window of the series lies in the span.</returns>
+    public MetricStatistics? GetStatistics(string metric, LabelSet labels, TimeSpan span)
+    {
+        (DateTimeOffset from, DateTimeOffset to) = Last(span);
+        return GetStatistics(metric, labels, from, to);
+    }
+
+    /// <summary>Statistics of the one series with exactly <paramref name="labels"/> over the windows overlapping [from, to).</summary>
+    /// <returns>The statistics, or null when no window of the series lies in the span.</returns>
+    public MetricStatistics? GetStatistics(string metric, LabelSet labels, DateTimeOffset from, DateTimeOffset to)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        var accumulator = new StatisticsAccumulator();
+        Collect(metric, l => l.Equals(labels), from, to, accumulator.Add);
+        return accumulator.ToStatistics(metric);
+    }
+
+    /// <summary>Statistics of every series whose labels include all of <paramref name="filter"/>, merged into one answer, over the last <paramref name="span"/>.</summary>
+    /// <returns>The statistics, or null when no matching window lies in the span.</returns>
+    public MetricStatistics? GetMatching(string metric, LabelSet filter, TimeSpan span)
+    {
+        (DateTimeOffset from, DateTimeOffset to) = Last(span);
+        return GetMatching(metric, filter, from, to);
+    }
+
+    /// <summary>Statistics of every series whose labels include all of <paramref name="filter"/>, merged into one answer, over [from, to).</summary>
+    /// <returns>The statistics, or null when no matching window lies in the span.</returns>
+    public MetricStatistics? GetMatching(string metric, LabelSet filter, DateTimeOffset from, DateTimeOffset to)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        var accumulator = new StatisticsAccumulator();
+        Collect(metric, l => Includes(l, filter), from, to, accumulator.Add);
+        return accumulator.ToStatistics(metric);
+    }
+
+    /// <summary>Statistics of the series matching <paramref name="filter"/>, one answer per combination of the <paramref name="groupBy"/> labels, over the last <paramref name="span"/>.</summary>
+    /// <returns>One entry per group that has data, ordered by group.</returns>
+    public IReadOnlyList<GroupedStatistics> GetGrouped(string metric, LabelSet filter, IReadOnlyList<string> groupBy, TimeSpan span)
+    {
+        (DateTimeOffset from, DateTimeOffset to) = Last(span);
+        return GetGrouped(metric, filter, groupBy, from, to);
+    }
+
+    /// <summary>Statistics of the series matching <paramref name="filter"/>, one answer per combination of the <paramref name="groupBy"/> labels, over [from, to).</summary>
+    /// <returns>One entry per group that has data, ordered by group.</returns>
+    public IReadOnlyList<GroupedStatistics> GetGrouped(string metric, LabelSet filter, IReadOnlyList<string> groupBy, DateTimeOffset from, DateTimeOffset to)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        ArgumentNullException.ThrowIfNull(groupBy);
+        var groups = new Dictionary<LabelSet, StatisticsAccumulator>();
+        var keys = new Dictionary<LabelSet, LabelSet>();
+        Collect(metric, l => Includes(l, filter), from, to, (labels, window) =>
+        {
+            if (!keys.TryGetValue(labels, out LabelSet? key))
+            {
+                var picked = new List<Label>(groupBy.Count);
+                foreach (string name in groupBy)
+                {
+                    if (labels.GetValue(name) is string value)
+                    {
+                        picked.Add(new Label(name, value));
+                    }
+                }
+
+                keys[labels] = key = LabelSet.Create([.. picked]);
+            }
+
+            if (!groups.TryGetValue(key, out StatisticsAccumulator? accumulator))
+            {
+                groups[key] = accumulator = new StatisticsAccumulator();
+            }
+
+            accumulator.Add(labels, window);
+        });
+
+        return [.. groups
+            .Select(g => new GroupedStatistics(g.Key, g.Value.ToStatistics(metric)!))
+            .OrderBy(g => g.Group.ToString(), StringComparer.Ordinal)];
+    }
+
+    private (DateTimeOffset From, DateTimeOffset To) Last(TimeSpan span)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(span, TimeSpan.Zero);
+        DateTimeOffset now = _time.GetUtcNow();
+        return (now - span, now);
+    }
+
+    private void Collect(string metric, Func<LabelSet, bool> match, DateTimeOffset from, DateTimeOffset to, Action<LabelSet, WindowAggregate> visit)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(metric);
+        long fromMs = from.ToUnixTimeMilliseconds();
+        long toMs = to.ToUnixTimeMilliseconds();
+        if (toMs <= fromMs)
+        {
+            throw new ArgumentException($"The span is empty: from {from:O} is not before to {to:O}.", nameof(to));
+        }
+
+        // Memory answers windows ending after its boundary, the files the rest: no window is counted twice.
+        long boundary = _recent.Collect(metric, match, fromMs, toMs, visit);
+        if (_files is not null && fromMs < boundary)
+        {
+            _files.Collect(metric, match, fromMs, toMs, boundary, visit);
+        }
+    }
+
+    /// <summary>Whether <paramref name="labels"/> carries every label of <paramref name="filter"/> with the same value.</summary>
+    internal static bool Includes(LabelSet labels, LabelSet filter)
+    {
+        foreach (Label wanted in filter.AsSpan())
+        {
+            if (!string.Equals(labels.GetValue(wanted.Name), wanted.Value, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

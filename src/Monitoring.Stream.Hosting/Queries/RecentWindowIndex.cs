@@ -1,0 +1,183 @@
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Sinks;
+
+namespace Monitoring.Stream.Hosting.Queries;
+
+/// <summary>
+/// A sink that keeps recent window aggregates in memory, indexed by metric and label set, so that
+/// statistics over a label filter or grouped by labels merge them without scanning every series.
+/// </summary>
+/// <remarks>
+/// Bounded by <see cref="RecentWindowIndexOptions.Retention"/> (window time, measured back from the
+/// newest window end) and <see cref="RecentWindowIndexOptions.MaxAggregates"/>; the oldest aggregates go
+/// first. Windows that left memory — or that ended before the first window this index saw, such as
+/// those of an earlier run — are answered from the Arrow store by <see cref="MetricStatisticsService"/>.
+/// </remarks>
+public sealed class RecentWindowIndex : IWindowSink
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, Dictionary<LabelSet, Queue<WindowAggregate>>> _byMetric = new(StringComparer.Ordinal);
+    private readonly Queue<(string Metric, LabelSet Labels, long End)> _age = new();
+    private readonly long _retentionMs;
+    private readonly int _maxAggregates;
+    private long _newestEnd = long.MinValue;
+    private long _evictedThrough = long.MinValue;
+    private long _firstStart = long.MaxValue;
+    private long _evicted;
+
+    /// <summary>Creates an empty index.</summary>
+    public RecentWindowIndex(RecentWindowIndexOptions? options = null)
+    {
+        options ??= new RecentWindowIndexOptions();
+        if (options.Retention <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.Retention, "RecentWindowIndexOptions.Retention must be positive.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxAggregates, 1, "RecentWindowIndexOptions.MaxAggregates");
+        _retentionMs = (long)options.Retention.TotalMilliseconds;
+        _maxAggregates = options.MaxAggregates;
+    }
+
+    /// <inheritdoc />
+    public string Name => "recent-window-index";
+
+    /// <summary>Window aggregates held.</summary>
+    public int Aggregates
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _age.Count;
+            }
+        }
+    }
+
+    /// <summary>Window aggregates removed by retention or the aggregate limit.</summary>
+    public long Evicted => Interlocked.Read(ref _evicted);
+
+    /// <summary>
+    /// Windows ending at or before this time (ms since the epoch) are not answered from memory: they
+    /// were evicted, or ended before the first window this index received.
+    /// </summary>
+    public long MemoryBoundaryUnixMs
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return BoundaryLocked();
+            }
+        }
+    }
+
+    private long BoundaryLocked() => Math.Max(_evictedThrough, _firstStart);
+
+    /// <inheritdoc />
+    public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        // The batch's memory is reused once this returns: everything kept is copied out here.
+        var rows = new WindowRows(batch.RecordBatch);
+        var parsed = new (string Metric, LabelSet Labels, WindowAggregate Aggregate)[rows.Length];
+        for (int r = 0; r < rows.Length; r++)
+        {
+            parsed[r] = (rows.Metric(r), rows.Labels(r), rows.Aggregate(r));
+        }
+
+        lock (_gate)
+        {
+            if (_firstStart == long.MaxValue && parsed.Length > 0)
+            {
+                // Windows that ended before the first one seen here are answered from the Arrow store.
+                _firstStart = batch.WindowStartUnixMs;
+            }
+
+            foreach ((string metric, LabelSet labels, WindowAggregate aggregate) in parsed)
+            {
+                if (!_byMetric.TryGetValue(metric, out Dictionary<LabelSet, Queue<WindowAggregate>>? series))
+                {
+                    _byMetric[metric] = series = [];
+                }
+
+                if (!series.TryGetValue(labels, out Queue<WindowAggregate>? windows))
+                {
+                    series[labels] = windows = new Queue<WindowAggregate>();
+                }
+
+                windows.Enqueue(aggregate);
+                _age.Enqueue((metric, labels, aggregate.EndUnixMs));
+                _newestEnd = Math.Max(_newestEnd, aggregate.EndUnixMs);
+            }
+
+            EvictLocked();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private void EvictLocked()
+    {
+        long cutoff = _newestEnd - _retentionMs;
+        while (_age.Count > 0 && (_age.Count > _maxAggregates || _age.Peek().End <= cutoff))
+        {
+            (string metric, LabelSet labels, long end) = _age.Dequeue();
+            Dictionary<LabelSet, Queue<WindowAggregate>> series = _byMetric[metric];
+            Queue<WindowAggregate> windows = series[labels];
+            // Both queues are in insertion order, so the oldest entry of the series is this one.
+            windows.Dequeue();
+            if (windows.Count == 0)
+            {
+                series.Remove(labels);
+                if (series.Count == 0)
+                {
+                    _byMetric.Remove(metric);
+                }
+            }
+
+            _evictedThrough = Math.Max(_evictedThrough, end);
+            _evicted++;
+        }
+    }
+
+    /// <summary>
+    /// Visits every held aggregate of <paramref name="metric"/> whose series matches and whose window
+    /// overlaps [from, to) and ends after the memory boundary; returns the boundary used.
+    /// </summary>
+    internal long Collect(string metric, Func<LabelSet, bool> match, long fromUnixMs, long toUnixMs, Action<LabelSet, WindowAggregate> visit)
+    {
+        lock (_gate)
+        {
+            long boundary = BoundaryLocked();
+            if (!_byMetric.TryGetValue(metric, out Dictionary<LabelSet, Queue<WindowAggregate>>? series))
+            {
+                return boundary;
+            }
+
+            foreach ((LabelSet labels, Queue<WindowAggregate> windows) in series)
+            {
+                if (!match(labels))
+                {
+                    continue;
+                }
+
+                foreach (WindowAggregate w in windows)
+                {
+                    if (w.EndUnixMs > boundary && w.EndUnixMs > fromUnixMs && w.StartUnixMs < toUnixMs)
+                    {
+                        visit(labels, w);
+                    }
+                }
+            }
+
+            return boundary;
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

@@ -1,0 +1,144 @@
+using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Hosting.Queries;
+using Monitoring.Stream.Hosting.Tests.Support;
+using Monitoring.Stream.Model;
+
+namespace Monitoring.Stream.Hosting.Tests.Instruments;
+
+public class MetricsCollectorTests
+{
+    private const long T0 = EngineFixture.T0;
+
+    [Theory]
+    [InlineData("1bad")]
+    [InlineData("has-dash")]
+    [InlineData("")]
+    public async Task CreateHistogram_InvalidName_ThrowsNamingIt(string name)
+    {
+        await using var engine = new EngineFixture();
+
+        var e = Assert.Throws<MetricValidationException>(() => engine.Collector.CreateHistogram(name, ["route"]));
+
+        Assert.Equal(RejectReason.InvalidMetricName, e.Reason);
+        Assert.Contains($"'{name}'", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CreateCounter_InvalidOrDuplicateLabelName_Throws()
+    {
+        await using var engine = new EngineFixture();
+
+        Assert.Equal(RejectReason.InvalidLabelName, Assert.Throws<MetricValidationException>(() => engine.Collector.CreateCounter("c", ["__reserved"])).Reason);
+        Assert.Equal(RejectReason.InvalidLabelName, Assert.Throws<MetricValidationException>(() => engine.Collector.CreateCounter("c", ["a.b"])).Reason);
+        Assert.Equal(RejectReason.DuplicateLabelName, Assert.Throws<MetricValidationException>(() => engine.Collector.CreateCounter("c", ["a", "a"])).Reason);
+    }
+
+    [Fact]
+    public async Task Create_SameNameOtherShape_ThrowsAndSameShapeReturnsSameInstrument()
+    {
+        await using var engine = new EngineFixture();
+        MetricCounter counter = engine.Collector.CreateCounter("jobs_total", ["queue"]);
+
+        Assert.Same(counter, engine.Collector.CreateCounter("jobs_total", ["queue"]));
+        Assert.Throws<MetricValidationException>(() => engine.Collector.CreateGauge("jobs_total", ["queue"]));
+        Assert.Throws<MetricValidationException>(() => engine.Collector.CreateCounter("jobs_total", ["queue", "host"]));
+    }
+
+    [Fact]
+    public async Task Add_NegativeOrNaNIncrement_RefusedWithReasonAndCounted()
+    {
+        await using var engine = new EngineFixture();
+        MetricCounter counter = engine.Collector.CreateCounter("jobs_total", ["queue"]);
+        BoundCounter bound = counter.Bind("q1");
+
+        Assert.Equal(RejectReason.NegativeCounterIncrement, counter.Add(-1, "q1"));
+        Assert.Equal(RejectReason.NegativeCounterIncrement, bound.Add(-0.5));
+        Assert.Equal(RejectReason.NotANumber, counter.Add(double.NaN, "q1"));
+        Assert.Equal(RejectReason.None, counter.Add(0, "q1"));
+
+        Assert.Equal(2, engine.Collector.GetRejectedCount(RejectReason.NegativeCounterIncrement));
+        Assert.Equal(1, engine.Collector.GetRejectedCount(RejectReason.NotANumber));
+        Assert.Equal(3, engine.Collector.Rejected);
+    }
+
+    [Fact]
+    public async Task Record_LabelCountMismatch_CountedRejectAndBindThrows()
+    {
+        await using var engine = new EngineFixture();
+        MetricHistogram histogram = engine.Collector.CreateHistogram("latency_seconds", ["route", "method"]);
+
+        Assert.Equal(RejectReason.Malformed, histogram.Record(1, "/a"));
+        Assert.Equal(RejectReason.Malformed, histogram.Record(1, "/a", "GET", "extra"));
+        var e = Assert.Throws<ArgumentException>(() => histogram.Bind("/a"));
+
+        Assert.Equal(2, engine.Collector.LabelCountMismatches);
+        Assert.Contains("2 label name(s) (route, method) but 1 value(s)", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0, engine.Pipeline.GetMetrics().Offered);
+    }
+
+    [Fact]
+    public async Task Record_NoTimestamp_EngineClockStampsTheWindow()
+    {
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 12_345);
+        MetricGauge gauge = engine.Collector.CreateGauge("queue_depth", ["queue"]);
+
+        gauge.Set(7, "q1");
+        gauge.Bind("q1").Set(9);
+        await engine.StopAsync();
+
+        MetricStatistics? stats = engine.Queries.GetStatistics("queue_depth", LabelSet.Create(new Label("queue", "q1")),
+            DateTimeOffset.FromUnixTimeMilliseconds(T0), DateTimeOffset.FromUnixTimeMilliseconds(T0 + 60_000));
+        Assert.NotNull(stats);
+        Assert.Equal(T0 + 10_000, stats.FromUnixMs);
+        Assert.Equal(T0 + 20_000, stats.ToUnixMs);
+        Assert.Equal(2, stats.Count);
+        Assert.Equal(9, stats.Last);
+        Assert.Equal(7, stats.Min);
+    }
+
+    [Fact]
+    public async Task Write_IdleProducer_EngineFlushesWithinTheFlushInterval()
+    {
+        await using var engine = new EngineFixture();
+        BoundHistogram handle = engine.Collector.CreateHistogram("latency_seconds", ["route"]).Bind("/a");
+
+        handle.Record(0.5);
+        Assert.Equal(0, engine.Pipeline.GetMetrics().Accepted);
+        engine.Time.Advance(engine.Pipeline.Options.ProducerFlushInterval);
+
+        Assert.Equal(1, engine.Pipeline.GetMetrics().Accepted);
+    }
+
+    [Fact]
+    public async Task Write_ManyThreadsLabelledAndBound_ExactTotals()
+    {
+        const int Threads = 4;
+        const int PerThread = 20_000;
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 5_000);
+        MetricCounter counter = engine.Collector.CreateCounter("requests_total", ["route"]);
+        MetricHistogram histogram = engine.Collector.CreateHistogram("latency_seconds", ["route"]);
+        BoundHistogram boundA = histogram.Bind("/a");
+
+        await Task.WhenAll(Enumerable.Range(0, Threads).Select(t => Task.Run(() =>
+        {
+            for (int i = 0; i < PerThread; i++)
+            {
+                Assert.Equal(RejectReason.None, counter.Add(2, t % 2 == 0 ? "/a" : "/b"));
+                Assert.Equal(RejectReason.None, i % 2 == 0 ? boundA.Record(i) : histogram.Record(i, "/a"));
+            }
+        })));
+        await engine.StopAsync();
+
+        var from = DateTimeOffset.FromUnixTimeMilliseconds(T0);
+        var to = from.AddMinutes(1);
+        MetricStatistics? a = engine.Queries.GetStatistics("requests_total", LabelSet.Create(new Label("route", "/a")), from, to);
+        MetricStatistics? all = engine.Queries.GetMatching("requests_total", LabelSet.Empty, from, to);
+        MetricStatistics? latency = engine.Queries.GetStatistics("latency_seconds", LabelSet.Create(new Label("route", "/a")), from, to);
+        Assert.Equal(2.0 * PerThread * Threads / 2, a!.Sum);
+        Assert.Equal(2.0 * PerThread * Threads, all!.Sum);
+        Assert.Equal(2, all.Series);
+        Assert.Equal(Threads * PerThread, latency!.Count);
+        Assert.Equal(Threads * (PerThread - 1.0) * PerThread / 2, latency.Sum);
+        Assert.Equal(engine.Pipeline.GetMetrics().Offered, engine.Pipeline.GetMetrics().EmittedPoints);
+    }
+}
