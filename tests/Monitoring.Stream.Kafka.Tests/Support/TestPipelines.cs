@@ -10,14 +10,15 @@ internal static class TestPipelines
     /// <summary>A fixed engine time, ms since the epoch, aligned to 10 s windows.</summary>
     public const long T0 = 1_800_000_000_000;
 
-    public static MetricsPipeline Create(IWindowSink sink, FakeTimeProvider? time = null, int queueBatches = 256) =>
+    public static MetricsPipeline Create(IWindowSink sink, FakeTimeProvider? time = null, int queueBatches = 256, SinkOptions? sinkOptions = null, string instance = "test") =>
         new(
             new MetricsPipelineOptions
             {
                 ShardCount = 2,
                 ShardQueueBatches = queueBatches,
                 TimeProvider = time ?? new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0)),
-                Instance = "test",
+                Instance = instance,
             },
-            [sink]);
+            [sink],
+            sinkOptions);
 }
