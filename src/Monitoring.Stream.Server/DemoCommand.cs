@@ -53,7 +53,7 @@ internal static class DemoCommand
         long eventStart = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 600_000;
         long perProducer = options.Points / options.Producers;
         var clock = Stopwatch.StartNew();
-        Task[] producers = [.. Enumerable.Range(0, options.Producers).Select(p => Task.Factory.StartNew(
+        Task<long>[] producers = [.. Enumerable.Range(0, options.Producers).Select(p => Task.Factory.StartNew(
             () => Produce(pipeline, p, perProducer + (p == 0 ? options.Points % options.Producers : 0), labels, eventStart, clock, options.LatePerMillion, stop.Token),
             TaskCreationOptions.LongRunning))];
 
@@ -81,6 +81,7 @@ internal static class DemoCommand
 
         Console.CancelKeyPress -= onCancel;
         PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, fileStore, recent, labels);
+        Console.WriteLine($"  late injected on purpose (20 s behind): {producers.Sum(p => p.Result):N0}");
         return 0;
     }
 
@@ -102,8 +103,10 @@ internal static class DemoCommand
 
     private const int Speedup = 30;
 
-    private static void Produce(MetricsPipeline pipeline, int producer, long points, Label[][] labels, long eventStart, Stopwatch clock, int latePerMillion, CancellationToken stop)
+    /// <returns>The points sent 20 s behind on purpose: each of them should be counted late.</returns>
+    private static long Produce(MetricsPipeline pipeline, int producer, long points, Label[][] labels, long eventStart, Stopwatch clock, int latePerMillion, CancellationToken stop)
     {
+        long injectedLate = 0;
         using PointWriter writer = pipeline.CreateWriter("demo-producer-" + producer, BackpressureMode.Wait);
         var random = new Random(42 + producer);
         // Producer 0 holds bound series ids (the SDK's fast path); the others resolve labels per call.
@@ -115,7 +118,7 @@ internal static class DemoCommand
             {
                 if (stop.IsCancellationRequested)
                 {
-                    return;
+                    return injectedLate;
                 }
 
                 now = eventStart + (clock.ElapsedMilliseconds * Speedup);
@@ -126,6 +129,7 @@ internal static class DemoCommand
             if (random.Next(1_000_000) < latePerMillion)
             {
                 ts -= 20_000;
+                injectedLate++;
             }
 
             double latency = Latency(random, s);
@@ -143,6 +147,8 @@ internal static class DemoCommand
                 writer.Write(Metric, labels[s], latency, ts);
             }
         }
+
+        return injectedLate;
     }
 
     /// <summary>Log-normal latency whose median depends on the series (5 ms to 80 ms).</summary>
@@ -165,13 +171,13 @@ internal static class DemoCommand
     {
         Console.WriteLine();
         Console.WriteLine($"done: {m.Offered:N0} points offered in {produceSeconds:F2} s = {m.Offered / produceSeconds:N0} points/s (all windows out after {totalSeconds:F2} s)");
-        Console.WriteLine($"  accepted {m.Accepted:N0} = in emitted windows {m.EmittedPoints:N0} + late {m.Late:N0} + still open {m.OpenWindowPoints:N0} + queued {m.Queued:N0}");
+        Console.WriteLine($"  accepted {m.Accepted:N0} = in emitted windows {m.EmittedPoints:N0} + late {m.Late:N0} + still open {m.OpenWindowPoints:N0} + queued {m.Queued:N0} + lost to faults {m.FaultedPoints:N0}");
         Console.WriteLine($"  rejected {m.Rejected:N0} ({string.Join(", ", m.RejectedByReason.Where(r => r.Value > 0).Select(r => $"{r.Key.ToMetricLabel()} {r.Value:N0}"))})" +
             $", dropped {m.Dropped:N0}, pending in producers {m.Pending:N0}");
         Console.WriteLine($"  windows emitted {m.WindowsEmitted:N0} (one per shard and window), series {m.SeriesActive:N0}");
         foreach (SinkMetrics s in m.Sinks)
         {
-            Console.WriteLine($"  sink {s.Name}: {s.BatchesWritten:N0} batches, {s.PointsWritten:N0} points, {s.BatchesFailed:N0} failed, {s.BatchesAbandoned:N0} abandoned, {s.Errors:N0} errors{(s.LastError is null ? "" : ", last: " + s.LastError)}");
+            Console.WriteLine($"  sink {s.Name}: {s.BatchesWritten:N0} batches, {s.PointsWritten:N0} points, {s.BatchesFailed:N0} failed, {s.BatchesDropped:N0} dropped, {s.BatchesAbandoned:N0} abandoned, {s.Errors:N0} errors, state {s.State}{(s.LastError is null ? "" : ", last: " + s.LastError)}");
         }
 
         IReadOnlyList<string> files = store.PublishedFiles();

@@ -35,10 +35,10 @@ internal sealed class ArrowWindowWriter
     /// </remarks>
     /// <param name="window">The closed window.</param>
     /// <param name="shard">The shard it belongs to.</param>
-    /// <param name="lease">The pooled arrays under the batch's columns: dispose after the batch is no longer read.</param>
-    public RecordBatch Build(WindowBuffer window, int shard, out ColumnLease lease)
+    /// <param name="sequence">The shard's emission sequence number of this batch, written into its metadata.</param>
+    /// <returns>A batch whose columns own pooled arrays: disposing it (and every batch shared from it) returns them.</returns>
+    public RecordBatch Build(WindowBuffer window, int shard, long sequence)
     {
-        lease = new ColumnLease(_pool);
         int rows = window.TouchedCount;
         // Rows in slot order: stable output, and series ids ascending within the shard.
         window.SortTouched();
@@ -121,33 +121,46 @@ internal sealed class ArrowWindowWriter
             sketchOffsets.Write(sketchData.Length);
         }
 
-        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(lease), keyData.ToArrowBuffer(lease), ArrowBuffer.Empty, 0, 0);
-        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(lease), valueData.ToArrowBuffer(lease), ArrowBuffer.Empty, 0, 0);
+        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(), keyData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
+        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(), valueData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
         var entries = new StructArray(WindowSchema.LabelsMapType.KeyValueType, pairs, [keys, values], ArrowBuffer.Empty, 0, 0);
         bool sketches = window.WithSketches;
         ArrowBuffer quantileValidity = sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows);
         int quantileNulls = sketches ? 0 : rows;
         var columns = new List<IArrowArray>(18)
         {
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0),
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0),
-            new StringArray(rows, metricOffsets.ToArrowBuffer(lease), metricData.ToArrowBuffer(lease), ArrowBuffer.Empty, 0, 0),
-            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(lease), entries, ArrowBuffer.Empty, 0, 0),
-            new Int64Array(count.ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0),
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+            new StringArray(rows, metricOffsets.ToArrowBuffer(), metricData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0),
+            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(), entries, ArrowBuffer.Empty, 0, 0),
+            new Int64Array(count.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
         };
         for (int i = 0; i < 8; i++)
         {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(lease), ArrowBuffer.Empty, rows, 0, 0));
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0));
         }
 
         for (int i = 8; i < 12; i++)
         {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(lease), quantileValidity, rows, quantileNulls, 0));
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), quantileValidity, rows, quantileNulls, 0));
         }
 
-        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(lease), sketchData.ToArrowBuffer(lease),
+        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(), sketchData.ToArrowBuffer(),
             sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows), sketches ? 0 : rows, 0));
-        return new RecordBatch(_schema, columns, rows);
+        return new RecordBatch(BatchSchema(window, shard, sequence), columns, rows);
+    }
+
+    /// <summary>The schema with this batch's window, shard and sequence in its metadata, so a lone batch says where it comes from.</summary>
+    private Schema BatchSchema(WindowBuffer window, int shard, long sequence)
+    {
+        var metadata = new Dictionary<string, string>(_schema.Metadata, StringComparer.Ordinal)
+        {
+            [WindowSchema.WindowStartKey] = window.Start.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [WindowSchema.WindowEndKey] = window.End.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [WindowSchema.ShardKey] = shard.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [WindowSchema.SequenceKey] = sequence.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        return new Schema(_schema.FieldsList, metadata);
     }
 
     /// <summary>

@@ -7,7 +7,7 @@ namespace Monitoring.Stream.Arrow;
 /// <summary>
 /// A growable byte buffer that becomes an Arrow buffer without a copy: the column writers fill it
 /// directly, instead of going through Arrow's per-value builders. Its array is rented from the
-/// writer's pool and handed to a <see cref="ColumnLease"/>, which returns it when every sink is done.
+/// writer's pool and owned by the Arrow buffer it becomes (<see cref="PooledColumnMemory"/>).
 /// </summary>
 internal struct ColumnBytes
 {
@@ -73,12 +73,8 @@ internal struct ColumnBytes
         _bytes = grown;
     }
 
-    /// <summary>The written bytes as an Arrow buffer; the array goes to <paramref name="lease"/>, to be returned with the batch.</summary>
-    public readonly ArrowBuffer ToArrowBuffer(ColumnLease lease)
-    {
-        lease.Add(_bytes);
-        return new(_bytes.AsMemory(0, _length));
-    }
+    /// <summary>The written bytes as an Arrow buffer that owns the pooled array and returns it when the last batch sharing it is disposed.</summary>
+    public readonly ArrowBuffer ToArrowBuffer() => PooledColumnMemory.ToArrowBuffer(_pool, _bytes, _length);
 
     /// <summary>A validity bitmap with every bit clear (all values null).</summary>
     public static ArrowBuffer AllNull(int rows) => new(new byte[(rows + 7) / 8]);

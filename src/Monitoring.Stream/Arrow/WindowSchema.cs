@@ -24,6 +24,9 @@ public static class WindowSchema
     /// <summary>Metadata key of the shard on a single-window stream.</summary>
     public const string ShardKey = "monitoring_stream.shard";
 
+    /// <summary>Metadata key of the shard's emission sequence number of a batch: with the instance, shard and window it identifies the batch.</summary>
+    public const string SequenceKey = "monitoring_stream.sequence";
+
     /// <summary>Column names, in order.</summary>
     public static readonly IReadOnlyList<string> Columns =
     [

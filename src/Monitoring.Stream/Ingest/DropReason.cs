@@ -8,4 +8,7 @@ public enum DropReason
 
     /// <summary>The pipeline had stopped when the points were written or flushed.</summary>
     PipelineStopped = 1,
+
+    /// <summary>A shard failed while aggregating the batch (see <c>PipelineMetrics.LastFault</c>); the batch's points are lost.</summary>
+    ShardFault = 2,
 }

@@ -3,14 +3,17 @@ namespace Monitoring.Stream.Ingest;
 /// <summary>What a message on a shard's channel asks the shard to do.</summary>
 internal enum BatchKind
 {
-    /// <summary>Aggregate the points.</summary>
+    /// <summary>Aggregate the points (none, for a progress mark) and note the source's progress.</summary>
     Points,
 
-    /// <summary>The clock ticked: advance an idle shard's watermark and close what is due.</summary>
+    /// <summary>The clock ticked: retire idle sources, advance the watermark and close what is due.</summary>
     Tick,
 
     /// <summary>Signal <see cref="PointBatch.Barrier"/> once everything before it is processed.</summary>
     Barrier,
+
+    /// <summary>Emit now the open windows that hold points of <see cref="PointBatch.Origin"/>, then signal <see cref="PointBatch.Barrier"/>.</summary>
+    CloseSource,
 }
 
 /// <summary>
@@ -27,8 +30,17 @@ internal sealed class PointBatch
 
     public BatchKind Kind;
 
-    /// <summary>Source that wrote the batch, for counters kept per source.</summary>
-    public int Source;
+    /// <summary>The source that wrote the batch (null for control messages of the pipeline).</summary>
+    public SourceCounters? Origin;
+
+    /// <summary>The source's sequence number of this batch for this shard, from 1; 0 for a batch with no points.</summary>
+    public long Seq;
+
+    /// <summary>The source's event-time progress when it handed the batch over: its newest timestamp, capped at its clock (ms).</summary>
+    public long Progress = long.MinValue;
+
+    /// <summary>The engine's clock (ms) when the batch was handed over (or, for a tick, when the tick fired).</summary>
+    public long SentAt;
 
     public TaskCompletionSource? Barrier;
 
@@ -38,6 +50,10 @@ internal sealed class PointBatch
     {
         Count = 0;
         Kind = BatchKind.Points;
+        Origin = null;
+        Seq = 0;
+        Progress = long.MinValue;
+        SentAt = 0;
         Barrier = null;
     }
 }

@@ -7,13 +7,19 @@ using Monitoring.Stream.Pipeline;
 namespace Monitoring.Stream.Ingest;
 
 /// <summary>
-/// A producer's entrance to the pipeline. One writer belongs to one thread: it batches points per
-/// shard in pooled buffers and hands each full batch to the shard's bounded channel in one operation.
+/// A producer's entrance to the pipeline, and one source of event time. One writer belongs to one
+/// thread: it batches points per shard in pooled buffers and hands each full batch to the shard's
+/// bounded channel in one operation.
 /// </summary>
 /// <remarks>
-/// Not thread-safe: give each producing thread its own writer (<see cref="MetricsPipeline.CreateWriter"/>).
-/// Points sit in the writer's buffers until a batch fills, <see cref="Flush"/> is called, or a
-/// write notices the flush interval has passed; an idle producer should call <see cref="Flush"/>.
+/// <para>Not thread-safe: one thread at a time. Handing the writer from thread to thread between writes
+/// (async code after an await) is fine; a write from a second thread while another is writing throws
+/// <see cref="InvalidOperationException"/> (counted in <see cref="PipelineMetrics.WriterMisuse"/>)
+/// instead of corrupting a batch. For many threads at once use <see cref="MetricsPipeline.CreateSharedWriter"/>.</para>
+/// <para>Points sit in the writer's buffers until a batch fills, <see cref="Flush"/> is called, or a
+/// write notices the flush interval has passed; an idle producer should call <see cref="Flush"/>.</para>
+/// <para>A writer can tag what it writes with positions (<see cref="Checkpoint"/>) and learn when
+/// every point before a position is accounted for (<see cref="AcknowledgedPosition"/>).</para>
 /// </remarks>
 public sealed class PointWriter : IDisposable
 {
@@ -26,19 +32,30 @@ public sealed class PointWriter : IDisposable
     private readonly ChannelWriter<PointBatch>[] _channels;
     private readonly ObjectPool<PointBatch> _pool;
     private readonly PointBatch?[] _pending;
+    private readonly long[] _sentSeq;
     private readonly int _shardCount;
     private readonly ulong _shardDivisor;
+    private readonly int _registryTag;
     private readonly TimeProvider _time;
     private readonly long _maxFutureSkewMs;
+    private readonly long _maxAgeMs;
     private readonly long _flushIntervalTicks;
     private readonly SourceCounters _counters;
-    private readonly int _sourceIndex;
+    private readonly Lock _checkpointGate = new();
+    private readonly Queue<(long Position, long[] Targets)> _checkpoints = new();
+    private int _owner;
+    private bool _busy;
     private long _maxTimestamp;
+    private long _minTimestamp;
+    private long _maxEventTime = long.MinValue;
     private long _lastFlush;
     private int _sinceClockCheck;
-    private bool _disposed;
+    private bool _wroteSinceFlush;
+    private long _lastCheckpoint = long.MinValue;
+    private long _ackedPosition = -1;
+    private volatile bool _disposed;
 
-    internal PointWriter(MetricsPipeline pipeline, string source, int sourceIndex, BackpressureMode mode, SourceCounters counters)
+    internal PointWriter(MetricsPipeline pipeline, string source, BackpressureMode mode, SourceCounters counters, bool threadBound = true)
     {
         _pipeline = pipeline;
         _channels = pipeline.ShardWriters;
@@ -48,13 +65,18 @@ public sealed class PointWriter : IDisposable
         // For d = 1 the multiplier would be 2^64, which does not fit: 0 marks that case.
         _shardDivisor = _shardCount == 1 ? 0 : (ulong.MaxValue / (ulong)_shardCount) + 1;
         _pending = new PointBatch?[_shardCount];
-        _time = pipeline.Options.TimeProvider;
-        _maxFutureSkewMs = (long)pipeline.Options.MaxFutureSkew.TotalMilliseconds;
-        _flushIntervalTicks = (long)(pipeline.Options.ProducerFlushInterval.TotalSeconds * _time.TimestampFrequency);
+        _sentSeq = new long[_shardCount];
+        _registryTag = pipeline.Registry.Tag;
+        MetricsPipelineSettings settings = pipeline.Settings;
+        _time = settings.TimeProvider;
+        _maxFutureSkewMs = settings.MaxFutureSkewMs;
+        _maxAgeMs = settings.MaxPointAgeMs;
+        _flushIntervalTicks = (long)(settings.ProducerFlushInterval.TotalSeconds * _time.TimestampFrequency);
         Source = source;
         Mode = mode;
         _counters = counters;
-        _sourceIndex = sourceIndex;
+        // A shared writer's per-thread writers are serialised by their own lock and flushed by the engine's timer.
+        _owner = threadBound ? 0 : -1;
         RefreshClock();
     }
 
@@ -64,6 +86,13 @@ public sealed class PointWriter : IDisposable
     /// <summary>What this writer does when a shard is full.</summary>
     public BackpressureMode Mode { get; }
 
+    internal SourceCounters Counters => _counters;
+
+    /// <summary>Resolves the series and writes one point stamped with the engine's clock.</summary>
+    /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
+    public RejectReason Write(string metric, ReadOnlySpan<Label> labels, double value) =>
+        Write(metric, labels, value, _time.GetUtcNow().ToUnixTimeMilliseconds());
+
     /// <summary>Resolves the series and writes one point.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
     public RejectReason Write(string metric, ReadOnlySpan<Label> labels, double value, long timestampUnixMs)
@@ -71,6 +100,7 @@ public sealed class PointWriter : IDisposable
         RejectReason reason = _pipeline.Registry.TryGetOrAdd(metric, labels, out SeriesId id);
         if (reason != RejectReason.None)
         {
+            CheckOwner();
             _counters.Offered++;
             _counters.Rejected[(int)reason]++;
             return reason;
@@ -79,18 +109,35 @@ public sealed class PointWriter : IDisposable
         return Write(id, value, timestampUnixMs);
     }
 
+    /// <summary>Writes one point of a series resolved earlier through the pipeline's registry, stamped with the engine's clock.</summary>
+    /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
+    public RejectReason Write(SeriesId series, double value) => Write(series, value, _time.GetUtcNow().ToUnixTimeMilliseconds());
+
     /// <summary>Writes one point of a series resolved earlier through the pipeline's registry.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
+    /// <exception cref="InvalidOperationException">Called from a thread that does not own the writer.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RejectReason Write(SeriesId series, double value, long timestampUnixMs)
     {
-        _counters.Offered++;
-        if (!double.IsFinite(value) || timestampUnixMs > _maxTimestamp || (uint)series.Value >= (uint)_pipeline.Registry.Count)
+        // PERF: one branch covers every refusal and misuse: a foreign id, a non-finite value, a
+        // timestamp out of bounds (a closed writer has bounds no timestamp meets), another thread.
+        if (series.Owner != _registryTag | !double.IsFinite(value) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
+            | _owner != Environment.CurrentManagedThreadId | _pipeline.IsStopping)
         {
             return WriteSlow(series, value, timestampUnixMs);
         }
 
+        _counters.Offered++;
+        if (timestampUnixMs > _maxEventTime)
+        {
+            _maxEventTime = timestampUnixMs;
+        }
+
+        // PERF: two plain stores, no fence: enough for a second thread to see, on its way in, that the
+        // owner is inside a write (see CheckOwner), at no measurable cost to the owner.
+        _busy = true;
         Append(series, value, timestampUnixMs);
+        _busy = false;
         return RejectReason.None;
     }
 
@@ -107,7 +154,7 @@ public sealed class PointWriter : IDisposable
         point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)
         {
-            FlushShard(shard);
+            FlushShard(shard, NowMs());
         }
         else if (++_sinceClockCheck >= ClockCheckEvery)
         {
@@ -118,19 +165,33 @@ public sealed class PointWriter : IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private RejectReason WriteSlow(SeriesId series, double value, long timestampUnixMs)
     {
-        RejectReason reason = PointValidator.ValidateValue(value);
-        if (reason == RejectReason.None && (uint)series.Value >= (uint)_pipeline.Registry.Count)
+        CheckOwner();
+        _counters.Offered++;
+        RejectReason reason = RejectReason.None;
+        if (_disposed || _pipeline.IsStopping)
         {
-            throw new ArgumentOutOfRangeException(nameof(series), series, "The series id was not issued by this pipeline's registry.");
+            reason = RejectReason.WriterClosed;
+        }
+        else if (series.Owner != _registryTag || !_pipeline.Registry.Owns(series))
+        {
+            reason = RejectReason.UnknownSeries;
+        }
+        else
+        {
+            reason = PointValidator.ValidateValue(value);
         }
 
-        if (reason == RejectReason.None && timestampUnixMs > _maxTimestamp)
+        if (reason == RejectReason.None && (timestampUnixMs > _maxTimestamp || timestampUnixMs < _minTimestamp))
         {
-            // The cached bound may be stale: look at the clock before refusing.
+            // The cached bounds may be stale: look at the clock before refusing.
             RefreshClock();
             if (timestampUnixMs > _maxTimestamp)
             {
                 reason = RejectReason.TimestampOutOfRange;
+            }
+            else if (timestampUnixMs < _minTimestamp)
+            {
+                reason = RejectReason.TimestampTooOld;
             }
         }
 
@@ -140,17 +201,50 @@ public sealed class PointWriter : IDisposable
             return reason;
         }
 
+        if (timestampUnixMs > _maxEventTime)
+        {
+            _maxEventTime = timestampUnixMs;
+        }
+
+        _busy = true;
         Append(series, value, timestampUnixMs);
+        _busy = false;
         return RejectReason.None;
+    }
+
+    /// <summary>
+    /// Moves the writer to the calling thread when it arrives from another one, unless the owner is in
+    /// the middle of a write: that is two threads at once, refused and counted before it corrupts anything.
+    /// </summary>
+    private void CheckOwner()
+    {
+        int thread = Environment.CurrentManagedThreadId;
+        int owner = Volatile.Read(ref _owner);
+        if (owner == thread || owner == -1)
+        {
+            return;
+        }
+
+        if (!Volatile.Read(ref _busy) && Interlocked.CompareExchange(ref _owner, thread, owner) == owner)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _counters.Misuse);
+        throw new InvalidOperationException(
+            $"The PointWriter of source '{Source}' was used by thread {thread} while thread {owner} was writing. " +
+            "A PointWriter is for one thread at a time; use MetricsPipeline.CreateSharedWriter for many threads.");
     }
 
     private PointBatch RentFor(int shard)
     {
         PointBatch batch = _pool.Get();
-        batch.Source = _sourceIndex;
         _pending[shard] = batch;
+        _wroteSinceFlush = true;
         return batch;
     }
+
+    private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
 
     private void CheckClock()
     {
@@ -158,24 +252,79 @@ public sealed class PointWriter : IDisposable
         RefreshClock();
         if (_time.GetTimestamp() - _lastFlush >= _flushIntervalTicks)
         {
-            Flush();
+            FlushCore();
         }
     }
 
-    private void RefreshClock() => _maxTimestamp = _time.GetUtcNow().ToUnixTimeMilliseconds() + _maxFutureSkewMs;
+    private void RefreshClock()
+    {
+        if (_disposed)
+        {
+            return;
+        }
 
-    /// <summary>Hands every partly filled batch to its shard.</summary>
+        long now = NowMs();
+        _maxTimestamp = now > long.MaxValue - _maxFutureSkewMs ? long.MaxValue : now + _maxFutureSkewMs;
+        _minTimestamp = now < long.MinValue + _maxAgeMs ? long.MinValue : now - _maxAgeMs;
+    }
+
+    /// <summary>Hands every partly filled batch to its shard, and tells idle shards how far this source has come.</summary>
+    /// <exception cref="InvalidOperationException">Called from a thread that does not own the writer.</exception>
     public void Flush()
     {
+        CheckOwner();
+        FlushCore();
+    }
+
+    /// <summary>The flush itself, for the owner or (under the shared writer's lock) the engine's timer.</summary>
+    internal void FlushCore()
+    {
+        long now = NowMs();
+        bool progress = _wroteSinceFlush;
+        _wroteSinceFlush = false;
         for (int shard = 0; shard < _pending.Length; shard++)
         {
-            FlushShard(shard);
+            if (_pending[shard] is { Count: > 0 })
+            {
+                FlushShard(shard, now);
+            }
+            else if (progress && !_pipeline.IsStopping)
+            {
+                SendProgress(shard, now);
+            }
         }
 
         _lastFlush = _time.GetTimestamp();
     }
 
-    private void FlushShard(int shard)
+    /// <summary>Whether the writer holds points not yet handed to a shard, and when it last flushed.</summary>
+    internal bool IsIdleSince(long timestamp) => _lastFlush <= timestamp;
+
+    /// <summary>
+    /// A batch without points that carries the source's progress, so a shard this source has not written
+    /// to lately still knows the source is alive and how far its event time has come. Never waits.
+    /// </summary>
+    private void SendProgress(int shard, long now)
+    {
+        PointBatch mark = _pending[shard] ?? _pool.Get();
+        _pending[shard] = null;
+        Stamp(mark, shard, now);
+        mark.Seq = 0;
+        if (!_channels[shard].TryWrite(mark))
+        {
+            _pool.Return(mark);
+        }
+    }
+
+    private void Stamp(PointBatch batch, int shard, long now)
+    {
+        batch.Origin = _counters;
+        batch.Seq = _sentSeq[shard] + 1;
+        batch.Progress = Math.Min(_maxEventTime, now);
+        batch.SentAt = now;
+    }
+
+    private void FlushShard(int shard, long now)
     {
         PointBatch? batch = _pending[shard];
         if (batch is null)
@@ -193,19 +342,21 @@ public sealed class PointWriter : IDisposable
 
         if (_pipeline.IsStopping)
         {
-            Drop(batch, DropReason.PipelineStopped);
+            Drop(batch, DropReason.PipelineStopped, shard);
             return;
         }
 
+        Stamp(batch, shard, now);
         if (_channels[shard].TryWrite(batch))
         {
+            _sentSeq[shard]++;
             _counters.Accepted += count;
             return;
         }
 
         if (Mode == BackpressureMode.DropNewest)
         {
-            Drop(batch, _pipeline.IsStopping ? DropReason.PipelineStopped : DropReason.QueueFull);
+            Drop(batch, DropReason.QueueFull, shard);
             return;
         }
 
@@ -229,7 +380,14 @@ public sealed class PointWriter : IDisposable
         {
             if (_pipeline.IsStopping)
             {
-                Drop(batch, DropReason.PipelineStopped);
+                Drop(batch, DropReason.PipelineStopped, shard);
+                return;
+            }
+
+            if (_pipeline.IsShardFaulted(shard))
+            {
+                // The shard's loop has died: waiting would be for ever. The pipeline reports the fault.
+                Drop(batch, DropReason.ShardFault, shard);
                 return;
             }
 
@@ -244,16 +402,127 @@ public sealed class PointWriter : IDisposable
             }
         }
 
+        _sentSeq[shard]++;
         _counters.Accepted += count;
     }
 
-    private void Drop(PointBatch batch, DropReason reason)
+    private void Drop(PointBatch batch, DropReason reason, int shard)
     {
         _counters.Dropped[(int)reason] += batch.Count;
         _pool.Return(batch);
+        // The dropped points are accounted for: checkpoints that waited for this batch wait for the one before.
+        lock (_checkpointGate)
+        {
+            long dropped = _sentSeq[shard] + 1;
+            foreach ((long _, long[] targets) in _checkpoints)
+            {
+                if (targets[shard] == dropped)
+                {
+                    targets[shard] = dropped - 1;
+                }
+            }
+        }
     }
 
-    /// <summary>Flushes what is buffered; the writer's counters stay in the pipeline's totals.</summary>
+    /// <summary>
+    /// Marks that every point written before this call belongs to <paramref name="position"/> or an
+    /// earlier one (for a Kafka partition: the offset of the message just written). Positions must not
+    /// decrease. Costs no flush: the points travel with the next batches.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="position"/> is below the previous one.</exception>
+    public void Checkpoint(long position)
+    {
+        CheckOwner();
+        lock (_checkpointGate)
+        {
+            if (position < _lastCheckpoint)
+            {
+                throw new ArgumentOutOfRangeException(nameof(position), position, $"Positions must not decrease; the previous one was {_lastCheckpoint}.");
+            }
+
+            var targets = new long[_shardCount];
+            for (int shard = 0; shard < targets.Length; shard++)
+            {
+                targets[shard] = _sentSeq[shard] + (_pending[shard] is { Count: > 0 } ? 1 : 0);
+            }
+
+            _checkpoints.Enqueue((position, targets));
+            _lastCheckpoint = position;
+        }
+    }
+
+    /// <summary>
+    /// The highest position passed to <see cref="Checkpoint"/> all of whose points are accounted for: in
+    /// windows that every sink acknowledged (written, or given up or dropped and counted), or counted as
+    /// rejected, late or dropped; -1 before that. A window abandoned by a forced stop is never acknowledged.
+    /// Safe from any thread.
+    /// </summary>
+    public long AcknowledgedPosition
+    {
+        get
+        {
+            lock (_checkpointGate)
+            {
+                while (_checkpoints.TryPeek(out (long Position, long[] Targets) next))
+                {
+                    for (int shard = 0; shard < next.Targets.Length; shard++)
+                    {
+                        if (Volatile.Read(ref _counters.AckedSeq[shard]) < next.Targets[shard])
+                        {
+                            return _ackedPosition;
+                        }
+                    }
+
+                    _checkpoints.Dequeue();
+                    _ackedPosition = next.Position;
+                }
+
+                return _ackedPosition;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Completes once <see cref="AcknowledgedPosition"/> reaches <paramref name="position"/>. Points still in
+    /// this writer's buffers are not on their way: flush first (or use <see cref="CloseOpenWindowsAsync"/>).
+    /// </summary>
+    public async Task WaitForAcknowledgedAsync(long position, CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            Task changed = _counters.AckChanged;
+            if (AcknowledgedPosition >= position)
+            {
+                return;
+            }
+
+            await changed.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Flushes, then has every shard emit now the open windows holding this source's points (for a
+    /// rebalance: the partition is about to move). Other sources' later points for those windows are
+    /// not late: they go to a new emission of the same window (a higher <see cref="Sinks.WindowBatch.Sequence"/>)
+    /// that a consumer merges. Returns when every shard has emitted them; acknowledgement follows when the sinks are done.
+    /// </summary>
+    public async ValueTask CloseOpenWindowsAsync(CancellationToken cancellationToken = default)
+    {
+        CheckOwner();
+        FlushCore();
+        var barriers = new Task[_shardCount];
+        for (int shard = 0; shard < _shardCount; shard++)
+        {
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var close = new PointBatch(0) { Kind = BatchKind.CloseSource, Origin = _counters, Barrier = done };
+            await _channels[shard].WriteAsync(close, cancellationToken).ConfigureAwait(false);
+            barriers[shard] = done.Task;
+        }
+
+        await Task.WhenAll(barriers).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Flushes what is buffered and retires the source: it stops holding back event time once its last batch is in.</summary>
     public void Dispose()
     {
         if (_disposed)
@@ -261,7 +530,16 @@ public sealed class PointWriter : IDisposable
             return;
         }
 
+        FlushCore();
+        for (int shard = 0; shard < _sentSeq.Length; shard++)
+        {
+            _counters.FinalSeq[shard] = _sentSeq[shard];
+        }
+
+        _counters.Retired = true;
         _disposed = true;
-        Flush();
+        // Bounds no timestamp meets: every later write takes the slow path and is refused as closed.
+        _maxTimestamp = long.MinValue;
+        _minTimestamp = long.MaxValue;
     }
 }

@@ -33,7 +33,7 @@ public enum RejectReason
     /// <summary>The engine already tracks as many metric names as allowed.</summary>
     MetricLimitExceeded = 9,
 
-    /// <summary>The timestamp is further from the engine's clock than the allowed skew.</summary>
+    /// <summary>The timestamp is further in the future, by the engine's clock, than the allowed skew.</summary>
     TimestampOutOfRange = 10,
 
     /// <summary>The message could not be decoded.</summary>
@@ -41,4 +41,13 @@ public enum RejectReason
 
     /// <summary>The message is larger than allowed.</summary>
     Oversized = 12,
+
+    /// <summary>The series id was not issued by this pipeline's registry (another pipeline's, or made by hand).</summary>
+    UnknownSeries = 14,
+
+    /// <summary>The timestamp is older than the allowed maximum age, by the engine's clock.</summary>
+    TimestampTooOld = 15,
+
+    /// <summary>The writer was disposed, or its pipeline stopped, before the write.</summary>
+    WriterClosed = 16,
 }

@@ -19,6 +19,9 @@ public static class RejectReasonExtensions
         RejectReason.TimestampOutOfRange => "timestamp_out_of_range",
         RejectReason.Malformed => "malformed",
         RejectReason.Oversized => "oversized",
+        RejectReason.UnknownSeries => "unknown_series",
+        RejectReason.TimestampTooOld => "timestamp_too_old",
+        RejectReason.WriterClosed => "writer_closed",
         _ => "unknown",
     };
 
@@ -35,9 +38,12 @@ public static class RejectReasonExtensions
         RejectReason.TooManyLabels => "the series has more labels than the configured limit",
         RejectReason.LabelValueTooLong => "a label value is longer than the configured limit",
         RejectReason.MetricLimitExceeded => "the engine tracks the configured maximum number of metric names already",
-        RejectReason.TimestampOutOfRange => "the timestamp is further from the engine's clock than the allowed skew",
+        RejectReason.TimestampOutOfRange => "the timestamp is further in the future, by the engine's clock, than the allowed skew",
         RejectReason.Malformed => "the message could not be decoded",
         RejectReason.Oversized => "the message is larger than the configured limit",
+        RejectReason.UnknownSeries => "the series id was not issued by this pipeline's registry",
+        RejectReason.TimestampTooOld => "the timestamp is older than the configured maximum point age",
+        RejectReason.WriterClosed => "the writer was disposed or its pipeline stopped",
         _ => "unknown reason",
     };
 }

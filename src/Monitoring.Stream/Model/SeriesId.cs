@@ -1,9 +1,47 @@
 namespace Monitoring.Stream.Model;
 
-/// <summary>A dense identifier of one series (metric and label set), assigned once by a <see cref="Series.SeriesRegistry"/>.</summary>
-/// <param name="Value">The index of the series in its registry, from zero.</param>
-public readonly record struct SeriesId(int Value)
+/// <summary>
+/// A dense identifier of one series (metric and label set), assigned once by a <see cref="Series.SeriesRegistry"/>.
+/// An id remembers the registry that issued it, so a writer refuses (and counts) an id of another
+/// pipeline instead of writing it to an unrelated series of its own.
+/// </summary>
+public readonly struct SeriesId : IEquatable<SeriesId>
 {
+    /// <summary>Creates an id with no issuing registry: descriptors can be looked up by it, writers refuse it.</summary>
+    /// <param name="value">The index of the series in its registry, from zero.</param>
+    public SeriesId(int value)
+    {
+        Value = value;
+        Owner = 0;
+    }
+
+    internal SeriesId(int value, int owner)
+    {
+        Value = value;
+        Owner = owner;
+    }
+
+    /// <summary>The index of the series in its registry, from zero.</summary>
+    public int Value { get; }
+
+    /// <summary>The tag of the issuing registry; 0 for an id made by hand.</summary>
+    internal int Owner { get; }
+
+    /// <inheritdoc />
+    public bool Equals(SeriesId other) => Value == other.Value && Owner == other.Owner;
+
+    /// <inheritdoc />
+    public override bool Equals(object? obj) => obj is SeriesId other && Equals(other);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => Value;
+
+    /// <summary>Compares two ids.</summary>
+    public static bool operator ==(SeriesId left, SeriesId right) => left.Equals(right);
+
+    /// <summary>Compares two ids.</summary>
+    public static bool operator !=(SeriesId left, SeriesId right) => !left.Equals(right);
+
     /// <inheritdoc />
     public override string ToString() => $"#{Value}";
 }

@@ -12,9 +12,10 @@ using Monitoring.Stream.Windows;
 namespace Monitoring.Stream.Pipeline;
 
 /// <summary>
-/// The in-process engine: producers write through <see cref="PointWriter"/>s into bounded per-shard
-/// channels; one aggregator per shard keeps windowed statistics; each closed window goes to every
-/// sink as an Arrow record batch.
+/// The in-process engine: producers write through <see cref="PointWriter"/>s (one per thread) or a
+/// <see cref="SharedPointWriter"/> (any thread) into bounded per-shard channels; one aggregator per shard
+/// keeps windowed statistics; each closed window goes to every sink as an Arrow record batch, through
+/// the sink's own bounded queue.
 /// </summary>
 public sealed class MetricsPipeline : IAsyncDisposable
 {
@@ -23,38 +24,59 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private const int Stopping = 2;
     private const int Stopped = 3;
 
-    private readonly MetricsPipelineSettings _settings;
     private readonly Channel<PointBatch>[] _channels;
     private readonly ShardAggregator[] _shards;
     private readonly ArrowWindowWriter[] _arrowWriters;
     private readonly SinkRunner[] _sinks;
     private readonly ConcurrentDictionary<string, long> _lateByMetric = new(StringComparer.Ordinal);
     private readonly List<SourceCounters> _sources = [];
+    private readonly List<SharedPointWriter> _sharedWriters = [];
     private readonly Lock _sourcesGate = new();
+    private readonly Lock _stopGate = new();
     private readonly CancellationTokenSource _abort = new();
     private readonly PointBatchPolicy _batchPolicy;
+    private SourceCounters[] _liveSources = [];
     private Task[] _shardTasks = [];
     private ITimer? _ticker;
+    private ITimer? _flusher;
+    private Task? _stopTask;
     private int _state;
 
-    /// <summary>Creates a stopped pipeline that will emit to <paramref name="sinks"/>.</summary>
+    /// <summary>Creates a stopped pipeline that will emit to <paramref name="sinks"/>, each with <paramref name="sinkOptions"/> (or the defaults).</summary>
+    /// <exception cref="ArgumentNullException">An argument, or one of the sinks, is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
     public MetricsPipeline(MetricsPipelineOptions options, IEnumerable<IWindowSink> sinks, SinkOptions? sinkOptions = null)
+        : this(options, ToRegistrations(sinks, sinkOptions))
+    {
+    }
+
+    /// <summary>Creates a stopped pipeline that will emit to each registered sink with its own queue, timeout and retry settings.</summary>
+    /// <exception cref="ArgumentNullException">An argument, or one of the sinks, is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
+    public MetricsPipeline(MetricsPipelineOptions options, IEnumerable<SinkRegistration> sinks)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(sinks);
+        SinkRegistration[] registrations = [.. sinks];
+        foreach (SinkRegistration registration in registrations)
+        {
+            ArgumentNullException.ThrowIfNull(registration, nameof(sinks));
+            ArgumentNullException.ThrowIfNull(registration.Sink, nameof(sinks));
+        }
+
         Options = options;
-        _settings = options.Validate();
+        Settings = options.ToSettings();
         Registry = new SeriesRegistry(options.Registry);
-        Schema = WindowSchema.Create(options.Instance);
-        _batchPolicy = new PointBatchPolicy(options.BatchSize);
-        BatchPool = new DefaultObjectPool<PointBatch>(_batchPolicy, options.ShardCount * options.ShardQueueBatches * 2);
-        int shardCount = options.ShardCount;
+        Schema = WindowSchema.Create(Settings.Instance);
+        _batchPolicy = new PointBatchPolicy(Settings.BatchSize);
+        BatchPool = new DefaultObjectPool<PointBatch>(_batchPolicy, Settings.ShardCount * Settings.ShardQueueBatches * 2);
+        int shardCount = Settings.ShardCount;
         _channels = new Channel<PointBatch>[shardCount];
         _shards = new ShardAggregator[shardCount];
         _arrowWriters = new ArrowWindowWriter[shardCount];
         for (int i = 0; i < shardCount; i++)
         {
-            _channels[i] = Channel.CreateBounded<PointBatch>(new BoundedChannelOptions(options.ShardQueueBatches)
+            _channels[i] = Channel.CreateBounded<PointBatch>(new BoundedChannelOptions(Settings.ShardQueueBatches)
             {
                 SingleReader = true,
                 SingleWriter = false,
@@ -62,22 +84,38 @@ public sealed class MetricsPipeline : IAsyncDisposable
                 AllowSynchronousContinuations = false,
             });
             _arrowWriters[i] = new ArrowWindowWriter(Registry, shardCount, Schema);
-            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, BatchPool, Registry, _settings, _lateByMetric, EmitAsync);
+            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), EmitAsync);
         }
 
         ShardWriters = [.. _channels.Select(c => c.Writer)];
-        SinkOptions runnerOptions = sinkOptions ?? new SinkOptions();
-        _sinks = [.. sinks.Select(s => new SinkRunner(s, runnerOptions, options.TimeProvider, _abort.Token))];
+        _sinks = [.. registrations.Select(r => new SinkRunner(r.Sink, (r.Options ?? new SinkOptions()).Validate(), Settings.TimeProvider, _abort.Token))];
     }
 
-    /// <summary>The settings the pipeline was created with.</summary>
+    /// <summary>The options the pipeline was created with; the pipeline runs on a snapshot taken then, so later changes have no effect.</summary>
     public MetricsPipelineOptions Options { get; }
 
     /// <summary>The registry that issues series ids; resolve once and write by id to skip lookups.</summary>
     public SeriesRegistry Registry { get; }
 
-    /// <summary>The Arrow schema of emitted window batches.</summary>
+    /// <summary>The Arrow schema of emitted window batches (each batch's own schema adds its window, shard and sequence).</summary>
     public Schema Schema { get; }
+
+    /// <summary>Where the pipeline is in its life.</summary>
+    public PipelineState State
+    {
+        get
+        {
+            int state = Volatile.Read(ref _state);
+            if (state == Running && _shards.Any(s => s.IsDead))
+            {
+                return PipelineState.Faulted;
+            }
+
+            return (PipelineState)state;
+        }
+    }
+
+    internal MetricsPipelineSettings Settings { get; }
 
     internal ChannelWriter<PointBatch>[] ShardWriters { get; }
 
@@ -85,12 +123,21 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     internal bool IsStopping => Volatile.Read(ref _state) >= Stopping;
 
-    /// <summary>Starts the shards, the sinks and the clock tick.</summary>
+    internal bool IsShardFaulted(int shard) => _shards[shard].IsDead;
+
+    private static IEnumerable<SinkRegistration> ToRegistrations(IEnumerable<IWindowSink> sinks, SinkOptions? sinkOptions)
+    {
+        ArgumentNullException.ThrowIfNull(sinks);
+        return [.. sinks.Select(s => new SinkRegistration(s ?? throw new ArgumentNullException(nameof(sinks), "A sink is null."), sinkOptions))];
+    }
+
+    /// <summary>Starts the shards, the sinks, the clock tick and the flush of idle shared writers.</summary>
+    /// <exception cref="InvalidOperationException">The pipeline was started or stopped before.</exception>
     public void Start()
     {
         if (Interlocked.CompareExchange(ref _state, Running, Created) != Created)
         {
-            throw new InvalidOperationException("The pipeline has already been started.");
+            throw new InvalidOperationException("The pipeline has already been started or stopped.");
         }
 
         foreach (SinkRunner sink in _sinks)
@@ -99,30 +146,96 @@ public sealed class MetricsPipeline : IAsyncDisposable
         }
 
         _shardTasks = [.. _shards.Select(s => Task.Run(s.RunAsync))];
-        _ticker = Options.TimeProvider.CreateTimer(static state => ((MetricsPipeline)state!).Tick(), this, Options.TickInterval, Options.TickInterval);
+        TimeProvider time = Settings.TimeProvider;
+        _ticker = time.CreateTimer(static state => ((MetricsPipeline)state!).Tick(), this, Settings.TickInterval, Settings.TickInterval);
+        _flusher = time.CreateTimer(static state => ((MetricsPipeline)state!).FlushSharedWriters(), this, Settings.ProducerFlushInterval, Settings.ProducerFlushInterval);
     }
 
-    /// <summary>Creates a writer for one producing thread, counted under <paramref name="source"/>.</summary>
+    /// <summary>Creates a writer for one producing thread, counted under <paramref name="source"/>; it is one source of event time.</summary>
     public PointWriter CreateWriter(string source, BackpressureMode mode = BackpressureMode.Wait)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
-        var counters = new SourceCounters(source);
-        int index;
-        lock (_sourcesGate)
+        if (!Enum.IsDefined(mode))
         {
-            index = _sources.Count;
-            _sources.Add(counters);
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown backpressure mode.");
         }
 
-        return new PointWriter(this, source, index, mode, counters);
+        return CreateWriterCore(source, mode, threadBound: true);
+    }
+
+    /// <summary>
+    /// Creates a writer that is safe from any thread (as OpenTelemetry's instruments are), counted under
+    /// <paramref name="source"/>; the engine flushes what idle threads leave buffered within the flush interval.
+    /// </summary>
+    public SharedPointWriter CreateSharedWriter(string source, BackpressureMode mode = BackpressureMode.DropNewest)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        if (!Enum.IsDefined(mode))
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown backpressure mode.");
+        }
+
+        var writer = new SharedPointWriter(this, source, mode);
+        lock (_sourcesGate)
+        {
+            _sharedWriters.Add(writer);
+        }
+
+        return writer;
+    }
+
+    internal PointWriter CreateWriterCore(string source, BackpressureMode mode, bool threadBound)
+    {
+        SourceCounters counters;
+        lock (_sourcesGate)
+        {
+            counters = new SourceCounters(source, _sources.Count, Settings.ShardCount, Settings.TimeProvider.GetUtcNow().ToUnixTimeMilliseconds());
+            _sources.Add(counters);
+            Volatile.Write(ref _liveSources, [.. _liveSources.Where(s => !s.Retired), counters]);
+        }
+
+        return new PointWriter(this, source, mode, counters, threadBound);
+    }
+
+    internal void Unregister(SharedPointWriter writer)
+    {
+        lock (_sourcesGate)
+        {
+            _sharedWriters.Remove(writer);
+        }
     }
 
     private void Tick()
     {
+        long now = Settings.TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
         foreach (Channel<PointBatch> channel in _channels)
         {
             // A full channel means data is flowing, and then the watermark moves by itself.
-            channel.Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick });
+            channel.Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now });
+        }
+
+        lock (_sourcesGate)
+        {
+            if (_liveSources.Any(s => s.Retired))
+            {
+                Volatile.Write(ref _liveSources, [.. _liveSources.Where(s => !s.Retired)]);
+            }
+        }
+    }
+
+    private void FlushSharedWriters()
+    {
+        SharedPointWriter[] writers;
+        lock (_sourcesGate)
+        {
+            writers = [.. _sharedWriters];
+        }
+
+        TimeProvider time = Settings.TimeProvider;
+        long idleSince = time.GetTimestamp() - (long)(Settings.ProducerFlushInterval.TotalSeconds * time.TimestampFrequency);
+        foreach (SharedPointWriter writer in writers)
+        {
+            writer.FlushIdle(idleSince, wait: false);
         }
     }
 
@@ -140,44 +253,80 @@ public sealed class MetricsPipeline : IAsyncDisposable
         await Task.WhenAll(barriers).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask EmitAsync(WindowBuffer window, int shard)
+    private async ValueTask EmitAsync(WindowBuffer window, int shard, long sequence, Action<WindowBatch, bool> onDone)
     {
-        RecordBatch batch = _arrowWriters[shard].Build(window, shard, out ColumnLease lease);
-        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Options.Instance, window.Points, lease);
+        RecordBatch batch = _arrowWriters[shard].Build(window, shard, sequence);
+        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Settings.Instance, sequence, window.Points, onDone);
         if (_sinks.Length == 0)
         {
-            batch.Dispose();
-            lease.Dispose();
+            windowBatch.Release();
+            onDone(windowBatch, false);
             return;
         }
 
-        windowBatch.Retain(_sinks.Length);
+        windowBatch.ExpectOutcomes(_sinks.Length);
         for (int i = 0; i < _sinks.Length; i++)
         {
-            // On a forced stop the runner counts the window as abandoned for that sink.
+            // Each sink has its own queue: under drop-oldest this never waits; under block it waits for
+            // that sink's room. On a forced stop the runner counts the window as abandoned for that sink.
             await _sinks[i].EnqueueAsync(windowBatch).ConfigureAwait(false);
         }
     }
 
     /// <summary>
-    /// Stops gracefully: producers' later flushes are dropped (and counted), every queued batch is
-    /// aggregated, every open window is emitted, and every sink drains. Cancelling
-    /// <paramref name="cancellationToken"/> — a second stop signal — abandons what is left at once and
-    /// throws <see cref="OperationCanceledException"/>; so does passing
-    /// <see cref="MetricsPipelineOptions.ShutdownTimeout"/>, which throws <see cref="TimeoutException"/>.
-    /// Either way every window a sink did not get is counted in its abandoned counters.
+    /// Stops gracefully: later writes are refused and counted, every queued batch is aggregated, every
+    /// open window is emitted, and every sink drains. Cancelling <paramref name="cancellationToken"/> — a
+    /// second stop signal — abandons what is left at once and throws <see cref="OperationCanceledException"/>;
+    /// passing <see cref="MetricsPipelineOptions.ShutdownTimeout"/> does the same and throws
+    /// <see cref="TimeoutException"/>. Either way every window a sink did not get is counted in its
+    /// abandoned counters. A concurrent second call waits for the same stop (its token is a second signal too).
     /// </summary>
-    public async Task StopAsync(CancellationToken cancellationToken = default)
+    /// <exception cref="AggregateException">A shard's loop had died on an error it could not contain: the stop still emitted what the other shards held.</exception>
+    public Task StopAsync(CancellationToken cancellationToken = default)
     {
-        int previous = Interlocked.Exchange(ref _state, Stopping);
-        if (previous == Stopping || previous == Stopped)
+        Task stop;
+        lock (_stopGate)
         {
-            return;
+            if (_stopTask is null)
+            {
+                int previous = Interlocked.Exchange(ref _state, Stopping);
+                _stopTask = previous == Created ? MarkStopped() : StopCoreAsync();
+            }
+
+            stop = _stopTask;
         }
 
-        using var deadline = new CancellationTokenSource(Options.ShutdownTimeout, Options.TimeProvider);
+        return WaitForStopAsync(stop, cancellationToken);
+    }
+
+    private Task MarkStopped()
+    {
+        Volatile.Write(ref _state, Stopped);
+        return Task.CompletedTask;
+    }
+
+    private async Task WaitForStopAsync(Task stop, CancellationToken cancellationToken)
+    {
         using CancellationTokenRegistration abortOnSignal = cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
+        try
+        {
+            await stop.ConfigureAwait(false);
+        }
+        catch (TimeoutException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The stop was forced by a second signal; what was left was abandoned and counted in each sink's abandoned counters.", cancellationToken);
+        }
+    }
+
+    private async Task StopCoreAsync()
+    {
+        using var deadline = new CancellationTokenSource(Settings.ShutdownTimeout, Settings.TimeProvider);
         using CancellationTokenRegistration abortOnDeadline = deadline.Token.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
+        if (_flusher is not null)
+        {
+            await _flusher.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_ticker is not null)
         {
             await _ticker.DisposeAsync().ConfigureAwait(false);
@@ -191,7 +340,15 @@ public sealed class MetricsPipeline : IAsyncDisposable
         bool forced;
         try
         {
-            await Task.WhenAll(_shardTasks).WaitAsync(_abort.Token).ConfigureAwait(false);
+            try
+            {
+                await Task.WhenAll(_shardTasks).WaitAsync(_abort.Token).ConfigureAwait(false);
+            }
+            catch (Exception) when (!_abort.IsCancellationRequested && _shardTasks.Any(t => t.IsFaulted))
+            {
+                // A dead shard is reported below; the others' windows still go to the sinks.
+            }
+
             await Task.WhenAll(_sinks.Select(s => s.CompleteAsync(_abort.Token))).ConfigureAwait(false);
             forced = _abort.IsCancellationRequested;
         }
@@ -208,9 +365,14 @@ public sealed class MetricsPipeline : IAsyncDisposable
         {
             // The work that raced the abort may have finished anyway; either way the caller learns the
             // stop was not graceful, and the sinks' abandoned counters say what it cost.
-            cancellationToken.ThrowIfCancellationRequested();
             throw new TimeoutException(
-                $"The pipeline did not stop gracefully within {Options.ShutdownTimeout.TotalSeconds:0.###} s; what was left was abandoned and counted in each sink's abandoned counters.");
+                $"The pipeline did not stop gracefully within {Settings.ShutdownTimeout.TotalSeconds:0.###} s, or a second stop signal came; what was left was abandoned and counted in each sink's abandoned counters.");
+        }
+
+        Exception[] faults = [.. _shardTasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.InnerExceptions)];
+        if (faults.Length > 0)
+        {
+            throw new AggregateException("A shard's loop died on an error it could not contain; its queued points are counted as lost.", faults);
         }
     }
 
@@ -226,7 +388,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         var rejected = Enum.GetValues<RejectReason>().Where(r => r != RejectReason.None).ToDictionary(r => r, _ => 0L);
         var dropped = Enum.GetValues<DropReason>().ToDictionary(r => r, _ => 0L);
         var bySource = new Dictionary<string, long[]>(StringComparer.Ordinal);
-        long offered = 0, accepted = 0;
+        long offered = 0, accepted = 0, misuse = 0;
         foreach (SourceCounters s in sources)
         {
             long sourceRejected = 0, sourceDropped = 0;
@@ -248,9 +410,10 @@ public sealed class MetricsPipeline : IAsyncDisposable
             long sourceAccepted = Volatile.Read(ref s.Accepted);
             offered += sourceOffered;
             accepted += sourceAccepted;
+            misuse += Interlocked.Read(ref s.Misuse);
             if (!bySource.TryGetValue(s.Name, out long[]? totals))
             {
-                bySource[s.Name] = totals = new long[5];
+                bySource[s.Name] = totals = new long[7];
             }
 
             totals[0] += sourceOffered;
@@ -258,51 +421,68 @@ public sealed class MetricsPipeline : IAsyncDisposable
             totals[2] += sourceRejected;
             totals[3] += sourceDropped;
             totals[4] += Volatile.Read(ref s.Dropped[(int)DropReason.QueueFull]);
+            totals[5] += Interlocked.Read(ref s.Late);
+            totals[6]++;
         }
 
+        long faulted = _shards.Sum(s => s.FaultedPoints);
+        Exception? lastFault = _shards.Select(s => s.LastFault).LastOrDefault(e => e is not null);
         return new PipelineMetrics
         {
+            State = State,
             Offered = offered,
             Accepted = accepted,
             RejectedByReason = rejected,
             DroppedByReason = dropped,
-            Sources = [.. bySource.Select(p => new SourceMetrics(p.Key, p.Value[0], p.Value[1], p.Value[2], p.Value[3], p.Value[4]))],
+            Sources = [.. bySource.Select(p => new SourceMetrics(p.Key, p.Value[0], p.Value[1], p.Value[2], p.Value[3], p.Value[4], p.Value[5], (int)p.Value[6]))],
             Late = _shards.Sum(s => s.Late),
             LateByMetric = new Dictionary<string, long>(_lateByMetric, StringComparer.Ordinal),
             EmittedPoints = _shards.Sum(s => s.EmittedPoints),
             OpenWindowPoints = _shards.Sum(s => s.Aggregated - s.EmittedPoints),
+            FaultedPoints = faulted,
+            Faults = _shards.Sum(s => s.Faults),
+            LastFault = lastFault is null ? null : $"{lastFault.GetType().Name}: {lastFault.Message}",
+            WriterMisuse = misuse,
             WindowsEmitted = _shards.Sum(s => s.WindowsEmitted),
             SeriesActive = Registry.Count,
             OverflowResolutions = Registry.OverflowResolutions,
             ShardQueueDepth = [.. _channels.Select(c => c.Reader.Count)],
-            ShardQueueCapacity = Options.ShardQueueBatches,
+            ShardQueueCapacity = Settings.ShardQueueBatches,
             OpenStateBytes = _shards.Sum(s => s.OpenStateBytes),
             BatchesAllocated = _batchPolicy.Created,
-            Sinks = [.. _sinks.Select(s => new SinkMetrics(s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError, s.BatchesAbandoned, s.PointsAbandoned))],
+            ActiveSources = _shards.Max(s => s.ActiveSources),
+            Watermarks = [.. _shards.Select(s => s.Watermark)],
+            Sinks = [.. _sinks.Select(s => new SinkMetrics(
+                s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError,
+                s.BatchesAbandoned, s.PointsAbandoned, s.State, s.BatchesDropped, s.PointsDropped, s.Timeouts, s.Options.QueuePolicy))],
         };
     }
 
     /// <summary>
-    /// Stops gracefully if running (bounded by <see cref="MetricsPipelineOptions.ShutdownTimeout"/>;
-    /// a timed-out stop is not rethrown here, its losses are in the sink counters), then disposes the sinks.
+    /// Stops gracefully if running (bounded by <see cref="MetricsPipelineOptions.ShutdownTimeout"/>; a
+    /// timed-out or faulted stop is not rethrown here, its losses are in the counters), then disposes the sinks.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
-        if (Volatile.Read(ref _state) == Running)
+        try
         {
-            try
-            {
-                await StopAsync().ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                // Counted in the sinks' abandoned counters; disposing must not throw.
-            }
+            await StopAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TimeoutException or AggregateException or OperationCanceledException)
+        {
+            // Counted in the sinks' abandoned counters and the fault counters; disposing must not throw.
         }
 
         foreach (SinkRunner sink in _sinks)
         {
-            await sink.Sink.DisposeAsync().ConfigureAwait(false);
+            try
+            {
+                await sink.Sink.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // One sink failing to dispose must not keep the others open.
+            }
         }
 
         // Not disposed: shard and sink tasks abandoned by a forced stop may still observe the token.

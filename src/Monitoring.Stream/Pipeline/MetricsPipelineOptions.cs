@@ -31,6 +31,18 @@ public sealed class MetricsPipelineOptions
     public TimeSpan MaxFutureSkew { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>
+    /// Points older than this, by the engine's clock, are refused as too old (default 1 h). A Kafka source
+    /// that replays older history raises it; it also bounds every timestamp the window arithmetic sees.
+    /// </summary>
+    public TimeSpan MaxPointAge { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// A source (a writer) that hands nothing to a shard for this long, by the engine's clock, stops
+    /// holding that shard's watermark back (default 10 s). When no source is active the clock closes windows.
+    /// </summary>
+    public TimeSpan SourceIdleTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// Longest a graceful stop may take (default 30 s). Past it the stop abandons what is left, as a
     /// second stop signal would, counts it per sink, and <see cref="MetricsPipeline.StopAsync"/> throws
     /// <see cref="TimeoutException"/>. <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.
@@ -55,41 +67,61 @@ public sealed class MetricsPipelineOptions
     /// <summary>Limits of the series registry.</summary>
     public SeriesRegistryOptions Registry { get; set; } = new();
 
-    internal MetricsPipelineSettings Validate()
+    /// <summary>Checks every setting and throws <see cref="ArgumentException"/> naming the first one out of range.</summary>
+    public void Validate() => ToSettings();
+
+    /// <summary>Validates and takes an immutable snapshot: later changes to these options do not reach a running pipeline.</summary>
+    internal MetricsPipelineSettings ToSettings()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(ShardCount, 1, nameof(ShardCount));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(ShardCount, 1024, nameof(ShardCount));
         ArgumentOutOfRangeException.ThrowIfLessThan(BatchSize, 1, nameof(BatchSize));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(BatchSize, 1 << 20, nameof(BatchSize));
         ArgumentOutOfRangeException.ThrowIfLessThan(ShardQueueBatches, 1, nameof(ShardQueueBatches));
-        if (WindowSize < TimeSpan.FromMilliseconds(1) || WindowSize.Ticks % TimeSpan.TicksPerMillisecond != 0)
+        if (WindowSize < TimeSpan.FromMilliseconds(1) || WindowSize > TimeSpan.FromDays(366) || WindowSize.Ticks % TimeSpan.TicksPerMillisecond != 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(WindowSize), WindowSize, "The window size must be a whole number of milliseconds, at least 1.");
+            throw new ArgumentOutOfRangeException(nameof(WindowSize), WindowSize, "The window size must be a whole number of milliseconds, from 1 ms to 366 days.");
         }
 
-        if (AllowedLateness < TimeSpan.Zero)
-        {
-            throw new ArgumentOutOfRangeException(nameof(AllowedLateness), AllowedLateness, "Allowed lateness cannot be negative.");
-        }
-
-        if (TickInterval <= TimeSpan.Zero || ProducerFlushInterval <= TimeSpan.Zero || MaxFutureSkew < TimeSpan.Zero)
-        {
-            throw new ArgumentOutOfRangeException(nameof(TickInterval), "Intervals must be positive and the skew non-negative.");
-        }
-
+        RequireRange(AllowedLateness, TimeSpan.Zero, TimeSpan.FromDays(366), nameof(AllowedLateness));
+        RequireRange(TickInterval, TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1), nameof(TickInterval));
+        RequireRange(ProducerFlushInterval, TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1), nameof(ProducerFlushInterval));
+        RequireRange(MaxFutureSkew, TimeSpan.Zero, TimeSpan.FromDays(3650), nameof(MaxFutureSkew));
+        RequireRange(MaxPointAge, TimeSpan.FromMilliseconds(1), TimeSpan.FromDays(3650), nameof(MaxPointAge));
+        RequireRange(SourceIdleTimeout, TimeSpan.FromMilliseconds(1), TimeSpan.FromDays(1), nameof(SourceIdleTimeout));
         if (ShutdownTimeout <= TimeSpan.Zero && ShutdownTimeout != Timeout.InfiniteTimeSpan)
         {
             throw new ArgumentOutOfRangeException(nameof(ShutdownTimeout), ShutdownTimeout, "The shutdown timeout must be positive, or infinite.");
         }
 
-        ArgumentNullException.ThrowIfNull(TimeProvider);
-        ArgumentException.ThrowIfNullOrWhiteSpace(Instance);
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+        ArgumentNullException.ThrowIfNull(Registry, nameof(Registry));
+        ArgumentException.ThrowIfNullOrWhiteSpace(Instance, nameof(Instance));
         _ = new DdSketch(SketchRelativeAccuracy, SketchMaxBins);
         return new MetricsPipelineSettings(
             TimeProvider,
+            ShardCount,
+            BatchSize,
+            ShardQueueBatches,
             (long)WindowSize.TotalMilliseconds,
             (long)AllowedLateness.TotalMilliseconds,
+            (long)SourceIdleTimeout.TotalMilliseconds,
+            (long)MaxFutureSkew.TotalMilliseconds,
+            (long)MaxPointAge.TotalMilliseconds,
+            ProducerFlushInterval,
+            TickInterval,
+            ShutdownTimeout,
             Sketches,
             SketchRelativeAccuracy,
-            SketchMaxBins);
+            SketchMaxBins,
+            Instance);
+    }
+
+    private static void RequireRange(TimeSpan value, TimeSpan min, TimeSpan max, string name)
+    {
+        if (value < min || value > max)
+        {
+            throw new ArgumentOutOfRangeException(name, value, $"{name} must be from {min} to {max}.");
+        }
     }
 }

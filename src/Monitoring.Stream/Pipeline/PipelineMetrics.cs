@@ -1,5 +1,6 @@
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
+using Monitoring.Stream.Sinks;
 
 namespace Monitoring.Stream.Pipeline;
 
@@ -20,6 +21,21 @@ public sealed class PipelineMetrics
 
     /// <summary>Per source: offered, accepted, rejected and dropped.</summary>
     public required IReadOnlyList<SourceMetrics> Sources { get; init; }
+
+    /// <summary>Where the pipeline is in its life.</summary>
+    public PipelineState State { get; init; }
+
+    /// <summary>Faults the shards contained (a batch or a window that failed), each counted in <see cref="FaultedPoints"/>.</summary>
+    public long Faults { get; init; }
+
+    /// <summary>Accepted points lost to a contained fault (also in <see cref="DroppedByReason"/> under <see cref="DropReason.ShardFault"/> with the writers' own).</summary>
+    public long FaultedPoints { get; init; }
+
+    /// <summary>The last fault, as "Type: message", or null.</summary>
+    public string? LastFault { get; init; }
+
+    /// <summary>Writes refused because a per-thread writer was used from a thread that does not own it.</summary>
+    public long WriterMisuse { get; init; }
 
     /// <summary>Points offered but still in a producer's unflushed batch.</summary>
     public long Pending => Offered - Accepted - Rejected - Dropped;
@@ -43,7 +59,13 @@ public sealed class PipelineMetrics
     public long OpenWindowPoints { get; init; }
 
     /// <summary>Points accepted but not yet taken off a shard's channel.</summary>
-    public long Queued => Accepted - EmittedPoints - OpenWindowPoints - Late;
+    public long Queued => Accepted - EmittedPoints - OpenWindowPoints - Late - FaultedPoints;
+
+    /// <summary>Sources holding some shard's watermark back now (the most over shards).</summary>
+    public int ActiveSources { get; init; }
+
+    /// <summary>Each shard's watermark, ms since the epoch (<see cref="long.MinValue"/> before any).</summary>
+    public required IReadOnlyList<long> Watermarks { get; init; }
 
     /// <summary>Window batches emitted (one per shard and window with data).</summary>
     public long WindowsEmitted { get; init; }
@@ -77,7 +99,9 @@ public sealed class PipelineMetrics
 /// <param name="Rejected">Points refused.</param>
 /// <param name="Dropped">Points dropped, all reasons.</param>
 /// <param name="DroppedQueueFull">Points dropped because a shard was full.</param>
-public sealed record SourceMetrics(string Source, long Offered, long Accepted, long Rejected, long Dropped, long DroppedQueueFull);
+/// <param name="Late">Points that reached a shard after their window had closed.</param>
+/// <param name="Writers">Writers (live and disposed) counted under the name.</param>
+public sealed record SourceMetrics(string Source, long Offered, long Accepted, long Rejected, long Dropped, long DroppedQueueFull, long Late = 0, int Writers = 1);
 
 /// <summary>Counters of one sink.</summary>
 /// <param name="Name">The sink's name.</param>
@@ -91,6 +115,11 @@ public sealed record SourceMetrics(string Source, long Offered, long Accepted, l
 /// <param name="LastError">The last error, if any.</param>
 /// <param name="BatchesAbandoned">Batches this sink never got because a stop was forced (second signal or shutdown timeout).</param>
 /// <param name="PointsAbandoned">Points in abandoned batches.</param>
+/// <param name="State">How the sink fares now.</param>
+/// <param name="BatchesDropped">Batches dropped from the queue under the drop-oldest policy.</param>
+/// <param name="PointsDropped">Points in dropped batches.</param>
+/// <param name="Timeouts">Attempts that passed the attempt timeout.</param>
+/// <param name="QueuePolicy">What the sink's queue does when full.</param>
 public sealed record SinkMetrics(
     string Name,
     int QueueDepth,
@@ -102,4 +131,9 @@ public sealed record SinkMetrics(
     long Errors,
     string? LastError,
     long BatchesAbandoned = 0,
-    long PointsAbandoned = 0);
+    long PointsAbandoned = 0,
+    SinkState State = SinkState.Ok,
+    long BatchesDropped = 0,
+    long PointsDropped = 0,
+    long Timeouts = 0,
+    SinkQueuePolicy QueuePolicy = SinkQueuePolicy.Block);

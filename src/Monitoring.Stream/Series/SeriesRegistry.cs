@@ -24,8 +24,10 @@ public sealed class SeriesRegistry
     private readonly SeriesTable _table = new();
     private readonly Lock _gate = new();
     private readonly Dictionary<string, MetricEntry> _metrics = new(StringComparer.Ordinal);
-    private readonly long[] _rejections = new long[Enum.GetValues<RejectReason>().Length];
+    private readonly long[] _rejections = new long[(int)Enum.GetValues<RejectReason>().Max() + 1];
     private SeriesDescriptor[] _byId = new SeriesDescriptor[256];
+    private static int s_nextTag;
+    private readonly int _tag = Interlocked.Increment(ref s_nextTag);
     private int _count;
     private long _overflowResolutions;
 
@@ -38,6 +40,12 @@ public sealed class SeriesRegistry
 
     /// <summary>The limits this registry enforces.</summary>
     public SeriesRegistryOptions Options => _options;
+
+    /// <summary>The tag written into every id this registry issues (never 0).</summary>
+    internal int Tag => _tag;
+
+    /// <summary>Whether <paramref name="id"/> was issued by this registry.</summary>
+    public bool Owns(SeriesId id) => id.Owner == _tag && (uint)id.Value < (uint)Count;
 
     /// <summary>Number of series interned, overflow series included.</summary>
     public int Count => Volatile.Read(ref _count);
@@ -104,7 +112,7 @@ public sealed class SeriesRegistry
         int found = _table.Find(metric, labels, [], hash);
         if (found >= 0)
         {
-            id = new SeriesId(found);
+            id = new SeriesId(found, _tag);
             return RejectReason.None;
         }
 
@@ -134,7 +142,7 @@ public sealed class SeriesRegistry
         int found = _table.Find(metric, labels, canonical, hash);
         if (found >= 0)
         {
-            id = new SeriesId(found);
+            id = new SeriesId(found, _tag);
             return RejectReason.None;
         }
 
@@ -146,7 +154,7 @@ public sealed class SeriesRegistry
     public SeriesDescriptor GetDescriptor(SeriesId id)
     {
         SeriesDescriptor[] byId = Volatile.Read(ref _byId);
-        if ((uint)id.Value >= (uint)Count || (uint)id.Value >= (uint)byId.Length)
+        if ((uint)id.Value >= (uint)Count || (uint)id.Value >= (uint)byId.Length || (id.Owner != 0 && id.Owner != _tag))
         {
             throw new ArgumentOutOfRangeException(nameof(id), id, "The id was not issued by this registry.");
         }
@@ -250,7 +258,7 @@ public sealed class SeriesRegistry
             int raced = _table.Find(metric, labels, order, hash);
             if (raced >= 0)
             {
-                id = new SeriesId(raced);
+                id = new SeriesId(raced, _tag);
                 return RejectReason.None;
             }
 
@@ -299,13 +307,13 @@ public sealed class SeriesRegistry
     private SeriesDescriptor GetOrCreateOverflowLocked(string metric)
     {
         int existing = _table.Find(metric, s_overflowLabels, [], SeriesHash.Compute(metric, s_overflowLabels));
-        return existing >= 0 ? GetDescriptor(new SeriesId(existing)) : InsertLocked(metric, s_overflowLabels, isOverflow: true);
+        return existing >= 0 ? GetDescriptor(new SeriesId(existing, _tag)) : InsertLocked(metric, s_overflowLabels, isOverflow: true);
     }
 
     private SeriesDescriptor InsertLocked(string metric, Label[] canonicalLabels, bool isOverflow)
     {
         int next = _count;
-        var id = new SeriesId(next);
+        var id = new SeriesId(next, _tag);
         int hash = SeriesHash.Compute(metric, canonicalLabels);
         var descriptor = new SeriesDescriptor(id, metric, canonicalLabels, isOverflow, hash);
 

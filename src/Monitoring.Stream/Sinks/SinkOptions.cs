@@ -1,10 +1,20 @@
 namespace Monitoring.Stream.Sinks;
 
-/// <summary>Queueing and retry of one sink.</summary>
+/// <summary>Queueing, timeout and retry of one sink.</summary>
 public sealed class SinkOptions
 {
-    /// <summary>Window batches waiting for the sink before shards wait for it (default 64).</summary>
+    /// <summary>Window batches waiting for the sink (default 64).</summary>
     public int QueueCapacity { get; set; } = 64;
+
+    /// <summary>What happens when the queue is full (default <see cref="SinkQueuePolicy.Block"/>).</summary>
+    public SinkQueuePolicy QueuePolicy { get; set; } = SinkQueuePolicy.Block;
+
+    /// <summary>
+    /// Longest one write may take (default 30 s). Past it the attempt counts as failed and is retried;
+    /// the pipeline stops waiting for it, while the batch's memory stays valid until the write really returns.
+    /// <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.
+    /// </summary>
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Attempts per batch before it is given up and counted as failed (default 5).</summary>
     public int MaxAttempts { get; set; } = 5;
@@ -14,4 +24,36 @@ public sealed class SinkOptions
 
     /// <summary>Longest delay between retries (default 10 s).</summary>
     public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Checks the settings and returns an immutable copy.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
+    public SinkOptions Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(QueueCapacity, 1, nameof(QueueCapacity));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxAttempts, 1, nameof(MaxAttempts));
+        if (!Enum.IsDefined(QueuePolicy))
+        {
+            throw new ArgumentOutOfRangeException(nameof(QueuePolicy), QueuePolicy, "Unknown queue policy.");
+        }
+
+        if (AttemptTimeout <= TimeSpan.Zero && AttemptTimeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(nameof(AttemptTimeout), AttemptTimeout, "The attempt timeout must be positive, or infinite.");
+        }
+
+        if (InitialBackoff < TimeSpan.Zero || MaxBackoff < InitialBackoff)
+        {
+            throw new ArgumentOutOfRangeException(nameof(InitialBackoff), InitialBackoff, "Backoffs must be non-negative and InitialBackoff at most MaxBackoff.");
+        }
+
+        return new SinkOptions
+        {
+            QueueCapacity = QueueCapacity,
+            QueuePolicy = QueuePolicy,
+            AttemptTimeout = AttemptTimeout,
+            MaxAttempts = MaxAttempts,
+            InitialBackoff = InitialBackoff,
+            MaxBackoff = MaxBackoff,
+        };
+    }
 }

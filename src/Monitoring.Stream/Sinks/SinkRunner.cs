@@ -3,10 +3,15 @@ using System.Threading.Channels;
 namespace Monitoring.Stream.Sinks;
 
 /// <summary>
-/// Feeds one sink from its own bounded queue, retrying failed writes with exponential backoff, and
-/// keeps the counters that make a slow or broken sink visible. One runner per sink, so a sink that
-/// stalls holds back the others only once its own queue is full.
+/// Feeds one sink from its own bounded queue, with a timeout per attempt and retries with exponential
+/// backoff, and keeps the counters that make a slow or broken sink visible. One runner per sink: a
+/// sink that stalls holds back nothing but itself, unless its policy is to block and its queue is full.
 /// </summary>
+/// <remarks>
+/// Every window handed to the runner ends in exactly one of its counters: written, failed (given up
+/// after every attempt), dropped (queue overflow under <see cref="SinkQueuePolicy.DropOldest"/>) or
+/// abandoned (a forced stop).
+/// </remarks>
 internal sealed class SinkRunner
 {
     private readonly IWindowSink _sink;
@@ -19,33 +24,40 @@ internal sealed class SinkRunner
     private long _pointsWritten;
     private long _batchesFailed;
     private long _pointsFailed;
+    private long _batchesDropped;
+    private long _pointsDropped;
     private long _errors;
+    private long _timeouts;
     private long _batchesAbandoned;
     private long _pointsAbandoned;
+    private long _lastDropTimestamp = long.MinValue;
+    private int _retrying;
+    private int _waiters;
     private string? _lastError;
 
     /// <param name="sink">The sink fed.</param>
-    /// <param name="options">Queue and retry settings.</param>
-    /// <param name="time">The clock of the backoff.</param>
+    /// <param name="options">Validated queue, timeout and retry settings.</param>
+    /// <param name="time">The clock of timeouts and backoff.</param>
     /// <param name="abort">Cancelled when a stop is forced: the write in progress is cancelled and what is queued is abandoned.</param>
     public SinkRunner(IWindowSink sink, SinkOptions options, TimeProvider time, CancellationToken abort)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.QueueCapacity, 1, nameof(options.QueueCapacity));
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxAttempts, 1, nameof(options.MaxAttempts));
         _sink = sink;
         _options = options;
         _time = time;
         _abort = abort;
-        _queue = Channel.CreateBounded<WindowBatch>(new BoundedChannelOptions(options.QueueCapacity)
+        var channelOptions = new BoundedChannelOptions(options.QueueCapacity)
         {
             SingleReader = true,
             SingleWriter = false,
-            FullMode = BoundedChannelFullMode.Wait,
+            FullMode = options.QueuePolicy == SinkQueuePolicy.DropOldest ? BoundedChannelFullMode.DropOldest : BoundedChannelFullMode.Wait,
             AllowSynchronousContinuations = false,
-        });
+        };
+        _queue = Channel.CreateBounded<WindowBatch>(channelOptions, Dropped);
     }
 
     public IWindowSink Sink => _sink;
+
+    public SinkOptions Options => _options;
 
     public int QueueDepth => _queue.Reader.Count;
 
@@ -59,7 +71,13 @@ internal sealed class SinkRunner
 
     public long PointsFailed => Interlocked.Read(ref _pointsFailed);
 
+    public long BatchesDropped => Interlocked.Read(ref _batchesDropped);
+
+    public long PointsDropped => Interlocked.Read(ref _pointsDropped);
+
     public long Errors => Interlocked.Read(ref _errors);
+
+    public long Timeouts => Interlocked.Read(ref _timeouts);
 
     public string? LastError => Volatile.Read(ref _lastError);
 
@@ -67,14 +85,52 @@ internal sealed class SinkRunner
 
     public long PointsAbandoned => Interlocked.Read(ref _pointsAbandoned);
 
+    /// <summary>The sink's state now: stalled and dropping win over retrying.</summary>
+    public SinkState State
+    {
+        get
+        {
+            if (Volatile.Read(ref _waiters) > 0)
+            {
+                return SinkState.Stalled;
+            }
+
+            long lastDrop = Volatile.Read(ref _lastDropTimestamp);
+            if (lastDrop != long.MinValue && _time.GetElapsedTime(lastDrop) < TimeSpan.FromSeconds(10))
+            {
+                return SinkState.Dropping;
+            }
+
+            return Volatile.Read(ref _retrying) != 0 ? SinkState.Retrying : SinkState.Ok;
+        }
+    }
+
     public void Start() => _loop = Task.Run(RunAsync);
 
     /// <summary>
-    /// Queues a batch, waiting while the queue is full. If the stop is forced first, the batch is
-    /// released and counted as abandoned instead.
+    /// Queues a batch. Under <see cref="SinkQueuePolicy.Block"/> a full queue makes the caller wait; under
+    /// <see cref="SinkQueuePolicy.DropOldest"/> it never waits. If the stop is forced first, the batch is
+    /// counted as abandoned for this sink instead.
     /// </summary>
-    public async ValueTask EnqueueAsync(WindowBatch batch)
+    public ValueTask EnqueueAsync(WindowBatch batch)
     {
+        if (_abort.IsCancellationRequested)
+        {
+            Abandon(batch);
+            return ValueTask.CompletedTask;
+        }
+
+        if (_queue.Writer.TryWrite(batch))
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        return EnqueueSlowAsync(batch);
+    }
+
+    private async ValueTask EnqueueSlowAsync(WindowBatch batch)
+    {
+        Interlocked.Increment(ref _waiters);
         try
         {
             await _queue.Writer.WriteAsync(batch, _abort).ConfigureAwait(false);
@@ -83,9 +139,13 @@ internal sealed class SinkRunner
         {
             Abandon(batch);
         }
+        finally
+        {
+            Interlocked.Decrement(ref _waiters);
+        }
     }
 
-    /// <summary>Stops taking batches and waits until the queued ones are written or given up.</summary>
+    /// <summary>Stops taking batches and waits until the queued ones are written or given up, then completes the sink.</summary>
     public async Task CompleteAsync(CancellationToken cancellationToken)
     {
         _queue.Writer.TryComplete();
@@ -96,7 +156,8 @@ internal sealed class SinkRunner
 
         try
         {
-            await _sink.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            // WaitAsync: a sink that ignores the token still cannot hold the stop past the caller's bound.
+            await _sink.CompleteAsync(cancellationToken).AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -122,6 +183,9 @@ internal sealed class SinkRunner
             // Forced stop: what is still queued is abandoned below.
         }
 
+        // Closed first, so a window handed over while this drains is refused (and abandoned by its
+        // caller) instead of stranded in a queue nobody reads.
+        _queue.Writer.TryComplete();
         while (reader.TryRead(out WindowBatch? left))
         {
             Abandon(left);
@@ -135,27 +199,28 @@ internal sealed class SinkRunner
         {
             for (int attempt = 1; ; attempt++)
             {
-                try
+                Exception? failure = await AttemptAsync(batch).ConfigureAwait(false);
+                if (failure is null)
                 {
-                    await _sink.WriteAsync(batch, _abort).ConfigureAwait(false);
+                    Volatile.Write(ref _retrying, 0);
                     Interlocked.Increment(ref _batchesWritten);
                     Interlocked.Add(ref _pointsWritten, batch.Points);
-                    batch.Release();
+                    batch.CompleteOutcome(abandoned: false);
                     return;
                 }
-                catch (Exception e) when (!(e is OperationCanceledException && _abort.IsCancellationRequested))
+
+                RecordError(failure);
+                if (attempt >= _options.MaxAttempts)
                 {
-                    RecordError(e);
-                    if (attempt >= _options.MaxAttempts)
-                    {
-                        // Given up: the window is lost for this sink, and the counters say how much.
-                        Interlocked.Increment(ref _batchesFailed);
-                        Interlocked.Add(ref _pointsFailed, batch.Points);
-                        batch.Release();
-                        return;
-                    }
+                    // Given up: the window is lost for this sink, and the counters say how much.
+                    Volatile.Write(ref _retrying, 0);
+                    Interlocked.Increment(ref _batchesFailed);
+                    Interlocked.Add(ref _pointsFailed, batch.Points);
+                    batch.CompleteOutcome(abandoned: false);
+                    return;
                 }
 
+                Volatile.Write(ref _retrying, 1);
                 await Task.Delay(delay, _time, _abort).ConfigureAwait(false);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxBackoff.Ticks));
             }
@@ -166,11 +231,75 @@ internal sealed class SinkRunner
         }
     }
 
+    /// <summary>One write, bounded by the attempt timeout and the abort token; null on success, else why not.</summary>
+    private async Task<Exception?> AttemptAsync(WindowBatch batch)
+    {
+        // The sink gets its own view of the batch, disposed only when its write has really finished:
+        // a write that outlives its timeout (a sink that ignores cancellation) still reads valid memory.
+        WindowBatch view = batch.Retain();
+        using CancellationTokenSource timeout = _options.AttemptTimeout == Timeout.InfiniteTimeSpan
+            ? new CancellationTokenSource()
+            : new CancellationTokenSource(_options.AttemptTimeout, _time);
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(_abort, timeout.Token);
+
+        Task write;
+        try
+        {
+            write = _sink.WriteAsync(view, attempt.Token).AsTask();
+        }
+        catch (Exception e)
+        {
+            view.Dispose();
+            if (e is OperationCanceledException && _abort.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            return e;
+        }
+
+        if (!write.IsCompleted)
+        {
+            _ = write.ContinueWith(static (t, v) => { _ = t.Exception; ((WindowBatch)v!).Dispose(); }, view, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+        else
+        {
+            view.Dispose();
+        }
+
+        try
+        {
+            await write.WaitAsync(attempt.Token).ConfigureAwait(false);
+            return null;
+        }
+        catch (OperationCanceledException) when (_abort.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (OperationCanceledException) when (attempt.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _timeouts);
+            return new TimeoutException($"The write to sink '{_sink.Name}' did not finish within {_options.AttemptTimeout.TotalSeconds:0.###} s.");
+        }
+        catch (Exception e)
+        {
+            return e;
+        }
+    }
+
+    private void Dropped(WindowBatch batch)
+    {
+        Volatile.Write(ref _lastDropTimestamp, _time.GetTimestamp());
+        Interlocked.Increment(ref _batchesDropped);
+        Interlocked.Add(ref _pointsDropped, batch.Points);
+        batch.CompleteOutcome(abandoned: false);
+    }
+
     private void Abandon(WindowBatch batch)
     {
         Interlocked.Increment(ref _batchesAbandoned);
         Interlocked.Add(ref _pointsAbandoned, batch.Points);
-        batch.Release();
+        batch.CompleteOutcome(abandoned: true);
     }
 
     private void RecordError(Exception e)

@@ -14,10 +14,18 @@ namespace Monitoring.Stream.Windows;
 /// <c>id % shardCount == index</c>, at slot <c>id / shardCount</c>), so aggregation takes no lock.
 /// </summary>
 /// <remarks>
-/// Windows are tumbling and aligned to the epoch. The watermark is the largest event time seen minus
-/// the allowed lateness; a tick with no data since the previous tick raises it to the clock minus the
-/// lateness. A window closes once the watermark reaches its end; a point whose window has closed is
-/// late, and counted per metric.
+/// <para>Windows are tumbling and aligned to the epoch. Each source (a writer) carries its own event-time
+/// progress: its newest timestamp, capped at the engine's clock when it handed a batch over. The
+/// watermark is the minimum progress over the active sources, minus the allowed lateness, and never goes
+/// back. A source that has handed nothing over for the idle timeout (by the engine's clock, compared
+/// between the stamps the source and the tick carry, so a stalled shard or thread pool does not make
+/// anyone idle), or that was disposed and whose last batch is in, stops holding the watermark; when no
+/// source is active the clock moves it. A window closes once the watermark reaches its end; a point whose
+/// window has closed is late, counted per metric and per source.</para>
+/// <para>A failure while aggregating one batch is contained: the batch's points not yet aggregated are
+/// counted as lost to a fault, the exception is kept for the pipeline to report, and the loop goes on.</para>
+/// <para>Acknowledgements: a source's batch is acknowledged once every window it touched, and every
+/// window before those, has been emitted and every sink is done with it (see <see cref="PointWriter.Checkpoint"/>).</para>
 /// </remarks>
 internal sealed class ShardAggregator
 {
@@ -26,21 +34,29 @@ internal sealed class ShardAggregator
     private readonly ChannelReader<PointBatch> _reader;
     private readonly ObjectPool<PointBatch> _pool;
     private readonly SeriesRegistry _registry;
-    private readonly TimeProvider _time;
     private readonly long _windowMs;
     private readonly long _latenessMs;
+    private readonly long _idleTimeoutMs;
     private readonly bool _withSketches;
     private readonly double _relativeAccuracy;
     private readonly int _maxBins;
-    private readonly Func<WindowBuffer, int, ValueTask> _emit;
+    private readonly Func<WindowBuffer, int, long, Action<Sinks.WindowBatch, bool>, ValueTask> _emit;
+    private readonly Func<SourceCounters[]> _liveSources;
     private readonly ConcurrentDictionary<string, long> _lateByMetric;
     private readonly List<WindowBuffer> _open = [];
     private readonly Stack<WindowBuffer> _free = new();
+    private readonly Dictionary<SourceCounters, ShardSource> _sources = new(ReferenceEqualityComparer.Instance);
+    private readonly Lock _ackGate = new();
+    private readonly List<InflightWindow> _inflight = [];
     private WindowBuffer? _current;
-    private long _maxEventTime = long.MinValue;
     private long _watermark = long.MinValue;
-    private bool _dataSinceTick;
+    private long _minOpenEnd = long.MaxValue;
     private long _openBytes;
+    private long _emitSequence;
+    private long _faultedPoints;
+    private long _faults;
+    private Exception? _lastFault;
+    private volatile bool _dead;
     private ShardCounters _counters;
 
     public ShardAggregator(
@@ -51,20 +67,22 @@ internal sealed class ShardAggregator
         SeriesRegistry registry,
         MetricsPipelineSettings settings,
         ConcurrentDictionary<string, long> lateByMetric,
-        Func<WindowBuffer, int, ValueTask> emit)
+        Func<SourceCounters[]> liveSources,
+        Func<WindowBuffer, int, long, Action<Sinks.WindowBatch, bool>, ValueTask> emit)
     {
         _index = index;
         _shardCount = shardCount;
         _reader = reader;
         _pool = pool;
         _registry = registry;
-        _time = settings.TimeProvider;
         _windowMs = settings.WindowMs;
         _latenessMs = settings.LatenessMs;
+        _idleTimeoutMs = settings.SourceIdleTimeoutMs;
         _withSketches = settings.Sketches;
         _relativeAccuracy = settings.RelativeAccuracy;
         _maxBins = settings.MaxBins;
         _lateByMetric = lateByMetric;
+        _liveSources = liveSources;
         _emit = emit;
     }
 
@@ -76,47 +94,128 @@ internal sealed class ShardAggregator
 
     public long WindowsEmitted => Volatile.Read(ref _counters.WindowsEmitted);
 
+    /// <summary>Points lost to a fault while aggregating or emitting.</summary>
+    public long FaultedPoints => Interlocked.Read(ref _faultedPoints);
+
+    /// <summary>Faults contained so far.</summary>
+    public long Faults => Interlocked.Read(ref _faults);
+
+    /// <summary>The last fault contained or the one that ended the loop.</summary>
+    public Exception? LastFault => Volatile.Read(ref _lastFault);
+
+    /// <summary>Whether the shard's loop has ended on an exception it could not contain.</summary>
+    public bool IsDead => _dead;
+
     public long Watermark => Volatile.Read(ref _watermark);
 
-    /// <summary>Bytes held by the open windows' states, as of the last batch.</summary>
+    /// <summary>Bytes held by the open windows' states, as of the last tick.</summary>
     public long OpenStateBytes => Volatile.Read(ref _openBytes);
+
+    /// <summary>Sources currently holding the watermark back.</summary>
+    public int ActiveSources { get; private set; }
 
     public async Task RunAsync()
     {
-        while (await _reader.WaitToReadAsync().ConfigureAwait(false))
+        try
         {
-            while (_reader.TryRead(out PointBatch? batch))
+            while (await _reader.WaitToReadAsync().ConfigureAwait(false))
             {
-                switch (batch.Kind)
+                while (_reader.TryRead(out PointBatch? batch))
                 {
-                    case BatchKind.Points:
-                        Aggregate(batch);
-                        _pool.Return(batch);
-                        await CloseDueAsync().ConfigureAwait(false);
-                        break;
-                    case BatchKind.Tick:
-                        OnTick();
-                        await CloseDueAsync().ConfigureAwait(false);
-                        break;
-                    case BatchKind.Barrier:
-                        batch.Barrier?.TrySetResult();
-                        break;
+                    await ProcessAsync(batch).ConfigureAwait(false);
                 }
             }
-        }
 
-        // The channel is complete: the pipeline is stopping, so every open window goes out now.
-        while (_open.Count > 0)
+            // The channel is complete: the pipeline is stopping, so every open window goes out now.
+            while (_open.Count > 0)
+            {
+                await EmitAsync(_open[0]).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e)
         {
-            await EmitOldestAsync().ConfigureAwait(false);
+            // Not containable (the per-batch guard failed itself): the pipeline reports it, writers stop waiting.
+            Volatile.Write(ref _lastFault, e);
+            _dead = true;
+            throw;
         }
     }
 
-    private void Aggregate(PointBatch batch)
+    private async ValueTask ProcessAsync(PointBatch batch)
     {
+        switch (batch.Kind)
+        {
+            case BatchKind.Points:
+                long aggregatedBefore = _counters.Aggregated;
+                long lateBefore = _counters.Late;
+                long openBefore = OpenPoints();
+                try
+                {
+                    long maxEnd = Aggregate(batch);
+                    if (batch.Origin is not null)
+                    {
+                        OnSourceBatch(batch, maxEnd);
+                    }
+                }
+                catch (Exception e)
+                {
+                    // What reached a window stays there and is counted as aggregated; the rest is lost, and counted.
+                    long added = OpenPoints() - openBefore;
+                    Volatile.Write(ref _counters.Aggregated, aggregatedBefore + added);
+                    long lost = Math.Max(0, batch.Count - added - (_counters.Late - lateBefore));
+                    RecordFault(e, lost);
+                    if (batch.Origin is not null && batch.Seq > 0)
+                    {
+                        OnSourceBatch(batch, _current?.End ?? long.MinValue);
+                    }
+                }
+
+                _pool.Return(batch);
+                await CloseDueAsync().ConfigureAwait(false);
+                break;
+            case BatchKind.Tick:
+                OnTick(batch.SentAt);
+                await CloseDueAsync().ConfigureAwait(false);
+                break;
+            case BatchKind.Barrier:
+                batch.Barrier?.TrySetResult();
+                break;
+            case BatchKind.CloseSource:
+                await CloseSourceAsync(batch.Origin!).ConfigureAwait(false);
+                batch.Barrier?.TrySetResult();
+                break;
+        }
+    }
+
+    private long OpenPoints()
+    {
+        long points = 0;
+        foreach (WindowBuffer w in _open)
+        {
+            points += w.Points;
+        }
+
+        return points;
+    }
+
+    private void RecordFault(Exception e, long lostPoints)
+    {
+        Interlocked.Add(ref _faultedPoints, lostPoints);
+        Interlocked.Increment(ref _faults);
+        Volatile.Write(ref _lastFault, e);
+    }
+
+    /// <summary>Aggregates a batch; returns the largest end of the windows it may have touched.</summary>
+    private long Aggregate(PointBatch batch)
+    {
+        if ((uint)batch.Count > (uint)batch.Points.Length)
+        {
+            throw new InvalidOperationException($"A batch claims {batch.Count} points in a buffer of {batch.Points.Length}: a writer was used by two threads at once.");
+        }
+
         long aggregated = 0;
-        long maxEventTime = _maxEventTime;
         WindowBuffer? window = _current;
+        long maxEnd = window?.End ?? long.MinValue;
         ReadOnlySpan<IngestPoint> points = batch.Points.AsSpan(0, batch.Count);
         for (int k = 0; k < points.Length; k++)
         {
@@ -136,11 +235,15 @@ internal sealed class ShardAggregator
                 window = SelectWindow(ts);
                 if (window is null)
                 {
-                    CountLate(point.Slot);
+                    CountLate(point.Slot, batch.Origin);
                     continue;
                 }
 
                 _current = window;
+                if (window.End > maxEnd)
+                {
+                    maxEnd = window.End;
+                }
             }
 
             if (point.Slot >= window.Capacity)
@@ -150,19 +253,10 @@ internal sealed class ShardAggregator
 
             window.Add(point.Slot, point.Value, ts);
             aggregated++;
-            if (ts > maxEventTime)
-            {
-                maxEventTime = ts;
-            }
         }
 
-        _maxEventTime = maxEventTime;
-        _dataSinceTick = true;
         Volatile.Write(ref _counters.Aggregated, _counters.Aggregated + aggregated);
-        if (maxEventTime - _latenessMs > _watermark)
-        {
-            Volatile.Write(ref _watermark, maxEventTime - _latenessMs);
-        }
+        return maxEnd;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -180,16 +274,15 @@ internal sealed class ShardAggregator
                 }
             }
         }
-
     }
 
     /// <summary>The open window for <paramref name="ts"/>, opening it if needed, or null when it has closed.</summary>
+    /// <remarks>Writers refuse timestamps beyond their age and skew bounds, so <c>end</c> cannot overflow; the checks guard it anyway.</remarks>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private WindowBuffer? SelectWindow(long ts)
     {
-        long remainder = ts % _windowMs;
-        long start = ts - (remainder < 0 ? remainder + _windowMs : remainder);
-        long end = start + _windowMs;
+        long start = WindowStartOf(ts, _windowMs);
+        long end = start > long.MaxValue - _windowMs ? long.MaxValue : start + _windowMs;
         if (end <= _watermark)
         {
             return null;
@@ -214,30 +307,148 @@ internal sealed class ShardAggregator
             : new WindowBuffer(Math.Max(64, _registry.Count / _shardCount + 1), _withSketches, _relativeAccuracy, _maxBins);
         window.Start = start;
         window.End = end;
-        _open.Insert(i, window);
+        lock (_ackGate)
+        {
+            _open.Insert(i, window);
+            Volatile.Write(ref _minOpenEnd, _open[0].End);
+        }
+
         return window;
     }
 
+    /// <summary>The start of the epoch-aligned window of <paramref name="ts"/>: floor division, exact over the whole range of <see cref="long"/>.</summary>
+    internal static long WindowStartOf(long ts, long windowMs)
+    {
+        long remainder = ts % windowMs;
+        return remainder < 0 ? ts - remainder - windowMs : ts - remainder;
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void CountLate(int slot)
+    private void CountLate(int slot, SourceCounters? origin)
     {
         Volatile.Write(ref _counters.Late, _counters.Late + 1);
+        if (origin is not null)
+        {
+            Interlocked.Increment(ref origin.Late);
+        }
+
         string metric = _registry.GetDescriptor(new SeriesId((slot * _shardCount) + _index)).Metric;
         _lateByMetric.AddOrUpdate(metric, 1, static (_, n) => n + 1);
     }
 
-    private void OnTick()
+    private ShardSource GetSource(SourceCounters counters)
     {
-        if (!_dataSinceTick)
+        if (!_sources.TryGetValue(counters, out ShardSource? source))
         {
-            long clockWatermark = _time.GetUtcNow().ToUnixTimeMilliseconds() - _latenessMs;
-            if (clockWatermark > _watermark)
+            source = new ShardSource(counters) { LastSeen = counters.CreatedAtMs };
+            lock (_ackGate)
             {
-                Volatile.Write(ref _watermark, clockWatermark);
+                _sources.Add(counters, source);
             }
         }
 
-        _dataSinceTick = false;
+        return source;
+    }
+
+    private void OnSourceBatch(PointBatch batch, long maxEnd)
+    {
+        ShardSource source = GetSource(batch.Origin!);
+        source.Idle = false;
+        source.LastSeen = Math.Max(source.LastSeen, batch.SentAt);
+        source.Progress = Math.Max(source.Progress, batch.Progress);
+        if (batch.Seq > 0)
+        {
+            source.ProcessedSeq = batch.Seq;
+            source.MaxWindowEnd = Math.Max(source.MaxWindowEnd, maxEnd);
+            lock (_ackGate)
+            {
+                source.Pending.Enqueue((batch.Seq, source.MaxWindowEnd));
+                SweepLocked(source, MinPendingEndLocked());
+            }
+        }
+
+        AdvanceWatermark(clock: null);
+    }
+
+    /// <summary>
+    /// Raises the watermark to the slowest active source's progress minus the lateness, or, with no
+    /// active source, to the clock minus the lateness (only on a tick: <paramref name="clock"/>).
+    /// </summary>
+    private void AdvanceWatermark(long? clock)
+    {
+        long slowest = long.MaxValue;
+        int active = 0;
+        foreach (ShardSource source in _sources.Values)
+        {
+            if (!source.Idle)
+            {
+                active++;
+                slowest = Math.Min(slowest, source.Progress);
+            }
+        }
+
+        ActiveSources = active;
+        long candidate;
+        if (active > 0)
+        {
+            candidate = slowest;
+        }
+        else if (clock is long now)
+        {
+            candidate = now;
+        }
+        else
+        {
+            return;
+        }
+
+        candidate = candidate < long.MinValue + _latenessMs ? long.MinValue : candidate - _latenessMs;
+        if (candidate > _watermark)
+        {
+            Volatile.Write(ref _watermark, candidate);
+        }
+    }
+
+    private void OnTick(long tickAt)
+    {
+        // Sources created since the last tick hold the watermark from their creation on, so a replay that
+        // starts a moment after its writer was created is not late.
+        foreach (SourceCounters live in _liveSources())
+        {
+            GetSource(live);
+        }
+
+        List<SourceCounters>? forget = null;
+        foreach (ShardSource source in _sources.Values)
+        {
+            SourceCounters c = source.Counters;
+            bool drained = c.Retired && source.ProcessedSeq >= Volatile.Read(ref c.FinalSeq[_index]);
+            if (drained || tickAt - source.LastSeen > _idleTimeoutMs)
+            {
+                source.Idle = true;
+            }
+
+            if (drained && source.Pending.Count == 0)
+            {
+                (forget ??= []).Add(c);
+            }
+        }
+
+        if (forget is not null)
+        {
+            lock (_ackGate)
+            {
+                foreach (SourceCounters c in forget)
+                {
+                    if (_sources[c].Pending.Count == 0)
+                    {
+                        _sources.Remove(c);
+                    }
+                }
+            }
+        }
+
+        AdvanceWatermark(tickAt);
         long bytes = 0;
         foreach (WindowBuffer w in _open)
         {
@@ -251,27 +462,136 @@ internal sealed class ShardAggregator
     {
         while (_open.Count > 0 && _open[0].End <= _watermark)
         {
-            await EmitOldestAsync().ConfigureAwait(false);
+            await EmitAsync(_open[0]).ConfigureAwait(false);
         }
     }
 
-    private async ValueTask EmitOldestAsync()
+    /// <summary>Emits now every open window up to the last one that holds points of <paramref name="counters"/>, without moving the watermark.</summary>
+    private async ValueTask CloseSourceAsync(SourceCounters counters)
     {
-        WindowBuffer window = _open[0];
-        _open.RemoveAt(0);
+        if (!_sources.TryGetValue(counters, out ShardSource? source))
+        {
+            return;
+        }
+
+        while (_open.Count > 0 && _open[0].End <= source.MaxWindowEnd)
+        {
+            await EmitAsync(_open[0]).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask EmitAsync(WindowBuffer window)
+    {
+        InflightWindow? inflight = null;
+        lock (_ackGate)
+        {
+            _open.Remove(window);
+            Volatile.Write(ref _minOpenEnd, _open.Count > 0 ? _open[0].End : long.MaxValue);
+            if (window.TouchedCount > 0)
+            {
+                inflight = new InflightWindow(window.End);
+                _inflight.Add(inflight);
+            }
+        }
+
         if (ReferenceEquals(window, _current))
         {
             _current = null;
         }
 
-        if (window.TouchedCount > 0)
+        if (inflight is not null)
         {
-            await _emit(window, _index).ConfigureAwait(false);
-            Volatile.Write(ref _counters.EmittedPoints, _counters.EmittedPoints + window.Points);
-            Volatile.Write(ref _counters.WindowsEmitted, _counters.WindowsEmitted + 1);
+            long sequence = ++_emitSequence;
+            try
+            {
+                await _emit(window, _index, sequence, (_, abandoned) => OnWindowDone(inflight, abandoned)).ConfigureAwait(false);
+                Volatile.Write(ref _counters.EmittedPoints, _counters.EmittedPoints + window.Points);
+                Volatile.Write(ref _counters.WindowsEmitted, _counters.WindowsEmitted + 1);
+            }
+            catch (Exception e)
+            {
+                // The window could not be built or handed over: its points are lost, and counted.
+                RecordFault(e, window.Points);
+                Volatile.Write(ref _counters.Aggregated, _counters.Aggregated - window.Points);
+                OnWindowDone(inflight, abandoned: false);
+            }
         }
 
         window.Reset();
         _free.Push(window);
+    }
+
+    /// <summary>Every sink is done with an emitted window (on a sink's thread): acknowledge what that unblocks.</summary>
+    private void OnWindowDone(InflightWindow window, bool abandoned)
+    {
+        if (abandoned)
+        {
+            // A forced stop: the window never reached that sink, so nothing behind it is acknowledged.
+            return;
+        }
+
+        lock (_ackGate)
+        {
+            window.Done = true;
+            _inflight.RemoveAll(static w => w.Done);
+            long minPending = MinPendingEndLocked();
+            foreach (ShardSource source in _sources.Values)
+            {
+                SweepLocked(source, minPending);
+            }
+        }
+    }
+
+    /// <summary>The smallest end of a window that is open or emitted but not done: a source batch that touched only earlier windows is acknowledged.</summary>
+    private long MinPendingEndLocked()
+    {
+        long min = Volatile.Read(ref _minOpenEnd);
+        foreach (InflightWindow w in _inflight)
+        {
+            if (w.End < min)
+            {
+                min = w.End;
+            }
+        }
+
+        return min;
+    }
+
+    private void SweepLocked(ShardSource source, long minPendingEnd)
+    {
+        long acked = -1;
+        while (source.Pending.TryPeek(out (long Seq, long MaxEnd) next) && next.MaxEnd < minPendingEnd)
+        {
+            source.Pending.Dequeue();
+            acked = next.Seq;
+        }
+
+        if (acked > 0)
+        {
+            Volatile.Write(ref source.Counters.AckedSeq[_index], acked);
+            source.Counters.SignalAcked();
+        }
+    }
+
+    /// <summary>This shard's view of one source.</summary>
+    private sealed class ShardSource(SourceCounters counters)
+    {
+        public readonly SourceCounters Counters = counters;
+
+        /// <summary>Batches processed but not yet acknowledged, with the largest window end the source had touched by then.</summary>
+        public readonly Queue<(long Seq, long MaxEnd)> Pending = new();
+
+        public long Progress = long.MinValue;
+        public long LastSeen;
+        public long ProcessedSeq;
+        public long MaxWindowEnd = long.MinValue;
+        public bool Idle;
+    }
+
+    /// <summary>An emitted window some sink is not done with yet.</summary>
+    private sealed class InflightWindow(long end)
+    {
+        public readonly long End = end;
+        public bool Done;
     }
 }

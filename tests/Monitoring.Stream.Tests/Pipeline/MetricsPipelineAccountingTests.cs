@@ -71,6 +71,7 @@ public class MetricsPipelineAccountingTests
             ShardCount = shards,
             WindowSize = TimeSpan.FromSeconds(10),
             AllowedLateness = TimeSpan.FromHours(1),
+            MaxPointAge = TimeSpan.FromHours(3),
             BatchSize = 128,
             ShardQueueBatches = 8,
             TimeProvider = time,
@@ -111,8 +112,8 @@ public class MetricsPipelineAccountingTests
         {
             for (int id = 0; id < shards; id++)
             {
-                Assert.Equal(RejectReason.None, anchor.Write(new SeriesId(id), 1.0, T0 + (2 * Hour)));
                 var descriptor = pipeline.Registry.GetDescriptor(new SeriesId(id));
+                Assert.Equal(RejectReason.None, anchor.Write(descriptor.Id, 1.0, T0 + (2 * Hour)));
                 Reference(descriptor.Metric, [.. descriptor.Labels.AsSpan()], 1.0, T0 + (2 * Hour));
             }
         }
@@ -248,7 +249,7 @@ public class MetricsPipelineAccountingTests
     }
 
     [Fact]
-    public async Task WriteAfterStop_CountedAsDroppedPipelineStopped()
+    public async Task WriteAfterStop_RefusedAsWriterClosedAndCounted()
     {
         var sink = new CollectingSink();
         await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [sink]);
@@ -256,11 +257,12 @@ public class MetricsPipelineAccountingTests
         PointWriter writer = pipeline.CreateWriter("late-producer");
         await pipeline.StopAsync();
 
-        writer.Write("m", [], 1.0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        Assert.Equal(RejectReason.WriterClosed, writer.Write("m", [], 1.0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
         writer.Flush();
 
         PipelineMetrics m = pipeline.GetMetrics();
-        Assert.Equal(1, m.DroppedByReason[DropReason.PipelineStopped]);
+        Assert.Equal(1, m.RejectedByReason[RejectReason.WriterClosed]);
+        Assert.Equal(0, m.Pending);
         Assert.Equal(m.Offered, m.Accepted + m.Rejected + m.Dropped);
     }
 }

@@ -115,6 +115,8 @@ public class SinkRunnerTests
         {
             await Task.Delay(10);
         }
+
+        Assert.True(condition(), "the condition did not hold within 10 s");
     }
 
     [Fact]
