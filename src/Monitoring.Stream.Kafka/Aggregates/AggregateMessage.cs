@@ -14,7 +14,7 @@ public sealed class AggregateMessage : IDisposable
         Rows = [.. batches.SelectMany(AggregateRows.Read)];
     }
 
-    /// <summary>The message key: <c>instance/shard/window start ms</c>.</summary>
+    /// <summary>The message key: <c>instance/shard/window start ms/sequence</c>.</summary>
     public string Key { get; }
 
     /// <summary>The partition it was read from.</summary>

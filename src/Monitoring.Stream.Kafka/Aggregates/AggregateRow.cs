@@ -47,6 +47,9 @@ public sealed record AggregateRow
     /// <summary>The shard that wrote the row's batch, or -1 when the metadata does not say.</summary>
     public int Shard { get; init; } = -1;
 
+    /// <summary>The emission sequence of the row's batch (a window emitted again has a higher one), or -1 when the metadata does not say.</summary>
+    public long Sequence { get; init; } = -1;
+
     /// <summary>Population variance, m2 / count.</summary>
     public double Variance => Count == 0 ? double.NaN : M2 / Count;
 

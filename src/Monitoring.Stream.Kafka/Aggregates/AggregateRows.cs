@@ -14,6 +14,7 @@ public static class AggregateRows
         IReadOnlyDictionary<string, string>? metadata = batch.Schema.Metadata;
         string? instance = metadata is not null && metadata.TryGetValue(WindowSchema.InstanceKey, out string? i) ? i : null;
         int shard = metadata is not null && metadata.TryGetValue(WindowSchema.ShardKey, out string? s) && int.TryParse(s, out int n) ? n : -1;
+        long sequence = metadata is not null && metadata.TryGetValue(WindowSchema.SequenceKey, out string? q) && long.TryParse(q, out long m) ? m : -1;
         var start = (TimestampArray)batch.Column("window_start");
         var end = (TimestampArray)batch.Column("window_end");
         var metric = (StringArray)batch.Column("metric");
@@ -54,6 +55,7 @@ public static class AggregateRows
                 Sketch = sketch.IsNull(r) ? null : sketch.GetBytes(r).ToArray(),
                 Instance = instance,
                 Shard = shard,
+                Sequence = sequence,
             });
         }
 

@@ -18,6 +18,9 @@ public static class AggregateHeaders
     /// <summary>The engine instance.</summary>
     public const string Instance = "monitoring_stream.instance";
 
+    /// <summary>The emission sequence of the shard: a window emitted again (after a rebalance closed it early) has a higher one.</summary>
+    public const string Sequence = "monitoring_stream.sequence";
+
     /// <summary>Points aggregated into the batch.</summary>
     public const string Points = "monitoring_stream.points";
 }

@@ -64,11 +64,11 @@ public sealed class KafkaWindowSink : IWindowSink
     /// <summary>The last delivery error, if any.</summary>
     public string? LastError => Volatile.Read(ref _lastError);
 
-    /// <summary>The message key of a window batch: <c>instance/shard/window start ms</c>.</summary>
+    /// <summary>The message key of a window batch: its <see cref="WindowBatch.BatchId"/>, <c>instance/shard/window start ms/sequence</c>.</summary>
     public static string KeyOf(WindowBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        return string.Create(CultureInfo.InvariantCulture, $"{batch.Instance}/{batch.Shard}/{batch.WindowStartUnixMs}");
+        return batch.BatchId;
     }
 
     /// <inheritdoc />
@@ -87,6 +87,7 @@ public sealed class KafkaWindowSink : IWindowSink
                 { AggregateHeaders.WindowEnd, Text(batch.WindowEndUnixMs) },
                 { AggregateHeaders.Shard, Text(batch.Shard) },
                 { AggregateHeaders.Instance, Encoding.UTF8.GetBytes(batch.Instance) },
+                { AggregateHeaders.Sequence, Text(batch.Sequence) },
                 { AggregateHeaders.Points, Text(batch.Points) },
             },
         };
@@ -127,20 +128,12 @@ public sealed class KafkaWindowSink : IWindowSink
 
     private byte[] Serialize(WindowBatch batch)
     {
-        RecordBatch source = batch.RecordBatch;
-        var metadata = new Dictionary<string, string>(source.Schema.Metadata ?? new Dictionary<string, string>(), StringComparer.Ordinal)
-        {
-            [WindowSchema.WindowStartKey] = batch.WindowStartUnixMs.ToString(CultureInfo.InvariantCulture),
-            [WindowSchema.WindowEndKey] = batch.WindowEndUnixMs.ToString(CultureInfo.InvariantCulture),
-            [WindowSchema.ShardKey] = batch.Shard.ToString(CultureInfo.InvariantCulture),
-        };
-        var schema = new Schema(source.Schema.FieldsList, metadata);
-        // The view shares the pipeline's arrays and is not disposed: the pipeline disposes them once every sink is done.
-        var view = new RecordBatch(schema, source.Arrays, source.Length);
+        // The batch's schema metadata already names its window, shard, sequence and instance (docs/arrow-schema.md).
+        RecordBatch records = batch.RecordBatch;
         _buffer.SetLength(0);
-        using (var writer = new ArrowStreamWriter(_buffer, schema, leaveOpen: true))
+        using (var writer = new ArrowStreamWriter(_buffer, records.Schema, leaveOpen: true))
         {
-            writer.WriteRecordBatch(view);
+            writer.WriteRecordBatch(records);
             writer.WriteEnd();
         }
 

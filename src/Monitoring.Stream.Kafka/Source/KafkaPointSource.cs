@@ -33,7 +33,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
     private Task _completion = Task.CompletedTask;
-    private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations;
+    private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts;
     private int _assignedCount;
     private bool _paused;
     private long _lastCommit;
@@ -136,6 +136,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 Paused = _paused,
                 Assignments = _assignments,
                 Revocations = _revocations,
+                RevokeTimeouts = _revokeTimeouts,
                 AssignedPartitions = _assignedCount,
                 CommittedOffsets = new Dictionary<int, long>(_committed),
             };
@@ -304,7 +305,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             if (!_partitions.ContainsKey(tp))
             {
                 PointWriter writer = _pipeline.CreateWriter($"kafka:{tp.Topic}/{tp.Partition.Value}", BackpressureMode.Wait);
-                _partitions.Add(tp, new PartitionPositions(_pipeline, writer));
+                _partitions.Add(tp, new PartitionPositions(writer));
             }
         }
 
@@ -341,9 +342,16 @@ public sealed class KafkaPointSource : IAsyncDisposable
 
         if (commit)
         {
-            // Hand the open windows over (close them now), then commit as far as the sinks acknowledged.
-            PartitionPositions.CloseOpenWindows(positions, _options.RevokeTimeout);
-            PartitionPositions.WaitForAcknowledged(_pipeline, positions, _options.RevokeTimeout);
+            // Hand the open windows over (close them now), then commit as far as the sinks acknowledged:
+            // all of it, unless a sink is slower than the revoke timeout; the next owner re-reads the rest.
+            if (!PartitionPositions.CloseAndWaitForAcknowledged(positions, _options.RevokeTimeout))
+            {
+                lock (_metricsGate)
+                {
+                    _revokeTimeouts++;
+                }
+            }
+
             CommitAcknowledged(_consumer!, leaving);
         }
 
@@ -362,7 +370,6 @@ public sealed class KafkaPointSource : IAsyncDisposable
 
     private void CommitAcknowledged(IConsumer<byte[]?, byte[]?> consumer, List<KeyValuePair<TopicPartition, PartitionPositions>> partitions)
     {
-        PartitionPositions.Refresh(_pipeline, [.. partitions.Select(p => p.Value)]);
         List<TopicPartitionOffset> offsets = [];
         foreach ((TopicPartition tp, PartitionPositions p) in partitions)
         {

@@ -41,6 +41,9 @@ public sealed record KafkaSourceMetrics
     /// <summary>Partition revocations (and losses) handled.</summary>
     public long Revocations { get; init; }
 
+    /// <summary>Revokes or stops whose points were not all acknowledged within the revoke timeout (the rest is re-read by the next owner).</summary>
+    public long RevokeTimeouts { get; init; }
+
     /// <summary>Partitions assigned now.</summary>
     public int AssignedPartitions { get; init; }
 

@@ -75,7 +75,7 @@ public class KafkaWindowSinkTests
                 read++;
                 RecordBatch batch = Assert.Single(message.Batches);
                 Assert.Equal(WindowSchema.Version, batch.Schema.Metadata[WindowSchema.VersionKey]);
-                Assert.Equal(message.Key, $"{batch.Schema.Metadata[WindowSchema.InstanceKey]}/{batch.Schema.Metadata[WindowSchema.ShardKey]}/{batch.Schema.Metadata[WindowSchema.WindowStartKey]}");
+                Assert.Equal(message.Key, $"{batch.Schema.Metadata[WindowSchema.InstanceKey]}/{batch.Schema.Metadata[WindowSchema.ShardKey]}/{batch.Schema.Metadata[WindowSchema.WindowStartKey]}/{batch.Schema.Metadata[WindowSchema.SequenceKey]}");
                 merger.AddRange(message.Rows);
                 keys.Add(message.Key + ":" + message.Rows.Count);
             }
@@ -129,7 +129,7 @@ public class KafkaWindowSinkTests
         Assert.Equal((T0 + 10_000).ToString(System.Globalization.CultureInfo.InvariantCulture), Header(AggregateHeaders.WindowEnd));
         Assert.Equal("engine-h", Header(AggregateHeaders.Instance));
         Assert.Equal("1", Header(AggregateHeaders.Points));
-        Assert.Equal($"engine-h/{Header(AggregateHeaders.Shard)}/{T0}", Encoding.UTF8.GetString(result.Message.Key!));
+        Assert.Equal($"engine-h/{Header(AggregateHeaders.Shard)}/{T0}/{Header(AggregateHeaders.Sequence)}", Encoding.UTF8.GetString(result.Message.Key!));
     }
 
     [Fact]
