@@ -35,6 +35,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private Task _completion = Task.CompletedTask;
     private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts;
     private int _assignedCount;
+    private string? _lastCommitError;
     private bool _paused;
     private long _lastCommit;
     private long _lastPressureCheck;
@@ -132,6 +133,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 DeadLetterFailures = _deadLetterFailures,
                 Commits = _commits,
                 CommitFailures = _commitFailures,
+                LastCommitError = _lastCommitError,
                 Pauses = _pauses,
                 Paused = _paused,
                 Assignments = _assignments,
@@ -403,11 +405,12 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 }
             }
         }
-        catch (KafkaException)
+        catch (KafkaException e)
         {
             lock (_metricsGate)
             {
                 _commitFailures++;
+                _lastCommitError = e.Error.ToString();
             }
         }
     }

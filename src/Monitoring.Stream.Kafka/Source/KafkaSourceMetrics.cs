@@ -29,6 +29,9 @@ public sealed record KafkaSourceMetrics
     /// <summary>Offset commits that failed (retried at the next interval).</summary>
     public long CommitFailures { get; init; }
 
+    /// <summary>The last commit error, if any.</summary>
+    public string? LastCommitError { get; init; }
+
     /// <summary>Times the source paused its partitions because the shards were full.</summary>
     public long Pauses { get; init; }
 
