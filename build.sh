@@ -13,9 +13,9 @@ configuration=${CONFIGURATION:-Release}
 results=artifacts/test-results
 
 install_test_prerequisites() {
-  # Interop tests read our output with independent implementations from npm; they are
-  # installed into tests/interop once and reused.
-  if [ -f tests/interop/package.json ] && [ ! -d tests/interop/node_modules ]; then
+  # Interop tests read our output with independent implementations from npm (apache-arrow) and
+  # produce to Kafka with one (kafkajs, @msgpack/msgpack); they are installed into tests/interop once and reused.
+  if [ -f tests/interop/package.json ] && { [ ! -d tests/interop/node_modules ] || [ ! -d tests/interop/node_modules/kafkajs ]; }; then
     echo "== installing npm interop readers"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi
