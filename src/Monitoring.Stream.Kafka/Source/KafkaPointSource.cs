@@ -112,7 +112,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         {
             await _completion.ConfigureAwait(false);
         }
-        catch (KafkaException)
+        catch (Exception e) when (e is KafkaException or InvalidOperationException or ArgumentException)
         {
             // The fatal error is on Completion for whoever watches it; stopping is done either way.
         }
@@ -180,8 +180,9 @@ public sealed class KafkaPointSource : IAsyncDisposable
             consumer.Close();
             done.SetResult();
         }
-        catch (Exception e) when (e is KafkaException or InvalidOperationException)
+        catch (Exception e)
         {
+            // Whatever ends the thread ends the source: Completion carries it, and StopAsync does not wait for ever.
             foreach (PartitionPositions p in _partitions.Values)
             {
                 p.Writer.Dispose();
