@@ -13,11 +13,39 @@ configuration=${CONFIGURATION:-Release}
 results=artifacts/test-results
 
 install_test_prerequisites() {
+  # The time-series sink's integration tests start their own VictoriaMetrics and Prometheus
+  # (Debian packages) on loopback ports with temporary folders. The packages' post-install scripts
+  # would start system services: a temporary policy-rc.d refuses that, and whatever was started
+  # anyway is stopped, so nothing is left listening on the default ports.
+  local missing=()
+  command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]} (Debian)"
+    local policy_created=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      policy_created=1
+    fi
+    apt-get update -qq
+    RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if [ "$policy_created" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+    for service in victoria-metrics prometheus; do
+      if command -v service >/dev/null 2>&1; then service "$service" stop >/dev/null 2>&1 || true; fi
+    done
+  fi
   # Interop tests read our output with independent implementations from npm (apache-arrow) and
   # produce to Kafka with one (kafkajs, @msgpack/msgpack); they are installed into tests/interop once and reused.
   if [ -f tests/interop/package.json ] && { [ ! -d tests/interop/node_modules ] || [ ! -d tests/interop/node_modules/kafkajs ]; }; then
     echo "== installing npm interop readers"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  # The store's full-disk test mounts a small tmpfs and fills it: it needs mount/umount
+  # (util-linux) and root or CAP_SYS_ADMIN; without them that test fails and says why.
+  if ! command -v mount >/dev/null 2>&1 || ! command -v umount >/dev/null 2>&1; then
+    echo "== installing mount (util-linux) for the full-disk test"
+    apt-get update && apt-get install -y --no-install-recommends mount
   fi
 }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Prometheus;
 using Monitoring.Stream.Store;
 
 namespace Monitoring.Stream.Server;
@@ -19,10 +20,16 @@ internal static class DemoCommand
     public static async Task<int> RunAsync(DemoOptions options)
     {
         string storeDir = Path.GetFullPath(Path.Combine(options.DataDirectory, "windows"));
-        var fileStore = new ArrowFileStore(new ArrowFileStoreOptions { Directory = storeDir, MaxFileBytes = options.MaxFileMegabytes * (1L << 20) });
-        var recent = new RecentWindowStore(TimeSpan.FromHours(1));
         var pipelineOptions = new MetricsPipelineOptions();
-        await using var pipeline = new MetricsPipeline(pipelineOptions, [fileStore, recent]);
+        var fileStore = new ArrowFileStore(new ArrowFileStoreOptions
+        {
+            Directory = storeDir,
+            MaxFileBytes = options.MaxFileMegabytes * (1L << 20),
+            TimeProvider = pipelineOptions.TimeProvider,
+        });
+        var recent = new RecentWindowStore(TimeSpan.FromHours(1), time: pipelineOptions.TimeProvider);
+        RemoteWriteSink? remoteWrite = options.RemoteWriteUrl is null ? null : new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = options.RemoteWriteUrl });
+        await using var pipeline = new MetricsPipeline(pipelineOptions, remoteWrite is null ? [fileStore, recent] : [fileStore, recent, remoteWrite]);
 
         using var stop = new CancellationTokenSource();
         using var abort = new CancellationTokenSource();
@@ -43,7 +50,14 @@ internal static class DemoCommand
 
         Console.WriteLine($"demo: {options.Points:N0} points, {options.Series:N0} series of {Metric}, {options.Producers} producers, " +
             $"{pipelineOptions.ShardCount} shards, {pipelineOptions.WindowSize.TotalSeconds:0} s windows, {pipelineOptions.AllowedLateness.TotalSeconds:0} s lateness");
-        Console.WriteLine($"store: {storeDir}" + (fileStore.PartialFilesRemoved > 0 ? $" ({fileStore.PartialFilesRemoved} partial files from an earlier crash removed)" : ""));
+        if (remoteWrite is not null)
+        {
+            Console.WriteLine($"remote write: {options.RemoteWriteUrl}");
+        }
+
+        Console.WriteLine($"store: {storeDir}" +
+            (fileStore.PartialFilesRecovered > 0 ? $" ({fileStore.PartialFilesRecovered} partial files from an earlier crash recovered, {fileStore.BatchesRecovered} batches)" : "") +
+            (fileStore.FilesSetAside > 0 ? $" ({fileStore.FilesSetAside} damaged files set aside in {fileStore.DamagedDirectory})" : ""));
 
         Label[][] labels = BuildLabels(options.Series);
         pipeline.Start();
@@ -82,6 +96,11 @@ internal static class DemoCommand
         Console.CancelKeyPress -= onCancel;
         PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, fileStore, recent, labels);
         Console.WriteLine($"  late injected on purpose (20 s behind): {producers.Sum(p => p.Result):N0}");
+        if (remoteWrite is not null)
+        {
+            PrintRemoteWrite(remoteWrite);
+        }
+
         return 0;
     }
 
@@ -167,6 +186,15 @@ internal static class DemoCommand
             $"windows {m.WindowsEmitted,5:N0}  series {m.SeriesActive,7:N0}  late {m.Late,7:N0}  dropped {m.Dropped,5:N0}  queue fill {fill,4:P0}");
     }
 
+    private static void PrintRemoteWrite(RemoteWriteSink sink)
+    {
+        string dropped = string.Join(", ", Enum.GetValues<RemoteWriteDropReason>().Where(r => sink.SamplesDroppedFor(r) > 0).Select(r => $"{r} {sink.SamplesDroppedFor(r):N0}"));
+        Console.WriteLine();
+        Console.WriteLine($"remote write ({sink.State}): {sink.SamplesSent:N0} samples in {sink.RequestsSent:N0} requests ({sink.BytesSent:N0} bytes), " +
+            $"{sink.SamplesRetried:N0} samples retried, {sink.SamplesDropped:N0} dropped{(dropped.Length == 0 ? "" : " (" + dropped + ")")}, " +
+            $"{sink.QueueDepth} requests queued{(sink.LastError is null ? "" : ", last error: " + sink.LastError)}");
+    }
+
     private static void PrintSummary(PipelineMetrics m, double produceSeconds, double totalSeconds, ArrowFileStore store, RecentWindowStore recent, Label[][] labels)
     {
         Console.WriteLine();
@@ -182,6 +210,10 @@ internal static class DemoCommand
 
         IReadOnlyList<string> files = store.PublishedFiles();
         Console.WriteLine($"  Arrow files: {files.Count} in {store.Directory} ({files.Sum(f => new FileInfo(f).Length):N0} bytes)");
+        if (store.WriteErrors > 0 || store.PendingRecoveries > 0)
+        {
+            Console.WriteLine($"  store errors: {store.WriteErrors:N0} (disk full {store.DiskFullErrors:N0}), files awaiting recovery {store.PendingRecoveries}, last: {store.LastError}");
+        }
         Console.WriteLine();
         Console.WriteLine("statistics over the last 10 minutes, merged from the recent-window store:");
         Console.WriteLine($"  {"series",-58} {"count",9} {"mean ms",8} {"sd ms",7} {"p50 ms",7} {"p90 ms",7} {"p99 ms",7} {"max ms",7}");

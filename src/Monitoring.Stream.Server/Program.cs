@@ -17,6 +17,9 @@ internal static class Program
                    --data-dir PATH   folder of the local Arrow store (default ./data)
                    --late-ppm N      points per million sent 20 s late, beyond the lateness (default 1000)
                    --max-file-mb N   size at which the store starts a new Arrow file (default 64)
+                   --remote-write-url URL
+                                     also send every window by Prometheus remote write, e.g.
+                                     http://127.0.0.1:8428/api/v1/write (VictoriaMetrics)
         """;
 
     public static async Task<int> Main(string[] args)
@@ -50,7 +53,7 @@ internal static class Program
 }
 
 /// <summary>Options of the demo command.</summary>
-internal sealed record DemoOptions(long Points, int Series, int Producers, string DataDirectory, int LatePerMillion, int MaxFileMegabytes = 64)
+internal sealed record DemoOptions(long Points, int Series, int Producers, string DataDirectory, int LatePerMillion, int MaxFileMegabytes = 64, Uri? RemoteWriteUrl = null)
 {
     public static DemoOptions Parse(ReadOnlySpan<string> args)
     {
@@ -72,12 +75,18 @@ internal sealed record DemoOptions(long Points, int Series, int Producers, strin
                 "--data-dir" => o with { DataDirectory = value },
                 "--late-ppm" => o with { LatePerMillion = (int)Positive(name, value, 1_000_000, allowZero: true) },
                 "--max-file-mb" => o with { MaxFileMegabytes = (int)Positive(name, value, 4096) },
+                "--remote-write-url" => o with { RemoteWriteUrl = HttpUrl(name, value) },
                 _ => throw new FormatException($"unknown option '{name}'"),
             };
         }
 
         return o;
     }
+
+    private static Uri HttpUrl(string name, string value) =>
+        Uri.TryCreate(value, UriKind.Absolute, out Uri? url) && (url.Scheme == Uri.UriSchemeHttp || url.Scheme == Uri.UriSchemeHttps)
+            ? url
+            : throw new FormatException($"option '{name}' takes an http or https URL, not '{value}'");
 
     private static long Positive(string name, string value, long max, bool allowZero = false)
     {

@@ -38,7 +38,34 @@ public class StatisticsBenchmarks
             _mergeSource.Add(v);
             _mergeTarget.Add(v);
         }
+
+        // Values over six decades beside 1e-15 noise: 21 decades, beyond the 17.8 that the default
+        // 2,048 bins hold, so every other value lands below the kept window and is folded.
+        _atLimitValues = new double[Block];
+        for (int i = 0; i < Block; i++)
+        {
+            _atLimitValues[i] = i % 2 == 0 ? Math.Pow(10, 6 * random.NextDouble()) : 1e-15 * (1 + random.NextDouble());
+        }
+
+        foreach (double v in _atLimitValues)
+        {
+            _atLimitSketch.Add(v);
+        }
+
+        // A window of the load harness: 20 latencies (sparse layout), and the 4,096-value sketch (dense).
+        for (int i = 0; i < 20; i++)
+        {
+            _windowSketch.Add(_values[i]);
+        }
+
+        _summaryBytes = new byte[Math.Max(_sketch.SummaryBound, _windowSketch.SummaryBound)];
     }
+
+    private double[] _atLimitValues = [];
+    private readonly DdSketch _atLimitSketch = new();
+    private readonly DdSketch _windowSketch = new();
+    private byte[] _summaryBytes = [];
+    private readonly double[] _summaryResults = new double[4];
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Block, Description = "naive sum + sum of squares (reference)")]
     public double NaiveSumOfSquares()
@@ -79,6 +106,24 @@ public class StatisticsBenchmarks
 
         return sketch.Count;
     }
+
+    [Benchmark(OperationsPerInvoke = Block, Description = "DdSketch.Add at the bin limit (half the values folded)")]
+    public ulong SketchInsertAtLimit()
+    {
+        DdSketch sketch = _atLimitSketch;
+        foreach (double v in _atLimitValues)
+        {
+            sketch.Add(v);
+        }
+
+        return sketch.Count;
+    }
+
+    [Benchmark(Description = "DdSketch.WriteSummary, a window of 20 latencies (sparse)")]
+    public int SketchSummarySparse() => _windowSketch.WriteSummary(s_four, _summaryResults, _summaryBytes);
+
+    [Benchmark(Description = "DdSketch.WriteSummary, 4,096 latencies (dense)")]
+    public int SketchSummaryDense() => _sketch.WriteSummary(s_four, _summaryResults, _summaryBytes);
 
     [Benchmark(Description = "DdSketch.Merge (4,096 latency values)")]
     public ulong SketchMerge()

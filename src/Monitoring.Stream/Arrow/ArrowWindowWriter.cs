@@ -16,9 +16,11 @@ internal sealed class ArrowWindowWriter
     private readonly Schema _schema;
     private readonly double[] _quantiles = new double[4];
 
-    // Sized for the column arrays of large windows: up to 256 MB each, enough of a size for every
-    // column of a few windows in flight (sink queues) before the pool lets go of any.
-    private readonly ArrayPool<byte> _pool = ArrayPool<byte>.Create(maxArrayLength: 1 << 28, maxArraysPerBucket: 64);
+    // The shared pool keeps arrays up to 1 GB, a bounded number per size and core, and trims what has
+    // not been used for a while when the GC sees memory pressure: a burst of large windows in sink
+    // queues does not pin its memory for the life of the process (a private pool of 64 arrays per size
+    // did, and kept the process growing under overload with a slow sink).
+    private readonly ArrayPool<byte> _pool = ArrayPool<byte>.Shared;
 
     public ArrowWindowWriter(SeriesRegistry registry, int shardCount, Schema schema)
     {

@@ -8,6 +8,9 @@ internal struct IngestPoint
 {
     /// <summary><c>SeriesId / shardCount</c>: dense per shard, so shard state is a plain array.</summary>
     public int Slot;
+
+    /// <summary>The series id's generation: fills what would be padding, so the point stays 24 bytes.</summary>
+    public int Generation;
     public double Value;
     public long TimestampUnixMs;
 }

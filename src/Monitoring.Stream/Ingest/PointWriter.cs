@@ -121,7 +121,8 @@ public sealed class PointWriter : IDisposable
     {
         // PERF: one branch covers every refusal and misuse: a foreign id, a non-finite value, a
         // timestamp out of bounds (a closed writer has bounds no timestamp meets), another thread.
-        if (series.Owner != _registryTag | !double.IsFinite(value) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
+        // The magnitude test is false for NaN too.
+        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
             | _owner != Environment.CurrentManagedThreadId | _pipeline.IsStopping)
         {
             return WriteSlow(series, value, timestampUnixMs);
@@ -150,6 +151,7 @@ public sealed class PointWriter : IDisposable
         PointBatch batch = _pending[shard] ?? RentFor(shard);
         ref IngestPoint point = ref batch.Points[batch.Count++];
         point.Slot = (int)slot;
+        point.Generation = series.Generation;
         point.Value = value;
         point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)

@@ -42,6 +42,9 @@ public enum RejectReason
     /// <summary>The message is larger than allowed.</summary>
     Oversized = 12,
 
+    /// <summary>The value's magnitude exceeds <see cref="PointValidator.MaxValueMagnitude"/> (1e100), beyond which moments could overflow.</summary>
+    ValueOutOfRange = 13,
+
     /// <summary>The series id was not issued by this pipeline's registry (another pipeline's, or made by hand).</summary>
     UnknownSeries = 14,
 

@@ -15,10 +15,11 @@ public readonly struct SeriesId : IEquatable<SeriesId>
         Owner = 0;
     }
 
-    internal SeriesId(int value, int owner)
+    internal SeriesId(int value, int owner, int generation = 0)
     {
         Value = value;
         Owner = owner;
+        Generation = generation;
     }
 
     /// <summary>The index of the series in its registry, from zero.</summary>
@@ -27,8 +28,11 @@ public readonly struct SeriesId : IEquatable<SeriesId>
     /// <summary>The tag of the issuing registry; 0 for an id made by hand.</summary>
     internal int Owner { get; }
 
+    /// <summary>How many times the registry had reclaimed this index when it issued the id: a point written through an older id is refused by its shard.</summary>
+    internal int Generation { get; }
+
     /// <inheritdoc />
-    public bool Equals(SeriesId other) => Value == other.Value && Owner == other.Owner;
+    public bool Equals(SeriesId other) => Value == other.Value && Owner == other.Owner && Generation == other.Generation;
 
     /// <inheritdoc />
     public override bool Equals(object? obj) => obj is SeriesId other && Equals(other);

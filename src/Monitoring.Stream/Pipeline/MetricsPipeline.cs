@@ -30,6 +30,8 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private readonly SinkRunner[] _sinks;
     private readonly ConcurrentDictionary<string, long> _lateByMetric = new(StringComparer.Ordinal);
     private readonly List<SourceCounters> _sources = [];
+    private readonly Dictionary<string, SourceCounters> _retiredTotals = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _retiredWriters = new(StringComparer.Ordinal);
     private readonly List<SharedPointWriter> _sharedWriters = [];
     private readonly Lock _sourcesGate = new();
     private readonly Lock _stopGate = new();
@@ -66,7 +68,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
         Options = options;
         Settings = options.ToSettings();
-        Registry = new SeriesRegistry(options.Registry);
+        Registry = new SeriesRegistry(options.Registry) { Time = Settings.TimeProvider };
         Schema = WindowSchema.Create(Settings.Instance);
         _batchPolicy = new PointBatchPolicy(Settings.BatchSize);
         BatchPool = new DefaultObjectPool<PointBatch>(_batchPolicy, Settings.ShardCount * Settings.ShardQueueBatches * 2);
@@ -208,10 +210,14 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private void Tick()
     {
         long now = Settings.TimeProvider.GetUtcNow().ToUnixTimeMilliseconds();
-        foreach (Channel<PointBatch> channel in _channels)
+        for (int i = 0; i < _channels.Length; i++)
         {
-            // A full channel means data is flowing, and then the watermark moves by itself.
-            channel.Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now });
+            // A full channel means data is flowing; the shard then takes the tick with the next batch handed
+            // over after it, so idle and disposed sources still stop holding the watermark under overload.
+            if (!_channels[i].Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now }))
+            {
+                _shards[i].DeferTick(now);
+            }
         }
 
         lock (_sourcesGate)
@@ -219,6 +225,67 @@ public sealed class MetricsPipeline : IAsyncDisposable
             if (_liveSources.Any(s => s.Retired))
             {
                 Volatile.Write(ref _liveSources, [.. _liveSources.Where(s => !s.Retired)]);
+            }
+
+            FoldRetiredSourcesLocked();
+        }
+    }
+
+    /// <summary>
+    /// A disposed writer whose every batch is acknowledged by every shard is done changing: its counts
+    /// move into its source name's totals and its object goes, so writers that come and go (threads,
+    /// Kafka partitions) do not grow the pipeline.
+    /// </summary>
+    private void FoldRetiredSourcesLocked()
+    {
+        _sources.RemoveAll(s =>
+        {
+            if (!s.Retired)
+            {
+                return false;
+            }
+
+            for (int k = 0; k < s.FinalSeq.Length; k++)
+            {
+                if (Volatile.Read(ref s.AckedSeq[k]) < s.FinalSeq[k])
+                {
+                    return false;
+                }
+            }
+
+            if (!_retiredTotals.TryGetValue(s.Name, out SourceCounters? totals))
+            {
+                _retiredTotals[s.Name] = totals = new SourceCounters(s.Name, -1, 0, 0);
+                _retiredWriters[s.Name] = 0;
+            }
+
+            totals.Offered += s.Offered;
+            totals.Accepted += s.Accepted;
+            totals.Late += Interlocked.Read(ref s.Late);
+            totals.Misuse += Interlocked.Read(ref s.Misuse);
+            for (int r = 0; r < s.Rejected.Length; r++)
+            {
+                totals.Rejected[r] += s.Rejected[r];
+            }
+
+            for (int r = 0; r < s.Dropped.Length; r++)
+            {
+                totals.Dropped[r] += s.Dropped[r];
+            }
+
+            _retiredWriters[s.Name]++;
+            return true;
+        });
+    }
+
+    /// <summary>Writers' counter objects the pipeline holds: live ones and disposed ones not yet folded into their name's totals.</summary>
+    internal int SourceObjects
+    {
+        get
+        {
+            lock (_sourcesGate)
+            {
+                return _sources.Count;
             }
         }
     }
@@ -380,9 +447,14 @@ public sealed class MetricsPipeline : IAsyncDisposable
     public PipelineMetrics GetMetrics()
     {
         SourceCounters[] sources;
+        var folded = new Dictionary<string, int>(StringComparer.Ordinal);
         lock (_sourcesGate)
         {
-            sources = [.. _sources];
+            sources = [.. _sources, .. _retiredTotals.Values];
+            foreach (KeyValuePair<string, int> p in _retiredWriters)
+            {
+                folded[p.Key] = p.Value;
+            }
         }
 
         var rejected = Enum.GetValues<RejectReason>().Where(r => r != RejectReason.None).ToDictionary(r => r, _ => 0L);
@@ -422,7 +494,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             totals[3] += sourceDropped;
             totals[4] += Volatile.Read(ref s.Dropped[(int)DropReason.QueueFull]);
             totals[5] += Interlocked.Read(ref s.Late);
-            totals[6]++;
+            totals[6] += s.Index >= 0 ? 1 : folded[s.Name];
         }
 
         long faulted = _shards.Sum(s => s.FaultedPoints);
@@ -440,11 +512,14 @@ public sealed class MetricsPipeline : IAsyncDisposable
             EmittedPoints = _shards.Sum(s => s.EmittedPoints),
             OpenWindowPoints = _shards.Sum(s => s.Aggregated - s.EmittedPoints),
             FaultedPoints = faulted,
+            StalePoints = _shards.Sum(s => s.Stale),
+            SeriesReclaimed = Registry.Reclaimed,
+            HeldStateBytes = _shards.Sum(s => s.HeldBytes),
             Faults = _shards.Sum(s => s.Faults),
             LastFault = lastFault is null ? null : $"{lastFault.GetType().Name}: {lastFault.Message}",
             WriterMisuse = misuse,
             WindowsEmitted = _shards.Sum(s => s.WindowsEmitted),
-            SeriesActive = Registry.Count,
+            SeriesActive = Registry.LiveCount,
             OverflowResolutions = Registry.OverflowResolutions,
             ShardQueueDepth = [.. _channels.Select(c => c.Reader.Count)],
             ShardQueueCapacity = Settings.ShardQueueBatches,

@@ -49,6 +49,15 @@ public sealed class MetricsPipelineOptions
     /// </summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A series with no point for this long (in event time, behind the watermark) is reclaimed: its
+    /// registry entry and shard state are freed, and its index is reused after another such period
+    /// (default 15 min). A later point with its labels makes a new series; a point written through an
+    /// id held from before is refused and counted (<see cref="PipelineMetrics.StalePoints"/>).
+    /// <see cref="Timeout.InfiniteTimeSpan"/> keeps every series for the pipeline's life.
+    /// </summary>
+    public TimeSpan SeriesIdleTimeout { get; set; } = TimeSpan.FromMinutes(15);
+
     /// <summary>Whether every series keeps a quantile sketch (default true).</summary>
     public bool Sketches { get; set; } = true;
 
@@ -89,6 +98,11 @@ public sealed class MetricsPipelineOptions
         RequireRange(MaxFutureSkew, TimeSpan.Zero, TimeSpan.FromDays(3650), nameof(MaxFutureSkew));
         RequireRange(MaxPointAge, TimeSpan.FromMilliseconds(1), TimeSpan.FromDays(3650), nameof(MaxPointAge));
         RequireRange(SourceIdleTimeout, TimeSpan.FromMilliseconds(1), TimeSpan.FromDays(1), nameof(SourceIdleTimeout));
+        if (SeriesIdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            RequireRange(SeriesIdleTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromDays(366), nameof(SeriesIdleTimeout));
+        }
+
         if (ShutdownTimeout <= TimeSpan.Zero && ShutdownTimeout != Timeout.InfiniteTimeSpan)
         {
             throw new ArgumentOutOfRangeException(nameof(ShutdownTimeout), ShutdownTimeout, "The shutdown timeout must be positive, or infinite.");
@@ -106,6 +120,7 @@ public sealed class MetricsPipelineOptions
             (long)WindowSize.TotalMilliseconds,
             (long)AllowedLateness.TotalMilliseconds,
             (long)SourceIdleTimeout.TotalMilliseconds,
+            SeriesIdleTimeout == Timeout.InfiniteTimeSpan ? long.MaxValue : (long)SeriesIdleTimeout.TotalMilliseconds,
             (long)MaxFutureSkew.TotalMilliseconds,
             (long)MaxPointAge.TotalMilliseconds,
             ProducerFlushInterval,

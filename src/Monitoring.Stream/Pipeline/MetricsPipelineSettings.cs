@@ -9,6 +9,7 @@ internal sealed record MetricsPipelineSettings(
     long WindowMs,
     long LatenessMs,
     long SourceIdleTimeoutMs,
+    long SeriesIdleTimeoutMs,
     long MaxFutureSkewMs,
     long MaxPointAgeMs,
     TimeSpan ProducerFlushInterval,

@@ -59,7 +59,16 @@ public sealed class PipelineMetrics
     public long OpenWindowPoints { get; init; }
 
     /// <summary>Points accepted but not yet taken off a shard's channel.</summary>
-    public long Queued => Accepted - EmittedPoints - OpenWindowPoints - Late - FaultedPoints;
+    public long Queued => Accepted - EmittedPoints - OpenWindowPoints - Late - FaultedPoints - StalePoints;
+
+    /// <summary>Accepted points refused by their shard because their series had been reclaimed (written through an id held from before).</summary>
+    public long StalePoints { get; init; }
+
+    /// <summary>Series reclaimed after <see cref="MetricsPipelineOptions.SeriesIdleTimeout"/> without a point.</summary>
+    public long SeriesReclaimed { get; init; }
+
+    /// <summary>Bytes the shards hold for series state: open and spare windows with their sketches, and per-series arrays (as of each shard's last tick).</summary>
+    public long HeldStateBytes { get; init; }
 
     /// <summary>Sources holding some shard's watermark back now (the most over shards).</summary>
     public int ActiveSources { get; init; }
@@ -70,7 +79,7 @@ public sealed class PipelineMetrics
     /// <summary>Window batches emitted (one per shard and window with data).</summary>
     public long WindowsEmitted { get; init; }
 
-    /// <summary>Series known to the registry.</summary>
+    /// <summary>Series known to the registry now (reclaimed ones excluded).</summary>
     public int SeriesActive { get; init; }
 
     /// <summary>Resolutions folded into an overflow series by the cardinality limit.</summary>

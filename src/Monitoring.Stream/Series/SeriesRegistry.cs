@@ -26,6 +26,10 @@ public sealed class SeriesRegistry
     private readonly Dictionary<string, MetricEntry> _metrics = new(StringComparer.Ordinal);
     private readonly long[] _rejections = new long[(int)Enum.GetValues<RejectReason>().Max() + 1];
     private SeriesDescriptor[] _byId = new SeriesDescriptor[256];
+    private int[] _generations = new int[256];
+    private readonly Queue<(int Id, long ReusableAt)> _reclaimed = new();
+    private int _live;
+    private long _reclaimedTotal;
     private static int s_nextTag;
     private readonly int _tag = Interlocked.Increment(ref s_nextTag);
     private int _count;
@@ -47,7 +51,7 @@ public sealed class SeriesRegistry
     /// <summary>Whether <paramref name="id"/> was issued by this registry.</summary>
     public bool Owns(SeriesId id) => id.Owner == _tag && (uint)id.Value < (uint)Count;
 
-    /// <summary>Number of series interned, overflow series included.</summary>
+    /// <summary>Ids issued so far, overflow series included: the high-water mark of series indexes (reclaimed indexes are reused).</summary>
     public int Count => Volatile.Read(ref _count);
 
     /// <summary>Number of distinct metric names.</summary>
@@ -112,7 +116,7 @@ public sealed class SeriesRegistry
         int found = _table.Find(metric, labels, [], hash);
         if (found >= 0)
         {
-            id = new SeriesId(found, _tag);
+            id = Issue(found);
             return RejectReason.None;
         }
 
@@ -142,12 +146,61 @@ public sealed class SeriesRegistry
         int found = _table.Find(metric, labels, canonical, hash);
         if (found >= 0)
         {
-            id = new SeriesId(found, _tag);
+            id = Issue(found);
             return RejectReason.None;
         }
 
         return AddSlow(metric, labels, canonical, hash, out id);
     }
+
+    /// <summary>An id of this registry for the index, with the index's current generation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private SeriesId Issue(int index)
+    {
+        int[] generations = Volatile.Read(ref _generations);
+        return new SeriesId(index, _tag, (uint)index < (uint)generations.Length ? Volatile.Read(ref generations[index]) : 0);
+    }
+
+    /// <summary>Series interned now: issued ids minus those reclaimed and not yet reused.</summary>
+    public int LiveCount => Volatile.Read(ref _live);
+
+    /// <summary>Series reclaimed after being idle, over the registry's life.</summary>
+    public long Reclaimed => Interlocked.Read(ref _reclaimedTotal);
+
+    /// <summary>
+    /// Forgets an idle series (called by the shard that owns it): a later lookup of its labels gets a
+    /// fresh id, and points written through the old id are refused by the shard. The index is reused
+    /// only after <paramref name="reusableAt"/> (a <see cref="TimeProvider.GetTimestamp"/> value), so a
+    /// writer that looked the series up just before cannot land on a new series.
+    /// </summary>
+    /// <returns>The index's new generation, or -1 when the id is not current (or is an overflow series, kept for its metric's life).</returns>
+    internal int Reclaim(SeriesId id, long reusableAt)
+    {
+        lock (_gate)
+        {
+            if ((uint)id.Value >= (uint)_count || _generations[id.Value] != id.Generation || _byId[id.Value] is not { IsOverflow: false } descriptor
+                || !_table.Contains(descriptor))
+            {
+                return -1;
+            }
+
+            _table.RemoveLocked(descriptor);
+            if (_metrics.TryGetValue(descriptor.Metric, out MetricEntry? entry))
+            {
+                entry.SeriesCount--;
+            }
+
+            int generation = _generations[id.Value] + 1;
+            Volatile.Write(ref _generations[id.Value], generation);
+            _reclaimed.Enqueue((id.Value, reusableAt));
+            Volatile.Write(ref _live, _live - 1);
+            Interlocked.Increment(ref _reclaimedTotal);
+            return generation;
+        }
+    }
+
+    /// <summary>The clock of reclaim quarantines; the pipeline sets its own.</summary>
+    internal TimeProvider Time { get; set; } = TimeProvider.System;
 
     /// <summary>Describes the series behind an id this registry issued.</summary>
     /// <exception cref="ArgumentOutOfRangeException">The id was not issued by this registry.</exception>
@@ -258,7 +311,7 @@ public sealed class SeriesRegistry
             int raced = _table.Find(metric, labels, order, hash);
             if (raced >= 0)
             {
-                id = new SeriesId(raced, _tag);
+                id = Issue(raced);
                 return RejectReason.None;
             }
 
@@ -312,15 +365,29 @@ public sealed class SeriesRegistry
 
     private SeriesDescriptor InsertLocked(string metric, Label[] canonicalLabels, bool isOverflow)
     {
+        int hash = SeriesHash.Compute(metric, canonicalLabels);
+        if (_reclaimed.TryPeek(out (int Id, long ReusableAt) free) && Time.GetTimestamp() >= free.ReusableAt)
+        {
+            // A reclaimed index past its quarantine: same slot in every shard array, new generation.
+            _reclaimed.Dequeue();
+            var reused = new SeriesDescriptor(new SeriesId(free.Id, _tag, _generations[free.Id]), metric, canonicalLabels, isOverflow, hash);
+            Volatile.Write(ref _byId[free.Id], reused);
+            Volatile.Write(ref _live, _live + 1);
+            _table.AddLocked(reused);
+            return reused;
+        }
+
         int next = _count;
         var id = new SeriesId(next, _tag);
-        int hash = SeriesHash.Compute(metric, canonicalLabels);
         var descriptor = new SeriesDescriptor(id, metric, canonicalLabels, isOverflow, hash);
 
         SeriesDescriptor[] byId = _byId;
         if (next == byId.Length)
         {
             Array.Resize(ref byId, byId.Length * 2);
+            int[] generations = _generations;
+            Array.Resize(ref generations, byId.Length);
+            Volatile.Write(ref _generations, generations);
         }
 
         // Publication order matters: the descriptor is in the array, the array is published and
@@ -329,6 +396,7 @@ public sealed class SeriesRegistry
         byId[next] = descriptor;
         Volatile.Write(ref _byId, byId);
         Volatile.Write(ref _count, next + 1);
+        Volatile.Write(ref _live, _live + 1);
         _table.AddLocked(descriptor);
         return descriptor;
     }

@@ -17,7 +17,8 @@ namespace Monitoring.Stream.Series;
 internal sealed class SeriesTable
 {
     private Arrays _arrays = new(1024);
-    private int _count;
+    private int _used;
+    private int _live;
 
     /// <summary>
     /// The key and id of a series, inline in the table: a probe compares against these without
@@ -58,7 +59,8 @@ internal sealed class SeriesTable
             if (stored == hash)
             {
                 ref Slot slot = ref arrays.Slots[i];
-                if (SeriesDescriptor.Matches(slot.Metric, slot.Labels, metric, labels, order))
+                // A removed series keeps its hash as a tombstone (id -1) so probes run past it.
+                if (slot.Id >= 0 && SeriesDescriptor.Matches(slot.Metric, slot.Labels, metric, labels, order))
                 {
                     return slot.Id;
                 }
@@ -74,12 +76,19 @@ internal sealed class SeriesTable
     public void AddLocked(SeriesDescriptor descriptor)
     {
         Arrays arrays = _arrays;
-        if ((_count + 1) * 2 > arrays.Hashes.Length)
+        if ((_used + 1) * 2 > arrays.Hashes.Length)
         {
-            var grown = new Arrays(arrays.Hashes.Length * 2);
+            // Rebuilt without tombstones, sized for the live series: churn does not grow the table.
+            int capacity = 1024;
+            while ((_live + 1) * 4 > capacity)
+            {
+                capacity *= 2;
+            }
+
+            var grown = new Arrays(capacity);
             for (int i = 0; i < arrays.Hashes.Length; i++)
             {
-                if (arrays.Hashes[i] != 0)
+                if (arrays.Hashes[i] != 0 && arrays.Slots[i].Id >= 0)
                 {
                     Place(grown, arrays.Hashes[i], arrays.Slots[i]);
                 }
@@ -87,10 +96,42 @@ internal sealed class SeriesTable
 
             Volatile.Write(ref _arrays, grown);
             arrays = grown;
+            _used = _live;
         }
 
         Place(arrays, descriptor.HashCode, new Slot { Metric = descriptor.Metric, Labels = descriptor.CanonicalLabels, Id = descriptor.Id.Value });
-        _count++;
+        _used++;
+        _live++;
+    }
+
+    /// <summary>Whether the descriptor's series is in the table (not removed). The caller holds the registry's lock.</summary>
+    public bool Contains(SeriesDescriptor descriptor)
+    {
+        Arrays arrays = _arrays;
+        for (int i = descriptor.HashCode & arrays.Mask; arrays.Hashes[i] != 0; i = (i + 1) & arrays.Mask)
+        {
+            if (arrays.Hashes[i] == descriptor.HashCode && arrays.Slots[i].Id == descriptor.Id.Value && ReferenceEquals(arrays.Slots[i].Labels, descriptor.CanonicalLabels))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Removes a series, leaving a tombstone that lookups skip. The caller holds the registry's lock.</summary>
+    public void RemoveLocked(SeriesDescriptor descriptor)
+    {
+        Arrays arrays = _arrays;
+        for (int i = descriptor.HashCode & arrays.Mask; arrays.Hashes[i] != 0; i = (i + 1) & arrays.Mask)
+        {
+            if (arrays.Hashes[i] == descriptor.HashCode && arrays.Slots[i].Id == descriptor.Id.Value && ReferenceEquals(arrays.Slots[i].Labels, descriptor.CanonicalLabels))
+            {
+                Volatile.Write(ref arrays.Slots[i].Id, -1);
+                _live--;
+                return;
+            }
+        }
     }
 
     private static void Place(Arrays arrays, int hash, Slot slot)

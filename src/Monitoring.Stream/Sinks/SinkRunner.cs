@@ -236,7 +236,7 @@ internal sealed class SinkRunner
     {
         // The sink gets its own view of the batch, disposed only when its write has really finished:
         // a write that outlives its timeout (a sink that ignores cancellation) still reads valid memory.
-        WindowBatch view = batch.Retain();
+        WindowBatch view = batch.ShareWithSink();
         using CancellationTokenSource timeout = _options.AttemptTimeout == Timeout.InfiniteTimeSpan
             ? new CancellationTokenSource()
             : new CancellationTokenSource(_options.AttemptTimeout, _time);
@@ -249,7 +249,7 @@ internal sealed class SinkRunner
         }
         catch (Exception e)
         {
-            view.Dispose();
+            view.Release();
             if (e is OperationCanceledException && _abort.IsCancellationRequested)
             {
                 throw;
@@ -260,11 +260,11 @@ internal sealed class SinkRunner
 
         if (!write.IsCompleted)
         {
-            _ = write.ContinueWith(static (t, v) => { _ = t.Exception; ((WindowBatch)v!).Dispose(); }, view, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            _ = write.ContinueWith(static (t, v) => { _ = t.Exception; ((WindowBatch)v!).Release(); }, view, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
         else
         {
-            view.Dispose();
+            view.Release();
         }
 
         try

@@ -85,6 +85,17 @@ public sealed class WindowBatch : IDisposable
         return new WindowBatch(shared, WindowStartUnixMs, WindowEndUnixMs, Shard, Instance, Sequence, Points, retained: true);
     }
 
+    /// <summary>
+    /// The view one sink's write gets: it shares the memory as <see cref="Retain"/> does, but it is the
+    /// pipeline's (a sink's <see cref="Dispose"/> refuses it, as documented); the runner releases it once
+    /// the write has really returned, so a write that outlives its timeout still reads valid memory.
+    /// </summary>
+    internal WindowBatch ShareWithSink()
+    {
+        RecordBatch shared = RecordBatch.SliceShared(0, _batch.Length);
+        return new WindowBatch(shared, WindowStartUnixMs, WindowEndUnixMs, Shard, Instance, Sequence, Points, retained: false);
+    }
+
     /// <summary>Disposes a batch obtained from <see cref="Retain"/>; the pipeline's own batch is disposed by the pipeline.</summary>
     /// <exception cref="InvalidOperationException">The batch is the pipeline's, not a retained one.</exception>
     public void Dispose()

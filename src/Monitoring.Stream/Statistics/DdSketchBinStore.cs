@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -77,20 +78,41 @@ internal struct DdSketchBinStore
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void AddSlow(int index, uint count, int maxBins, bool collapseHighest)
     {
-        if (!TryGetOccupiedRange(out int lo, out int hi))
+        uint[]? counts = _counts;
+        if (counts is not null && counts.Length == maxBins)
+        {
+            // PERF: the state after a collapse: the kept window fills the array and its kept end is
+            // occupied, so a value beyond the collapsed end folds into the end bin in O(1), with no
+            // scan and no allocation (1e-15 noise beside values around 1..1e6, say).
+            if (!collapseHighest)
+            {
+                if (index < _offset && counts[^1] != 0)
+                {
+                    AddSaturating(ref counts[0], count);
+                    return;
+                }
+            }
+            else if (index - _offset >= counts.Length && counts[0] != 0)
+            {
+                AddSaturating(ref counts[^1], count);
+                return;
+            }
+        }
+
+        if (!TryGetOccupiedRange(out int occupiedLo, out int occupiedHi))
         {
             // An emptied store keeps its array: a window state reused for the next window
             // should not allocate again.
-            _counts ??= new uint[Math.Min(InitialLength, maxBins)];
+            counts = _counts ??= new uint[Math.Min(InitialLength, maxBins)];
 
             // Centre on the first value: data tends to spread both ways.
-            _offset = index - (_counts.Length / 2);
-            _counts[index - _offset] = count;
+            _offset = index - (counts.Length / 2);
+            counts[index - _offset] = count;
             return;
         }
 
-        lo = Math.Min(lo, index);
-        hi = Math.Max(hi, index);
+        int lo = Math.Min(occupiedLo, index);
+        int hi = Math.Max(occupiedHi, index);
         int windowLo = lo;
         int windowHi = hi;
         if ((long)hi - lo + 1 > maxBins)
@@ -106,27 +128,99 @@ internal struct DdSketchBinStore
         }
 
         int needed = windowHi - windowLo + 1;
+        if (needed <= counts!.Length)
+        {
+            CollapseInPlace(index, count, occupiedLo, occupiedHi, windowLo, windowHi);
+            return;
+        }
+
         // Grow by half of what is needed, not by doubling the array: data that widens a little at
         // one end and then the other would otherwise double it each time, and a latency sketch of
         // ~150 occupied bins would hold thousands. Most of the room goes to the side that grew.
         int newLength = Math.Min(maxBins, Math.Max(InitialLength, needed + (needed / 2)));
-        int slack = newLength - needed;
-        int newOffset = index < _offset ? windowLo - (slack - (slack / 4)) : windowLo - (slack / 4);
-
         var grown = new uint[newLength];
-        uint[] old = _counts!;
-        for (int i = 0; i < old.Length; i++)
+        int newOffset = PlaceWindow(index, windowLo, needed, newLength);
+        for (int i = occupiedLo - _offset; i <= occupiedHi - _offset; i++)
         {
-            if (old[i] != 0)
+            if (counts[i] != 0)
             {
                 int target = Math.Clamp(_offset + i, windowLo, windowHi);
-                AddSaturating(ref grown[target - newOffset], old[i]);
+                AddSaturating(ref grown[target - newOffset], counts[i]);
             }
         }
 
         AddSaturating(ref grown[Math.Clamp(index, windowLo, windowHi) - newOffset], count);
         _counts = grown;
         _offset = newOffset;
+    }
+
+    /// <summary>Where an array of <paramref name="length"/> bins starts so that it holds the kept window.</summary>
+    private readonly int PlaceWindow(int index, int windowLo, int needed, int length)
+    {
+        int slack = length - needed;
+        return index < _offset ? windowLo - (slack - (slack / 4)) : windowLo - (slack / 4);
+    }
+
+    /// <summary>
+    /// Adds a value outside the array when the array is long enough for the kept window: folds the
+    /// bins beyond the window into its collapsed end, moves the kept bins if the window is not
+    /// inside the array, and allocates nothing.
+    /// </summary>
+    private void CollapseInPlace(int index, uint count, int occupiedLo, int occupiedHi, int windowLo, int windowHi)
+    {
+        uint[] counts = _counts!;
+
+        // Bins beyond the window: below it on the positive side, above it on the negative side.
+        int foldFrom = occupiedLo;
+        int foldTo = Math.Min(occupiedHi, windowLo - 1);
+        int keepLo = Math.Max(occupiedLo, windowLo);
+        int keepHi = Math.Min(occupiedHi, windowHi);
+        int foldInto = windowLo;
+        if (windowHi < occupiedHi)
+        {
+            foldFrom = Math.Max(occupiedLo, windowHi + 1);
+            foldTo = occupiedHi;
+            foldInto = windowHi;
+        }
+
+        ulong folded = 0;
+        if (foldFrom <= foldTo)
+        {
+            Span<uint> fold = counts.AsSpan(foldFrom - _offset, foldTo - foldFrom + 1);
+            foreach (uint c in fold)
+            {
+                folded += c;
+            }
+
+            fold.Clear();
+        }
+
+        if (windowLo < _offset || windowHi - _offset >= counts.Length)
+        {
+            int newOffset = PlaceWindow(index, windowLo, windowHi - windowLo + 1, counts.Length);
+            if (keepLo <= keepHi)
+            {
+                int length = keepHi - keepLo + 1;
+                int from = keepLo - _offset;
+                int to = keepLo - newOffset;
+                // Overlapping ranges copy as if through a temporary (Span.CopyTo is a memmove).
+                counts.AsSpan(from, length).CopyTo(counts.AsSpan(to, length));
+                if (to > from)
+                {
+                    counts.AsSpan(from, Math.Min(length, to - from)).Clear();
+                }
+                else
+                {
+                    int clearFrom = Math.Max(from, to + length);
+                    counts.AsSpan(clearFrom, from + length - clearFrom).Clear();
+                }
+            }
+
+            _offset = newOffset;
+        }
+
+        AddSaturating(ref counts[foldInto - _offset], folded);
+        AddSaturating(ref counts[Math.Clamp(index, windowLo, windowHi) - _offset], count);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -140,6 +234,19 @@ internal struct DdSketchBinStore
         }
 
         bin = sum;
+    }
+
+    /// <summary>Adds a sum of bin counts (from a fold) to a bin, saturating as adding them one by one would.</summary>
+    private void AddSaturating(ref uint bin, ulong count)
+    {
+        ulong sum = bin + count;
+        if (sum > uint.MaxValue)
+        {
+            SaturatedCount += sum - uint.MaxValue;
+            sum = uint.MaxValue;
+        }
+
+        bin = (uint)sum;
     }
 
     /// <summary>Hints the processor to fetch the first <paramref name="lines"/> cache lines of the counts.</summary>
@@ -186,6 +293,18 @@ internal struct DdSketchBinStore
 
         firstIndex = lo;
         return _counts.AsSpan(lo - _offset, hi - lo + 1);
+    }
+
+    /// <summary>
+    /// Gives an unallocated store an array of exactly <paramref name="length"/> bins starting at
+    /// <paramref name="firstIndex"/>, for a reader to fill: one allocation, sized by what was read.
+    /// </summary>
+    public Span<uint> Allocate(int firstIndex, int length)
+    {
+        Debug.Assert(_counts is null && length > 0, "A reader allocates each store once.");
+        _counts = new uint[length];
+        _offset = firstIndex;
+        return _counts;
     }
 
     /// <summary>Zeroes every bin, keeping the array for reuse.</summary>

@@ -10,12 +10,29 @@ namespace Monitoring.Stream.Statistics;
 /// </summary>
 /// <remarks>
 /// A mutable struct meant to live in preallocated arrays and be updated through <c>ref</c>:
-/// an update allocates nothing and takes no lock. The caller is responsible for rejecting NaN and
-/// infinities before they reach <see cref="Add"/>; ingestion does that and counts the rejections.
+/// an update allocates nothing and takes no lock. Every moment stays finite for values of magnitude
+/// at most <see cref="MaxMagnitude"/>; the caller is responsible for refusing other values (NaN,
+/// infinities, larger magnitudes) before they reach <see cref="Add"/>; ingestion does that through
+/// <c>PointValidator</c> and counts the rejections.
 /// </remarks>
 [StructLayout(LayoutKind.Auto)]
 public struct RunningMoments : IEquatable<RunningMoments>
 {
+    /// <summary>
+    /// The largest magnitude of a value for which count, sum, mean and M2 stay finite for any count a
+    /// state can hold (up to 2^63 - 1), through any sequence of adds and merges.
+    /// </summary>
+    /// <remarks>
+    /// With |x| &lt;= B and n &lt;= 2^63 (about 9.2e18): |sum| &lt;= nB; a deviation from a mean is at most
+    /// 2B, so M2 &lt;= n (2B)^2; the shifts and shifted means that Welford's update and Chan's merge
+    /// subtract are a few B at most, so every intermediate, the largest being the merge term
+    /// delta^2 na nb / n, stays below 100 B^2 n. At B = 1e100 that is 1e222, 10^86 below
+    /// double.MaxValue (1.8e308); the argument holds up to B of about 1e143. Physical measurements stay
+    /// far below 1e100 (the observable universe holds about 1e80 atoms), so refusing beyond it loses
+    /// no real data, while double.MaxValue itself overflows a sum of two values.
+    /// </remarks>
+    public const double MaxMagnitude = 1e100;
+
     private long _count;
     private double _sum;
     private double _sumCompensation;
@@ -63,12 +80,14 @@ public struct RunningMoments : IEquatable<RunningMoments>
     /// <summary>The timestamp of <see cref="Last"/>, in the unit the caller used.</summary>
     public readonly long LastTimestamp => _lastTimestamp;
 
-    /// <summary>Adds one finite value observed at <paramref name="timestamp"/>.</summary>
+    /// <summary>Adds one value of magnitude at most <see cref="MaxMagnitude"/>, observed at <paramref name="timestamp"/>.</summary>
+    /// <exception cref="OverflowException">The count is already 2^63 - 1; nothing changes.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Add(double value, long timestamp)
     {
-        Debug.Assert(double.IsFinite(value), "Non-finite values are rejected before aggregation.");
-        long n = ++_count;
+        Debug.Assert(Math.Abs(value) <= MaxMagnitude, "Values beyond MaxMagnitude, NaN and infinities are refused before aggregation.");
+        long n = checked(_count + 1);
+        _count = n;
         if (n == 1)
         {
             Reset(value, timestamp);
@@ -110,6 +129,7 @@ public struct RunningMoments : IEquatable<RunningMoments>
     }
 
     /// <summary>Merges another partial state into this one, as if its values had been added here.</summary>
+    /// <exception cref="OverflowException">The counts together exceed 2^63 - 1; this state is left unchanged.</exception>
     public void Merge(in RunningMoments other)
     {
         if (other._count == 0)
@@ -125,6 +145,11 @@ public struct RunningMoments : IEquatable<RunningMoments>
 
         long na = _count;
         long nb = other._count;
+        if (na > long.MaxValue - nb)
+        {
+            throw new OverflowException($"Merging would take the count past 2^63 - 1 ({na} + {nb}); the state is unchanged.");
+        }
+
         long n = na + nb;
 
         // Chan, Golub and LeVeque's pairwise combination: exact in real arithmetic, and stable
@@ -163,6 +188,10 @@ public struct RunningMoments : IEquatable<RunningMoments>
     public void Clear() => this = default;
 
     /// <summary>Rebuilds a state from its parts, as read back from an emitted aggregate.</summary>
+    /// <exception cref="ArgumentException">
+    /// The parts could not come from values of magnitude at most <see cref="MaxMagnitude"/>: a value is
+    /// not finite or beyond it, min exceeds max, or sum, mean, M2 or last lie outside what such values allow.
+    /// </exception>
     public static RunningMoments FromParts(long count, double sum, double min, double max, double mean, double m2, double last, long lastTimestamp)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
@@ -171,9 +200,15 @@ public struct RunningMoments : IEquatable<RunningMoments>
             return default;
         }
 
-        if (!(min <= max) || !(m2 >= 0) || !double.IsFinite(mean))
+        // Refusing what in-range values cannot produce keeps every later merge finite (see MaxMagnitude):
+        // the mean and the last value lie within the extremes (the mean to rounding), the sum within
+        // count times the largest magnitude, and M2 within count (2B)^2 (its true maximum is count B^2).
+        double largest = Math.Max(Math.Abs(min), Math.Abs(max));
+        double bound = MaxMagnitude;
+        if (!(min <= max) || !(largest <= bound) || !(Math.Abs(mean) <= 2 * largest) || !(Math.Abs(last) <= largest)
+            || !(Math.Abs(sum) <= 2 * largest * count) || !(m2 >= 0 && m2 <= 4 * bound * bound * count))
         {
-            throw new ArgumentException($"Inconsistent moments: min={min}, max={max}, mean={mean}, m2={m2}.");
+            throw new ArgumentException($"Inconsistent moments: count={count}, sum={sum}, min={min}, max={max}, mean={mean}, m2={m2}, last={last}.");
         }
 
         return new RunningMoments

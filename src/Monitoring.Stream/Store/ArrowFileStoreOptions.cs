@@ -17,4 +17,18 @@ public sealed class ArrowFileStoreOptions
 
     /// <summary>The oldest published files are deleted while the store holds more than this (default 1 GiB).</summary>
     public long MaxTotalBytes { get; set; } = 1L << 30;
+
+    /// <summary>The clock that names files and drives rotation by age and retention (default the system clock; a pipeline passes its own).</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Checks every setting and throws <see cref="ArgumentException"/> (or a subclass) naming the first that is out of range.</summary>
+    public void Validate()
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(Directory, nameof(Directory));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxFileBytes, 1, nameof(MaxFileBytes));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(MaxFileAge, TimeSpan.Zero, nameof(MaxFileAge));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(Retention, TimeSpan.Zero, nameof(Retention));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxTotalBytes, 1, nameof(MaxTotalBytes));
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+    }
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Apache.Arrow;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Sinks;
@@ -12,7 +13,8 @@ namespace Monitoring.Stream.Store;
 /// <remarks>
 /// Reads back what the pipeline emitted — the Arrow columns and the serialized sketch — so it answers
 /// from exactly what every other sink received. Bounded by age and by the number of window aggregates
-/// held; the oldest go first.
+/// held; the oldest go first. A row it cannot take (non-finite or inconsistent moments, a malformed
+/// sketch) is skipped and counted in <see cref="RowsSkipped"/>; the other rows of its batch are kept.
 /// </remarks>
 public sealed class RecentWindowStore : IWindowSink
 {
@@ -25,14 +27,30 @@ public sealed class RecentWindowStore : IWindowSink
     private long _newestEnd = long.MinValue;
     private int _entries;
     private long _evicted;
+    private long _rowsSkipped;
+    private string? _lastSkipReason;
+    private bool _completed;
+    private bool _disposed;
 
     /// <summary>Creates a store keeping <paramref name="retention"/> of window time (default 15 min), at most <paramref name="maxEntries"/> aggregates (default 2,000,000).</summary>
     public RecentWindowStore(TimeSpan? retention = null, int maxEntries = 2_000_000, TimeProvider? time = null)
+        : this(new RecentWindowStoreOptions
+        {
+            Retention = retention ?? TimeSpan.FromMinutes(15),
+            MaxEntries = maxEntries,
+            TimeProvider = time ?? TimeProvider.System,
+        })
     {
-        _retention = retention ?? TimeSpan.FromMinutes(15);
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxEntries, 1);
-        _maxEntries = maxEntries;
-        _time = time ?? TimeProvider.System;
+    }
+
+    /// <summary>Creates a store with the given settings, validated and copied: later changes to the object have no effect.</summary>
+    public RecentWindowStore(RecentWindowStoreOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _retention = options.Retention;
+        _maxEntries = options.MaxEntries;
+        _time = options.TimeProvider;
     }
 
     private sealed record Entry(long Start, long End, RunningMoments Moments, DdSketch? Sketch);
@@ -55,13 +73,31 @@ public sealed class RecentWindowStore : IWindowSink
     /// <summary>Window aggregates removed by retention.</summary>
     public long Evicted => Interlocked.Read(ref _evicted);
 
-    /// <summary>The key of a series in this store: the metric followed by its labels in Prometheus notation.</summary>
-    public static string KeyOf(string metric, LabelSet labels) => metric + labels.ToString();
+    /// <summary>Rows of received batches that could not be taken (non-finite or inconsistent moments, a malformed sketch) and were skipped; the other rows of their batch were kept.</summary>
+    public long RowsSkipped => Interlocked.Read(ref _rowsSkipped);
 
-    /// <inheritdoc />
+    /// <summary>Why the last skipped row was skipped (its series and the problem), or null when none was.</summary>
+    public string? LastSkipReason => Volatile.Read(ref _lastSkipReason);
+
+    /// <summary>The key of a series in this store: the metric followed by its labels in Prometheus notation.</summary>
+    public static string KeyOf(string metric, LabelSet labels)
+    {
+        ArgumentNullException.ThrowIfNull(metric);
+        ArgumentNullException.ThrowIfNull(labels);
+        return metric + labels.ToString();
+    }
+
+    /// <summary>Takes the rows of a window batch; a row that cannot be taken is skipped and counted in <see cref="RowsSkipped"/>, never the batch.</summary>
+    /// <exception cref="InvalidOperationException">The store was completed or disposed.</exception>
     public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(batch);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        ThrowIfClosed();
         RecordBatch rb = batch.RecordBatch;
         var metric = (StringArray)rb.Column("metric");
         var labels = (MapArray)rb.Column("labels");
@@ -76,21 +112,41 @@ public sealed class RecentWindowStore : IWindowSink
         var last = (DoubleArray)rb.Column("last");
         var sketch = (BinaryArray)rb.Column("sketch");
 
-        var rows = new (string Key, Entry Entry)[rb.Length];
+        var rows = new List<(string Key, Entry Entry)>(rb.Length);
         for (int r = 0; r < rb.Length; r++)
         {
-            int first = labels.ValueOffsets[r];
-            int end = labels.ValueOffsets[r + 1];
-            var pairs = new Label[end - first];
-            for (int i = first; i < end; i++)
+            string? key = null;
+            try
             {
-                pairs[i - first] = new Label(keys.GetString(i), values.GetString(i));
-            }
+                int first = labels.ValueOffsets[r];
+                int end = labels.ValueOffsets[r + 1];
+                var pairs = new Label[end - first];
+                for (int i = first; i < end; i++)
+                {
+                    pairs[i - first] = new Label(keys.GetString(i), values.GetString(i));
+                }
 
-            var moments = RunningMoments.FromParts(count.GetValue(r)!.Value, sum.GetValue(r)!.Value, min.GetValue(r)!.Value,
-                max.GetValue(r)!.Value, mean.GetValue(r)!.Value, m2.GetValue(r)!.Value, last.GetValue(r)!.Value, batch.WindowEndUnixMs - 1);
-            DdSketch? s = sketch.IsNull(r) ? null : DdSketch.Deserialize(sketch.GetBytes(r));
-            rows[r] = (KeyOf(metric.GetString(r), LabelSet.Create(pairs)), new Entry(batch.WindowStartUnixMs, batch.WindowEndUnixMs, moments, s));
+                key = KeyOf(metric.GetString(r), LabelSet.Create(pairs));
+                long n = count.GetValue(r) ?? throw new InvalidDataException("count is null");
+                double s = Finite(sum, r, "sum"), lo = Finite(min, r, "min"), hi = Finite(max, r, "max");
+                double mu = Finite(mean, r, "mean"), sq = Finite(m2, r, "m2"), lastValue = Finite(last, r, "last");
+                if (n <= 0)
+                {
+                    throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture, $"count {n} is not positive"));
+                }
+
+                // FromParts checks the rest (min <= max, m2 >= 0); the finite checks above keep NaN and
+                // infinities from a series whose values overflowed out of every later merge.
+                var moments = RunningMoments.FromParts(n, s, lo, hi, mu, sq, lastValue, batch.WindowEndUnixMs - 1);
+                DdSketch? sk = sketch.IsNull(r) ? null : DdSketch.Deserialize(sketch.GetBytes(r));
+                rows.Add((key, new Entry(batch.WindowStartUnixMs, batch.WindowEndUnixMs, moments, sk)));
+            }
+            catch (Exception e) when (e is InvalidDataException or FormatException or ArgumentException or OverflowException or IndexOutOfRangeException)
+            {
+                Interlocked.Increment(ref _rowsSkipped);
+                Volatile.Write(ref _lastSkipReason, string.Create(CultureInfo.InvariantCulture,
+                    $"row {r} ({key ?? "unreadable series"}) of window {batch.WindowStartUnixMs}, shard {batch.Shard}: {e.Message}"));
+            }
         }
 
         lock (_gate)
@@ -114,6 +170,29 @@ public sealed class RecentWindowStore : IWindowSink
         return ValueTask.CompletedTask;
     }
 
+    private static double Finite(DoubleArray column, int row, string name)
+    {
+        double? value = column.GetValue(row);
+        if (value is not { } v || !double.IsFinite(v))
+        {
+            throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture, $"{name} is {(value is null ? "null" : value.Value.ToString(CultureInfo.InvariantCulture))}, not a finite number"));
+        }
+
+        return v;
+    }
+
+    private void ThrowIfClosed()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_completed)
+            {
+                throw new InvalidOperationException("The recent-window store was completed: no batch can be written after CompleteAsync.");
+            }
+        }
+    }
+
     private void EvictLocked()
     {
         long cutoff = _newestEnd - (long)_retention.TotalMilliseconds;
@@ -135,8 +214,13 @@ public sealed class RecentWindowStore : IWindowSink
 
     /// <summary>Merges the windows of one series that ended within <paramref name="lookback"/> of the clock.</summary>
     /// <returns>The merged statistics, or null when no window of the series is held in that span.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="metric"/> or <paramref name="labels"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="lookback"/> is negative.</exception>
     public SeriesStatistics? Query(string metric, LabelSet labels, TimeSpan lookback)
     {
+        ArgumentNullException.ThrowIfNull(metric);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentOutOfRangeException.ThrowIfLessThan(lookback, TimeSpan.Zero);
         long now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         long from = now - (long)lookback.TotalMilliseconds;
         string key = KeyOf(metric, labels);
@@ -174,9 +258,25 @@ public sealed class RecentWindowStore : IWindowSink
         }
     }
 
-    /// <inheritdoc />
-    public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+    /// <summary>Stops taking batches (later writes throw <see cref="InvalidOperationException"/>); what is held stays queryable.</summary>
+    public ValueTask CompleteAsync(CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            _completed = true;
+        }
 
-    /// <inheritdoc />
-    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Stops taking batches (later writes throw <see cref="ObjectDisposedException"/>); what is held stays queryable. Safe to call more than once.</summary>
+    public ValueTask DisposeAsync()
+    {
+        lock (_gate)
+        {
+            _disposed = true;
+        }
+
+        return ValueTask.CompletedTask;
+    }
 }

@@ -37,6 +37,8 @@ internal sealed class ShardAggregator
     private readonly long _windowMs;
     private readonly long _latenessMs;
     private readonly long _idleTimeoutMs;
+    private readonly long _seriesIdleMs;
+    private readonly TimeProvider _time;
     private readonly bool _withSketches;
     private readonly double _relativeAccuracy;
     private readonly int _maxBins;
@@ -45,9 +47,15 @@ internal sealed class ShardAggregator
     private readonly ConcurrentDictionary<string, long> _lateByMetric;
     private readonly List<WindowBuffer> _open = [];
     private readonly Stack<WindowBuffer> _free = new();
+    private readonly Stack<Statistics.DdSketch> _sketchPool = new();
     private readonly Dictionary<SourceCounters, ShardSource> _sources = new(ReferenceEqualityComparer.Instance);
     private readonly Lock _ackGate = new();
     private readonly List<InflightWindow> _inflight = [];
+    private const int MaxFreeWindows = 2;
+    private int[] _slotGeneration = new int[64];
+    private long[] _lastActive = new long[64];
+    private long _lastReclaimScan;
+    private long _heldBytes;
     private WindowBuffer? _current;
     private long _watermark = long.MinValue;
     private long _minOpenEnd = long.MaxValue;
@@ -58,6 +66,7 @@ internal sealed class ShardAggregator
     private Exception? _lastFault;
     private volatile bool _dead;
     private ShardCounters _counters;
+    private long _deferredTick = long.MinValue;
 
     public ShardAggregator(
         int index,
@@ -78,6 +87,8 @@ internal sealed class ShardAggregator
         _windowMs = settings.WindowMs;
         _latenessMs = settings.LatenessMs;
         _idleTimeoutMs = settings.SourceIdleTimeoutMs;
+        _seriesIdleMs = settings.SeriesIdleTimeoutMs;
+        _time = settings.TimeProvider;
         _withSketches = settings.Sketches;
         _relativeAccuracy = settings.RelativeAccuracy;
         _maxBins = settings.MaxBins;
@@ -93,6 +104,12 @@ internal sealed class ShardAggregator
     public long EmittedPoints => Volatile.Read(ref _counters.EmittedPoints);
 
     public long WindowsEmitted => Volatile.Read(ref _counters.WindowsEmitted);
+
+    /// <summary>Points refused because their series was reclaimed after they were written (or their id is older than the reclaim).</summary>
+    public long Stale => Volatile.Read(ref _counters.Stale);
+
+    /// <summary>Bytes the shard holds for its series: open and spare windows with their sketches, and per-series arrays; as of the last tick.</summary>
+    public long HeldBytes => Volatile.Read(ref _heldBytes);
 
     /// <summary>Points lost to a fault while aggregating or emitting.</summary>
     public long FaultedPoints => Interlocked.Read(ref _faultedPoints);
@@ -110,6 +127,14 @@ internal sealed class ShardAggregator
 
     /// <summary>Bytes held by the open windows' states, as of the last tick.</summary>
     public long OpenStateBytes => Volatile.Read(ref _openBytes);
+
+    /// <summary>
+    /// A clock tick that found this shard's channel full (an overloaded shard): it is applied once the shard
+    /// reaches a batch handed over after it, the place the tick would have had in the channel. Without it a
+    /// shard whose channel is full at every tick never retires an idle or disposed source, and the watermark
+    /// stays where that source left it.
+    /// </summary>
+    public void DeferTick(long tickAt) => Volatile.Write(ref _deferredTick, tickAt);
 
     /// <summary>Sources currently holding the watermark back.</summary>
     public int ActiveSources { get; private set; }
@@ -170,7 +195,15 @@ internal sealed class ShardAggregator
                     }
                 }
 
+                long deferredTick = Volatile.Read(ref _deferredTick);
+                bool tickDue = deferredTick != long.MinValue && batch.SentAt >= deferredTick
+                    && Interlocked.CompareExchange(ref _deferredTick, long.MinValue, deferredTick) == deferredTick;
                 _pool.Return(batch);
+                if (tickDue)
+                {
+                    OnTick(deferredTick);
+                }
+
                 await CloseDueAsync().ConfigureAwait(false);
                 break;
             case BatchKind.Tick:
@@ -220,6 +253,19 @@ internal sealed class ShardAggregator
         for (int k = 0; k < points.Length; k++)
         {
             ref readonly IngestPoint point = ref points[k];
+            int slot = point.Slot;
+            if ((uint)slot >= (uint)_slotGeneration.Length)
+            {
+                GrowSlots(slot + 1);
+            }
+
+            if (point.Generation != _slotGeneration[slot])
+            {
+                // Written through an id of a series reclaimed since: its index may belong to another series now.
+                CountStale();
+                continue;
+            }
+
             if (window is not null)
             {
                 // PERF: with many series every point misses the caches on its window state and
@@ -258,6 +304,17 @@ internal sealed class ShardAggregator
         Volatile.Write(ref _counters.Aggregated, _counters.Aggregated + aggregated);
         return maxEnd;
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void GrowSlots(int slots)
+    {
+        int capacity = Math.Max(slots, _slotGeneration.Length * 2);
+        Array.Resize(ref _slotGeneration, capacity);
+        Array.Resize(ref _lastActive, capacity);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void CountStale() => Volatile.Write(ref _counters.Stale, _counters.Stale + 1);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchAhead(WindowBuffer window, ReadOnlySpan<IngestPoint> points, int k)
@@ -304,7 +361,7 @@ internal sealed class ShardAggregator
 
         WindowBuffer window = _free.Count > 0
             ? _free.Pop()
-            : new WindowBuffer(Math.Max(64, _registry.Count / _shardCount + 1), _withSketches, _relativeAccuracy, _maxBins);
+            : new WindowBuffer(Math.Max(64, _registry.Count / _shardCount + 1), _withSketches, _relativeAccuracy, _maxBins, _sketchPool);
         window.Start = start;
         window.End = end;
         lock (_ackGate)
@@ -316,11 +373,22 @@ internal sealed class ShardAggregator
         return window;
     }
 
-    /// <summary>The start of the epoch-aligned window of <paramref name="ts"/>: floor division, exact over the whole range of <see cref="long"/>.</summary>
+    /// <summary>
+    /// The start of the epoch-aligned window of <paramref name="ts"/>: floor division, exact wherever that start
+    /// is a <see cref="long"/>. Only the partial first window of the range starts below <see cref="long.MinValue"/>
+    /// (out of the writers' bounds): its start is clamped to <see cref="long.MinValue"/>, so it still contains its point.
+    /// </summary>
     internal static long WindowStartOf(long ts, long windowMs)
     {
         long remainder = ts % windowMs;
-        return remainder < 0 ? ts - remainder - windowMs : ts - remainder;
+        if (remainder >= 0)
+        {
+            return ts - remainder;
+        }
+
+        // Toward zero first (cannot overflow), then one window down unless that passes long.MinValue.
+        long truncated = ts - remainder;
+        return truncated < long.MinValue + windowMs ? long.MinValue : truncated - windowMs;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -449,6 +517,12 @@ internal sealed class ShardAggregator
         }
 
         AdvanceWatermark(tickAt);
+        if (_seriesIdleMs != long.MaxValue && tickAt - _lastReclaimScan >= Math.Min(_seriesIdleMs / 4, 60_000))
+        {
+            _lastReclaimScan = tickAt;
+            ReclaimIdleSeries();
+        }
+
         long bytes = 0;
         foreach (WindowBuffer w in _open)
         {
@@ -456,6 +530,72 @@ internal sealed class ShardAggregator
         }
 
         Volatile.Write(ref _openBytes, bytes);
+        long held = bytes + ((long)_slotGeneration.Length * (sizeof(int) + sizeof(long)));
+        foreach (WindowBuffer w in _free)
+        {
+            held += w.EstimateBytes();
+        }
+
+        foreach (Statistics.DdSketch sketch in _sketchPool)
+        {
+            held += sketch.EstimatedBytes;
+        }
+
+        Volatile.Write(ref _heldBytes, held);
+    }
+
+    /// <summary>
+    /// Frees the series of this shard that had no point for the series idle timeout (behind the
+    /// watermark) and are in no open window: registry entry, sketches, and the slot's generation moves on.
+    /// </summary>
+    private void ReclaimIdleSeries()
+    {
+        if (_watermark == long.MinValue || _watermark < long.MinValue + _seriesIdleMs)
+        {
+            return;
+        }
+
+        long threshold = _watermark - _seriesIdleMs;
+        long reusableAt = _time.GetTimestamp() + (long)(_seriesIdleMs / 1000.0 * _time.TimestampFrequency);
+        for (int slot = 0; slot < _lastActive.Length; slot++)
+        {
+            long last = _lastActive[slot];
+            if (last == 0 || last > threshold || InOpenWindow(slot))
+            {
+                continue;
+            }
+
+            int generation = _registry.Reclaim(new SeriesId((slot * _shardCount) + _index, _registry.Tag, _slotGeneration[slot]), reusableAt);
+            _lastActive[slot] = 0;
+            if (generation < 0)
+            {
+                continue;
+            }
+
+            _slotGeneration[slot] = generation;
+            foreach (WindowBuffer w in _free)
+            {
+                w.Forget(slot);
+            }
+
+            foreach (WindowBuffer w in _open)
+            {
+                w.Forget(slot);
+            }
+        }
+    }
+
+    private bool InOpenWindow(int slot)
+    {
+        foreach (WindowBuffer w in _open)
+        {
+            if (slot < w.Capacity && w.Moments[slot].Count > 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private async ValueTask CloseDueAsync()
@@ -501,6 +641,12 @@ internal sealed class ShardAggregator
 
         if (inflight is not null)
         {
+            for (int i = 0; i < window.TouchedCount; i++)
+            {
+                // Slots in a window are below the generation array's length: every point passed its check.
+                _lastActive[window.Touched[i]] = window.End;
+            }
+
             long sequence = ++_emitSequence;
             try
             {
@@ -518,7 +664,10 @@ internal sealed class ShardAggregator
         }
 
         window.Reset();
-        _free.Push(window);
+        if (_free.Count < MaxFreeWindows)
+        {
+            _free.Push(window);
+        }
     }
 
     /// <summary>Every sink is done with an emitted window (on a sink's thread): acknowledge what that unblocks.</summary>

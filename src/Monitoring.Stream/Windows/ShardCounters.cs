@@ -6,7 +6,7 @@ namespace Monitoring.Stream.Windows;
 /// Counters of one shard, written by the shard's own task and read by anyone. Each sits on its own
 /// cache line so a reader polling them does not slow the shard.
 /// </summary>
-[StructLayout(LayoutKind.Explicit, Size = 320)]
+[StructLayout(LayoutKind.Explicit, Size = 384)]
 internal struct ShardCounters
 {
     /// <summary>Points added to a window.</summary>
@@ -24,4 +24,8 @@ internal struct ShardCounters
     /// <summary>Windows emitted (one per shard and window with data).</summary>
     [FieldOffset(256)]
     public long WindowsEmitted;
+
+    /// <summary>Points written through the id of a series reclaimed since: refused at the shard.</summary>
+    [FieldOffset(320)]
+    public long Stale;
 }

@@ -12,10 +12,22 @@ internal sealed class WindowBuffer
     private readonly double _relativeAccuracy;
     private readonly int _maxBins;
     private readonly bool _withSketches;
+    private readonly Stack<DdSketch> _sketchPool;
     private ulong[] _touchedBits = [];
 
-    public WindowBuffer(int capacity, bool withSketches, double relativeAccuracy, int maxBins)
+    /// <param name="capacity">Series slots to start with.</param>
+    /// <param name="withSketches">Whether series keep a quantile sketch.</param>
+    /// <param name="relativeAccuracy">The sketches' accuracy.</param>
+    /// <param name="maxBins">The sketches' bin limit per sign.</param>
+    /// <param name="sketchPool">
+    /// Cleared sketches shared by the shard's windows: a window takes one for each series it sees and
+    /// gives them back when it is reset. So a shard holds one sketch per series per open window that has
+    /// its data, not one per series per window buffer it ever used (four times as many, and growing until
+    /// every series had passed through every buffer).
+    /// </param>
+    public WindowBuffer(int capacity, bool withSketches, double relativeAccuracy, int maxBins, Stack<DdSketch>? sketchPool = null)
     {
+        _sketchPool = sketchPool ?? new Stack<DdSketch>();
         _withSketches = withSketches;
         _relativeAccuracy = relativeAccuracy;
         _maxBins = maxBins;
@@ -60,7 +72,7 @@ internal sealed class WindowBuffer
         Points++;
     }
 
-    private DdSketch NewSketch(int slot) => Sketches[slot] = new DdSketch(_relativeAccuracy, _maxBins);
+    private DdSketch NewSketch(int slot) => Sketches[slot] = _sketchPool.TryPop(out DdSketch? pooled) ? pooled : new DdSketch(_relativeAccuracy, _maxBins);
 
     public void Grow(int slots)
     {
@@ -114,16 +126,25 @@ internal sealed class WindowBuffer
         }
     }
 
-    /// <summary>Bytes held by the states of touched series, sketches included.</summary>
+    /// <summary>Bytes held by the arrays and the sketches of touched series.</summary>
     public long EstimateBytes()
     {
         long bytes = (long)Capacity * (System.Runtime.CompilerServices.Unsafe.SizeOf<RunningMoments>() + sizeof(int) + (_withSketches ? 8 : 0));
-        for (int i = 0; i < TouchedCount; i++)
+        for (int i = 0; i < TouchedCount && Sketches.Length > 0; i++)
         {
-            bytes += Sketches.Length > 0 ? Sketches[Touched[i]]?.EstimatedBytes ?? 0 : 0;
+            bytes += Sketches[Touched[i]]?.EstimatedBytes ?? 0;
         }
 
         return bytes;
+    }
+
+    /// <summary>Drops the sketch kept for a reclaimed series' slot, so its memory goes.</summary>
+    public void Forget(int slot)
+    {
+        if (slot < Sketches.Length)
+        {
+            Sketches[slot] = null;
+        }
     }
 
     /// <summary>Forgets the window's data, keeping arrays and sketches for the next window.</summary>
@@ -133,9 +154,11 @@ internal sealed class WindowBuffer
         {
             int slot = Touched[i];
             Moments[slot].Clear();
-            if (_withSketches)
+            if (_withSketches && Sketches[slot] is DdSketch sketch)
             {
-                Sketches[slot]?.Clear();
+                sketch.Clear();
+                _sketchPool.Push(sketch);
+                Sketches[slot] = null;
             }
         }
 

@@ -220,6 +220,206 @@ public class DdSketchTests
         }, iter: 3000);
     }
 
+    /// <summary>A version-1 sketch payload with the given header fields and raw store bytes.</summary>
+    private static byte[] Payload(ulong count, ulong zeroCount, double min, double max, byte[] stores, byte flags = 0, ulong maxBins = DdSketch.DefaultMaxBinsPerSign, double alpha = 0.01)
+    {
+        var bytes = new List<byte> { DdSketch.SerializationVersion, flags };
+        bytes.AddRange(BitConverter.GetBytes(alpha));
+        AddVarUInt(bytes, maxBins);
+        AddVarUInt(bytes, count);
+        AddVarUInt(bytes, zeroCount);
+        if (count > 0)
+        {
+            bytes.AddRange(BitConverter.GetBytes(min));
+            bytes.AddRange(BitConverter.GetBytes(max));
+        }
+
+        bytes.AddRange(stores);
+        return [.. bytes];
+
+        static void AddVarUInt(List<byte> bytes, ulong value)
+        {
+            for (; value >= 0x80; value >>= 7)
+            {
+                bytes.Add((byte)(value | 0x80));
+            }
+
+            bytes.Add((byte)value);
+        }
+    }
+
+    [Fact]
+    public void Deserialize_CountsThatWrapPast2Pow64_ThrowsFormatException()
+    {
+        // One positive bin of count 2 (dense: length 1, first index 0, count 2), empty negative store.
+        byte[] oneBinOfTwo = [1, 0, 2, 0];
+
+        // Count 1 with zero count 2^64 - 1: bins plus zeros wrap to 1 (accepted before as Count 1).
+        byte[] zeroCountWraps = Payload(1, ulong.MaxValue, 0, 1, oneBinOfTwo);
+        Assert.Contains("zero count", Assert.Throws<FormatException>(() => DdSketch.Deserialize(zeroCountWraps)).Message);
+
+        // Count 2^64 - 1 with zero count 2^64 - 2 and 2 in bins: 2^64 in all, wraps to 0.
+        byte[] sumWraps = Payload(ulong.MaxValue, ulong.MaxValue - 1, 0, 1, oneBinOfTwo);
+        Assert.Contains("does not match", Assert.Throws<FormatException>(() => DdSketch.Deserialize(sumWraps)).Message);
+
+        // The same counts without the wrap are read: 2^64 - 1 = (2^64 - 3) + 2.
+        Assert.Equal(ulong.MaxValue, DdSketch.Deserialize(Payload(ulong.MaxValue, ulong.MaxValue - 2, 0, 1, oneBinOfTwo)).Count);
+    }
+
+    [Fact]
+    public void Merge_CountsPast2Pow64_ThrowsOverflowAndLeavesTargetUnchanged()
+    {
+        // 2^63 zeros and one value 1 in a bin, twice: 2^64 + 2 values together.
+        byte[] half = Payload((1UL << 63) + 1, 1UL << 63, 0, 1, [1, 0, 1, 0]);
+        DdSketch target = DdSketch.Deserialize(half);
+        DdSketch source = DdSketch.Deserialize(half);
+
+        var error = Assert.Throws<OverflowException>(() => target.Merge(source));
+
+        Assert.Contains("2^64", error.Message);
+        Assert.Equal(half, target.ToArray());
+        Assert.Equal((1UL << 63) + 1, target.Count);
+    }
+
+    [Fact]
+    public void Add_AtMaximumCount_ThrowsOverflowAndChangesNothing()
+    {
+        byte[] full = Payload(ulong.MaxValue, ulong.MaxValue - 1, 0, 1, [1, 0, 1, 0]);
+        DdSketch sketch = DdSketch.Deserialize(full);
+
+        Assert.Throws<OverflowException>(() => sketch.Add(5));
+
+        Assert.Equal(full, sketch.ToArray());
+    }
+
+    /// <summary>The documented cap on what reading a payload allocates (docs/statistics.md).</summary>
+    private static long ReadAllocationCap(ReadOnlySpan<byte> payload)
+    {
+        // The declared bin limit (varint after version, flags and alpha); refused payloads allocate no bins.
+        ulong maxBins = 0;
+        int shift = 0;
+        for (int i = 10; i < payload.Length && i < 13; i++, shift += 7)
+        {
+            maxBins |= (ulong)(payload[i] & 0x7F) << shift;
+            if (payload[i] < 0x80)
+            {
+                break;
+            }
+        }
+
+        long binsPerSign = (long)Math.Min(maxBins, DdSketch.MaxMaxBins);
+        if (payload.Length > 1 && (payload[1] & DdSketch.SparseStoresFlag) == 0)
+        {
+            binsPerSign = Math.Min(binsPerSign, payload.Length);
+        }
+
+        return DdSketchReadOverheadBytes + (2 * 4 * binsPerSign);
+    }
+
+    // The sketch object and two array headers, with room to spare; the docs state 512 bytes.
+    private const long DdSketchReadOverheadBytes = 512;
+
+    // A thrown FormatException allocates itself, its message and its stack trace.
+    private const long ExceptionAllowanceBytes = 16 * 1024;
+
+    [Fact]
+    public void Deserialize_LargeValidSketch_AllocatesOnlyItsBins()
+    {
+        // 400,000 bins a sign at alpha 1e-5 (one value per bin), dense: a ~0.8 MB payload, whose
+        // read allocated a growing array per sign, many times its bins, before.
+        var sketch = new DdSketch(DdSketch.MinRelativeAccuracy, DdSketch.MaxMaxBins);
+        double step = Math.Log((1 + DdSketch.MinRelativeAccuracy) / (1 - DdSketch.MinRelativeAccuracy));
+        for (int i = 0; i < 400_000; i++)
+        {
+            double value = Math.Exp((i - 0.5) * step);
+            sketch.Add(value);
+            sketch.Add(-value);
+        }
+
+        byte[] bytes = sketch.ToArray();
+        Assert.True(bytes.Length > 800_000, $"{bytes.Length} bytes");
+        DdSketch.Deserialize(bytes);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        DdSketch read = DdSketch.Deserialize(bytes);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(read.ContentEquals(sketch));
+        long bins = (long)(read.Count - read.ZeroCount);
+        Assert.True(allocated <= DdSketchReadOverheadBytes + (4 * bins), $"{allocated} bytes allocated to read {bins} bins");
+        Assert.True(allocated <= ReadAllocationCap(bytes));
+    }
+
+    [Fact]
+    public void Deserialize_WideSparseStore_AllocatesOneArrayOfItsSpan()
+    {
+        // Two values 2^20 - 1 bins apart at the largest limit: 4 MiB of bins from a 40-byte payload, once.
+        byte[] stores = [2, 0, 1, 0xFF, 0xFF, 0x3F, 1, 0];
+        byte[] payload = Payload(2, 0, 1, 2, stores, DdSketch.SparseStoresFlag, DdSketch.MaxMaxBins);
+        DdSketch.Deserialize(payload);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        DdSketch read = DdSketch.Deserialize(payload);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(2UL, read.Count);
+        Assert.InRange(allocated, 4L * DdSketch.MaxMaxBins, DdSketchReadOverheadBytes + (4L * DdSketch.MaxMaxBins));
+
+        // A reader that accepts only the default limit refuses it before allocating any bin.
+        Assert.Contains("exceeds", Assert.Throws<FormatException>(() => DdSketch.Deserialize(payload, DdSketch.DefaultMaxBinsPerSign)).Message);
+    }
+
+    private static readonly Gen<byte[]> s_hostilePayloads = Gen.Frequency(
+        // Valid sketches of either layout with a few bytes overwritten, cut short or extended.
+        (3, Gen.Select(MixedValues, Gen.Int[16, 4096], Gen.Int[0, 1000].Array[1, 4], Gen.Byte.Array[1, 4], Gen.Int[-4, 4])
+            .Select((values, maxBins, positions, replacements, resize) =>
+            {
+                byte[] bytes = Build(values, maxBins: maxBins).ToArray();
+                for (int i = 0; i < positions.Length && i < replacements.Length; i++)
+                {
+                    bytes[positions[i] % bytes.Length] = replacements[i];
+                }
+
+                return resize < 0 ? bytes[..Math.Max(0, bytes.Length + resize)] : [.. bytes, .. new byte[resize]];
+            })),
+        // Well-formed headers with any counts, limits up to the largest, then random store bytes:
+        // huge store lengths and gaps, counts near 2^64, truncations.
+        (3, Gen.Select(Gen.ULong, Gen.ULong, Gen.OneOf(Gen.Const(16UL), Gen.Const(2048UL), Gen.Const((ulong)DdSketch.MaxMaxBins), Gen.ULong[16, 1 << 21]), Gen.Bool, Gen.Byte.Array[0, 48])
+            .Select((count, zeroCount, maxBins, sparse, tail) =>
+                Payload(count >> (int)(count % 64), zeroCount >> (int)(zeroCount % 64), -1, 1, tail, sparse ? DdSketch.SparseStoresFlag : (byte)0, maxBins))),
+        // Anything at all.
+        (1, Gen.Byte.Array[0, 64]));
+
+    [Fact]
+    public void Deserialize_HostilePayloads_OnlyFormatExceptionAndAllocationWithinCap()
+    {
+        s_hostilePayloads.Sample(payload =>
+        {
+            bool threw = false;
+            DdSketch? read = null;
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            try
+            {
+                read = DdSketch.Deserialize(payload);
+            }
+            catch (FormatException)
+            {
+                threw = true;
+            }
+
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            long cap = ReadAllocationCap(payload) + (threw ? ExceptionAllowanceBytes : 0);
+            Assert.True(allocated <= cap, $"{allocated} bytes allocated reading {payload.Length} bytes; cap {cap}");
+
+            if (read is not null)
+            {
+                // What was accepted is a consistent sketch: it answers, and it writes and reads back.
+                _ = read.GetQuantile(0.5);
+                Assert.True(DdSketch.Deserialize(read.ToArray()).ContentEquals(read));
+            }
+        }, iter: 5000);
+    }
+
     [Fact]
     public void Add_BeyondBinLimit_CollapsesLowestAndKeepsUpperQuantilesAccurate()
     {
@@ -236,6 +436,57 @@ public class DdSketchTests
         Assert.NotEmpty(upper);
         AssertWithinAlpha(values, sketch, upper, "collapsed");
         Assert.True(sketch.GetQuantile(0.001) <= boundary * 1.02, "collapsed low ranks answer at most the lowest kept bin");
+    }
+
+    [Fact]
+    public void Add_AtBinLimit_CollapsesInPlaceAndAllocatesNothing()
+    {
+        // Real values over six decades beside 1e-15 noise: 21 decades, more than the 17.8 that the
+        // default 2,048 bins hold, so every noise value lands below the kept window. The negative side
+        // mirrors it: magnitudes 1e-3..1 beside -1e20 outliers, beyond its kept window.
+        var random = new Random(31);
+        double[] real = [.. Enumerable.Range(0, 4096).Select(_ => Math.Pow(10, 6 * random.NextDouble()))];
+        var sketch = new DdSketch();
+        const int Calls = 20_000;
+        long bytes = AllocationProbe.MeasuredBytes(() =>
+        {
+            for (int i = 0; i < Calls / 4; i++)
+            {
+                sketch.Add(real[i % real.Length]);
+                sketch.Add(1e-15 * (1 + (i % 7)));
+                sketch.Add(-real[i % real.Length] * 1e-6);
+                sketch.Add(-1e20 * (1 + (i % 5)));
+            }
+        });
+
+        Assert.True(bytes < Calls, $"{bytes} bytes allocated over {Calls} adds at the bin limit");
+        Assert.Equal((ulong)(2 * Calls), sketch.Count);
+
+        // Quantiles outside the collapsed ends keep the guarantee: ranks among the small negatives
+        // (30 %, 50 %) and among the real values (90 %, 99 %, max); the loop ran twice (warm-up).
+        double[] once = [.. Enumerable.Range(0, Calls / 4).SelectMany(i => new[]
+        {
+            real[i % real.Length], 1e-15 * (1 + (i % 7)), -real[i % real.Length] * 1e-6, -1e20 * (1 + (i % 5)),
+        })];
+        AssertWithinAlpha([.. once, .. once], sketch, [0.3, 0.5, 0.9, 0.99, 1.0], "at the limit");
+    }
+
+    [Fact]
+    public void Add_CollapsingInAnyOrder_SameBinsAsSortedOrder()
+    {
+        // Small limits and values over 21 decades: every order folds and moves bins differently in
+        // place (new maxima shift the kept window, values beyond it fold), yet the result is the clamp
+        // of every value's bin to the final window, whatever the order.
+        Gen.Select(MixedValues, Gen.Int[16, 64])
+            .Sample((values, maxBins) =>
+            {
+                DdSketch given = Build(values, maxBins: maxBins);
+                DdSketch ascending = Build([.. values.Order()], maxBins: maxBins);
+                DdSketch descending = Build([.. values.OrderDescending()], maxBins: maxBins);
+
+                Assert.True(given.ContentEquals(ascending), "given order vs ascending");
+                Assert.True(given.ContentEquals(descending), "given order vs descending");
+            }, iter: 1000);
     }
 
     [Fact]
@@ -294,6 +545,27 @@ public class DdSketchTests
         {
             Assert.Equal(sketch.GetQuantile(qs[i]), results[i]);
         }
+    }
+
+    [Fact]
+    public void GetQuantilesAndWriteSummary_ManyQuantiles_EqualSeparateCalls()
+    {
+        // More quantiles than the walker keeps on the stack, with the extremes at both ends.
+        DdSketch sketch = Build(Support.Distributions.MixedSignsWithZeros(10_000, seed: 26));
+        double[] qs = [.. Enumerable.Range(0, 101).Select(i => i / 100.0)];
+        var results = new double[qs.Length];
+        var summary = new double[qs.Length];
+
+        sketch.GetQuantiles(qs, results);
+        int written = sketch.WriteSummary(qs, summary, new byte[sketch.SummaryBound]);
+
+        for (int i = 0; i < qs.Length; i++)
+        {
+            Assert.Equal(sketch.GetQuantile(qs[i]), results[i]);
+        }
+
+        Assert.Equal(results, summary);
+        Assert.Equal(sketch.GetSerializedSize(), written);
     }
 
     [Fact]

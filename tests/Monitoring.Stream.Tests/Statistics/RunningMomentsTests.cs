@@ -237,6 +237,128 @@ public class RunningMomentsTests
         Assert.Throws<ArgumentException>(() => RunningMoments.FromParts(2, 1, 5, 1, 1, 0, 1, 0));
     }
 
+    private const double Bound = RunningMoments.MaxMagnitude;
+
+    private static void AssertFinite(RunningMoments m, string what)
+    {
+        Assert.True(double.IsFinite(m.Sum) && double.IsFinite(m.Mean) && double.IsFinite(m.M2) && m.M2 >= 0
+            && double.IsFinite(m.PopulationVariance) && double.IsFinite(m.PopulationStdDev), $"{what}: {m}, m2={m.M2:R}");
+    }
+
+    [Fact]
+    public void Add_DoubleMaxValue_OverflowsSoTheBoundIsNeeded()
+    {
+        // What ingestion refuses (RejectReason.ValueOutOfRange): the kernel alone cannot keep these finite.
+        Assert.True(double.IsNaN(Accumulate([double.MaxValue, double.MaxValue]).Sum)); // infinity plus a compensation of -infinity
+        Assert.False(double.IsFinite(Accumulate([double.MaxValue, -double.MaxValue]).M2));
+    }
+
+    [Theory]
+    [InlineData("twice-the-bound")]
+    [InlineData("both-signs")]
+    [InlineData("alternating")]
+    [InlineData("halves")]
+    [InlineData("with-epsilons")]
+    public void Add_ValuesAtTheBound_EveryMomentFinite(string name)
+    {
+        double[] values = name switch
+        {
+            "twice-the-bound" => [Bound, Bound],
+            "both-signs" => [Bound, -Bound],
+            "alternating" => [.. Enumerable.Range(0, 10_000).Select(i => i % 2 == 0 ? Bound : -Bound)],
+            "halves" => [.. Enumerable.Repeat(-Bound, 5_000), .. Enumerable.Repeat(Bound, 5_000)],
+            "with-epsilons" => [double.Epsilon, Bound, -double.Epsilon, -Bound, 0, Math.BitDecrement(Bound)],
+            _ => throw new ArgumentOutOfRangeException(nameof(name)),
+        };
+
+        RunningMoments moments = Accumulate(values);
+
+        AssertFinite(moments, name);
+        ExactMoments exact = new(values);
+        AssertRelative(exact.M2, moments.M2, 1e-9, $"{name} m2");
+        Assert.True(Math.Abs(exact.Mean - moments.Mean) <= 1e-12 * Bound, $"{name} mean {moments.Mean:R} vs {exact.Mean:R}");
+    }
+
+    private static readonly Gen<double> s_nearTheBound = Gen.Frequency(
+        (3, Gen.OneOf(Gen.Const(Bound), Gen.Const(-Bound), Gen.Const(Math.BitDecrement(Bound)), Gen.Const(-Math.BitDecrement(Bound)))),
+        (1, Gen.OneOf(Gen.Const(double.Epsilon), Gen.Const(-double.Epsilon), Gen.Const(0.0))),
+        (2, Gen.Double[-Bound, Bound]),
+        (2, Gen.Double[-1, 1].Select(f => f * 1e99)));
+
+    [Fact]
+    public void Merge_AdversarialValuesNearTheBound_FiniteAndEqualToWhole()
+    {
+        Gen.Select(s_nearTheBound.Array[1, 200], Gen.Int[0, 200], Gen.Int[0, 200])
+            .Sample((values, cut1, cut2) =>
+            {
+                int a = Math.Min(cut1, values.Length);
+                int b = Math.Min(Math.Max(cut2, a), values.Length);
+                RunningMoments whole = Accumulate(values);
+                RunningMoments left = Accumulate(values.AsSpan(0, a));
+                RunningMoments middle = Accumulate(values.AsSpan(a, b - a), a);
+                RunningMoments right = Accumulate(values.AsSpan(b), b);
+
+                right.Merge(left);
+                right.Merge(middle);
+
+                AssertFinite(whole, "whole");
+                AssertFinite(right, "merged");
+                Assert.Equal(whole.Count, right.Count);
+                Assert.Equal(whole.Min, right.Min);
+                Assert.Equal(whole.Max, right.Max);
+                Assert.True(Math.Abs(whole.Mean - right.Mean) <= 1e-12 * Bound, $"mean {whole.Mean:R} vs {right.Mean:R}");
+                Assert.True(Math.Abs(whole.M2 - right.M2) <= 1e-12 * Math.Max(whole.M2, Bound * Bound), $"m2 {whole.M2:R} vs {right.M2:R}");
+            }, iter: 2000);
+    }
+
+    [Fact]
+    public void Merge_LargestCountsAtTheBound_StaysFinite()
+    {
+        // Half the largest count at +-B with the largest M2 such values allow (count B^2), merged
+        // with the other half at -B: the largest terms the merge can meet, all finite.
+        const long Half = 1L << 62;
+        RunningMoments spread = RunningMoments.FromParts(Half, 0, -Bound, Bound, 0, Bound * Bound * Half, Bound, 1);
+        RunningMoments low = RunningMoments.FromParts(Half - 1, -Bound * (Half - 1), -Bound, -Bound, -Bound, 0, -Bound, 2);
+
+        spread.Merge(low);
+
+        Assert.Equal(long.MaxValue, spread.Count);
+        AssertFinite(spread, "merged");
+        Assert.Equal(-Bound, spread.Min);
+    }
+
+    [Fact]
+    public void Merge_CountPastLongMaxValue_ThrowsAndLeavesStateUnchanged()
+    {
+        RunningMoments full = RunningMoments.FromParts(long.MaxValue, 0, -1, 1, 0, long.MaxValue, 1, 5);
+        RunningMoments copy = full;
+        RunningMoments one = Accumulate([1.0]);
+
+        Assert.Contains("2^63", Assert.Throws<OverflowException>(() => full.Merge(one)).Message);
+        Assert.Equal(copy, full);
+
+        Assert.Throws<OverflowException>(() => full.Add(1, 6));
+        Assert.Equal(copy, full);
+    }
+
+    [Theory]
+    [InlineData(double.PositiveInfinity, 0.0)]
+    [InlineData(double.NaN, 0.0)]
+    [InlineData(0.0, double.PositiveInfinity)]
+    [InlineData(0.0, 5e200)]
+    [InlineData(0.0, -1.0)]
+    public void FromParts_SumOrM2NoInRangeValuesGive_Throws(double sum, double m2) =>
+        Assert.Throws<ArgumentException>(() => RunningMoments.FromParts(1, sum, -Bound, Bound, 0, m2, 0, 0));
+
+    [Theory]
+    [InlineData(-double.MaxValue, double.MaxValue, 0.0, 0.0)]
+    [InlineData(-1.0, 1e101, 0.0, 0.0)]
+    [InlineData(-1.0, 1.0, double.NaN, 0.0)]
+    [InlineData(-1.0, 1.0, 5.0, 0.0)]
+    [InlineData(-1.0, 1.0, 0.0, 2.0)]
+    public void FromParts_ExtremesMeanOrLastOutOfRange_Throws(double min, double max, double mean, double last) =>
+        Assert.Throws<ArgumentException>(() => RunningMoments.FromParts(2, 0, min, max, mean, 1, last, 0));
+
     private static void AssertMergedEqualsWhole(RunningMoments whole, RunningMoments merged)
     {
         Assert.Equal(whole.Count, merged.Count);

@@ -4,7 +4,9 @@ using Microsoft.Extensions.Time.Testing;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Sinks;
 using Monitoring.Stream.Store;
+using Monitoring.Stream.Tests.Sinks;
 using Monitoring.Stream.Tests.Support;
 
 namespace Monitoring.Stream.Tests.Store;
@@ -83,26 +85,6 @@ public class ArrowFileStoreTests
     }
 
     [Fact]
-    public async Task Open_PartialFileFromCrash_IsRemovedAndPublishedFilesStay()
-    {
-        using var dir = new TempDirectory();
-        (ArrowFileStore first, MetricsPipeline pipeline) = await RunAsync(dir.Path, windows: 1);
-        await pipeline.DisposeAsync();
-        string published = Assert.Single(first.PublishedFiles());
-        // What a process killed mid-write leaves: a partial file with a header and half a batch.
-        byte[] good = await File.ReadAllBytesAsync(published);
-        string partial = Path.Combine(dir.Path, "windows-crashed" + ArrowFileStore.PartialExtension);
-        await File.WriteAllBytesAsync(partial, good.AsSpan(0, good.Length / 2).ToArray());
-
-        var reopened = new ArrowFileStore(new ArrowFileStoreOptions { Directory = dir.Path });
-
-        Assert.Equal(1, reopened.PartialFilesRemoved);
-        Assert.False(File.Exists(partial));
-        Assert.Equal([published], reopened.PublishedFiles());
-        Assert.Equal(10, ReadAll(published).Sum(b => b.Length));
-    }
-
-    [Fact]
     public async Task Retention_TotalSizeLimit_DeletesOldestFiles()
     {
         using var dir = new TempDirectory();
@@ -135,5 +117,57 @@ public class ArrowFileStoreTests
         Assert.False(File.Exists(old));
         Assert.False(File.Exists(foreign));
         Assert.Single(store.PublishedFiles());
+    }
+
+    [Fact]
+    public async Task Options_TimeProvider_NamesFilesAndDrivesRotationByAge()
+    {
+        IReadOnlyList<WindowBatch> batches = await WindowBatchFactory.CreateAsync(windows: 3, series: 5);
+        using var dir = new TempDirectory();
+        var time = new FakeTimeProvider(new DateTimeOffset(2031, 3, 4, 5, 6, 7, 890, TimeSpan.Zero));
+        await using var store = new ArrowFileStore(new ArrowFileStoreOptions { Directory = dir.Path, MaxFileAge = TimeSpan.FromMinutes(1), TimeProvider = time });
+
+        await store.WriteAsync(batches[0], CancellationToken.None);
+        time.Advance(TimeSpan.FromSeconds(59));
+        await store.WriteAsync(batches[1], CancellationToken.None);
+        Assert.Equal(0, store.FilesPublished);
+        time.Advance(TimeSpan.FromSeconds(1));
+        await store.WriteAsync(batches[2], CancellationToken.None);
+
+        string file = Assert.Single(store.PublishedFiles());
+        Assert.StartsWith("windows-20310304T050607.890Z-", Path.GetFileName(file), StringComparison.Ordinal);
+        Assert.Equal(3, ReadAll(file).Count);
+    }
+
+    [Fact]
+    public void Constructor_NullOptionsOrClock_ThrowsArgumentNull()
+    {
+        using var dir = new TempDirectory();
+
+        Assert.Throws<ArgumentNullException>(() => new ArrowFileStore(null!));
+        Assert.Throws<ArgumentNullException>(() => new ArrowFileStore(new ArrowFileStoreOptions { Directory = dir.Path, TimeProvider = null! }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ArrowFileStore(new ArrowFileStoreOptions { Directory = dir.Path, MaxFileAge = TimeSpan.Zero }));
+    }
+
+    [Fact]
+    public async Task WriteAsync_ReturnsWithTheBatchInTheFileOnDisk()
+    {
+        IReadOnlyList<WindowBatch> batches = await WindowBatchFactory.CreateAsync(windows: 2, series: 5);
+        using var dir = new TempDirectory();
+        await using var store = new ArrowFileStore(new ArrowFileStoreOptions { Directory = dir.Path });
+
+        await store.WriteAsync(batches[0], CancellationToken.None);
+        string partial = Assert.Single(Directory.GetFiles(dir.Path, "*" + ArrowFileStore.PartialExtension));
+
+        // Another reader sees every acknowledged batch in the file being written, before any publication.
+        Assert.Equal(new FileInfo(partial).Length, store.BytesWritten);
+        Assert.Single(ArrowFileCheck.CompleteBatches(partial).Batches);
+
+        await store.WriteAsync(batches[1], CancellationToken.None);
+
+        Assert.Equal(new FileInfo(partial).Length, store.BytesWritten);
+        Assert.Equal(2, ArrowFileCheck.CompleteBatches(partial).Batches.Count);
+        Assert.Empty(store.PublishedFiles());
+        Assert.Equal(2, store.BatchesWritten);
     }
 }

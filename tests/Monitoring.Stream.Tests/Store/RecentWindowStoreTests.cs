@@ -3,7 +3,10 @@ using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Statistics;
+using Monitoring.Stream.Sinks;
 using Monitoring.Stream.Store;
+using Monitoring.Stream.Tests.Sinks;
+using Monitoring.Stream.Tests.Support;
 
 namespace Monitoring.Stream.Tests.Store;
 
@@ -80,5 +83,87 @@ public class RecentWindowStoreTests
         Assert.Equal(12, store.Entries);
         Assert.Equal(48, store.Evicted);
         Assert.Equal(12, store.Query("m", LabelSet.Empty, TimeSpan.FromHours(1))!.Windows);
+    }
+
+    [Theory]
+    [InlineData("sum", double.NaN)]
+    [InlineData("sum", double.PositiveInfinity)]
+    [InlineData("mean", double.NegativeInfinity)]
+    [InlineData("m2", double.NaN)]
+    [InlineData("m2", -1.0)]
+    [InlineData("min", double.NaN)]
+    [InlineData("max", double.NegativeInfinity)]
+    [InlineData("last", double.NaN)]
+    public async Task WriteAsync_RowWithBadMoments_SkipsAndCountsThatRowOnly(string column, double value)
+    {
+        WindowBatch batch = (await WindowBatchFactory.CreateAsync(windows: 1, series: 5))[0];
+        WindowBatch damaged = WindowBatchFactory.WithColumn(batch, column, WindowBatchFactory.DoublesWith(batch, column, row: 2, value));
+
+        await AssertOnlyRowSkippedAsync(batch, damaged, row: 2, column);
+    }
+
+    [Fact]
+    public async Task WriteAsync_RowWithMalformedSketch_SkipsAndCountsThatRowOnly()
+    {
+        WindowBatch batch = (await WindowBatchFactory.CreateAsync(windows: 1, series: 5))[0];
+        WindowBatch damaged = WindowBatchFactory.WithColumn(batch, "sketch", WindowBatchFactory.SketchesWith(batch, row: 4, [1, 0xFF, 0xFF, 0xFF]));
+
+        await AssertOnlyRowSkippedAsync(batch, damaged, row: 4, "ketch");
+    }
+
+    private static async Task AssertOnlyRowSkippedAsync(WindowBatch original, WindowBatch damaged, int row, string reason)
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(original.WindowEndUnixMs));
+        var store = new RecentWindowStore(new RecentWindowStoreOptions { TimeProvider = time });
+
+        await store.WriteAsync(damaged, CancellationToken.None);
+
+        Assert.Equal(1, store.RowsSkipped);
+        Assert.Contains(reason, store.LastSkipReason, StringComparison.Ordinal);
+        List<WindowRow> rows = CollectingSink.Read(original.RecordBatch, original.Shard);
+        Assert.Equal(rows.Count - 1, store.Entries);
+        for (int r = 0; r < rows.Count; r++)
+        {
+            SeriesStatistics? stats = store.Query(rows[r].Metric, rows[r].Labels, TimeSpan.FromMinutes(1));
+            if (r == row)
+            {
+                Assert.Null(stats);
+                Assert.Contains(rows[r].Key, store.LastSkipReason, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.NotNull(stats);
+                Assert.Equal(rows[r].Count, stats.Moments.Count);
+                Assert.Equal(rows[r].Sum, stats.Moments.Sum, 1e-12);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Query_LookbackMeasuredOnTheOptionsClock()
+    {
+        WindowBatch batch = (await WindowBatchFactory.CreateAsync(windows: 1, series: 1))[0];
+        WindowRow row = CollectingSink.Read(batch.RecordBatch, 0)[0];
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(batch.WindowEndUnixMs + 30_000));
+        var store = new RecentWindowStore(new RecentWindowStoreOptions { TimeProvider = time });
+        await store.WriteAsync(batch, CancellationToken.None);
+
+        Assert.NotNull(store.Query(row.Metric, row.Labels, TimeSpan.FromMinutes(1)));
+        time.Advance(TimeSpan.FromSeconds(30));
+        Assert.Null(store.Query(row.Metric, row.Labels, TimeSpan.FromMinutes(1)));
+        Assert.NotNull(store.Query(row.Metric, row.Labels, TimeSpan.FromMinutes(2)));
+    }
+
+    [Fact]
+    public void NullArguments_ThrowArgumentNull()
+    {
+        var store = new RecentWindowStore(new RecentWindowStoreOptions());
+
+        Assert.Throws<ArgumentNullException>(() => new RecentWindowStore((RecentWindowStoreOptions)null!));
+        Assert.Throws<ArgumentNullException>(() => new RecentWindowStore(new RecentWindowStoreOptions { TimeProvider = null! }));
+        Assert.Throws<ArgumentNullException>(() => store.Query(null!, LabelSet.Empty, TimeSpan.FromMinutes(1)));
+        Assert.Throws<ArgumentNullException>(() => store.Query("m", null!, TimeSpan.FromMinutes(1)));
+        Assert.Throws<ArgumentNullException>(() => RecentWindowStore.KeyOf(null!, LabelSet.Empty));
+        Assert.Throws<ArgumentOutOfRangeException>(() => store.Query("m", LabelSet.Empty, TimeSpan.FromMinutes(-1)));
     }
 }

@@ -1,0 +1,258 @@
+using System.Buffers.Binary;
+
+namespace Monitoring.Stream.Statistics;
+
+// Reading the versioned binary layout, refusing what is not a valid sketch and bounding what a payload can allocate.
+public sealed partial class DdSketch
+{
+    /// <summary>Reads a sketch written by <see cref="Serialize(Span{byte})"/>.</summary>
+    /// <remarks>
+    /// Allocates the sketch and one array per sign sized by what the bytes hold: at most
+    /// <c>4 × maxBinsPerSign</c> bytes a sign, and for a dense store at most 4 bytes per byte of input
+    /// (docs/statistics.md, "What a reader allocates").
+    /// </remarks>
+    /// <exception cref="FormatException">The bytes are not a valid sketch; the message says why.</exception>
+    public static DdSketch Deserialize(ReadOnlySpan<byte> source) => Deserialize(source, MaxMaxBins);
+
+    /// <summary>Reads a sketch, refusing one whose bin limit exceeds <paramref name="maxBinsPerSign"/>.</summary>
+    /// <param name="source">The serialized sketch.</param>
+    /// <param name="maxBinsPerSign">
+    /// The largest bin limit accepted, which caps what the read allocates at about
+    /// <c>8 × maxBinsPerSign</c> bytes: a reader of untrusted bytes passes the limit its own sketches use.
+    /// </param>
+    /// <exception cref="FormatException">The bytes are not a valid sketch, or declare a larger bin limit.</exception>
+    public static DdSketch Deserialize(ReadOnlySpan<byte> source, int maxBinsPerSign)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBinsPerSign, MinMaxBins);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxBinsPerSign, MaxMaxBins);
+
+        var reader = new SketchReader(source);
+        byte version = reader.ReadByte();
+        if (version != SerializationVersion)
+        {
+            throw new FormatException($"Unsupported sketch version {version}; this build reads version {SerializationVersion}.");
+        }
+
+        byte flags = reader.ReadByte();
+        if ((flags & ~SparseStoresFlag) != 0)
+        {
+            throw new FormatException($"Unknown sketch flags 0x{flags:X2}.");
+        }
+
+        bool sparse = (flags & SparseStoresFlag) != 0;
+
+        double alpha = reader.ReadDouble();
+        if (!(alpha >= MinRelativeAccuracy && alpha <= MaxRelativeAccuracy))
+        {
+            throw new FormatException($"Sketch relative accuracy {alpha} is outside [{MinRelativeAccuracy}, {MaxRelativeAccuracy}].");
+        }
+
+        ulong maxBins = reader.ReadVarUInt();
+        if (maxBins < MinMaxBins || maxBins > MaxMaxBins)
+        {
+            throw new FormatException($"Sketch bin limit {maxBins} is outside [{MinMaxBins}, {MaxMaxBins}].");
+        }
+
+        if (maxBins > (ulong)maxBinsPerSign)
+        {
+            throw new FormatException($"Sketch bin limit {maxBins} exceeds the {maxBinsPerSign} this reader accepts.");
+        }
+
+        ulong count = reader.ReadVarUInt();
+        ulong zeroCount = reader.ReadVarUInt();
+        if (zeroCount > count)
+        {
+            throw new FormatException($"Sketch zero count {zeroCount} exceeds its count {count}.");
+        }
+
+        double min = double.PositiveInfinity;
+        double max = double.NegativeInfinity;
+        if (count > 0)
+        {
+            min = reader.ReadDouble();
+            max = reader.ReadDouble();
+            if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
+            {
+                throw new FormatException($"Sketch extremes are invalid: min={min}, max={max}.");
+            }
+        }
+
+        // A sketch read from bytes uses the shared table of representatives if one exists, but never
+        // adds one: arbitrary accuracies in payloads would otherwise fill the bounded cache.
+        var sketch = new DdSketch(alpha, (int)maxBins, addRepresentativeTable: false);
+        ulong binned = reader.ReadStore(ref sketch._positive, sketch._maxBins, sparse);
+        binned += reader.ReadStore(ref sketch._negative, sketch._maxBins, sparse);
+        if (!reader.AtEnd)
+        {
+            throw new FormatException($"{reader.Remaining} unexpected bytes after the sketch.");
+        }
+
+        // Compared without adding: a zero count near 2^64 must not wrap the sum into agreement.
+        if (binned > count - zeroCount || (count > 0 && binned == 0 && zeroCount == 0))
+        {
+            throw new FormatException($"Sketch count {count} does not match its bins ({binned}) and zero count ({zeroCount}).");
+        }
+
+        sketch._count = count;
+        sketch._zeroCount = zeroCount;
+        sketch._min = min;
+        sketch._max = max;
+        return sketch;
+    }
+
+    private ref struct SketchReader(ReadOnlySpan<byte> source)
+    {
+        private readonly ReadOnlySpan<byte> _source = source;
+        private int _position;
+
+        public readonly bool AtEnd => _position == _source.Length;
+
+        public readonly int Remaining => _source.Length - _position;
+
+        public byte ReadByte()
+        {
+            if (_position >= _source.Length)
+            {
+                throw Truncated();
+            }
+
+            return _source[_position++];
+        }
+
+        public double ReadDouble()
+        {
+            if (_source.Length - _position < 8)
+            {
+                throw Truncated();
+            }
+
+            double value = BinaryPrimitives.ReadDoubleLittleEndian(_source[_position..]);
+            _position += 8;
+            return value;
+        }
+
+        public ulong ReadVarUInt()
+        {
+            if (!VarInt.TryRead(_source[_position..], out ulong value, out int length))
+            {
+                throw new FormatException($"Malformed or truncated varint at byte {_position} of the sketch.");
+            }
+
+            _position += length;
+            return value;
+        }
+
+        /// <summary>Reads one store into an unallocated <paramref name="store"/>; returns the sum of its counts.</summary>
+        public ulong ReadStore(ref DdSketchBinStore store, int maxBins, bool sparse)
+        {
+            ulong length = ReadVarUInt();
+            if (length == 0)
+            {
+                return 0;
+            }
+
+            return sparse ? ReadSparseStore(ref store, maxBins, length) : ReadDenseStore(ref store, maxBins, length);
+        }
+
+        private ulong ReadDenseStore(ref DdSketchBinStore store, int maxBins, ulong length)
+        {
+            if (length > (ulong)maxBins)
+            {
+                throw new FormatException($"Sketch store has {length} bins; its limit is {maxBins}.");
+            }
+
+            long first = VarInt.UnZigZag(ReadVarUInt());
+            if (first < int.MinValue / 2 || first + (long)length > int.MaxValue / 2)
+            {
+                throw new FormatException($"Sketch bin index {first} is out of range.");
+            }
+
+            // Every bin takes at least one byte: a store longer than what is left is refused before
+            // its array is allocated, so a dense store costs at most 4 bytes per byte of input.
+            if (length > (ulong)Remaining)
+            {
+                throw new FormatException($"Sketch store has {length} bins but only {Remaining} bytes remain.");
+            }
+
+            Span<uint> bins = store.Allocate((int)first, (int)length);
+            ulong total = 0;
+            for (int i = 0; i < bins.Length; i++)
+            {
+                ulong c = ReadVarUInt();
+                if (c > uint.MaxValue)
+                {
+                    throw new FormatException($"Sketch bin count {c} exceeds 2^32 - 1.");
+                }
+
+                bins[i] = (uint)c;
+                total += c;
+            }
+
+            return total;
+        }
+
+        private ulong ReadSparseStore(ref DdSketchBinStore store, int maxBins, ulong occupied)
+        {
+            if (occupied > (ulong)maxBins)
+            {
+                throw new FormatException($"Sketch store has {occupied} occupied bins; its limit is {maxBins}.");
+            }
+
+            // Two passes: the first checks every pair and finds the span without allocating, so the
+            // array is allocated once, exactly as long as the span (at most maxBins), and only for a
+            // store that is valid to its end.
+            SketchReader scan = this;
+            scan.ReadSparseBins(maxBins, occupied, out long first, out long last, []);
+            Span<uint> bins = store.Allocate((int)first, (int)(last - first + 1));
+            return ReadSparseBins(maxBins, occupied, out _, out _, bins);
+        }
+
+        /// <summary>Reads the (gap, count) pairs of a sparse store, checking each; fills <paramref name="bins"/> unless empty.</summary>
+        private ulong ReadSparseBins(int maxBins, ulong occupied, out long first, out long last, Span<uint> bins)
+        {
+            first = VarInt.UnZigZag(ReadVarUInt());
+            if (first < int.MinValue / 2 || first > int.MaxValue / 2)
+            {
+                throw new FormatException($"Sketch bin index {first} is out of range.");
+            }
+
+            long index = first;
+            ulong total = 0;
+            for (ulong i = 0; i < occupied; i++)
+            {
+                if (i > 0)
+                {
+                    ulong gap = ReadVarUInt();
+                    if (gap == 0 || gap > (ulong)maxBins)
+                    {
+                        throw new FormatException($"Sketch bin gap {gap} is not within [1, {maxBins}].");
+                    }
+
+                    index += (long)gap;
+                    if (index - first >= maxBins)
+                    {
+                        throw new FormatException($"Sketch store spans more than its limit of {maxBins} bins.");
+                    }
+                }
+
+                ulong c = ReadVarUInt();
+                if (c == 0 || c > uint.MaxValue)
+                {
+                    throw new FormatException($"Sketch sparse bin count {c} is not within [1, 2^32 - 1].");
+                }
+
+                if (!bins.IsEmpty)
+                {
+                    bins[(int)(index - first)] = (uint)c;
+                }
+
+                total += c;
+            }
+
+            last = index;
+            return total;
+        }
+
+        private readonly FormatException Truncated() => new($"Sketch bytes end early at byte {_position}.");
+    }
+}

@@ -1,0 +1,164 @@
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Tests.Support;
+
+namespace Monitoring.Stream.Tests.Hardening;
+
+/// <summary>A per-thread writer used from two threads at once is refused and counted; the shared writer is safe from any thread.</summary>
+public class WriterMisuseTests
+{
+    private static SeriesId[] Register(MetricsPipeline pipeline, int n) =>
+        [.. Enumerable.Range(0, n).Select(k => pipeline.Registry.GetOrAdd("misuse_total", [new Label("k", "k" + k)]))];
+
+    [Fact]
+    public async Task Write_HandedBetweenThreadsBetweenWrites_NoMisuseExactTotals()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 30_000);
+        var sink = new ProbeSink("count");
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 16);
+        pipeline.Start();
+        PointWriter writer = pipeline.CreateWriter("handed-over");
+
+        // One thread after the other (as async code after an await): allowed, nothing refused.
+        for (int t = 0; t < 4; t++)
+        {
+            var thread = new Thread(() =>
+            {
+                for (int i = 0; i < 1000; i++)
+                {
+                    Assert.Equal(RejectReason.None, writer.Write(ids[i & 15], 1.0, Scenario.T0 + 10_000 + i));
+                }
+            });
+            thread.Start();
+            Assert.True(thread.Join(Signals.Bound), "a writing thread did not finish");
+        }
+
+        for (int i = 0; i < 10; i++)
+        {
+            await Task.Yield();
+            Assert.Equal(RejectReason.None, writer.Write(ids[i], 1.0, Scenario.T0 + 10_000 + i));
+        }
+
+        writer.Dispose();
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.Equal(0, m.WriterMisuse);
+        Assert.Equal(4010, m.Offered);
+        Assert.Equal(4010, m.Accepted);
+        Identities.AssertSettled(m);
+        await pipeline.StopAsync().Within("stop");
+        m = pipeline.GetMetrics();
+        Identities.AssertStopped(m);
+        Assert.Equal(4010, m.EmittedPoints);
+        Assert.Equal(4010, sink.PointsRead);
+    }
+
+    [Fact]
+    public async Task SharedWriter_ThreadGoesQuiet_EngineFlushesItWithinTheFlushInterval()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 30_000);
+        var sink = new ProbeSink("count");
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time), [sink]);
+        SeriesId id = pipeline.Registry.GetOrAdd("quiet_total");
+        pipeline.Start();
+        using SharedPointWriter shared = pipeline.CreateSharedWriter("app");
+        await Task.Factory.StartNew(
+            () =>
+            {
+                for (int i = 0; i < 5; i++)
+                {
+                    Assert.Equal(RejectReason.None, shared.Write(id, 1.0, Scenario.T0 + 10_000 + i));
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default).Within("five writes from another thread");
+        await pipeline.DrainAsync().Within("drain");
+        Assert.Equal(5, pipeline.GetMetrics().Pending);
+
+        // Nobody calls Flush: the engine's flush timer hands the quiet thread's points over.
+        time.Advance(pipeline.Options.ProducerFlushInterval * 2);
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.Equal(0, m.Pending);
+        Assert.Equal(5, m.Accepted);
+        Identities.AssertSettled(m);
+    }
+
+    [Fact]
+    public async Task SharedWriter_EightThreads_ExactTotalsNoException()
+    {
+        const int Threads = 8;
+        const int PerThread = 50_000;
+        var time = Scenario.Clock(Scenario.T0 + 30_000);
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 16);
+        pipeline.Start();
+        using SharedPointWriter shared = pipeline.CreateSharedWriter("app", BackpressureMode.Wait);
+
+        var unexpected = new Exception?[Threads];
+        using var start = new Barrier(Threads);
+        Thread[] threads = [.. Enumerable.Range(0, Threads).Select(t => new Thread(() =>
+        {
+            start.SignalAndWait();
+            try
+            {
+                for (int i = 0; i < PerThread; i++)
+                {
+                    // Half by id, half by labels; values chosen so every per-series sum is exact.
+                    RejectReason reason = (i & 1) == 0
+                        ? shared.Write(ids[i & 15], t + 1, Scenario.T0 + 10_000 + (i % 1000))
+                        : shared.Write("misuse_total", [new Label("k", "k" + (i & 15))], t + 1, Scenario.T0 + 10_000 + (i % 1000));
+                    if (reason != RejectReason.None)
+                    {
+                        throw new InvalidDataException($"write refused: {reason}");
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                unexpected[t] = e;
+            }
+        }) { IsBackground = true })];
+        foreach (Thread thread in threads)
+        {
+            thread.Start();
+        }
+
+        foreach (Thread thread in threads)
+        {
+            Assert.True(thread.Join(Signals.Bound * 2), "a writing thread did not finish");
+        }
+
+        Assert.All(unexpected, Assert.Null);
+        shared.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Identities.AssertSettled(m);
+        Assert.Equal(Threads * PerThread, m.Offered);
+        Assert.Equal(Threads * PerThread, m.Accepted);
+        Assert.Equal(0, m.WriterMisuse);
+        SourceMetrics source = Assert.Single(m.Sources);
+        Assert.Equal(Threads, source.Writers);
+
+        await pipeline.StopAsync().Within("stop");
+        m = pipeline.GetMetrics();
+        Identities.AssertStopped(m);
+        Assert.Equal(0, m.Late);
+        Assert.Equal(Threads * PerThread, m.EmittedPoints);
+
+        // Each series got PerThread / 16 points from each thread, valued thread + 1.
+        long perSeries = Threads * PerThread / 16;
+        double sumPerSeries = PerThread / 16 * Enumerable.Range(1, Threads).Sum();
+        var rows = sink.Rows.GroupBy(r => r.Key).ToDictionary(g => g.Key, g => (Count: g.Sum(r => r.Count), Sum: g.Sum(r => r.Sum)));
+        Assert.Equal(16, rows.Count);
+        Assert.All(rows.Values, r =>
+        {
+            Assert.Equal(perSeries, r.Count);
+            Assert.Equal(sumPerSeries, r.Sum);
+        });
+    }
+}
