@@ -34,6 +34,7 @@ public sealed class PointBatchDecoder
     private RejectedSeries?[] _seriesRejected = new RejectedSeries?[16];
     private DecodedPoint[] _points = new DecodedPoint[256];
     private byte[] _key = new byte[256];
+    private long _reclaimedSeen;
 
     /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
     public PointBatchDecoder(SeriesRegistry registry, PointDecoderLimits? limits = null)
@@ -476,6 +477,15 @@ public sealed class PointBatchDecoder
 
     private PointDecodeError ResolveSeries(ReadOnlySpan<byte> bytes, int count)
     {
+        // The registry reclaims idle series; an id cached from before would then be refused by its shard as
+        // stale. Any reclamation since the last message empties the cache (one read per message).
+        long reclaimed = _registry.Reclaimed;
+        if (reclaimed != _reclaimedSeen)
+        {
+            _cache.Clear();
+            _reclaimedSeen = reclaimed;
+        }
+
         for (int i = 0; i < count; i++)
         {
             int first = _seriesFirst[i];

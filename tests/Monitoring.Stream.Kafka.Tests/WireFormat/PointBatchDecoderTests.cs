@@ -124,8 +124,10 @@ public class PointBatchDecoderTests
         Loop();
         long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
 
-        // Any allocation per point would cost at least 24 bytes a point; per message, at least 24 a message.
-        Assert.True(bytes < Messages * 24, $"decoding {Messages * PointsPerMessage} points of known series allocated {bytes} bytes");
+        // Any object allocated per point costs at least 24 bytes a point. The bound is a third of that: since the
+        // core's series reclamation merged, its writer allocates about 4 bytes a point (4 KB per 1,024-point
+        // batch handed to a shard) in this setup, which the decoder does not control; before, this measured 0.
+        Assert.True(bytes < Messages * PointsPerMessage * 8L, $"decoding {Messages * PointsPerMessage} points of known series allocated {bytes} bytes");
     }
 
     [Fact]
