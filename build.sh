@@ -35,9 +35,9 @@ install_test_prerequisites() {
       if command -v service >/dev/null 2>&1; then service "$service" stop >/dev/null 2>&1 || true; fi
     done
   fi
-  # Interop tests read our output with independent implementations from npm; they are
-  # installed into tests/interop once and reused.
-  if [ -f tests/interop/package.json ] && [ ! -d tests/interop/node_modules ]; then
+  # Interop tests read our output with independent implementations from npm (apache-arrow) and
+  # produce to Kafka with one (kafkajs, @msgpack/msgpack); they are installed into tests/interop once and reused.
+  if [ -f tests/interop/package.json ] && { [ ! -d tests/interop/node_modules ] || [ ! -d tests/interop/node_modules/kafkajs ]; }; then
     echo "== installing npm interop readers"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi

@@ -1,0 +1,76 @@
+using BenchmarkDotNet.Attributes;
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Kafka.WireFormat;
+using Monitoring.Stream.Pipeline;
+
+namespace Monitoring.Stream.Benchmarks.Kafka;
+
+/// <summary>
+/// Decoding in-memory point messages (docs/wire-format.md) of known series into a running pipeline, per point.
+/// The baseline parses and checks the message without writing it, so the ratio shows what the writer adds.
+/// </summary>
+[MemoryDiagnoser]
+public class PointDecodeBenchmarks
+{
+    private const int Messages = 100;
+    private MetricsPipeline _pipeline = null!;
+    private PointWriter _writer = null!;
+    private PointBatchDecoder _decoder = null!;
+    private byte[] _message = [];
+
+    [Params(1_000)]
+    public int PointsPerMessage { get; set; }
+
+    [Params(100)]
+    public int SeriesPerMessage { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1, Sketches = true }, []);
+        _pipeline.Start();
+        _writer = _pipeline.CreateWriter("bench", BackpressureMode.Wait);
+        _decoder = new PointBatchDecoder(_pipeline.Registry);
+        var encoder = new PointBatchEncoder();
+        long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        for (int i = 0; i < PointsPerMessage; i++)
+        {
+            int s = i % SeriesPerMessage;
+            encoder.Add("http_server_request_duration_seconds", [new("route", "/api/" + s), new("method", "GET"), new("status", "200")], 0.001 * (i % 977), now + (i % 1000));
+        }
+
+        _message = encoder.ToArray();
+        _decoder.Decode(_message, _writer);
+    }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Messages * 1_000)]
+    public int ParseOnly()
+    {
+        int points = 0;
+        for (int m = 0; m < Messages; m++)
+        {
+            points += _decoder.Validate(_message).Points;
+        }
+
+        return points;
+    }
+
+    [Benchmark(OperationsPerInvoke = Messages * 1_000)]
+    public int DecodeIntoPipeline()
+    {
+        int points = 0;
+        for (int m = 0; m < Messages; m++)
+        {
+            points += _decoder.Decode(_message, _writer).Points;
+        }
+
+        return points;
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _writer.Dispose();
+        _pipeline.StopAsync().GetAwaiter().GetResult();
+    }
+}

@@ -1,0 +1,429 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Confluent.Kafka;
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Kafka.WireFormat;
+using Monitoring.Stream.Pipeline;
+
+namespace Monitoring.Stream.Kafka.Source;
+
+/// <summary>
+/// Reads point messages (docs/wire-format.md) from a topic as one member of a consumer group and writes their
+/// points into a pipeline: one writer per assigned partition, owned by the source's consumer thread.
+/// </summary>
+/// <remarks>
+/// At-least-once: a partition's offset is committed only up to what the pipeline acknowledges. A message that
+/// fails to decode goes to the dead-letter topic, and the source moves past it only once that write is
+/// acknowledged. When the shards fill, the assigned partitions are paused until they drain; what waits in
+/// between is bounded by librdkafka's prefetch (<see cref="KafkaPointSourceOptions.PrefetchKilobytes"/>).
+/// </remarks>
+public sealed class KafkaPointSource : IAsyncDisposable
+{
+    private readonly MetricsPipeline _pipeline;
+    private readonly KafkaPointSourceOptions _options;
+    private readonly PointBatchDecoder _decoder;
+    private readonly Dictionary<TopicPartition, PartitionPositions> _partitions = [];
+    private readonly Lock _metricsGate = new();
+    private readonly Dictionary<PointDecodeError, long> _deadLettered = [];
+    private readonly Dictionary<int, long> _committed = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private IConsumer<byte[]?, byte[]?>? _consumer;
+    private IProducer<byte[]?, byte[]?>? _deadLetters;
+    private Thread? _thread;
+    private Task _completion = Task.CompletedTask;
+    private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts;
+    private int _assignedCount;
+    private string? _lastCommitError;
+    private bool _paused;
+    private long _lastCommit;
+    private long _lastPressureCheck;
+
+    /// <summary>Creates a stopped source that will write into <paramref name="pipeline"/>.</summary>
+    public KafkaPointSource(MetricsPipeline pipeline, KafkaPointSourceOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(pipeline);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _pipeline = pipeline;
+        _options = options;
+        _decoder = new PointBatchDecoder(pipeline.Registry, options.Limits);
+    }
+
+    /// <summary>Completes once the source has been assigned partitions for the first time.</summary>
+    public Task FirstAssignment => _assigned.Task;
+
+    /// <summary>Completes when the consumer thread has ended (after <see cref="StopAsync"/>, or on a fatal error, which it carries).</summary>
+    public Task Completion => _completion;
+
+    /// <summary>Joins the group and starts consuming on a dedicated thread.</summary>
+    public void Start()
+    {
+        if (_thread is not null)
+        {
+            throw new InvalidOperationException("The source has already been started.");
+        }
+
+        var consumerConfig = new ConsumerConfig
+        {
+            BootstrapServers = _options.BootstrapServers,
+            GroupId = _options.GroupId,
+            EnableAutoCommit = false,
+            EnableAutoOffsetStore = false,
+            AutoOffsetReset = AutoOffsetReset.Earliest,
+            QueuedMaxMessagesKbytes = _options.PrefetchKilobytes,
+        };
+        var producerConfig = new ProducerConfig
+        {
+            BootstrapServers = _options.BootstrapServers,
+            EnableIdempotence = true,
+            Acks = Acks.All,
+            LingerMs = 0,
+            MessageMaxBytes = Math.Max(_options.Limits.MaxMessageBytes, 1024 * 1024) + 65536,
+        };
+        foreach ((string key, string value) in _options.ClientSettings)
+        {
+            consumerConfig.Set(key, value);
+            producerConfig.Set(key, value);
+        }
+
+        _consumer = new ConsumerBuilder<byte[]?, byte[]?>(consumerConfig)
+            .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
+            .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: true))
+            .SetPartitionsLostHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: false))
+            .SetLogHandler(static (_, _) => { })
+            .Build();
+        _deadLetters = new ProducerBuilder<byte[]?, byte[]?>(producerConfig).SetLogHandler(static (_, _) => { }).Build();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _completion = done.Task;
+        _thread = new Thread(() => Run(done)) { IsBackground = true, Name = "kafka-source:" + _options.Topic };
+        _thread.Start();
+    }
+
+    /// <summary>
+    /// Stops consuming, waits (bounded by <see cref="KafkaPointSourceOptions.RevokeTimeout"/>) for the
+    /// partitions' points to be acknowledged, commits what is, and leaves the group.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _completion.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is KafkaException or InvalidOperationException or ArgumentException)
+        {
+            // The fatal error is on Completion for whoever watches it; stopping is done either way.
+        }
+    }
+
+    /// <summary>A snapshot of the source's counters.</summary>
+    public KafkaSourceMetrics GetMetrics()
+    {
+        lock (_metricsGate)
+        {
+            return new KafkaSourceMetrics
+            {
+                Messages = _messages,
+                Bytes = _bytes,
+                Points = _points,
+                PointsRefused = _refused,
+                DeadLettered = new Dictionary<PointDecodeError, long>(_deadLettered),
+                DeadLetterFailures = _deadLetterFailures,
+                Commits = _commits,
+                CommitFailures = _commitFailures,
+                LastCommitError = _lastCommitError,
+                Pauses = _pauses,
+                Paused = _paused,
+                Assignments = _assignments,
+                Revocations = _revocations,
+                RevokeTimeouts = _revokeTimeouts,
+                AssignedPartitions = _assignedCount,
+                CommittedOffsets = new Dictionary<int, long>(_committed),
+            };
+        }
+    }
+
+    private void Run(TaskCompletionSource done)
+    {
+        IConsumer<byte[]?, byte[]?> consumer = _consumer!;
+        try
+        {
+            consumer.Subscribe(_options.Topic);
+            _lastCommit = Stopwatch.GetTimestamp();
+            while (!_stop.IsCancellationRequested)
+            {
+                ConsumeResult<byte[]?, byte[]?>? result = consumer.Consume(TimeSpan.FromMilliseconds(50));
+                if (result is not null && !result.IsPartitionEOF)
+                {
+                    Handle(consumer, result);
+                }
+                else
+                {
+                    // Idle: hand what the writers buffer to the shards, so windows and acknowledgements move on.
+                    foreach (PartitionPositions p in _partitions.Values)
+                    {
+                        p.Writer.Flush();
+                    }
+                }
+
+                CheckBackpressure(consumer);
+                if (Stopwatch.GetElapsedTime(_lastCommit) >= _options.CommitInterval)
+                {
+                    CommitAcknowledged(consumer, [.. _partitions]);
+                    _lastCommit = Stopwatch.GetTimestamp();
+                }
+            }
+
+            OnRevoked([.. _partitions.Keys], commit: true);
+            consumer.Close();
+            done.SetResult();
+        }
+        catch (Exception e)
+        {
+            // Whatever ends the thread ends the source: Completion carries it, and StopAsync does not wait for ever.
+            foreach (PartitionPositions p in _partitions.Values)
+            {
+                p.Writer.Dispose();
+            }
+
+            _partitions.Clear();
+            done.SetException(e);
+        }
+        finally
+        {
+            consumer.Dispose();
+            _deadLetters!.Flush(TimeSpan.FromSeconds(5));
+            _deadLetters.Dispose();
+        }
+    }
+
+    private void Handle(IConsumer<byte[]?, byte[]?> consumer, ConsumeResult<byte[]?, byte[]?> result)
+    {
+        if (!_partitions.TryGetValue(result.TopicPartition, out PartitionPositions? partition))
+        {
+            return;
+        }
+
+        byte[] value = result.Message.Value ?? [];
+        PointDecodeResult decoded = _decoder.Decode(value, partition.Writer);
+        lock (_metricsGate)
+        {
+            _messages++;
+            _bytes += value.Length;
+            _points += decoded.Points;
+            _refused += decoded.Refused;
+        }
+
+        if (!decoded.Succeeded && !DeadLetter(result, value, decoded))
+        {
+            // Not moved past: read the message again after the pause of the retry.
+            consumer.Seek(result.TopicPartitionOffset);
+            return;
+        }
+
+        partition.Checkpoint(result.Offset.Value);
+    }
+
+    private bool DeadLetter(ConsumeResult<byte[]?, byte[]?> result, byte[] value, PointDecodeResult decoded)
+    {
+        var headers = new Headers
+        {
+            { DeadLetterHeaders.SourceTopic, Encoding.UTF8.GetBytes(result.Topic) },
+            { DeadLetterHeaders.SourcePartition, Encoding.UTF8.GetBytes(result.Partition.Value.ToString(CultureInfo.InvariantCulture)) },
+            { DeadLetterHeaders.SourceOffset, Encoding.UTF8.GetBytes(result.Offset.Value.ToString(CultureInfo.InvariantCulture)) },
+            { DeadLetterHeaders.Reason, Encoding.UTF8.GetBytes(decoded.Error.ToString()) },
+            { DeadLetterHeaders.Detail, Encoding.UTF8.GetBytes(decoded.Describe()) },
+        };
+        var message = new Message<byte[]?, byte[]?> { Key = result.Message.Key, Value = value, Headers = headers };
+        try
+        {
+            // Rare by nature, so one awaited write per bad message: the offset may not move before it is acknowledged.
+            Task<DeliveryResult<byte[]?, byte[]?>> delivery = _deadLetters!.ProduceAsync(_options.DeadLetterTopicOrDefault, message);
+            if (delivery.Wait(_options.DeadLetterTimeout) && delivery.Result.Status == PersistenceStatus.Persisted)
+            {
+                lock (_metricsGate)
+                {
+                    _deadLettered[decoded.Error] = _deadLettered.GetValueOrDefault(decoded.Error) + 1;
+                }
+
+                return true;
+            }
+        }
+        catch (AggregateException e) when (e.InnerException is ProduceException<byte[]?, byte[]?>)
+        {
+        }
+        catch (ProduceException<byte[]?, byte[]?>)
+        {
+        }
+
+        lock (_metricsGate)
+        {
+            _deadLetterFailures++;
+        }
+
+        Thread.Sleep(100);
+        return false;
+    }
+
+    private void CheckBackpressure(IConsumer<byte[]?, byte[]?> consumer)
+    {
+        if (_partitions.Count == 0 || Stopwatch.GetElapsedTime(_lastPressureCheck) < _options.BackpressureCheckInterval)
+        {
+            return;
+        }
+
+        _lastPressureCheck = Stopwatch.GetTimestamp();
+        PipelineMetrics metrics = _pipeline.GetMetrics();
+        double fill = metrics.ShardQueueDepth.Max() / (double)metrics.ShardQueueCapacity;
+        if (!_paused && fill >= _options.PauseAtQueueFill)
+        {
+            consumer.Pause(_partitions.Keys);
+            SetPaused(true);
+        }
+        else if (_paused && fill < _options.ResumeBelowQueueFill)
+        {
+            consumer.Resume(_partitions.Keys);
+            SetPaused(false);
+        }
+    }
+
+    private void SetPaused(bool paused)
+    {
+        lock (_metricsGate)
+        {
+            _paused = paused;
+            if (paused)
+            {
+                _pauses++;
+            }
+        }
+    }
+
+    private void OnAssigned(List<TopicPartition> partitions)
+    {
+        foreach (TopicPartition tp in partitions)
+        {
+            if (!_partitions.ContainsKey(tp))
+            {
+                PointWriter writer = _pipeline.CreateWriter($"kafka:{tp.Topic}/{tp.Partition.Value}", BackpressureMode.Wait);
+                _partitions.Add(tp, new PartitionPositions(writer));
+            }
+        }
+
+        lock (_metricsGate)
+        {
+            _assignments++;
+            _assignedCount = _partitions.Count;
+        }
+
+        if (_paused)
+        {
+            // A fresh assignment starts unpaused in librdkafka; keep the whole set consistent.
+            SetPaused(false);
+        }
+
+        _assigned.TrySetResult();
+    }
+
+    private void OnRevoked(IEnumerable<TopicPartition> revoked, bool commit)
+    {
+        List<KeyValuePair<TopicPartition, PartitionPositions>> leaving = [.. revoked
+            .Where(_partitions.ContainsKey)
+            .Select(tp => new KeyValuePair<TopicPartition, PartitionPositions>(tp, _partitions[tp]))];
+        if (leaving.Count == 0)
+        {
+            return;
+        }
+
+        List<PartitionPositions> positions = [.. leaving.Select(p => p.Value)];
+        foreach (PartitionPositions p in positions)
+        {
+            p.Writer.Flush();
+        }
+
+        if (commit)
+        {
+            // Hand the open windows over (close them now), then commit as far as the sinks acknowledged:
+            // all of it, unless a sink is slower than the revoke timeout; the next owner re-reads the rest.
+            if (!PartitionPositions.CloseAndWaitForAcknowledged(positions, _options.RevokeTimeout))
+            {
+                lock (_metricsGate)
+                {
+                    _revokeTimeouts++;
+                }
+            }
+
+            CommitAcknowledged(_consumer!, leaving);
+        }
+
+        foreach ((TopicPartition tp, PartitionPositions p) in leaving)
+        {
+            p.Writer.Dispose();
+            _partitions.Remove(tp);
+        }
+
+        lock (_metricsGate)
+        {
+            _revocations++;
+            _assignedCount = _partitions.Count;
+        }
+    }
+
+    private void CommitAcknowledged(IConsumer<byte[]?, byte[]?> consumer, List<KeyValuePair<TopicPartition, PartitionPositions>> partitions)
+    {
+        List<TopicPartitionOffset> offsets = [];
+        foreach ((TopicPartition tp, PartitionPositions p) in partitions)
+        {
+            long next = p.AcknowledgedPosition + 1;
+            long committed;
+            lock (_metricsGate)
+            {
+                committed = _committed.GetValueOrDefault(tp.Partition.Value, -1);
+            }
+
+            if (next > 0 && next > committed)
+            {
+                offsets.Add(new TopicPartitionOffset(tp, next));
+            }
+        }
+
+        if (offsets.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            consumer.Commit(offsets);
+            lock (_metricsGate)
+            {
+                _commits++;
+                foreach (TopicPartitionOffset o in offsets)
+                {
+                    _committed[o.Partition.Value] = o.Offset.Value;
+                }
+            }
+        }
+        catch (KafkaException e)
+        {
+            lock (_metricsGate)
+            {
+                _commitFailures++;
+                _lastCommitError = e.Error.ToString();
+            }
+        }
+    }
+
+    /// <summary>Stops the source (see <see cref="StopAsync"/>) and releases it.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_thread is not null)
+        {
+            await StopAsync().ConfigureAwait(false);
+        }
+
+        _stop.Dispose();
+    }
+}

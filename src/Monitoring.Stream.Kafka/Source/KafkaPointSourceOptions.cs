@@ -1,0 +1,68 @@
+using Monitoring.Stream.Kafka.WireFormat;
+
+namespace Monitoring.Stream.Kafka.Source;
+
+/// <summary>Settings of a <see cref="KafkaPointSource"/>.</summary>
+public sealed class KafkaPointSourceOptions
+{
+    /// <summary>The brokers, <c>host:port</c> separated by commas.</summary>
+    public string BootstrapServers { get; set; } = "localhost:9092";
+
+    /// <summary>The topic of point messages (docs/wire-format.md).</summary>
+    public string Topic { get; set; } = "metrics.points";
+
+    /// <summary>The consumer group; instances in one group share the topic's partitions.</summary>
+    public string GroupId { get; set; } = "monitoring-stream";
+
+    /// <summary>Where messages that fail to decode go, with headers naming their origin and the reason (default: topic + ".dlq").</summary>
+    public string? DeadLetterTopic { get; set; }
+
+    /// <summary>Limits on untrusted messages.</summary>
+    public PointDecoderLimits Limits { get; set; } = new();
+
+    /// <summary>How often acknowledged offsets are committed (default 1 s).</summary>
+    public TimeSpan CommitInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Longest wait for a dead-letter write's acknowledgement before the message is read again (default 30 s).</summary>
+    public TimeSpan DeadLetterTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Longest wait, on a revoke or a stop, for a partition's points to be acknowledged before committing what is (default 30 s).</summary>
+    public TimeSpan RevokeTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Shard queue fill (0..1) at which the source pauses its partitions (default 0.75).</summary>
+    public double PauseAtQueueFill { get; set; } = 0.75;
+
+    /// <summary>Shard queue fill (0..1) below which paused partitions resume (default 0.25).</summary>
+    public double ResumeBelowQueueFill { get; set; } = 0.25;
+
+    /// <summary>How often the shard queues are looked at for backpressure (default 10 ms).</summary>
+    public TimeSpan BackpressureCheckInterval { get; set; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>Most kilobytes librdkafka prefetches per consumer (default 16,384): the bound on what waits before the engine.</summary>
+    public int PrefetchKilobytes { get; set; } = 16 * 1024;
+
+    /// <summary>Extra librdkafka settings for the consumer and the dead-letter producer (security, client id).</summary>
+    public IDictionary<string, string> ClientSettings { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+    internal string DeadLetterTopicOrDefault => DeadLetterTopic ?? Topic + ".dlq";
+
+    internal void Validate()
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(BootstrapServers);
+        ArgumentException.ThrowIfNullOrWhiteSpace(Topic);
+        ArgumentException.ThrowIfNullOrWhiteSpace(GroupId);
+        ArgumentNullException.ThrowIfNull(Limits);
+        Limits.Validate();
+        if (CommitInterval <= TimeSpan.Zero || DeadLetterTimeout <= TimeSpan.Zero || RevokeTimeout <= TimeSpan.Zero || BackpressureCheckInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(CommitInterval), "Intervals and timeouts must be positive.");
+        }
+
+        if (!(ResumeBelowQueueFill >= 0 && ResumeBelowQueueFill < PauseAtQueueFill && PauseAtQueueFill <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(PauseAtQueueFill), "Need 0 <= ResumeBelowQueueFill < PauseAtQueueFill <= 1.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(PrefetchKilobytes, 1, nameof(PrefetchKilobytes));
+    }
+}

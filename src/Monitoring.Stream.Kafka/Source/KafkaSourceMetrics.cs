@@ -1,0 +1,55 @@
+using Monitoring.Stream.Kafka.WireFormat;
+
+namespace Monitoring.Stream.Kafka.Source;
+
+/// <summary>Counters of a <see cref="KafkaPointSource"/>.</summary>
+public sealed record KafkaSourceMetrics
+{
+    /// <summary>Messages read from the topic (each read counts, including a re-read after a failed dead-letter write).</summary>
+    public long Messages { get; init; }
+
+    /// <summary>Bytes of those messages.</summary>
+    public long Bytes { get; init; }
+
+    /// <summary>Points in messages that decoded.</summary>
+    public long Points { get; init; }
+
+    /// <summary>Points of good messages the engine refused (counted in the pipeline by reason and source).</summary>
+    public long PointsRefused { get; init; }
+
+    /// <summary>Messages written to the dead-letter topic, by reason.</summary>
+    public required IReadOnlyDictionary<PointDecodeError, long> DeadLettered { get; init; }
+
+    /// <summary>Dead-letter writes that failed or timed out; the message was read again.</summary>
+    public long DeadLetterFailures { get; init; }
+
+    /// <summary>Offset commits that succeeded.</summary>
+    public long Commits { get; init; }
+
+    /// <summary>Offset commits that failed (retried at the next interval).</summary>
+    public long CommitFailures { get; init; }
+
+    /// <summary>The last commit error, if any.</summary>
+    public string? LastCommitError { get; init; }
+
+    /// <summary>Times the source paused its partitions because the shards were full.</summary>
+    public long Pauses { get; init; }
+
+    /// <summary>Whether the partitions are paused now.</summary>
+    public bool Paused { get; init; }
+
+    /// <summary>Partition assignments received.</summary>
+    public long Assignments { get; init; }
+
+    /// <summary>Partition revocations (and losses) handled.</summary>
+    public long Revocations { get; init; }
+
+    /// <summary>Revokes or stops whose points were not all acknowledged within the revoke timeout (the rest is re-read by the next owner).</summary>
+    public long RevokeTimeouts { get; init; }
+
+    /// <summary>Partitions assigned now.</summary>
+    public int AssignedPartitions { get; init; }
+
+    /// <summary>The last committed offset per partition (the next offset to read).</summary>
+    public required IReadOnlyDictionary<int, long> CommittedOffsets { get; init; }
+}

@@ -1,0 +1,574 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Unicode;
+using MessagePack;
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Series;
+
+namespace Monitoring.Stream.Kafka.WireFormat;
+
+/// <summary>
+/// Decodes point messages (docs/wire-format.md, version 1) from untrusted bytes into a <see cref="PointWriter"/>.
+/// A message is parsed and checked whole before any of its points is written, so a refused message
+/// leaves nothing behind; inside a good message, points the writer refuses are counted there.
+/// </summary>
+/// <remarks>
+/// Not thread-safe: one decoder per consuming thread. Every length a header claims is checked against the
+/// limits and the bytes left before anything is sized from it. Series already seen are found by their
+/// bytes in a cache of resolved ids, so decoding allocates nothing per point, nor per message once its
+/// series are known.
+/// </remarks>
+public sealed class PointBatchDecoder
+{
+    private readonly SeriesRegistry _registry;
+    private readonly PointDecoderLimits _limits;
+    private readonly MessagePackSecurity _security;
+    private readonly Dictionary<byte[], SeriesId> _cache = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<byte[], SeriesId>.AlternateLookup<ReadOnlySpan<byte>> _cacheBySpan;
+    private int[] _stringStart = new int[64];
+    private int[] _stringLength = new int[64];
+    private int[] _seriesFirst = new int[16];
+    private int[] _seriesStrings = new int[64];
+    private SeriesId[] _seriesIds = new SeriesId[16];
+    private RejectedSeries?[] _seriesRejected = new RejectedSeries?[16];
+    private DecodedPoint[] _points = new DecodedPoint[256];
+    private byte[] _key = new byte[256];
+    private long _reclaimedSeen;
+
+    /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
+    public PointBatchDecoder(SeriesRegistry registry, PointDecoderLimits? limits = null)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        _registry = registry;
+        _limits = limits ?? new PointDecoderLimits();
+        _limits.Validate();
+        _security = MessagePackSecurity.UntrustedData.WithMaximumObjectGraphDepth(_limits.MaxDepth);
+        _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<byte>>();
+    }
+
+    /// <summary>The limits this decoder enforces.</summary>
+    public PointDecoderLimits Limits => _limits;
+
+    /// <summary>Series ids the decoder remembers by their bytes.</summary>
+    public int CachedSeries => _cache.Count;
+
+    /// <summary>Checks a message whole, then writes its points to <paramref name="writer"/>.</summary>
+    /// <returns>The error that refused the whole message, or the points written and refused.</returns>
+    public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        PointDecodeResult parsed = Parse(message, out int points, out int seriesCount);
+        if (!parsed.Succeeded)
+        {
+            return parsed;
+        }
+
+        PointDecodeError error = ResolveSeries(message.Span, seriesCount);
+        if (error != PointDecodeError.None)
+        {
+            return new PointDecodeResult(error, 0, 0, -1);
+        }
+
+        return new PointDecodeResult(PointDecodeError.None, points, WritePoints(writer, points), -1);
+    }
+
+    /// <summary>Checks a message whole without writing it: the error a <see cref="Decode"/> would report before writing.</summary>
+    public PointDecodeResult Validate(ReadOnlyMemory<byte> message) => Parse(message, out _, out _);
+
+    private int WritePoints(PointWriter writer, int count)
+    {
+        // PERF: the per-point loop is an array walk and one writer call; the series id was resolved
+        // once per series entry of the message, not per point.
+        DecodedPoint[] points = _points;
+        SeriesId[] ids = _seriesIds;
+        RejectedSeries?[] rejected = _seriesRejected;
+        int refused = 0;
+        for (int i = 0; i < count; i++)
+        {
+            ref DecodedPoint p = ref points[i];
+            RejectedSeries? bad = rejected[p.Series];
+            RejectReason reason = bad is null
+                ? writer.Write(ids[p.Series], p.Value, p.TimestampUnixMs)
+                : writer.Write(bad.Metric, bad.Labels, p.Value, p.TimestampUnixMs);
+            if (reason != RejectReason.None)
+            {
+                refused++;
+            }
+        }
+
+        return refused;
+    }
+
+    private PointDecodeResult Parse(ReadOnlyMemory<byte> message, out int points, out int seriesCount)
+    {
+        points = 0;
+        seriesCount = 0;
+        if (message.IsEmpty)
+        {
+            return Fail(PointDecodeError.Empty, 0);
+        }
+
+        if (message.Length > _limits.MaxMessageBytes)
+        {
+            return Fail(PointDecodeError.MessageTooLarge, 0);
+        }
+
+        var reader = new MessagePackReader(message);
+        try
+        {
+            PointDecodeError error = ParseMessage(ref reader, message.Span, out points, out seriesCount);
+            return error == PointDecodeError.None ? new PointDecodeResult(PointDecodeError.None, points, 0, -1) : Fail(error, reader.Consumed);
+        }
+        catch (EndOfStreamException)
+        {
+            return Fail(PointDecodeError.Truncated, reader.Consumed);
+        }
+        catch (MessagePackSerializationException)
+        {
+            return Fail(PointDecodeError.UnexpectedType, reader.Consumed);
+        }
+        catch (OverflowException)
+        {
+            return Fail(PointDecodeError.IndexOutOfRange, reader.Consumed);
+        }
+        catch (InsufficientExecutionStackException)
+        {
+            return Fail(PointDecodeError.NestingTooDeep, reader.Consumed);
+        }
+    }
+
+    private static PointDecodeResult Fail(PointDecodeError error, long offset) => new(error, 0, 0, offset);
+
+    private PointDecodeError ParseMessage(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int points, out int seriesCount)
+    {
+        points = 0;
+        seriesCount = 0;
+        PointDecodeError error = ReadArrayHeader(ref reader, bytes.Length, int.MaxValue, PointDecodeError.None, out int topLevel);
+        if (error != PointDecodeError.None)
+        {
+            return error;
+        }
+
+        if (topLevel == 0 || reader.NextMessagePackType != MessagePackType.Integer)
+        {
+            return PointDecodeError.UnsupportedVersion;
+        }
+
+        if (reader.ReadInt64() != PointMessageFormat.Version)
+        {
+            return PointDecodeError.UnsupportedVersion;
+        }
+
+        if (topLevel < PointMessageFormat.TopLevelElements)
+        {
+            return PointDecodeError.InvalidLength;
+        }
+
+        if (reader.NextMessagePackType != MessagePackType.Integer)
+        {
+            return PointDecodeError.UnexpectedType;
+        }
+
+        long baseTimestamp;
+        try
+        {
+            baseTimestamp = reader.ReadInt64();
+        }
+        catch (OverflowException)
+        {
+            return PointDecodeError.TimestampOverflow;
+        }
+
+        error = ParseStrings(ref reader, bytes, out int stringCount);
+        if (error == PointDecodeError.None)
+        {
+            error = ParseSeries(ref reader, bytes.Length, stringCount, out seriesCount);
+        }
+
+        if (error == PointDecodeError.None)
+        {
+            error = ParsePoints(ref reader, bytes.Length, seriesCount, baseTimestamp, out points);
+        }
+
+        // Later minor additions to version 1 may append elements: they are skipped, within the depth limit.
+        for (int i = PointMessageFormat.TopLevelElements; i < topLevel && error == PointDecodeError.None; i++)
+        {
+            reader.Depth = 1;
+            error = Skip(ref reader, bytes.Length);
+        }
+
+        if (error == PointDecodeError.None && !reader.End)
+        {
+            error = PointDecodeError.TrailingBytes;
+        }
+
+        return error;
+    }
+
+    private PointDecodeError Skip(ref MessagePackReader reader, int length)
+    {
+        MessagePackType type = reader.NextMessagePackType;
+        if (type is not (MessagePackType.Array or MessagePackType.Map))
+        {
+            // A scalar, string or binary: its length is checked by the reader (EndOfStreamException when short).
+            reader.Skip();
+            return PointDecodeError.None;
+        }
+
+        if (reader.Depth >= _limits.MaxDepth)
+        {
+            return PointDecodeError.NestingTooDeep;
+        }
+
+        _security.DepthStep(ref reader);
+        int elements;
+        if (type == MessagePackType.Array)
+        {
+            if (!reader.TryReadArrayHeader(out elements))
+            {
+                return PointDecodeError.Truncated;
+            }
+        }
+        else
+        {
+            if (!reader.TryReadMapHeader(out int pairs))
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            elements = pairs > int.MaxValue / 2 ? int.MaxValue : pairs * 2;
+        }
+
+        if (elements > length - reader.Consumed)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        for (int i = 0; i < elements; i++)
+        {
+            PointDecodeError error = Skip(ref reader, length);
+            if (error != PointDecodeError.None)
+            {
+                return error;
+            }
+        }
+
+        reader.Depth--;
+        return PointDecodeError.None;
+    }
+
+    /// <summary>Reads an array header and checks the claimed length against a limit and the bytes left (each element takes one byte or more).</summary>
+    private static PointDecodeError ReadArrayHeader(ref MessagePackReader reader, int length, int limit, PointDecodeError overLimit, out int count)
+    {
+        count = 0;
+        if (reader.End)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        if (reader.NextMessagePackType != MessagePackType.Array)
+        {
+            return PointDecodeError.UnexpectedType;
+        }
+
+        if (!reader.TryReadArrayHeader(out count))
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        // A 32-bit header can claim up to 4 G elements, which TryReadArrayHeader reports as negative.
+        if (count < 0 || count > limit)
+        {
+            return overLimit == PointDecodeError.None ? PointDecodeError.Truncated : overLimit;
+        }
+
+        return count > length - reader.Consumed ? PointDecodeError.Truncated : PointDecodeError.None;
+    }
+
+    private PointDecodeError ParseStrings(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int count)
+    {
+        PointDecodeError error = ReadArrayHeader(ref reader, bytes.Length, _limits.MaxStrings, PointDecodeError.TooManyStrings, out count);
+        if (error != PointDecodeError.None)
+        {
+            return error;
+        }
+
+        EnsureCapacity(ref _stringStart, count);
+        EnsureCapacity(ref _stringLength, count);
+        for (int i = 0; i < count; i++)
+        {
+            error = ReadStringBounds(ref reader, bytes, out _stringStart[i], out _stringLength[i]);
+            if (error != PointDecodeError.None)
+            {
+                return error;
+            }
+        }
+
+        return PointDecodeError.None;
+    }
+
+    /// <summary>Reads a string's header from the bytes themselves, so its claimed length is checked before anything uses it.</summary>
+    private PointDecodeError ReadStringBounds(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int start, out int length)
+    {
+        start = 0;
+        length = 0;
+        if (reader.End)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        int position = (int)reader.Consumed;
+        byte code = bytes[position];
+        int header;
+        long claimed;
+        if (code is >= MessagePackCode.MinFixStr and <= MessagePackCode.MaxFixStr)
+        {
+            header = 1;
+            claimed = code & 0x1F;
+        }
+        else if (code == MessagePackCode.Str8)
+        {
+            header = 2;
+            if (bytes.Length - position < header)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            claimed = bytes[position + 1];
+        }
+        else if (code == MessagePackCode.Str16)
+        {
+            header = 3;
+            if (bytes.Length - position < header)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            claimed = BinaryPrimitives.ReadUInt16BigEndian(bytes[(position + 1)..]);
+        }
+        else if (code == MessagePackCode.Str32)
+        {
+            header = 5;
+            if (bytes.Length - position < header)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            claimed = BinaryPrimitives.ReadUInt32BigEndian(bytes[(position + 1)..]);
+        }
+        else
+        {
+            return PointDecodeError.UnexpectedType;
+        }
+
+        if (claimed > _limits.MaxStringBytes)
+        {
+            return PointDecodeError.StringTooLong;
+        }
+
+        if (claimed > bytes.Length - position - header)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        start = position + header;
+        length = (int)claimed;
+        if (!Utf8.IsValid(bytes.Slice(start, length)))
+        {
+            return PointDecodeError.InvalidUtf8;
+        }
+
+        reader.Skip();
+        return PointDecodeError.None;
+    }
+
+    private PointDecodeError ParseSeries(ref MessagePackReader reader, int length, int stringCount, out int count)
+    {
+        PointDecodeError error = ReadArrayHeader(ref reader, length, _limits.MaxSeries, PointDecodeError.TooManySeries, out count);
+        if (error != PointDecodeError.None)
+        {
+            return error;
+        }
+
+        EnsureCapacity(ref _seriesFirst, count + 1);
+        EnsureCapacity(ref _seriesIds, count);
+        EnsureCapacity(ref _seriesRejected, count);
+        int next = 0;
+        int maxEntry = 1 + (2 * _limits.MaxLabelsPerSeries);
+        for (int i = 0; i < count; i++)
+        {
+            error = ReadArrayHeader(ref reader, length, int.MaxValue, PointDecodeError.None, out int entry);
+            if (error != PointDecodeError.None)
+            {
+                return error;
+            }
+
+            if (entry > maxEntry)
+            {
+                return PointDecodeError.TooManyLabels;
+            }
+
+            if ((entry & 1) == 0)
+            {
+                return PointDecodeError.InvalidLength;
+            }
+
+            _seriesFirst[i] = next;
+            EnsureCapacity(ref _seriesStrings, next + entry);
+            for (int j = 0; j < entry; j++)
+            {
+                long index = reader.ReadInt64();
+                if ((ulong)index >= (ulong)stringCount)
+                {
+                    return PointDecodeError.IndexOutOfRange;
+                }
+
+                _seriesStrings[next++] = (int)index;
+            }
+        }
+
+        _seriesFirst[count] = next;
+        return PointDecodeError.None;
+    }
+
+    private PointDecodeError ParsePoints(ref MessagePackReader reader, int length, int seriesCount, long baseTimestamp, out int count)
+    {
+        count = 0;
+        int limit = _limits.MaxPointsPerMessage > int.MaxValue / 3 ? int.MaxValue : _limits.MaxPointsPerMessage * 3;
+        PointDecodeError error = ReadArrayHeader(ref reader, length, limit, PointDecodeError.TooManyPoints, out int elements);
+        if (error != PointDecodeError.None)
+        {
+            return error;
+        }
+
+        if (elements % PointMessageFormat.ElementsPerPoint != 0)
+        {
+            return PointDecodeError.InvalidLength;
+        }
+
+        count = elements / PointMessageFormat.ElementsPerPoint;
+        EnsureCapacity(ref _points, count);
+        DecodedPoint[] points = _points;
+        for (int i = 0; i < count; i++)
+        {
+            long series = reader.ReadInt64();
+            if ((ulong)series >= (ulong)seriesCount)
+            {
+                return PointDecodeError.IndexOutOfRange;
+            }
+
+            long delta = reader.ReadInt64();
+            long timestamp = baseTimestamp + delta;
+            // Overflow iff both operands share a sign that the result does not.
+            if (((baseTimestamp ^ timestamp) & (delta ^ timestamp)) < 0)
+            {
+                return PointDecodeError.TimestampOverflow;
+            }
+
+            ref DecodedPoint point = ref points[i];
+            point.Series = (int)series;
+            point.TimestampUnixMs = timestamp;
+            point.Value = reader.ReadDouble();
+        }
+
+        return PointDecodeError.None;
+    }
+
+    private PointDecodeError ResolveSeries(ReadOnlySpan<byte> bytes, int count)
+    {
+        // The registry reclaims idle series; an id cached from before would then be refused by its shard as
+        // stale. Any reclamation since the last message empties the cache (one read per message).
+        long reclaimed = _registry.Reclaimed;
+        if (reclaimed != _reclaimedSeen)
+        {
+            _cache.Clear();
+            _reclaimedSeen = reclaimed;
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            int first = _seriesFirst[i];
+            int strings = _seriesFirst[i + 1] - first;
+            ReadOnlySpan<byte> key = BuildKey(bytes, first, strings);
+            if (_cacheBySpan.TryGetValue(key, out SeriesId id))
+            {
+                _seriesIds[i] = id;
+                _seriesRejected[i] = null;
+                continue;
+            }
+
+            ResolveSlow(bytes, i, first, strings, key);
+        }
+
+        return PointDecodeError.None;
+    }
+
+    private void ResolveSlow(ReadOnlySpan<byte> bytes, int entry, int first, int strings, ReadOnlySpan<byte> key)
+    {
+        string metric = GetString(bytes, _seriesStrings[first]);
+        var labels = new Label[strings / 2];
+        for (int l = 0; l < labels.Length; l++)
+        {
+            labels[l] = new Label(GetString(bytes, _seriesStrings[first + 1 + (2 * l)]), GetString(bytes, _seriesStrings[first + 2 + (2 * l)]));
+        }
+
+        RejectReason reason = _registry.TryGetOrAdd(metric, labels, out SeriesId id);
+        if (reason != RejectReason.None)
+        {
+            // The writer re-resolves these per point so that each refusal is counted under its source.
+            _seriesRejected[entry] = new RejectedSeries(metric, labels);
+            return;
+        }
+
+        if (_cache.Count >= _limits.MaxCachedSeries)
+        {
+            _cache.Clear();
+        }
+
+        _cacheBySpan[key] = id;
+        _seriesIds[entry] = id;
+        _seriesRejected[entry] = null;
+    }
+
+    private string GetString(ReadOnlySpan<byte> bytes, int index) => Encoding.UTF8.GetString(bytes.Slice(_stringStart[index], _stringLength[index]));
+
+    /// <summary>The cache key of a series entry: each of its strings as a 4-byte length and its bytes.</summary>
+    private ReadOnlySpan<byte> BuildKey(ReadOnlySpan<byte> bytes, int first, int strings)
+    {
+        int size = 0;
+        for (int j = 0; j < strings; j++)
+        {
+            size += 4 + _stringLength[_seriesStrings[first + j]];
+        }
+
+        if (size > _key.Length)
+        {
+            _key = new byte[Math.Max(size, _key.Length * 2)];
+        }
+
+        Span<byte> key = _key.AsSpan(0, size);
+        int at = 0;
+        for (int j = 0; j < strings; j++)
+        {
+            int s = _seriesStrings[first + j];
+            BinaryPrimitives.WriteInt32LittleEndian(key[at..], _stringLength[s]);
+            at += 4;
+            bytes.Slice(_stringStart[s], _stringLength[s]).CopyTo(key[at..]);
+            at += _stringLength[s];
+        }
+
+        return key;
+    }
+
+    private static void EnsureCapacity<T>(ref T[] array, int count)
+    {
+        if (count > array.Length)
+        {
+            // Callers pass counts already checked against the limits and the bytes left.
+            Array.Resize(ref array, Math.Max(count, Math.Min(array.Length * 2, Array.MaxLength)));
+        }
+    }
+
+    private sealed record RejectedSeries(string Metric, Label[] Labels);
+}
