@@ -594,6 +594,7 @@ public sealed class PointWriter : IDisposable
     /// rebalance: the partition is about to move). Other sources' later points for those windows are
     /// not late: they go to a new emission of the same window (a higher <see cref="Sinks.WindowBatch.Sequence"/>)
     /// that a consumer merges. Returns when every shard has emitted them; acknowledgement follows when the sinks are done.
+    /// After a stop it returns at once: the stop emitted every open window.
     /// </summary>
     public async ValueTask CloseOpenWindowsAsync(CancellationToken cancellationToken = default)
     {
@@ -612,7 +613,17 @@ public sealed class PointWriter : IDisposable
         {
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var close = new PointBatch(0) { Kind = BatchKind.CloseSource, Origin = _counters, Barrier = done };
-            await _channels[shard].WriteAsync(close, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _channels[shard].WriteAsync(close, cancellationToken).ConfigureAwait(false);
+            }
+            catch (System.Threading.Channels.ChannelClosedException)
+            {
+                // The pipeline is stopping or stopped: the stop emits every open window itself.
+                barriers[shard] = Task.CompletedTask;
+                continue;
+            }
+
             barriers[shard] = done.Task;
         }
 

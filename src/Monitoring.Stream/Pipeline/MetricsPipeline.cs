@@ -331,14 +331,24 @@ public sealed class MetricsPipeline : IAsyncDisposable
         }
     }
 
-    /// <summary>Returns once every shard has processed everything written to it before this call.</summary>
+    /// <summary>Returns once every shard has processed everything written to it before this call (at once, after a stop: the stop drained them).</summary>
     public async Task DrainAsync(CancellationToken cancellationToken = default)
     {
         var barriers = new Task[_channels.Length];
         for (int i = 0; i < _channels.Length; i++)
         {
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            await _channels[i].Writer.WriteAsync(new PointBatch(0) { Kind = BatchKind.Barrier, Barrier = done }, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _channels[i].Writer.WriteAsync(new PointBatch(0) { Kind = BatchKind.Barrier, Barrier = done }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (ChannelClosedException)
+            {
+                // Stopping or stopped: the shard reads what is left and ends; its end is the barrier.
+                barriers[i] = _shardTasks.Length > i ? _shardTasks[i].ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default) : Task.CompletedTask;
+                continue;
+            }
+
             barriers[i] = done.Task;
         }
 

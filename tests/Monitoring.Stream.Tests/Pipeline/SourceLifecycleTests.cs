@@ -52,4 +52,20 @@ public class SourceLifecycleTests
         Assert.Equal(200, m.EmittedPoints);
         Assert.Equal(200, sink.Rows.Sum(r => r.Count));
     }
+
+    [Fact]
+    public async Task AfterStop_DrainAndCloseOpenWindows_ReturnAtOnce()
+    {
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 2 }, [sink]);
+        pipeline.Start();
+        using PointWriter writer = pipeline.CreateWriter("late-caller");
+        writer.Write("m", [], 1.0);
+        writer.Flush();
+        await pipeline.StopAsync();
+
+        await pipeline.DrainAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        await writer.CloseOpenWindowsAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, sink.Rows.Sum(r => r.Count));
+    }
 }
