@@ -7,6 +7,7 @@ using Monitoring.Stream.Kafka.Tests.Support;
 using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Statistics;
 using static Monitoring.Stream.Kafka.Tests.Support.TestPipelines;
+using Monitoring.Stream.Tests.Support;
 
 namespace Monitoring.Stream.Kafka.Tests.EndToEnd;
 

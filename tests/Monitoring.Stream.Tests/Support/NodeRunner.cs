@@ -28,8 +28,17 @@ internal static class NodeRunner
         using Process process = Process.Start(start) ?? throw new InvalidOperationException("node did not start");
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"node {script} did not finish within 120 s: {await stderr}");
+        }
+
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"node {script} exited with {process.ExitCode}: {await stderr}");
