@@ -465,6 +465,18 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
         if (forced)
         {
+            // The shards and runners see the abort within moments and count what they abandon: wait for
+            // that (bounded: a sink that ignores cancellation is already stopped waiting for), so the
+            // counters are settled when the caller reads them.
+            try
+            {
+                await Task.WhenAll([.. _shardTasks, .. _sinks.Select(s => s.Loop)]).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException || _shardTasks.Any(t => t.IsFaulted))
+            {
+                // Counted as far as they got; a dead shard is in the fault counters.
+            }
+
             // The work that raced the abort may have finished anyway; either way the caller learns the
             // stop was not graceful, and the sinks' abandoned counters say what it cost.
             throw new TimeoutException(

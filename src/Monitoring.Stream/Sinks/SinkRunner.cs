@@ -107,6 +107,9 @@ internal sealed class SinkRunner
 
     public void Start() => _loop = Task.Run(RunAsync);
 
+    /// <summary>The runner's loop; it ends promptly once a stop is forced, after counting what it abandoned.</summary>
+    public Task Loop => _loop ?? Task.CompletedTask;
+
     /// <summary>
     /// Queues a batch. Under <see cref="SinkQueuePolicy.Block"/> a full queue makes the caller wait; under
     /// <see cref="SinkQueuePolicy.DropOldest"/> it never waits. If the stop is forced first, the batch is
