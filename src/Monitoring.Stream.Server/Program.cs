@@ -16,6 +16,7 @@ internal static class Program
     /// <summary>Every command of the executable.</summary>
     internal static RootCommand CreateRootCommand() => new("monitoring-stream: a streaming metrics engine (windows of count, sum, min, max, mean, variance and quantiles per series)")
     {
+        RunCommand.Create(),
         DemoCommand.Create(),
     };
 }
