@@ -11,6 +11,7 @@ namespace Monitoring.Stream.Benchmarks.Kafka;
 /// The baseline parses and checks the message without writing it, so the ratio shows what the writer adds.
 /// </summary>
 [MemoryDiagnoser]
+[MinColumn]
 public class PointDecodeBenchmarks
 {
     private const int Messages = 100;
