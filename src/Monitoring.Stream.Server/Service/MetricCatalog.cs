@@ -9,7 +9,7 @@ namespace Monitoring.Stream.Server.Service;
 /// </summary>
 internal sealed class MetricCatalog : IWindowSink
 {
-    /// <summary>Most metric names remembered; later ones are counted in <see cref="Omitted"/>.</summary>
+    /// <summary>Most metric names remembered; rows of later ones are counted in <see cref="Omitted"/>.</summary>
     public const int MaxMetrics = 10_000;
 
     /// <summary>Most label names remembered per metric.</summary>
@@ -28,7 +28,7 @@ internal sealed class MetricCatalog : IWindowSink
     /// <inheritdoc />
     public string Name => "metric-catalog";
 
-    /// <summary>Metric names not remembered because the catalog was full.</summary>
+    /// <summary>Window rows of metrics not remembered because the catalog was full.</summary>
     public long Omitted => Interlocked.Read(ref _omitted);
 
     /// <summary>The metrics known, sorted by name, optionally only those whose name contains <paramref name="search"/>.</summary>
