@@ -41,6 +41,14 @@ install_test_prerequisites() {
     echo "== installing npm interop readers"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # The browser tests (tests/Monitoring.Stream.Browser.Tests) drive Debian's headless Chromium at
+  # /usr/bin/chromium through Playwright's driver from the Microsoft.Playwright NuGet package; no browser
+  # is ever downloaded.
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "== installing chromium (Debian) for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  fi
   # The store's full-disk test mounts a small tmpfs and fills it: it needs mount/umount
   # (util-linux) and root or CAP_SYS_ADMIN; without them that test fails and says why.
   if ! command -v mount >/dev/null 2>&1 || ! command -v umount >/dev/null 2>&1; then

@@ -276,7 +276,9 @@ function renderMetricList() {
 }
 
 function preferredMetric(metrics) {
-  return (metrics.find(m => m.name.includes("http_server_request_duration")) ?? metrics[0]).name;
+  return (metrics.find(m => m.name === "demo_http_request_duration_seconds")
+    ?? metrics.find(m => m.name.endsWith("_seconds"))
+    ?? metrics[0]).name;
 }
 
 function chooseMetric(name) {
@@ -294,9 +296,20 @@ function chooseMetric(name) {
   refreshStatistics().catch(() => setConnection(false, "disconnected — retrying"));
 }
 
-function fillLabelValues() {
-  const values = state.metrics.find(m => m.name === state.metric)?.labels?.[$("#label-name").value] ?? [];
-  $("#label-values").replaceChildren(...values.map(v => new Option(v, v)));
+/** Offers the values the chosen label has in the span, from a statistics query grouped by it. */
+async function fillLabelValues() {
+  const name = $("#label-name").value;
+  const list = $("#label-values");
+  list.replaceChildren();
+  if (!name || !state.metric) return;
+  const q = new URLSearchParams({ metric: state.metric, window: state.span, groupBy: name });
+  try {
+    const json = await getJson(`api/v1/statistics?${q}`);
+    const values = [...new Set((json.groups ?? []).map(g => g.labels?.[name]).filter(v => v !== undefined))].sort();
+    list.replaceChildren(...values.map(v => new Option(v, v)));
+  } catch {
+    // The drop-down is a convenience: typing a value still works, and the refresh loop reports a lost service.
+  }
 }
 
 // ---------- statistics over time ----------
@@ -308,15 +321,24 @@ function statisticsUrl() {
   return `api/v1/statistics?${q}`;
 }
 
-/** Reads the documented answer: whole-span statistics and, when the service gives them, buckets over time. */
+/** One set of statistics in the page's names (the API's StatisticsData; the dashboard's StatSummary names also read). */
+function canonical(s) {
+  if (!s) return null;
+  return {
+    count: s.count, mean: s.mean, min: s.min, max: s.max, last: s.last,
+    stdDev: s.stdDev ?? s.stdDevPopulation, p50: s.p50 ?? s.median, p90: s.p90, p95: s.p95, p99: s.p99,
+  };
+}
+
+/** Reads the documented answer: whole-span statistics and, when the service gives them (step=), buckets over time. */
 function normaliseStatistics(json) {
-  const summary = json?.statistics ?? json?.summary ?? (json && "count" in json ? json : null);
-  const buckets = json?.series ?? json?.buckets ?? json?.points ?? null;
-  return { summary, buckets: Array.isArray(buckets) ? buckets : null };
+  const summary = canonical(json?.statistics);
+  const buckets = Array.isArray(json?.series) ? json.series.map(b => ({ t: bucketTime(b), s: canonical(b.statistics) })) : null;
+  return { summary, buckets };
 }
 
 function bucketTime(b) {
-  const t = b.to ?? b.end ?? b.time ?? b.from;
+  const t = b.to ?? b.from;
   return typeof t === "number" ? (t > 1e11 ? t / 1000 : t) : Date.parse(t) / 1000;
 }
 
@@ -402,7 +424,7 @@ function renderStatistics(json) {
   const status = $("#explorer-status");
   const filter = state.labelName && state.labelValue ? ` where ${state.labelName}="${state.labelValue}"` : "";
   if (buckets) {
-    rows = buckets.map(b => ({ t: bucketTime(b), s: b.statistics ?? b }));
+    rows = buckets;
     status.textContent = `${state.metric}${filter}, last ${$("#span").selectedOptions[0].textContent} in buckets of ${SPANS[state.span].step}.`;
   } else {
     // The service answered one figure for the whole span: chart what this page has polled since it opened.
@@ -424,10 +446,9 @@ function renderStatistics(json) {
 
   const xs = rows.map(r => r.t);
   const col = f => rows.map(r => (finite(f(r.s)) ? f(r.s) : null));
-  const sd = s => s?.stdDevPopulation ?? s?.stdDev;
   drawChart("chart-count", "count", unit, [xs, col(s => s?.count)]);
-  drawChart("chart-mean", "mean", unit, [xs, col(s => s?.mean), col(s => s?.mean + sd(s)), col(s => s?.mean - sd(s))]);
-  drawChart("chart-quantiles", "quantiles", unit, [xs, col(s => s?.median ?? s?.p50), col(s => s?.p90), col(s => s?.p99)]);
+  drawChart("chart-mean", "mean", unit, [xs, col(s => s?.mean), col(s => s?.mean + s?.stdDev), col(s => s?.mean - s?.stdDev)]);
+  drawChart("chart-quantiles", "quantiles", unit, [xs, col(s => s?.p50), col(s => s?.p90), col(s => s?.p99)]);
 }
 
 async function refreshStatistics() {
