@@ -449,6 +449,12 @@ function renderStatistics(json) {
   drawChart("chart-count", "count", unit, [xs, col(s => s?.count)]);
   drawChart("chart-mean", "mean", unit, [xs, col(s => s?.mean), col(s => s?.mean + s?.stdDev), col(s => s?.mean - s?.stdDev)]);
   drawChart("chart-quantiles", "quantiles", unit, [xs, col(s => s?.p50), col(s => s?.p90), col(s => s?.p99)]);
+  // What each chart shows, for a reader of the DOM (and the browser tests): metric, span, and the answer's time.
+  for (const figure of document.querySelectorAll("#explorer .chart")) {
+    figure.dataset.metric = state.metric;
+    figure.dataset.span = state.span;
+    figure.dataset.asOf = json?.to ?? "";
+  }
 }
 
 async function refreshStatistics() {
