@@ -55,7 +55,14 @@ public sealed class PointBatchDecoder
 
     /// <summary>Checks a message whole, then writes its points to <paramref name="writer"/>.</summary>
     /// <returns>The error that refused the whole message, or the points written and refused.</returns>
-    public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer)
+    public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer) => Decode(message, writer, []);
+
+    /// <summary>
+    /// Like <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/>, and adds each refused point to
+    /// <paramref name="refusedByReason"/> at the index of its <see cref="RejectReason"/> (a span too short for a reason is skipped).
+    /// </summary>
+    /// <returns>The error that refused the whole message, or the points written and refused.</returns>
+    public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer, Span<int> refusedByReason)
     {
         ArgumentNullException.ThrowIfNull(writer);
         PointDecodeResult parsed = Parse(message, out int points, out int seriesCount);
@@ -70,13 +77,13 @@ public sealed class PointBatchDecoder
             return new PointDecodeResult(error, 0, 0, -1);
         }
 
-        return new PointDecodeResult(PointDecodeError.None, points, WritePoints(writer, points), -1);
+        return new PointDecodeResult(PointDecodeError.None, points, WritePoints(writer, points, refusedByReason), -1);
     }
 
-    /// <summary>Checks a message whole without writing it: the error a <see cref="Decode"/> would report before writing.</summary>
+    /// <summary>Checks a message whole without writing it: the error a <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/> would report before writing.</summary>
     public PointDecodeResult Validate(ReadOnlyMemory<byte> message) => Parse(message, out _, out _);
 
-    private int WritePoints(PointWriter writer, int count)
+    private int WritePoints(PointWriter writer, int count, Span<int> refusedByReason)
     {
         // PERF: the per-point loop is an array walk and one writer call; the series id was resolved
         // once per series entry of the message, not per point.
@@ -94,6 +101,10 @@ public sealed class PointBatchDecoder
             if (reason != RejectReason.None)
             {
                 refused++;
+                if ((uint)reason < (uint)refusedByReason.Length)
+                {
+                    refusedByReason[(int)reason]++;
+                }
             }
         }
 
