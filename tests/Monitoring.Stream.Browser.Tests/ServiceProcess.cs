@@ -80,6 +80,10 @@ internal sealed class ServiceProcess : IAsyncDisposable
         }
 
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        // Windows of 2 s with 1 s of lateness (instead of 10 s and 5 s): the first statistics reach the
+        // page within seconds, so a test waits seconds, not a quarter of a minute, for its first chart.
+        start.Environment["MONITORING_STREAM__Pipeline__WindowSize"] = "00:00:02";
+        start.Environment["MONITORING_STREAM__Pipeline__AllowedLateness"] = "00:00:01";
         var process = new Process { StartInfo = start };
         var service = new ServiceProcess(process, p, data, owns);
         process.OutputDataReceived += (_, e) => service.Append(e.Data);

@@ -377,7 +377,7 @@ function drawChart(id, kind, unit, data) {
       scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.1 : 1] } },
       axes: [
         { label: "time (local)", labelSize: 18, size: 36 },
-        { label: kind === "count" ? "values per bucket" : unitLabel(unit), labelSize: 18, size: 70, values: (u, splits) => splits.map(v => format(v, yUnit === "values" ? "" : yUnit)) },
+        { label: kind === "count" ? "values" : unitLabel(unit), labelSize: 18, size: 70, values: (u, splits) => splits.map(v => format(v, yUnit === "values" ? "" : yUnit)) },
       ],
       series: [{ label: "time" }, ...chartSeries(kind, unit)],
       legend: { live: true },
@@ -413,6 +413,16 @@ function drawChart(id, kind, unit, data) {
   figure.setAttribute("aria-label", `${$(".title", figure).textContent} of ${state.metric}, ${out.textContent}`);
 }
 
+/** Chart titles say what a point is: a bucket of the span, or the whole span as seen at one refresh. */
+function setChartTitles(bucketed) {
+  const titles = bucketed
+    ? { "chart-count": "Count per bucket", "chart-mean": "Mean and ± std-dev per bucket", "chart-quantiles": "p50 / p90 / p99 per bucket" }
+    : { "chart-count": "Count in span, per refresh", "chart-mean": "Mean and ± std-dev in span, per refresh", "chart-quantiles": "p50 / p90 / p99 in span, per refresh" };
+  for (const [id, title] of Object.entries(titles)) {
+    $(".title", document.getElementById(id)).textContent = title;
+  }
+}
+
 function renderStatistics(json) {
   const { summary, buckets } = normaliseStatistics(json);
   const unit = unitOf(state.metric);
@@ -423,6 +433,7 @@ function renderStatistics(json) {
   let rows;
   const status = $("#explorer-status");
   const filter = state.labelName && state.labelValue ? ` where ${state.labelName}="${state.labelValue}"` : "";
+  setChartTitles(Boolean(buckets));
   if (buckets) {
     rows = buckets;
     status.textContent = `${state.metric}${filter}, last ${$("#span").selectedOptions[0].textContent} in buckets of ${SPANS[state.span].step}.`;
