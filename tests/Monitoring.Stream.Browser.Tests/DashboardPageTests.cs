@@ -26,6 +26,9 @@ public sealed class DashboardPageTests(BrowserFixture browser, ServiceFixture se
         Assert.EndsWith("req/s", (await page.InnerTextAsync("[data-field='requests.ratePerSecond']")).Trim(), StringComparison.Ordinal);
         Assert.Matches("(µs|ms| s)$", (await page.InnerTextAsync("[data-field='requests.latencySeconds.p99']")).Trim());
         Assert.Equal(3, await page.Locator("#explorer .chart canvas").CountAsync());
+        // The live charts: a rate needs two refreshes, and the page has had at least two by now.
+        Assert.Equal(2, await page.Locator(".chart.live canvas").CountAsync());
+        Assert.NotEqual(string.Empty, await page.GetAttributeAsync("#chart-ingest .latest", "data-value"));
         Assert.NotEqual(0, await page.Locator("#metric-list option").CountAsync());
 
         await session.ScreenshotAsync("page-1280x800.png");

@@ -26,6 +26,7 @@ const state = {
   labelName: "",
   labelValue: "",
   history: [],
+  live: [],
   historyKey: "",
   refreshes: 0,
   timer: 0,
@@ -82,6 +83,12 @@ export function format(v, unit) {
     case "ratio": return `${sig3.format(v * 100)} %`;
     default: return unit ? `${count(v)} ${unit}` : count(v);
   }
+}
+
+/** An axis tick: short, with the unit only where it scales (bytes, durations); the axis label names the rest. */
+function tick(v, unit) {
+  if (unit === "bytes" || unit === "seconds" || unit === "percent" || unit === "ratio") return format(v, unit);
+  return Math.abs(v) >= 10000 ? `${sig3.format(v / 1000)}k` : sig3.format(v);
 }
 
 /** The unit a metric's values carry, from the Prometheus naming convention of its suffix. */
@@ -153,7 +160,60 @@ function setConnection(connected, text) {
 
 // ---------- the dashboard ----------
 
+/** The dashboard's current figures at each refresh: rates from the since-start totals, levels from the host's latest samples. */
+function recordLive(d) {
+  const t = Date.parse(d.generatedAt) / 1000;
+  if (!Number.isFinite(t)) return;
+  const e = d.engine ?? {};
+  const sample = {
+    t, accepted: e.accepted, late: e.late, dropped: e.dropped, rejected: e.rejected,
+    cpu: d.system?.cpuPercent?.last, processCpu: d.system?.processCpuPercent?.last, memory: d.system?.memoryUsedPercent?.last,
+  };
+  const previous = state.live[state.live.length - 1];
+  const rate = key => {
+    // A total that went down means the service restarted: no rate across that gap.
+    if (!previous || !(t > previous.t) || !finite(sample[key]) || !finite(previous[key]) || sample[key] < previous[key]) return null;
+    return (sample[key] - previous[key]) / (t - previous.t);
+  };
+  sample.acceptedRate = rate("accepted");
+  sample.lateRate = rate("late");
+  sample.droppedRate = rate("dropped");
+  sample.rejectedRate = rate("rejected");
+  if (previous && !(t > previous.t)) return;
+  state.live.push(sample);
+  state.live = state.live.slice(-360);
+}
+
+function drawLive() {
+  const rows = state.live;
+  const xs = rows.map(r => r.t);
+  const col = key => rows.map(r => (finite(r[key]) ? r[key] : null));
+  const fmt = unit => (u, v) => format(v, unit);
+  plotInto("chart-ingest", "ingest", [
+    { label: "accepted", stroke: "#1a7f37", width: 2, value: fmt("perSecond") },
+    { label: "late", stroke: "#9a6700", value: fmt("perSecond") },
+    { label: "dropped", stroke: "#cf222e", value: fmt("perSecond") },
+    { label: "rejected", stroke: "#8250df", value: fmt("perSecond") },
+  ], [xs, col("acceptedRate"), col("lateRate"), col("droppedRate"), col("rejectedRate")], "perSecond", "points/s");
+  plotInto("chart-host", "host", [
+    { label: "CPU (system)", stroke: "#0969da", width: 2, value: fmt("percent") },
+    { label: "CPU (process)", stroke: "#1a7f37", value: fmt("percent") },
+    { label: "memory", stroke: "#9a6700", value: fmt("percent") },
+  ], [xs, col("cpu"), col("processCpu"), col("memory")], "percent", "%");
+  for (const [id, key, unit, what] of [["chart-ingest", "acceptedRate", "perSecond", "accepted"], ["chart-host", "cpu", "percent", "CPU"]]) {
+    const figure = document.getElementById(id);
+    const values = col(key);
+    const last = lastFinite(values);
+    const out = $(".latest", figure);
+    out.textContent = last === null ? "after the next refresh" : `latest ${what}: ${format(values[last], unit)}`;
+    out.dataset.value = last === null ? "" : String(values[last]);
+    figure.setAttribute("aria-label", `${$(".title", figure).textContent}, ${out.textContent}`);
+  }
+}
+
 function renderDashboard(d) {
+  recordLive(d);
+  drawLive();
   const status = d.health?.status ?? "Unknown";
   const badge = $("#health-badge");
   badge.textContent = status;
@@ -361,25 +421,22 @@ function chartSeries(kind, unit) {
   }
 }
 
-function drawChart(id, kind, unit, data) {
-  const figure = document.getElementById(id);
-  const plot = $(".plot", figure);
-  const key = `${kind}|${unit}|${state.metric}|${state.span}`;
-  const width = Math.max(200, plot.clientWidth || 300);
+/** Draws data into the figure's plot, creating the uPlot chart when its kind (key) changed; the y axis is labelled with its unit. */
+function plotInto(id, key, series, data, yUnit, yLabel) {
+  const plot = $(".plot", document.getElementById(id));
   let chart = charts[id];
   if (!chart || chart.key !== key) {
     chart?.plot.destroy();
-    const yUnit = kind === "count" ? "values" : unit;
     const opts = {
-      width,
+      width: Math.max(200, plot.clientWidth || 300),
       height: 200,
       title: "",
       scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.1 : 1] } },
       axes: [
         { label: "time (local)", labelSize: 18, size: 36 },
-        { label: kind === "count" ? "values" : unitLabel(unit), labelSize: 18, size: 70, values: (u, splits) => splits.map(v => format(v, yUnit === "values" ? "" : yUnit)) },
+        { label: yLabel, labelSize: 18, size: 76, values: (u, splits) => splits.map(v => tick(v, yUnit)) },
       ],
-      series: [{ label: "time" }, ...chartSeries(kind, unit)],
+      series: [{ label: "time" }, ...series],
       legend: { live: true },
     };
     chart = charts[id] = { key, plot: new uPlot(opts, data, plot) };
@@ -387,15 +444,22 @@ function drawChart(id, kind, unit, data) {
   } else {
     chart.plot.setData(data);
   }
+}
 
-  const series = data[kind === "quantiles" ? 3 : 1];
-  let last = null;
-  for (let i = series.length - 1; i >= 0; i--) {
-    if (finite(series[i])) {
-      last = i;
-      break;
-    }
+function lastFinite(values) {
+  for (let i = values.length - 1; i >= 0; i--) {
+    if (finite(values[i])) return i;
   }
+
+  return null;
+}
+
+function drawChart(id, kind, unit, data) {
+  const figure = document.getElementById(id);
+  plotInto(id, `${kind}|${unit}|${state.metric}|${state.span}`, chartSeries(kind, unit), data,
+    kind === "count" ? "" : unit, kind === "count" ? "values" : unitLabel(unit));
+  const series = data[kind === "quantiles" ? 3 : 1];
+  const last = lastFinite(series);
 
   const out = $(".latest", figure);
   const what = kind === "quantiles" ? "p99" : kind;
