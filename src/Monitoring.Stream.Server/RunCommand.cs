@@ -141,9 +141,24 @@ internal static class RunCommand
 
         await using (app.ConfigureAwait(false))
         {
-            ServiceApp.Configure(app, settings);
             try
             {
+                // The engine's options are bound and validated here, before anything resolves them.
+                _ = app.Services.GetRequiredService<IOptions<MonitoringStreamOptions>>().Value;
+            }
+            catch (OptionsValidationException e)
+            {
+                return Fail("configuration:\n  " + string.Join("\n  ", e.Failures));
+            }
+            catch (InvalidOperationException e)
+            {
+                // A value that does not convert (e.g. "abc" for a TimeSpan): the message names the setting.
+                return Fail("configuration: " + e.Message);
+            }
+
+            try
+            {
+                ServiceApp.Configure(app, settings);
                 await app.StartAsync().ConfigureAwait(false);
             }
             catch (OptionsValidationException e)

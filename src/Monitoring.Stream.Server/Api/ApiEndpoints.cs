@@ -24,8 +24,7 @@ internal static class ApiEndpoints
     {
         app.MapPost("/api/v1/points", (HttpContext context, IngestService ingest) => ingest.HandleAsync(context))
             .WithName("IngestPoints")
-            .WithSummary("Ingest a batch of points (MessagePack wire format or JSON; gzip allowed).")
-            .Accepts<byte[]>("application/x-msgpack", "application/json")
+            .WithSummary("Ingest a batch of points: body application/x-msgpack (docs/wire-format.md) or application/json (docs/http-api.md); Content-Encoding gzip allowed.")
             .Produces<IngestResponse>()
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status401Unauthorized)

@@ -14,6 +14,7 @@ internal sealed class SignalLifetime(IHostApplicationLifetime lifetime) : IHostL
     private readonly CancellationTokenSource _abort = new();
     private readonly List<PosixSignalRegistration> _registrations = [];
     private int _signals;
+    private long _firstSignalAt;
 
     /// <summary>Cancelled by the second signal.</summary>
     public CancellationToken Abort => _abort.Token;
@@ -29,6 +30,14 @@ internal sealed class SignalLifetime(IHostApplicationLifetime lifetime) : IHostL
     private void OnSignal(PosixSignalContext context)
     {
         context.Cancel = true;
+        // A signal repeated within 300 ms is the same request (timeout(1) and some supervisors signal the
+        // process and then its group): only a second, deliberate signal stops at once.
+        if (Volatile.Read(ref _signals) == 1 && Environment.TickCount64 - Volatile.Read(ref _firstSignalAt) < 300)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _firstSignalAt, Environment.TickCount64);
         switch (Interlocked.Increment(ref _signals))
         {
             case 1:
