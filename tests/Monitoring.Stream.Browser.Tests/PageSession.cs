@@ -7,7 +7,7 @@ namespace Monitoring.Stream.Browser.Tests;
 internal sealed class PageSession : IAsyncDisposable
 {
     /// <summary>How long a test waits for the page to show something before it fails.</summary>
-    public const float WaitMs = 45_000;
+    public const float WaitMs = 60_000;
 
     private readonly IBrowserContext _context;
     private readonly List<string> _errors = [];

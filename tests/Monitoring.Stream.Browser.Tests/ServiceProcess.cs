@@ -11,7 +11,7 @@ namespace Monitoring.Stream.Browser.Tests;
 /// </summary>
 internal sealed class ServiceProcess : IAsyncDisposable
 {
-    private static readonly TimeSpan s_startTimeout = TimeSpan.FromSeconds(40);
+    private static readonly TimeSpan s_startTimeout = TimeSpan.FromSeconds(60);
 
     private readonly Process _process;
     private readonly StringBuilder _output = new();
@@ -55,7 +55,7 @@ internal sealed class ServiceProcess : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    /// <summary>Starts the service and waits until <c>/health/live</c> answers; fails with its output when it does not within 40 s.</summary>
+    /// <summary>Starts the service and waits until <c>/health/live</c> answers; fails with its output when it does not within 60 s.</summary>
     public static async Task<ServiceProcess> StartAsync(int? port = null, string? dataDirectory = null, params string[] extraArguments)
     {
         string dll = RepositoryPaths.ServerDll;
