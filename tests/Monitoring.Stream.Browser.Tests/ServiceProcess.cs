@@ -56,7 +56,11 @@ internal sealed class ServiceProcess : IAsyncDisposable
     }
 
     /// <summary>Starts the service and waits until <c>/health/live</c> answers; fails with its output when it does not within 60 s.</summary>
-    public static async Task<ServiceProcess> StartAsync(int? port = null, string? dataDirectory = null, params string[] extraArguments)
+    public static Task<ServiceProcess> StartAsync(int? port = null, string? dataDirectory = null, params string[] extraArguments) =>
+        StartAsync(new Dictionary<string, string>(), port, dataDirectory, extraArguments);
+
+    /// <summary>Starts the service with extra <paramref name="environment"/> variables (e.g. <c>MONITORING_STREAM__...</c> settings), as <see cref="StartAsync(int?, string?, string[])"/>.</summary>
+    public static async Task<ServiceProcess> StartAsync(IReadOnlyDictionary<string, string> environment, int? port = null, string? dataDirectory = null, params string[] extraArguments)
     {
         string dll = RepositoryPaths.ServerDll;
         if (!File.Exists(dll))
@@ -84,6 +88,11 @@ internal sealed class ServiceProcess : IAsyncDisposable
         // page within seconds, so a test waits seconds, not a quarter of a minute, for its first chart.
         start.Environment["MONITORING_STREAM__Pipeline__WindowSize"] = "00:00:02";
         start.Environment["MONITORING_STREAM__Pipeline__AllowedLateness"] = "00:00:01";
+        foreach ((string name, string value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
         var process = new Process { StartInfo = start };
         var service = new ServiceProcess(process, p, data, owns);
         process.OutputDataReceived += (_, e) => service.Append(e.Data);

@@ -75,11 +75,11 @@ export function format(v, unit) {
     case "seconds": return seconds(v);
     case "perSecond": return `${count(v)} points/s`;
     case "requestsPerSecond": return `${sig3.format(v)} req/s`;
-    case "points": return `${count(v)} points`;
-    case "requests": return `${count(v)} requests`;
-    case "windows": return `${count(v)} windows`;
+    case "points": return `${count(v)} ${v === 1 ? "point" : "points"}`;
+    case "requests": return `${count(v)} ${v === 1 ? "request" : "requests"}`;
+    case "windows": return `${count(v)} ${v === 1 ? "window" : "windows"}`;
     case "series": return `${count(v)} series`;
-    case "values": return `${count(v)} values`;
+    case "values": return `${count(v)} ${v === 1 ? "value" : "values"}`;
     case "ratio": return `${sig3.format(v * 100)} %`;
     default: return unit ? `${count(v)} ${unit}` : count(v);
   }
