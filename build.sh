@@ -2,6 +2,7 @@
 # One entry point for a fresh machine.
 #   ./build.sh build     compile everything (Release)
 #   ./build.sh test      install what the tests need, then run every test project
+#   ./build.sh run       build and start the service on its defaults (http://127.0.0.1:9400) with a small synthetic load
 #   ./build.sh demo      run the engine's main job on its embedded defaults
 #   ./build.sh bench     run the BenchmarkDotNet suite (pass a filter after it, e.g. '*Sketch*')
 #   ./build.sh load      run the end-to-end load harness against the OpenTelemetry SDK
@@ -73,6 +74,9 @@ case "$cmd" in
       --blame-hang-timeout 10m --blame-hang-dump-type none \
       --logger "trx" --logger "console;verbosity=minimal" --results-directory "$results" "$@"
     ;;
+  run)
+    dotnet run --project src/Monitoring.Stream.Server -c "$configuration" -- run --demo-load "$@"
+    ;;
   demo)
     dotnet run --project src/Monitoring.Stream.Server -c "$configuration" -- demo "$@"
     ;;
@@ -83,7 +87,7 @@ case "$cmd" in
     dotnet run --project benchmarks/Monitoring.Stream.Benchmarks -c Release -- load "$@"
     ;;
   *)
-    echo "usage: $0 {build|test|demo|bench|load}" >&2
+    echo "usage: $0 {build|test|run|demo|bench|load}" >&2
     exit 2
     ;;
 esac

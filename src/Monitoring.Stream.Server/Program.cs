@@ -18,5 +18,7 @@ internal static class Program
     {
         RunCommand.Create(),
         DemoCommand.Create(),
+        ProduceCommand.Create(),
+        TailCommand.Create(),
     };
 }

@@ -115,6 +115,15 @@ internal static class RunCommand
             {
                 mock = new KafkaMockCluster();
                 settings.Kafka.BootstrapServers = mock.BootstrapServers;
+                // The mock creates topics on first use; a consumer that subscribes before that would wait for a metadata refresh.
+                foreach (string? topic in new[] { settings.Kafka.PointsTopic, settings.Kafka.AggregatesTopic })
+                {
+                    if (!string.IsNullOrWhiteSpace(topic))
+                    {
+                        mock.EnsureTopic(topic);
+                    }
+                }
+
                 Console.WriteLine($"kafka mock cluster: {mock.BootstrapServers} (librdkafka, in this process; produce with: monitoring-stream produce --kafka-bootstrap {mock.BootstrapServers})");
             }
 
@@ -239,10 +248,12 @@ internal static class RunCommand
         builder.Services.AddHealthChecks().AddCheck<ReadinessCheck>("service", tags: ["ready"]);
         builder.Services.AddSingleton<ReadinessCheck>();
 
+        // Sinks are registered as instances: the pipeline completes and disposes them, the container must not again.
         if (settings.RemoteWriteUrl is not null)
         {
-            builder.Services.AddSingleton(_ => new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = new Uri(settings.RemoteWriteUrl) }));
-            builder.Services.AddSingleton<IWindowSink>(sp => sp.GetRequiredService<RemoteWriteSink>());
+            var remoteWrite = new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = new Uri(settings.RemoteWriteUrl) });
+            builder.Services.AddSingleton(remoteWrite);
+            builder.Services.AddSingleton<IWindowSink>(remoteWrite);
         }
 
         if (settings.Kafka.Enabled)
@@ -250,7 +261,7 @@ internal static class RunCommand
             string bootstrap = settings.Kafka.BootstrapServers!;
             if (!string.IsNullOrWhiteSpace(settings.Kafka.AggregatesTopic))
             {
-                builder.Services.AddSingleton<IWindowSink>(_ => new KafkaWindowSink(new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic }));
+                builder.Services.AddSingleton<IWindowSink>(new KafkaWindowSink(new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic }));
             }
 
             if (!string.IsNullOrWhiteSpace(settings.Kafka.PointsTopic))
