@@ -42,6 +42,9 @@ public sealed class DashboardPageTests(BrowserFixture browser, ServiceFixture se
         await session.ScreenshotAsync("page-400-full.png", fullPage: true);
 
         Assert.Empty(session.Errors);
+        // Nothing from anywhere but the service: no CDN, no internet at run time.
+        Assert.All(session.Requests, url => Assert.True(url.StartsWith(service.BaseAddress.ToString(), StringComparison.Ordinal) || url.StartsWith("data:", StringComparison.Ordinal), $"the page requested {url}"));
+        Assert.Contains(session.Requests, url => url.Contains("/vendor/uPlot.iife.min.js", StringComparison.Ordinal));
     }
 
     [Fact]

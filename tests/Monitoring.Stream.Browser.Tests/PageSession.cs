@@ -11,6 +11,7 @@ internal sealed class PageSession : IAsyncDisposable
 
     private readonly IBrowserContext _context;
     private readonly List<string> _errors = [];
+    private readonly List<string> _requests = [];
 
     private PageSession(IBrowserContext context, IPage page)
     {
@@ -24,6 +25,13 @@ internal sealed class PageSession : IAsyncDisposable
                 {
                     _errors.Add($"console: {message.Text} ({message.Location})");
                 }
+            }
+        };
+        page.Request += (_, request) =>
+        {
+            lock (_errors)
+            {
+                _requests.Add(request.Url);
             }
         };
         page.PageError += (_, error) =>
@@ -46,6 +54,18 @@ internal sealed class PageSession : IAsyncDisposable
             lock (_errors)
             {
                 return [.. _errors];
+            }
+        }
+    }
+
+    /// <summary>Every URL the page requested.</summary>
+    public IReadOnlyList<string> Requests
+    {
+        get
+        {
+            lock (_errors)
+            {
+                return [.. _requests];
             }
         }
     }
