@@ -100,7 +100,7 @@ public sealed class DashboardPageTests(BrowserFixture browser, ServiceFixture se
     }
 
     [Fact]
-    public async Task MetricAndSpan_ChosenWithTheKeyboard_ChangeTheChart()
+    public async Task MetricFilterAndSpan_ChosenWithTheKeyboard_ChangeTheChart()
     {
         await using PageSession session = await PageSession.OpenAsync(browser.Browser, service.BaseAddress);
         await session.WaitForChartAsync();
@@ -118,6 +118,22 @@ public sealed class DashboardPageTests(BrowserFixture browser, ServiceFixture se
         double? queueP99 = JsonAnswers.PageNumber(await page.GetAttributeAsync("#chart-quantiles .latest", "data-value"));
         Assert.NotEqual(firstP99, queueP99);
         Assert.Contains("demo_queue_depth", await page.GetAttributeAsync("#chart-quantiles", "aria-label"), StringComparison.Ordinal);
+
+        // A label filter: the label's values are offered, and Enter in the value box applies the filter.
+        await page.FocusAsync("#label-name");
+        await page.SelectOptionAsync("#label-name", "queue");
+        await page.WaitForSelectorAsync("#label-values option[value='orders']", new() { State = WaitForSelectorState.Attached });
+        Task<IResponse> filtered = page.WaitForResponseAsync(r => r.Url.Contains("/api/v1/statistics", StringComparison.Ordinal) && r.Url.Contains("label.queue=orders", StringComparison.Ordinal), new() { Timeout = PageSession.WaitMs });
+        await page.FocusAsync("#label-value");
+        await page.Keyboard.TypeAsync("orders");
+        await page.Keyboard.PressAsync("Enter");
+        using (JsonDocument orders = JsonDocument.Parse(await (await filtered).TextAsync()))
+        {
+            Assert.Equal(1, orders.RootElement.GetProperty("statistics").GetProperty("series").GetInt32());
+            await page.WaitForSelectorAsync($"#chart-quantiles[data-as-of='{orders.RootElement.GetProperty("to").GetString()}']", new() { State = WaitForSelectorState.Attached });
+            Assert.Equal(JsonAnswers.LatestP99(orders.RootElement), JsonAnswers.PageNumber(await page.GetAttributeAsync("#chart-quantiles .latest", "data-value")));
+            Assert.Contains("queue=\"orders\"", await page.InnerTextAsync("#explorer-status"), StringComparison.Ordinal);
+        }
 
         // Another span: the page asks the service for it and redraws.
         Task<IResponse> answer = page.WaitForResponseAsync(r => r.Url.Contains("/api/v1/statistics", StringComparison.Ordinal) && r.Url.Contains("window=5m", StringComparison.Ordinal) && r.Url.Contains("metric=demo_queue_depth", StringComparison.Ordinal), new() { Timeout = PageSession.WaitMs });
