@@ -20,5 +20,6 @@ internal static class Program
         DemoCommand.Create(),
         ProduceCommand.Create(),
         TailCommand.Create(),
+        QueryCommand.Create(),
     };
 }

@@ -59,6 +59,14 @@ public class IngestServiceTests(SharedServer server)
         JsonElement all = await ServiceApi.GetJsonAsync(server.Client, $"/api/v1/statistics?metric={metric}&window=10m");
         Assert.Equal(103, all.GetProperty("statistics").GetProperty("count").GetInt64());
 
+        // query asks the service and prints a table.
+        await using (ServerProcess query = ServerProcess.Launch(["query", "--url", server.Address.ToString(), "--api-token", SharedServer.Token, "--metric", metric, "--window", "10m", "--group-by", "format"]))
+        {
+            Assert.True(await query.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, query.Output);
+            Assert.Matches(@"format=msgpack\s+100\s+50\.5\s", query.Output);
+            Assert.Matches(@"format=json\s+3\s+1\.58333\s", query.Output);
+        }
+
         // The metric list knows the metric and its label names.
         JsonElement list = await ServiceApi.GetJsonAsync(server.Client, $"/api/v1/metrics?search={metric}");
         JsonElement entry = Assert.Single(list.GetProperty("metrics").EnumerateArray());

@@ -42,6 +42,15 @@ public class RunCommandTests
         Assert.True(openBeforeStop || count == 1000, "the window had closed before the stop (the test proves nothing then)");
         Assert.Equal(1000, count);
         Assert.Equal(values.Sum(), sum);
+
+        // query reads the same store folder without a service.
+        await using ServerProcess query = ServerProcess.Launch(["query", "--data-dir", server.DataDirectory, "--metric", metric, "--window", "1h", "--json"]);
+        Assert.True(await query.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, query.Output);
+        using JsonDocument answer = JsonDocument.Parse(query.Output);
+        JsonElement statistics = answer.RootElement.GetProperty("statistics");
+        Assert.Equal(1000, statistics.GetProperty("count").GetInt64());
+        Assert.Equal(values.Sum(), statistics.GetProperty("sum").GetDouble());
+        Assert.Equal(499.5, statistics.GetProperty("max").GetDouble());
     }
 
     [Fact]

@@ -33,7 +33,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
     private Task _completion = Task.CompletedTask;
-    private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts;
+    private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts, _closeTimeouts;
     private int _assignedCount;
     private string? _lastCommitError;
     private bool _paused;
@@ -105,16 +105,34 @@ public sealed class KafkaPointSource : IAsyncDisposable
     /// Stops consuming, waits (bounded by <see cref="KafkaPointSourceOptions.RevokeTimeout"/>) for the
     /// partitions' points to be acknowledged, commits what is, and leaves the group.
     /// </summary>
+    /// <remarks>
+    /// Bounded: a consumer stuck inside librdkafka (a revoke under way, then its close) is waited for at most
+    /// twice the revoke timeout plus the close timeout; past that the stop returns, counts it in
+    /// <see cref="KafkaSourceMetrics.CloseTimeouts"/>, and leaves the consumer's thread to finish on its own.
+    /// </remarks>
     public async Task StopAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        TimeSpan bound = (2 * _options.RevokeTimeout) + _options.CloseTimeout + TimeSpan.FromSeconds(10);
         try
         {
-            await _completion.ConfigureAwait(false);
+            await _completion.WaitAsync(bound).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            CountCloseTimeout();
         }
         catch (Exception e) when (e is KafkaException or InvalidOperationException or ArgumentException)
         {
             // The fatal error is on Completion for whoever watches it; stopping is done either way.
+        }
+    }
+
+    private void CountCloseTimeout()
+    {
+        lock (_metricsGate)
+        {
+            _closeTimeouts++;
         }
     }
 
@@ -139,6 +157,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 Assignments = _assignments,
                 Revocations = _revocations,
                 RevokeTimeouts = _revokeTimeouts,
+                CloseTimeouts = _closeTimeouts,
                 AssignedPartitions = _assignedCount,
                 CommittedOffsets = new Dictionary<int, long>(_committed),
             };
@@ -147,7 +166,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
 
     private void Run(TaskCompletionSource done)
     {
-        IConsumer<byte[]?, byte[]?> consumer = _consumer!;
+        IConsumer<byte[]?, byte[]?>? consumer = _consumer!;
         try
         {
             consumer.Subscribe(_options.Topic);
@@ -177,7 +196,15 @@ public sealed class KafkaPointSource : IAsyncDisposable
             }
 
             OnRevoked([.. _partitions.Keys], commit: true);
-            consumer.Close();
+            LeaveAssignment(consumer, _options.CloseTimeout);
+            if (!CloseWithin(consumer, _options.CloseTimeout))
+            {
+                // librdkafka's close (leaving the group) can block during a rebalance: its handle is left
+                // open rather than disposed, since disposing would block the same way.
+                CountCloseTimeout();
+                consumer = null;
+            }
+
             done.SetResult();
         }
         catch (Exception e)
@@ -193,10 +220,42 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
         finally
         {
-            consumer.Dispose();
+            consumer?.Dispose();
             _deadLetters!.Flush(TimeSpan.FromSeconds(5));
             _deadLetters.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Unsubscribes and polls until the assignment is empty (at most <paramref name="timeout"/>), so the close
+    /// that follows has no partitions to revoke: a revoke callback run by librdkafka's close can block for ever
+    /// (the client asks for the rebalance protocol, which close no longer answers; librdkafka issue 4041).
+    /// Messages the polls return are not handled: they are past the committed offsets and are read again by
+    /// the partitions' next owner.
+    /// </summary>
+    private static void LeaveAssignment(IConsumer<byte[]?, byte[]?> consumer, TimeSpan timeout)
+    {
+        try
+        {
+            consumer.Unsubscribe();
+            long started = Stopwatch.GetTimestamp();
+            while (consumer.Assignment.Count > 0 && Stopwatch.GetElapsedTime(started) < timeout)
+            {
+                _ = consumer.Consume(TimeSpan.FromMilliseconds(20));
+            }
+        }
+        catch (KafkaException)
+        {
+            // Closing goes on regardless; it is bounded by its own timeout.
+        }
+    }
+
+    /// <summary>Closes the consumer (final revoke callback, leave the group) on a helper thread, waiting at most <paramref name="timeout"/>.</summary>
+    private static bool CloseWithin(IConsumer<byte[]?, byte[]?> consumer, TimeSpan timeout)
+    {
+        var closing = new Thread(consumer.Close) { IsBackground = true, Name = "kafka-source-close" };
+        closing.Start();
+        return closing.Join(timeout);
     }
 
     private void Handle(IConsumer<byte[]?, byte[]?> consumer, ConsumeResult<byte[]?, byte[]?> result)

@@ -47,6 +47,9 @@ public sealed record KafkaSourceMetrics
     /// <summary>Revokes or stops whose points were not all acknowledged within the revoke timeout (the rest is re-read by the next owner).</summary>
     public long RevokeTimeouts { get; init; }
 
+    /// <summary>Stops that went on without waiting longer for the consumer to close (see <see cref="KafkaPointSourceOptions.CloseTimeout"/>).</summary>
+    public long CloseTimeouts { get; init; }
+
     /// <summary>Partitions assigned now.</summary>
     public int AssignedPartitions { get; init; }
 

@@ -130,17 +130,21 @@ internal static class ApiEndpoints
         }
 
         DateTimeOffset to = time.GetUtcNow();
-        DateTimeOffset from = to - window;
-        LabelSet labels;
         try
         {
-            labels = LabelSet.Create([.. filter.Select(f => new Label(f.Key, f.Value))]);
+            return Results.Json(Query(queries, metric, filter, groupBy, to - window, to));
         }
         catch (ArgumentException)
         {
             return BadQuery("label.<name>", "names a label that is not valid (Prometheus data model).");
         }
+    }
 
+    /// <summary>Runs a statistics query (the HTTP endpoint and <c>query --data-dir</c> share it).</summary>
+    /// <exception cref="ArgumentException">A label of the filter is not valid.</exception>
+    public static StatisticsResponse Query(MetricStatisticsService queries, string metric, IReadOnlyDictionary<string, string> filter, IReadOnlyList<string> groupBy, DateTimeOffset from, DateTimeOffset to)
+    {
+        LabelSet labels = LabelSet.Create([.. filter.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => new Label(f.Key, f.Value))]);
         StatisticsData? statistics = null;
         List<GroupData> groups = [];
         if (groupBy.Count == 0)
@@ -162,7 +166,7 @@ internal static class ApiEndpoints
             }
         }
 
-        return Results.Json(new StatisticsResponse(metric, from, to, window.TotalSeconds, filter, groupBy, statistics, groups));
+        return new StatisticsResponse(metric, from, to, (to - from).TotalSeconds, filter, groupBy, statistics, groups);
     }
 
     /// <summary>A 400 naming the query parameter.</summary>
