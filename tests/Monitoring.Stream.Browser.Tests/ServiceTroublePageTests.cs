@@ -27,7 +27,7 @@ public sealed class ServiceTroublePageTests(BrowserFixture browser)
         Assert.Contains("kafka:", await check.InnerTextAsync(), StringComparison.Ordinal);
         ILocator kafkaSink = page.Locator("#sinks tbody tr", new() { HasText = "kafka:" });
         Assert.True(int.Parse(await kafkaSink.Locator("td.num").First.GetAttributeAsync("data-value") ?? "0", CultureInfo.InvariantCulture) > 0, "the stopped sink's queue depth is not shown above 0");
-        await session.ScreenshotAsync("page-stopped-sink-1280x800.png");
+        await session.ScreenshotAsync("page-kafka-down-1280x800.png");
 
         // What the page shows is what the endpoint says.
         using var http = new HttpClient { BaseAddress = service.BaseAddress, Timeout = TimeSpan.FromSeconds(10) };
@@ -46,7 +46,7 @@ public sealed class ServiceTroublePageTests(BrowserFixture browser)
 
         await session.Page.WaitForSelectorAsync("#health-badge[data-status='Degraded']", new() { State = WaitForSelectorState.Attached });
         await session.Page.WaitForSelectorAsync("#sinks td.state:not([data-state='Ok'])", new() { State = WaitForSelectorState.Attached });
-        await session.ScreenshotAsync("page-stopped-sink-1280x800.png");
+        await session.ScreenshotAsync("page-remote-write-down-1280x800.png");
 
         // What the page shows is what the endpoint says.
         using var http = new HttpClient { BaseAddress = service.BaseAddress, Timeout = TimeSpan.FromSeconds(10) };
