@@ -50,6 +50,13 @@ install_test_prerequisites() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
   fi
+  # The Python producer of docs/wire-format.md (tests/interop/produce_points.py) runs under Debian's
+  # python3 with Debian's msgpack and confluent-kafka modules.
+  if ! /usr/bin/python3 -c "import msgpack, confluent_kafka" >/dev/null 2>&1; then
+    echo "== installing python3-msgpack python3-confluent-kafka (Debian)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-msgpack python3-confluent-kafka
+  fi
   # The store's full-disk test mounts a small tmpfs and fills it: it needs mount/umount
   # (util-linux) and root or CAP_SYS_ADMIN; without them that test fails and says why.
   if ! command -v mount >/dev/null 2>&1 || ! command -v umount >/dev/null 2>&1; then

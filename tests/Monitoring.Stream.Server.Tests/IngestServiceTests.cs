@@ -188,6 +188,56 @@ public class IngestServiceTests(SharedServer server)
     }
 
     [Fact]
+    public async Task PostPoints_AllIngestSlotsBusy_Returns429WithRetryAfterAndIsCounted()
+    {
+        // One slot, waited for up to 1 s: a client that holds the slot with an unfinished body (cut off after 4 s)
+        // makes the others wait, then answers them 429.
+        await using ServerProcess own = await ServerProcess.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["MONITORING_STREAM__Server__IngestConcurrency"] = "1",
+            ["MONITORING_STREAM__Server__IngestQueueTimeout"] = "00:00:01",
+            ["MONITORING_STREAM__Server__RequestBodyGracePeriod"] = "00:00:04",
+            ["MONITORING_STREAM__SystemMetricsEnabled"] = "false",
+        });
+        using var client = new HttpClient { BaseAddress = own.Address, Timeout = TimeSpan.FromSeconds(30) };
+        using var slow = await ServiceApi.RawAsync(own.Address,
+            "POST /api/v1/points HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"points\":[");
+        HttpResponseMessage? busy = null;
+        var clock = Stopwatch.StartNew();
+        while (busy is null && clock.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            HttpResponseMessage response = await ServiceApi.PostAsync(client, ServiceApi.MessagePack(ServiceApi.UniqueMetric("busy"), [], [1], ServiceApi.Now), "application/x-msgpack");
+            if (response.StatusCode == HttpStatusCode.TooManyRequests)
+            {
+                busy = response;
+            }
+            else
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode); // sent before the slow one took the slot
+                response.Dispose();
+                await Task.Delay(50);
+            }
+        }
+
+        Assert.NotNull(busy);
+        using (busy)
+        {
+            Assert.Equal("1", busy.Headers.RetryAfter?.ToString());
+        }
+
+        string metrics = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Contains("monitoring_stream_http_ingest_refused_total{reason=\"busy\"} ", metrics, StringComparison.Ordinal);
+        Assert.DoesNotContain("monitoring_stream_http_ingest_refused_total{reason=\"busy\"} 0\n", metrics, StringComparison.Ordinal);
+
+        // Once the slow body is cut off (408, not a 429 of its own), the slot is free again.
+        string? cut = await ServiceApi.ReadUntilClosedAsync(slow, TimeSpan.FromSeconds(30));
+        Assert.NotNull(cut);
+        Assert.True(cut.Length == 0 || cut.StartsWith("HTTP/1.1 408", StringComparison.Ordinal), cut);
+        using HttpResponseMessage after = await ServiceApi.PostAsync(client, ServiceApi.MessagePack(ServiceApi.UniqueMetric("after_busy"), [], [1], ServiceApi.Now), "application/x-msgpack");
+        Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+    }
+
+    [Fact]
     public async Task Api_WithoutOrWithWrongToken_Returns401_HealthStaysOpen()
     {
         using HttpResponseMessage anonymous = await ServiceApi.PostAsync(server.Anonymous, ServiceApi.MessagePack("x", [], [1], ServiceApi.Now), "application/x-msgpack");

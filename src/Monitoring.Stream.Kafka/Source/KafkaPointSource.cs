@@ -29,6 +29,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly Dictionary<int, long> _committed = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ConsumerHealth _health = new();
     private IConsumer<byte[]?, byte[]?>? _consumer;
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
@@ -93,6 +94,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: true))
             .SetPartitionsLostHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: false))
             .SetLogHandler(static (_, _) => { })
+            .SetErrorHandler((_, error) => _health.OnError(error))
             .Build();
         _deadLetters = new ProducerBuilder<byte[]?, byte[]?>(producerConfig).SetLogHandler(static (_, _) => { }).Build();
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -139,6 +141,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     /// <summary>A snapshot of the source's counters.</summary>
     public KafkaSourceMetrics GetMetrics()
     {
+        (long errors, string? lastError, TimeSpan? sinceError, Dictionary<int, TimeSpan> sinceMessage) = _health.Snapshot();
         lock (_metricsGate)
         {
             return new KafkaSourceMetrics
@@ -160,6 +163,10 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 CloseTimeouts = _closeTimeouts,
                 AssignedPartitions = _assignedCount,
                 CommittedOffsets = new Dictionary<int, long>(_committed),
+                ConsumerErrors = errors,
+                LastConsumerError = lastError,
+                SinceLastConsumerError = sinceError,
+                SinceLastMessage = sinceMessage,
             };
         }
     }
@@ -265,6 +272,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             return;
         }
 
+        _health.OnMessage(result.Partition.Value);
         byte[] value = result.Message.Value ?? [];
         PointDecodeResult decoded = _decoder.Decode(value, partition.Writer);
         lock (_metricsGate)

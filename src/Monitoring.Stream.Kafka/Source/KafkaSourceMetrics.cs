@@ -55,4 +55,16 @@ public sealed record KafkaSourceMetrics
 
     /// <summary>The last committed offset per partition (the next offset to read).</summary>
     public required IReadOnlyDictionary<int, long> CommittedOffsets { get; init; }
+
+    /// <summary>Errors librdkafka reported on the consumer (a broker down or unreachable, a connection refused); it retries them itself.</summary>
+    public long ConsumerErrors { get; init; }
+
+    /// <summary>The last of those errors, code and reason, if any.</summary>
+    public string? LastConsumerError { get; init; }
+
+    /// <summary>How long ago the last consumer error was reported, if any.</summary>
+    public TimeSpan? SinceLastConsumerError { get; init; }
+
+    /// <summary>Per partition that delivered a message, how long ago its last message arrived: a partition whose leader is down stands out here.</summary>
+    public IReadOnlyDictionary<int, TimeSpan> SinceLastMessage { get; init; } = new Dictionary<int, TimeSpan>();
 }

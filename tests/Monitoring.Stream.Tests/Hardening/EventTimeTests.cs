@@ -181,6 +181,43 @@ public class EventTimeTests
         Assert.Equal(3, pipeline.GetMetrics().EmittedPoints);
     }
 
+    [Fact]
+    public async Task Watermark_SourceCreatedButNotYetWritten_HoldsTheWatermarkBeforeTheNextTick()
+    {
+        // Two Kafka partitions read unevenly: the first is read a minute ahead before the second's first
+        // message. The second's writer exists already, so its points must not find their windows closed,
+        // even though no tick (which also registers new sources) came in between.
+        var time = Scenario.Clock(Scenario.T0 + 120_000);
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(TenSecondWindows(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 10);
+        pipeline.Start();
+        using PointWriter first = pipeline.CreateWriter("partition-0");
+        using PointWriter second = pipeline.CreateWriter("partition-1");
+        long start = Now(time) - 60_000;
+        for (int i = 0; i < 600; i++)
+        {
+            Assert.Equal(RejectReason.None, first.Write(ids[i % 10], i, start + (i * 100)));
+        }
+
+        first.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        Assert.Equal(0, pipeline.GetMetrics().WindowsEmitted);
+
+        for (int i = 0; i < 600; i++)
+        {
+            Assert.Equal(RejectReason.None, second.Write(ids[i % 10], i, start + (i * 100)));
+        }
+
+        second.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.Equal(0, m.Late);
+        Assert.True(m.WindowsEmitted > 0, "both sources have written: the old windows close");
+        await pipeline.StopAsync().Within("stop");
+        Assert.Equal(1200, pipeline.GetMetrics().EmittedPoints);
+    }
+
     [Theory]
     [InlineData(long.MinValue, RejectReason.TimestampTooOld)]
     [InlineData(long.MinValue + 1, RejectReason.TimestampTooOld)]
