@@ -42,6 +42,14 @@ install_test_prerequisites() {
     echo "== installing npm interop readers"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # The browser tests (tests/Monitoring.Stream.Browser.Tests) drive Debian's headless Chromium at
+  # /usr/bin/chromium through Playwright's driver from the Microsoft.Playwright NuGet package; no browser
+  # is ever downloaded.
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "== installing chromium (Debian) for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  fi
   # The Python producer of docs/wire-format.md (tests/interop/produce_points.py) runs under Debian's
   # python3 with Debian's msgpack and confluent-kafka modules.
   if ! /usr/bin/python3 -c "import msgpack, confluent_kafka" >/dev/null 2>&1; then
