@@ -23,9 +23,19 @@ public sealed class DashboardDataService
     private readonly HealthCheckService? _health;
     private readonly HealthMetricsPublisher? _publisher;
     private readonly TimeProvider _time;
+    private readonly EngineHealthCheck? _engineHealth;
 
     /// <summary>Creates the service; without <paramref name="health"/> the health section is null.</summary>
-    public DashboardDataService(MetricStatisticsService queries, MetricsPipeline pipeline, HealthCheckService? health = null, HealthMetricsPublisher? publisher = null, TimeProvider? time = null)
+    /// <param name="queries">The statistics queries.</param>
+    /// <param name="pipeline">The engine.</param>
+    /// <param name="health">The health checks to run for the health section.</param>
+    /// <param name="publisher">Records each health report as metrics.</param>
+    /// <param name="time">The clock (default: the pipeline's).</param>
+    /// <param name="engineHealth">
+    /// The engine's health check among <paramref name="health"/>'s: when given, each sink's state is the one that
+    /// check worked out (a sink with windows pending and no progress is stalled), so the page and /health agree.
+    /// </param>
+    public DashboardDataService(MetricStatisticsService queries, MetricsPipeline pipeline, HealthCheckService? health = null, HealthMetricsPublisher? publisher = null, TimeProvider? time = null, EngineHealthCheck? engineHealth = null)
     {
         ArgumentNullException.ThrowIfNull(queries);
         ArgumentNullException.ThrowIfNull(pipeline);
@@ -34,6 +44,7 @@ public sealed class DashboardDataService
         _health = health;
         _publisher = publisher;
         _time = time ?? pipeline.Options.TimeProvider;
+        _engineHealth = engineHealth;
     }
 
     /// <summary>Gathers the dashboard data for the last <paramref name="window"/> (default one hour); runs the health checks now.</summary>
@@ -56,7 +67,11 @@ public sealed class DashboardDataService
                 new HealthCheckData(e.Key, e.Value.Status.ToString(), e.Value.Description, e.Value.Exception?.Message, e.Value.Duration.TotalMilliseconds))]);
         }
 
-        return new DashboardData(to, span.TotalSeconds, from, to, health, System(from, to), Requests(from, to, span), Documents(from, to), Engine(from, to));
+        // The engine check's verdict per sink, when it just ran: the same state /health reports.
+        Dictionary<string, SinkHealth>? judged = health is not null && _engineHealth is not null
+            ? _engineHealth.LastSinkStates.ToDictionary(s => s.Name, StringComparer.Ordinal)
+            : null;
+        return new DashboardData(to, span.TotalSeconds, from, to, health, System(from, to), Requests(from, to, span), Documents(from, to), Engine(from, to, judged));
     }
 
     private StatSummary? Stat(string metric, DateTimeOffset from, DateTimeOffset to) =>
@@ -94,7 +109,7 @@ public sealed class DashboardDataService
         return new DocumentData(all?.Count ?? 0, StatSummary.From(all), types);
     }
 
-    private EngineData Engine(DateTimeOffset from, DateTimeOffset to)
+    private EngineData Engine(DateTimeOffset from, DateTimeOffset to, Dictionary<string, SinkHealth>? judged)
     {
         PipelineMetrics m = _pipeline.GetMetrics();
         // Totals recorded as gauges: the increase over the window is the last recorded total less the smallest.
@@ -104,6 +119,6 @@ public sealed class DashboardDataService
         double? acceptedRate = accepted is { Count: > 1 } ? (accepted.Max - accepted.Min) / ((accepted.ToUnixMs - accepted.FromUnixMs) / 1000.0) : null;
         return new EngineData(m.Offered, m.Accepted, m.Rejected, m.Dropped, m.Late, m.WindowsEmitted, m.SeriesActive, acceptedRate,
             dropped is null ? null : dropped.Max - dropped.Min, late is null ? null : late.Max - late.Min,
-            [.. m.Sinks.Select(s => new SinkData(s.Name, s.State.ToString(), s.QueueDepth, s.BatchesWritten, s.BatchesFailed + s.BatchesDropped, s.Errors, s.LastError))]);
+            [.. m.Sinks.Select(s => new SinkData(s.Name, (judged is not null && judged.TryGetValue(s.Name, out SinkHealth? h) ? h.State : s.State).ToString(), s.QueueDepth, s.BatchesWritten, s.BatchesFailed + s.BatchesDropped, s.Errors, s.LastError))]);
     }
 }

@@ -72,7 +72,7 @@ public static class MonitoringStreamServiceCollectionExtensions
         services.TryAddSingleton(sp => new DocumentMetrics(sp.GetRequiredService<MetricsCollector>()));
         services.TryAddSingleton(sp => Options(sp).Http);
         services.TryAddSingleton(sp => new DashboardDataService(sp.GetRequiredService<MetricStatisticsService>(), sp.GetRequiredService<MetricsPipeline>(),
-            sp.GetService<HealthCheckService>(), sp.GetRequiredService<HealthMetricsPublisher>(), sp.GetRequiredService<TimeProvider>()));
+            sp.GetService<HealthCheckService>(), sp.GetRequiredService<HealthMetricsPublisher>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<EngineHealthCheck>()));
         services.AddHealthChecks().Add(new HealthCheckRegistration(EngineHealthCheckName, sp => sp.GetRequiredService<EngineHealthCheck>(), failureStatus: null, tags: ["monitoring-stream"]));
         services.AddHostedService<MonitoringStreamHostedService>();
         return services;
