@@ -212,6 +212,12 @@ public sealed partial class DdSketch
 
         public ulong ReadVarUInt()
         {
+            // PERF: most counts and gaps of a window's bins are below 128: one byte, no call.
+            if ((uint)_position < (uint)_source.Length && _source[_position] < 0x80)
+            {
+                return _source[_position++];
+            }
+
             if (!VarInt.TryRead(_source[_position..], out ulong value, out int length))
             {
                 throw new FormatException($"Malformed or truncated varint at byte {_position} of the sketch.");

@@ -805,4 +805,49 @@ public class DdSketchTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         Assert.Equal(10_000UL + (101 * 50), target.Count);
     }
+
+    [Fact]
+    public void Merge_CoveredBinsNearTheCountLimit_SaturateAndCountLikeOneByOne()
+    {
+        // Twenty dense bins (vector lanes and a scalar tail) at 2^32 - 2 each, merged with the same bins at 5
+        // and at 1: the first merge passes the limit in every bin (4 over each), the second in none.
+        static byte[] Dense(uint perBin, int bins)
+        {
+            var stores = new List<byte>();
+            AddVarUInt(stores, (ulong)bins);
+            stores.Add(0); // zigzag of first index 0
+            for (int i = 0; i < bins; i++)
+            {
+                AddVarUInt(stores, perBin);
+            }
+
+            stores.Add(0); // empty negative store
+            return Payload((ulong)perBin * (ulong)bins, 0, 1, 1.2, [.. stores]);
+        }
+
+        DdSketch target = DdSketch.Deserialize(Dense(uint.MaxValue - 2, 20));
+        target.Merge(DdSketch.Deserialize(Dense(1, 20)));
+        Assert.Equal(0UL, target.SaturatedCount);
+
+        target.Merge(DdSketch.Deserialize(Dense(5, 20)));
+
+        Assert.Equal(20UL * 4, target.SaturatedCount);
+        Assert.Equal(20UL * (uint.MaxValue - 2) + 20 + 100, target.Count);
+
+        DdSketch viaBytes = DdSketch.Deserialize(Dense(uint.MaxValue - 2, 20));
+        viaBytes.MergeSerialized(Dense(1, 20));
+        viaBytes.MergeSerialized(Dense(5, 20));
+        Assert.True(target.ContentEquals(viaBytes));
+        Assert.Equal(target.SaturatedCount, viaBytes.SaturatedCount);
+
+        static void AddVarUInt(List<byte> bytes, ulong value)
+        {
+            for (; value >= 0x80; value >>= 7)
+            {
+                bytes.Add((byte)(value | 0x80));
+            }
+
+            bytes.Add((byte)value);
+        }
+    }
 }
