@@ -2,6 +2,7 @@
 # One entry point for a fresh machine.
 #   ./build.sh build     compile everything (Release)
 #   ./build.sh test      install what the tests need, then run every test project
+#   ./build.sh run       build and start the service on its defaults (http://127.0.0.1:9400) with a small synthetic load
 #   ./build.sh demo      run the engine's main job on its embedded defaults
 #   ./build.sh bench     run the BenchmarkDotNet suite (pass a filter after it, e.g. '*Sketch*')
 #   ./build.sh load      run the end-to-end load harness against the OpenTelemetry SDK
@@ -41,6 +42,21 @@ install_test_prerequisites() {
     echo "== installing npm interop readers"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # The browser tests (tests/Monitoring.Stream.Browser.Tests) drive Debian's headless Chromium at
+  # /usr/bin/chromium through Playwright's driver from the Microsoft.Playwright NuGet package; no browser
+  # is ever downloaded.
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "== installing chromium (Debian) for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  fi
+  # The Python producer of docs/wire-format.md (tests/interop/produce_points.py) runs under Debian's
+  # python3 with Debian's msgpack and confluent-kafka modules.
+  if ! /usr/bin/python3 -c "import msgpack, confluent_kafka" >/dev/null 2>&1; then
+    echo "== installing python3-msgpack python3-confluent-kafka (Debian)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-msgpack python3-confluent-kafka
+  fi
   # The store's full-disk test mounts a small tmpfs and fills it: it needs mount/umount
   # (util-linux) and root or CAP_SYS_ADMIN; without them that test fails and says why.
   if ! command -v mount >/dev/null 2>&1 || ! command -v umount >/dev/null 2>&1; then
@@ -65,6 +81,9 @@ case "$cmd" in
       --blame-hang-timeout 10m --blame-hang-dump-type none \
       --logger "trx" --logger "console;verbosity=minimal" --results-directory "$results" "$@"
     ;;
+  run)
+    dotnet run --project src/Monitoring.Stream.Server -c "$configuration" -- run --demo-load "$@"
+    ;;
   demo)
     dotnet run --project src/Monitoring.Stream.Server -c "$configuration" -- demo "$@"
     ;;
@@ -75,7 +94,7 @@ case "$cmd" in
     dotnet run --project benchmarks/Monitoring.Stream.Benchmarks -c Release -- load "$@"
     ;;
   *)
-    echo "usage: $0 {build|test|demo|bench|load}" >&2
+    echo "usage: $0 {build|test|run|demo|bench|load}" >&2
     exit 2
     ;;
 esac

@@ -13,7 +13,7 @@ namespace Monitoring.Stream.Prometheus;
 /// <see cref="WriteAsync"/> encodes the window and queues its requests; lanes send them, retrying server and
 /// network errors with capped exponential backoff and jitter, dropping (and counting) what the receiver rejects.
 /// </summary>
-public sealed class RemoteWriteSink : IWindowSink
+public sealed class RemoteWriteSink : IWindowSink, IDeliveryStatus
 {
     private static readonly MediaTypeHeaderValue s_protobuf = new("application/x-protobuf");
 
@@ -81,6 +81,17 @@ public sealed class RemoteWriteSink : IWindowSink
             return Volatile.Read(ref _retryingLanes) > 0 ? RemoteWriteSinkState.Retrying : RemoteWriteSinkState.Ok;
         }
     }
+
+    /// <inheritdoc />
+    SinkState IDeliveryStatus.DeliveryState => State switch
+    {
+        RemoteWriteSinkState.Retrying => SinkState.Retrying,
+        RemoteWriteSinkState.Dropping => SinkState.Dropping,
+        _ => SinkState.Ok,
+    };
+
+    /// <inheritdoc />
+    string? IDeliveryStatus.DeliveryError => LastError;
 
     /// <summary>Samples encoded from windows so far.</summary>
     public long SamplesEncoded => Interlocked.Read(ref _samplesEncoded);

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
@@ -16,6 +17,26 @@ internal static class DemoCommand
     private const string Metric = "http_server_request_duration_seconds";
     private static readonly string[] s_routes = ["/api/orders", "/api/items", "/api/users", "/health", "/api/search"];
     private static readonly string[] s_methods = ["GET", "POST"];
+
+    /// <summary>The <c>demo</c> command and its options.</summary>
+    public static Command Create()
+    {
+        Option<long> points = CliOptions.Number("--points", "points to offer in all", 10_000_000, 1, long.MaxValue);
+        Option<long> series = CliOptions.Number("--series", "distinct series", 10_000, 1, 1_000_000);
+        Option<long> producers = CliOptions.Number("--producers", "producing threads", 2, 1, 64);
+        var dataDir = new Option<string>("--data-dir") { Description = "folder of the local Arrow store (files go to <data-dir>/windows)", DefaultValueFactory = _ => "data" };
+        Option<long> latePpm = CliOptions.Number("--late-ppm", "points per million sent 20 s late, beyond the lateness", 1000, 0, 1_000_000);
+        Option<long> maxFileMb = CliOptions.Number("--max-file-mb", "size in MiB at which the store starts a new Arrow file", 64, 1, 4096);
+        Option<Uri?> remoteWrite = CliOptions.HttpUrl("--remote-write-url", "also send every window by Prometheus remote write, e.g. http://127.0.0.1:8428/api/v1/write (VictoriaMetrics)");
+        var command = new Command("demo", "run the pipeline on its embedded defaults with a synthetic load, print progress and a summary, and leave Arrow files in the data folder")
+        {
+            points, series, producers, dataDir, latePpm, maxFileMb, remoteWrite,
+        };
+        command.SetAction((parse, _) => RunAsync(new DemoOptions(
+            parse.GetValue(points), (int)parse.GetValue(series), (int)parse.GetValue(producers), parse.GetValue(dataDir)!,
+            (int)parse.GetValue(latePpm), (int)parse.GetValue(maxFileMb), parse.GetValue(remoteWrite))));
+        return command;
+    }
 
     public static async Task<int> RunAsync(DemoOptions options)
     {

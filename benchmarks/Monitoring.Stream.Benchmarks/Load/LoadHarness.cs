@@ -23,7 +23,7 @@ namespace Monitoring.Stream.Benchmarks.Load;
 public static class LoadHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
-    private const int Producers = 2;
+    private static int s_producers = 2;
 
     public static int Run(string[] args)
     {
@@ -31,6 +31,8 @@ public static class LoadHarness
         int rounds = 3;
         string only = "all";
         int seconds = 60;
+        int[] seriesCounts = [1_000, 100_000];
+        string engine = "all";
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -40,6 +42,15 @@ public static class LoadHarness
                     break;
                 case "--rounds":
                     rounds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--producers":
+                    s_producers = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--engine" when args[i + 1] is "otel" or "resolved" or "bound" or "all":
+                    engine = args[i + 1];
+                    break;
+                case "--series":
+                    seriesCounts = [int.Parse(args[i + 1], CultureInfo.InvariantCulture)];
                     break;
                 case "--seconds":
                     seconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
@@ -72,34 +83,60 @@ public static class LoadHarness
             return 0;
         }
 
-        Console.WriteLine($"# load harness: {points:N0} timed points per run after a warm-up pass of a quarter of that, {Producers} producer threads, one untimed round then {rounds} rounds, median reported");
+        Console.WriteLine($"# load harness: {points:N0} timed points per run after a warm-up pass of a quarter of that, {s_producers} producer threads, one untimed round then {rounds} rounds, median reported");
         Console.WriteLine($"# {Environment.ProcessorCount} cores, .NET {Environment.Version}, server GC {System.Runtime.GCSettings.IsServerGC}");
         Console.WriteLine();
-        Console.WriteLine("| series | engine | points/s (median) | ratio to OpenTelemetry | allocated bytes/point while producing | of which batch-pool growth |");
-        Console.WriteLine("|---:|---|---:|---:|---:|---:|");
-        foreach (int series in new[] { 1_000, 100_000 })
+        Console.WriteLine("# CPU ns/point = process CPU time (all threads: producers, shards, GC) over the timed phase including the stop, divided by the points");
+        Console.WriteLine("| series | engine | points/s (median) | range | ratio to OpenTelemetry | CPU ns/point (median) | range | allocated bytes/point while producing | of which batch-pool growth |");
+        Console.WriteLine("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (int series in seriesCounts)
         {
             Label[][] labels = BuildLabels(series);
-            Workload work = Workload.Create(labels.Length, points / Producers);
+            Workload work = Workload.Create(labels.Length, points / s_producers);
             var otel = new List<Result>();
             var resolved = new List<Result>();
             var bound = new List<Result>();
 
             // One untimed round of each engine first: the first long run of a loop is when the JIT
             // replaces its code, and it made round 1 of the resolved path half as fast as the rest.
-            _ = RunOpenTelemetry(labels, work);
-            _ = RunPipeline(labels, work, boundHandles: false);
-            _ = RunPipeline(labels, work, boundHandles: true);
+            bool runOtel = engine is "all" or "otel", runResolved = engine is "all" or "resolved", runBound = engine is "all" or "bound";
+            if (runOtel)
+            {
+                _ = RunOpenTelemetry(labels, work);
+            }
+
+            if (runResolved)
+            {
+                _ = RunPipeline(labels, work, boundHandles: false);
+            }
+
+            if (runBound)
+            {
+                _ = RunPipeline(labels, work, boundHandles: true);
+            }
+
             for (int r = 0; r < rounds; r++)
             {
                 // Interleave the engines so drift of a shared machine hits all of them alike.
-                otel.Add(RunOpenTelemetry(labels, work));
-                resolved.Add(RunPipeline(labels, work, boundHandles: false));
-                bound.Add(RunPipeline(labels, work, boundHandles: true));
-                Console.Error.WriteLine($"  round {r + 1}/{rounds} at {series:N0} series: otel {otel[^1].PointsPerSecond:N0}/s, resolved {resolved[^1].PointsPerSecond:N0}/s, bound {bound[^1].PointsPerSecond:N0}/s");
+                if (runOtel)
+                {
+                    otel.Add(RunOpenTelemetry(labels, work));
+                }
+
+                if (runResolved)
+                {
+                    resolved.Add(RunPipeline(labels, work, boundHandles: false));
+                }
+
+                if (runBound)
+                {
+                    bound.Add(RunPipeline(labels, work, boundHandles: true));
+                }
+
+                Console.Error.WriteLine($"  round {r + 1}/{rounds} at {series:N0} series: otel {Describe(otel)}, resolved {Describe(resolved)}, bound {Describe(bound)}");
             }
 
-            double otelMedian = Median(otel.Select(x => x.PointsPerSecond));
+            double otelMedian = otel.Count > 0 ? Median(otel.Select(x => x.PointsPerSecond)) : double.NaN;
             Print(series, "OpenTelemetry SDK histogram (reference)", otel, otelMedian);
             Print(series, "Monitoring.Stream, labels resolved per call", resolved, otelMedian);
             Print(series, "Monitoring.Stream, bound series handles", bound, otelMedian);
@@ -118,7 +155,9 @@ public static class LoadHarness
         return 0;
     }
 
-    private sealed record Result(double PointsPerSecond, double AllocatedPerPoint, double PoolGrowthPerPoint = 0);
+    private sealed record Result(double PointsPerSecond, double AllocatedPerPoint, double CpuNsPerPoint, double PoolGrowthPerPoint = 0);
+
+    private static TimeSpan ProcessCpu() => Environment.CpuUsage.TotalTime;
 
     /// <summary>Per producer: a pre-drawn sequence of series indices and latency values, so every engine sees the same points.</summary>
     private sealed record Workload(int[][] Series, double[][] Values, long PerProducer)
@@ -126,9 +165,9 @@ public static class LoadHarness
         public static Workload Create(int seriesCount, long perProducer)
         {
             const int Length = 1 << 20;
-            var series = new int[Producers][];
-            var values = new double[Producers][];
-            for (int p = 0; p < Producers; p++)
+            var series = new int[s_producers][];
+            var values = new double[s_producers][];
+            for (int p = 0; p < s_producers; p++)
             {
                 var random = new Random(17 + p);
                 series[p] = new int[Length];
@@ -164,7 +203,7 @@ public static class LoadHarness
         SeriesId[] ids = [.. labels.Select(l => pipeline.Registry.GetOrAdd(Metric, l))];
         long ts = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         pipeline.Start();
-        PointWriter[] writers = [.. Enumerable.Range(0, Producers).Select(p => pipeline.CreateWriter("load-" + p, BackpressureMode.Wait))];
+        PointWriter[] writers = [.. Enumerable.Range(0, s_producers).Select(p => pipeline.CreateWriter("load-" + p, BackpressureMode.Wait))];
 
         void Produce(int p, long count)
         {
@@ -199,6 +238,7 @@ public static class LoadHarness
 
         long batchesBefore = pipeline.GetMetrics().BatchesAllocated;
         long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        TimeSpan cpu = ProcessCpu();
         var clock = Stopwatch.StartNew();
         RunProducers(p => Produce(p, work.PerProducer));
         long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
@@ -208,9 +248,10 @@ public static class LoadHarness
         long poolGrowthBytes = newBatches * ((options.BatchSize * 24L) + 88);
         pipeline.StopAsync().GetAwaiter().GetResult();
         clock.Stop();
+        cpu = ProcessCpu() - cpu;
 
-        long timed = work.PerProducer * Producers;
-        long total = timed + (work.PerProducer / 4 * Producers);
+        long timed = work.PerProducer * s_producers;
+        long total = timed + (work.PerProducer / 4 * s_producers);
         PipelineMetrics m = pipeline.GetMetrics();
         if (m.EmittedPoints != total)
         {
@@ -218,11 +259,11 @@ public static class LoadHarness
         }
 
         pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, Math.Min(poolGrowthBytes, allocatedWhileProducing) / (double)timed);
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed, Math.Min(poolGrowthBytes, allocatedWhileProducing) / (double)timed);
     }
 
     private static void RunProducers(Action<int> produce) =>
-        Task.WaitAll([.. Enumerable.Range(0, Producers).Select(p => Task.Factory.StartNew(() => produce(p), TaskCreationOptions.LongRunning))]);
+        Task.WaitAll([.. Enumerable.Range(0, s_producers).Select(p => Task.Factory.StartNew(() => produce(p), TaskCreationOptions.LongRunning))]);
 
     private static Result RunOpenTelemetry(Label[][] labels, Workload work)
     {
@@ -252,13 +293,15 @@ public static class LoadHarness
         RunProducers(p => Record(p, work.PerProducer / 4));
         Collect();
         long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        TimeSpan cpu = ProcessCpu();
         var clock = Stopwatch.StartNew();
         RunProducers(p => Record(p, work.PerProducer));
         long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         provider.ForceFlush();
         clock.Stop();
-        long timed = work.PerProducer * Producers;
-        long total = timed + (work.PerProducer / 4 * Producers);
+        cpu = ProcessCpu() - cpu;
+        long timed = work.PerProducer * s_producers;
+        long total = timed + (work.PerProducer / 4 * s_producers);
         long recorded = exported.Where(x => x.Name == Metric).Sum(x =>
         {
             long sum = 0;
@@ -274,15 +317,26 @@ public static class LoadHarness
             throw new InvalidOperationException($"OpenTelemetry recorded {recorded} of {total} points");
         }
 
-        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed);
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed);
     }
+
+    private static string Describe(List<Result> results) =>
+        results.Count == 0 ? "-" : $"{results[^1].PointsPerSecond:N0}/s {results[^1].CpuNsPerPoint:F0} ns";
 
     private static void Print(int series, string engine, List<Result> results, double otelMedian)
     {
+        if (results.Count == 0)
+        {
+            return;
+        }
+
         double median = Median(results.Select(r => r.PointsPerSecond));
+        double cpu = Median(results.Select(r => r.CpuNsPerPoint));
         double alloc = Median(results.Select(r => r.AllocatedPerPoint));
         double pool = Median(results.Select(r => r.PoolGrowthPerPoint));
-        Console.WriteLine($"| {series:N0} | {engine} | {median:N0} | {median / otelMedian:F2} | {alloc:F3} | {pool:F3} |");
+        string rate = $"{results.Min(r => r.PointsPerSecond) / 1e6:F1}-{results.Max(r => r.PointsPerSecond) / 1e6:F1} M";
+        string cost = $"{results.Min(r => r.CpuNsPerPoint):F0}-{results.Max(r => r.CpuNsPerPoint):F0}";
+        Console.WriteLine($"| {series:N0} | {engine} | {median:N0} | {rate} | {median / otelMedian:F2} | {cpu:F1} | {cost} | {alloc:F3} | {pool:F3} |");
     }
 
     private static double Median(IEnumerable<double> values)
@@ -374,7 +428,7 @@ public static class LoadHarness
     }
 
     /// <summary>
-    /// Producers in Wait mode over 1 s windows, and a sink that takes 2 s per window (each of two shards
+    /// s_producers in Wait mode over 1 s windows, and a sink that takes 2 s per window (each of two shards
     /// closes one a second: four times more than it can take), for a while: its queue fills, then the
     /// shards' queues, then everyone waits, so process memory must level off. Prints a sample every 5 s.
     /// </summary>
@@ -386,7 +440,7 @@ public static class LoadHarness
         var pipeline = new MetricsPipeline(options, [new Monitoring.Stream.Sinks.SinkRegistration(slow, new Monitoring.Stream.Sinks.SinkOptions { QueueCapacity = 8 })]);
         pipeline.Start();
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
-        Task[] producers = [.. Enumerable.Range(0, Producers).Select(p => Task.Factory.StartNew(() =>
+        Task[] producers = [.. Enumerable.Range(0, s_producers).Select(p => Task.Factory.StartNew(() =>
         {
             using PointWriter writer = pipeline.CreateWriter("overload-" + p, BackpressureMode.Wait);
             var random = new Random(p);
@@ -400,7 +454,7 @@ public static class LoadHarness
             }
         }, TaskCreationOptions.LongRunning))];
 
-        Console.WriteLine($"# overload: {Producers} producers (Wait) over {series:N0} series, 1 s windows, one sink taking 2 s per window (Block, queue of 8), {seconds} s");
+        Console.WriteLine($"# overload: {s_producers} producers (Wait) over {series:N0} series, 1 s windows, one sink taking 2 s per window (Block, queue of 8), {seconds} s");
         Console.WriteLine("| s | working set MiB | GC heap MiB | accepted | shard queue fill | sink queue | held state MiB |");
         Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|");
         var clock = Stopwatch.StartNew();

@@ -29,11 +29,12 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly Dictionary<int, long> _committed = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ConsumerHealth _health = new();
     private IConsumer<byte[]?, byte[]?>? _consumer;
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
     private Task _completion = Task.CompletedTask;
-    private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts;
+    private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts, _closeTimeouts;
     private int _assignedCount;
     private string? _lastCommitError;
     private bool _paused;
@@ -93,6 +94,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: true))
             .SetPartitionsLostHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: false))
             .SetLogHandler(static (_, _) => { })
+            .SetErrorHandler((_, error) => _health.OnError(error))
             .Build();
         _deadLetters = new ProducerBuilder<byte[]?, byte[]?>(producerConfig).SetLogHandler(static (_, _) => { }).Build();
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -105,12 +107,22 @@ public sealed class KafkaPointSource : IAsyncDisposable
     /// Stops consuming, waits (bounded by <see cref="KafkaPointSourceOptions.RevokeTimeout"/>) for the
     /// partitions' points to be acknowledged, commits what is, and leaves the group.
     /// </summary>
+    /// <remarks>
+    /// Bounded: a consumer stuck inside librdkafka (a revoke under way, then its close) is waited for at most
+    /// twice the revoke timeout plus the close timeout; past that the stop returns, counts it in
+    /// <see cref="KafkaSourceMetrics.CloseTimeouts"/>, and leaves the consumer's thread to finish on its own.
+    /// </remarks>
     public async Task StopAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        TimeSpan bound = (2 * _options.RevokeTimeout) + _options.CloseTimeout + TimeSpan.FromSeconds(10);
         try
         {
-            await _completion.ConfigureAwait(false);
+            await _completion.WaitAsync(bound).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            CountCloseTimeout();
         }
         catch (Exception e) when (e is KafkaException or InvalidOperationException or ArgumentException)
         {
@@ -118,9 +130,18 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
     }
 
+    private void CountCloseTimeout()
+    {
+        lock (_metricsGate)
+        {
+            _closeTimeouts++;
+        }
+    }
+
     /// <summary>A snapshot of the source's counters.</summary>
     public KafkaSourceMetrics GetMetrics()
     {
+        (long errors, string? lastError, TimeSpan? sinceError, Dictionary<int, TimeSpan> sinceMessage) = _health.Snapshot();
         lock (_metricsGate)
         {
             return new KafkaSourceMetrics
@@ -139,15 +160,20 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 Assignments = _assignments,
                 Revocations = _revocations,
                 RevokeTimeouts = _revokeTimeouts,
+                CloseTimeouts = _closeTimeouts,
                 AssignedPartitions = _assignedCount,
                 CommittedOffsets = new Dictionary<int, long>(_committed),
+                ConsumerErrors = errors,
+                LastConsumerError = lastError,
+                SinceLastConsumerError = sinceError,
+                SinceLastMessage = sinceMessage,
             };
         }
     }
 
     private void Run(TaskCompletionSource done)
     {
-        IConsumer<byte[]?, byte[]?> consumer = _consumer!;
+        IConsumer<byte[]?, byte[]?>? consumer = _consumer!;
         try
         {
             consumer.Subscribe(_options.Topic);
@@ -177,7 +203,15 @@ public sealed class KafkaPointSource : IAsyncDisposable
             }
 
             OnRevoked([.. _partitions.Keys], commit: true);
-            consumer.Close();
+            LeaveAssignment(consumer, _options.CloseTimeout);
+            if (!CloseWithin(consumer, _options.CloseTimeout))
+            {
+                // librdkafka's close (leaving the group) can block during a rebalance: its handle is left
+                // open rather than disposed, since disposing would block the same way.
+                CountCloseTimeout();
+                consumer = null;
+            }
+
             done.SetResult();
         }
         catch (Exception e)
@@ -193,10 +227,42 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
         finally
         {
-            consumer.Dispose();
+            consumer?.Dispose();
             _deadLetters!.Flush(TimeSpan.FromSeconds(5));
             _deadLetters.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Unsubscribes and polls until the assignment is empty (at most <paramref name="timeout"/>), so the close
+    /// that follows has no partitions to revoke: a revoke callback run by librdkafka's close can block for ever
+    /// (the client asks for the rebalance protocol, which close no longer answers; librdkafka issue 4041).
+    /// Messages the polls return are not handled: they are past the committed offsets and are read again by
+    /// the partitions' next owner.
+    /// </summary>
+    private static void LeaveAssignment(IConsumer<byte[]?, byte[]?> consumer, TimeSpan timeout)
+    {
+        try
+        {
+            consumer.Unsubscribe();
+            long started = Stopwatch.GetTimestamp();
+            while (consumer.Assignment.Count > 0 && Stopwatch.GetElapsedTime(started) < timeout)
+            {
+                _ = consumer.Consume(TimeSpan.FromMilliseconds(20));
+            }
+        }
+        catch (KafkaException)
+        {
+            // Closing goes on regardless; it is bounded by its own timeout.
+        }
+    }
+
+    /// <summary>Closes the consumer (final revoke callback, leave the group) on a helper thread, waiting at most <paramref name="timeout"/>.</summary>
+    private static bool CloseWithin(IConsumer<byte[]?, byte[]?> consumer, TimeSpan timeout)
+    {
+        var closing = new Thread(consumer.Close) { IsBackground = true, Name = "kafka-source-close" };
+        closing.Start();
+        return closing.Join(timeout);
     }
 
     private void Handle(IConsumer<byte[]?, byte[]?> consumer, ConsumeResult<byte[]?, byte[]?> result)
@@ -206,6 +272,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             return;
         }
 
+        _health.OnMessage(result.Partition.Value);
         byte[] value = result.Message.Value ?? [];
         PointDecodeResult decoded = _decoder.Decode(value, partition.Writer);
         lock (_metricsGate)

@@ -29,6 +29,13 @@ public sealed class KafkaPointSourceOptions
     /// <summary>Longest wait, on a revoke or a stop, for a partition's points to be acknowledged before committing what is (default 30 s).</summary>
     public TimeSpan RevokeTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Longest wait, when stopping, for the consumer to leave the group after the final commit (default 10 s).
+    /// librdkafka's close can block during a rebalance; past this the stop goes on without it and counts it
+    /// (<see cref="KafkaSourceMetrics.CloseTimeouts"/>): the group notices the member gone by its session timeout.
+    /// </summary>
+    public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Shard queue fill (0..1) at which the source pauses its partitions (default 0.75).</summary>
     public double PauseAtQueueFill { get; set; } = 0.75;
 
@@ -53,7 +60,7 @@ public sealed class KafkaPointSourceOptions
         ArgumentException.ThrowIfNullOrWhiteSpace(GroupId);
         ArgumentNullException.ThrowIfNull(Limits);
         Limits.Validate();
-        if (CommitInterval <= TimeSpan.Zero || DeadLetterTimeout <= TimeSpan.Zero || RevokeTimeout <= TimeSpan.Zero || BackpressureCheckInterval <= TimeSpan.Zero)
+        if (CommitInterval <= TimeSpan.Zero || DeadLetterTimeout <= TimeSpan.Zero || RevokeTimeout <= TimeSpan.Zero || CloseTimeout <= TimeSpan.Zero || BackpressureCheckInterval <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(CommitInterval), "Intervals and timeouts must be positive.");
         }

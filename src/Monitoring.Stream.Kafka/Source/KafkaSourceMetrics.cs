@@ -47,9 +47,24 @@ public sealed record KafkaSourceMetrics
     /// <summary>Revokes or stops whose points were not all acknowledged within the revoke timeout (the rest is re-read by the next owner).</summary>
     public long RevokeTimeouts { get; init; }
 
+    /// <summary>Stops that went on without waiting longer for the consumer to close (see <see cref="KafkaPointSourceOptions.CloseTimeout"/>).</summary>
+    public long CloseTimeouts { get; init; }
+
     /// <summary>Partitions assigned now.</summary>
     public int AssignedPartitions { get; init; }
 
     /// <summary>The last committed offset per partition (the next offset to read).</summary>
     public required IReadOnlyDictionary<int, long> CommittedOffsets { get; init; }
+
+    /// <summary>Errors librdkafka reported on the consumer (a broker down or unreachable, a connection refused); it retries them itself.</summary>
+    public long ConsumerErrors { get; init; }
+
+    /// <summary>The last of those errors, code and reason, if any.</summary>
+    public string? LastConsumerError { get; init; }
+
+    /// <summary>How long ago the last consumer error was reported, if any.</summary>
+    public TimeSpan? SinceLastConsumerError { get; init; }
+
+    /// <summary>Per partition that delivered a message, how long ago its last message arrived: a partition whose leader is down stands out here.</summary>
+    public IReadOnlyDictionary<int, TimeSpan> SinceLastMessage { get; init; } = new Dictionary<int, TimeSpan>();
 }

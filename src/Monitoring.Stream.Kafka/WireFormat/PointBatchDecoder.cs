@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Unicode;
 using MessagePack;
@@ -55,7 +56,14 @@ public sealed class PointBatchDecoder
 
     /// <summary>Checks a message whole, then writes its points to <paramref name="writer"/>.</summary>
     /// <returns>The error that refused the whole message, or the points written and refused.</returns>
-    public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer)
+    public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer) => Decode(message, writer, []);
+
+    /// <summary>
+    /// Like <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/>, and adds each refused point to
+    /// <paramref name="refusedByReason"/> at the index of its <see cref="RejectReason"/> (a span too short for a reason is skipped).
+    /// </summary>
+    /// <returns>The error that refused the whole message, or the points written and refused.</returns>
+    public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer, Span<int> refusedByReason)
     {
         ArgumentNullException.ThrowIfNull(writer);
         PointDecodeResult parsed = Parse(message, out int points, out int seriesCount);
@@ -70,13 +78,13 @@ public sealed class PointBatchDecoder
             return new PointDecodeResult(error, 0, 0, -1);
         }
 
-        return new PointDecodeResult(PointDecodeError.None, points, WritePoints(writer, points), -1);
+        return new PointDecodeResult(PointDecodeError.None, points, WritePoints(writer, points, refusedByReason), -1);
     }
 
-    /// <summary>Checks a message whole without writing it: the error a <see cref="Decode"/> would report before writing.</summary>
+    /// <summary>Checks a message whole without writing it: the error a <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/> would report before writing.</summary>
     public PointDecodeResult Validate(ReadOnlyMemory<byte> message) => Parse(message, out _, out _);
 
-    private int WritePoints(PointWriter writer, int count)
+    private int WritePoints(PointWriter writer, int count, Span<int> refusedByReason)
     {
         // PERF: the per-point loop is an array walk and one writer call; the series id was resolved
         // once per series entry of the message, not per point.
@@ -94,6 +102,10 @@ public sealed class PointBatchDecoder
             if (reason != RejectReason.None)
             {
                 refused++;
+                if ((uint)reason < (uint)refusedByReason.Length)
+                {
+                    refusedByReason[(int)reason]++;
+                }
             }
         }
 
@@ -115,33 +127,35 @@ public sealed class PointBatchDecoder
         }
 
         var reader = new MessagePackReader(message);
+        long readerStart = 0;
         try
         {
-            PointDecodeError error = ParseMessage(ref reader, message.Span, out points, out seriesCount);
-            return error == PointDecodeError.None ? new PointDecodeResult(PointDecodeError.None, points, 0, -1) : Fail(error, reader.Consumed);
+            PointDecodeError error = ParseMessage(ref reader, message, ref readerStart, out points, out seriesCount);
+            return error == PointDecodeError.None ? new PointDecodeResult(PointDecodeError.None, points, 0, -1) : Fail(error, readerStart + reader.Consumed);
         }
         catch (EndOfStreamException)
         {
-            return Fail(PointDecodeError.Truncated, reader.Consumed);
+            return Fail(PointDecodeError.Truncated, readerStart + reader.Consumed);
         }
         catch (MessagePackSerializationException)
         {
-            return Fail(PointDecodeError.UnexpectedType, reader.Consumed);
+            return Fail(PointDecodeError.UnexpectedType, readerStart + reader.Consumed);
         }
         catch (OverflowException)
         {
-            return Fail(PointDecodeError.IndexOutOfRange, reader.Consumed);
+            return Fail(PointDecodeError.IndexOutOfRange, readerStart + reader.Consumed);
         }
         catch (InsufficientExecutionStackException)
         {
-            return Fail(PointDecodeError.NestingTooDeep, reader.Consumed);
+            return Fail(PointDecodeError.NestingTooDeep, readerStart + reader.Consumed);
         }
     }
 
     private static PointDecodeResult Fail(PointDecodeError error, long offset) => new(error, 0, 0, offset);
 
-    private PointDecodeError ParseMessage(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int points, out int seriesCount)
+    private PointDecodeError ParseMessage(ref MessagePackReader reader, ReadOnlyMemory<byte> message, ref long readerStart, out int points, out int seriesCount)
     {
+        ReadOnlySpan<byte> bytes = message.Span;
         points = 0;
         seriesCount = 0;
         PointDecodeError error = ReadArrayHeader(ref reader, bytes.Length, int.MaxValue, PointDecodeError.None, out int topLevel);
@@ -188,14 +202,23 @@ public sealed class PointBatchDecoder
 
         if (error == PointDecodeError.None)
         {
-            error = ParsePoints(ref reader, bytes.Length, seriesCount, baseTimestamp, out points);
+            error = ParsePoints(ref reader, bytes.Length, out points);
+            if (error == PointDecodeError.None)
+            {
+                // PERF: the points, the bulk of a message, are read straight from the span (ReadPoints); the
+                // MessagePackReader takes over again after them, for appended elements and the end check.
+                int position = (int)reader.Consumed;
+                error = ReadPoints(bytes, ref position, points, seriesCount, baseTimestamp);
+                readerStart = position;
+                reader = new MessagePackReader(message[position..]);
+            }
         }
 
         // Later minor additions to version 1 may append elements: they are skipped, within the depth limit.
         for (int i = PointMessageFormat.TopLevelElements; i < topLevel && error == PointDecodeError.None; i++)
         {
             reader.Depth = 1;
-            error = Skip(ref reader, bytes.Length);
+            error = Skip(ref reader, bytes.Length - (int)readerStart);
         }
 
         if (error == PointDecodeError.None && !reader.End)
@@ -432,7 +455,8 @@ public sealed class PointBatchDecoder
         return PointDecodeError.None;
     }
 
-    private PointDecodeError ParsePoints(ref MessagePackReader reader, int length, int seriesCount, long baseTimestamp, out int count)
+    /// <summary>Reads the points array's header; the points themselves are read by <see cref="ReadPoints"/>.</summary>
+    private PointDecodeError ParsePoints(ref MessagePackReader reader, int length, out int count)
     {
         count = 0;
         int limit = _limits.MaxPointsPerMessage > int.MaxValue / 3 ? int.MaxValue : _limits.MaxPointsPerMessage * 3;
@@ -449,30 +473,188 @@ public sealed class PointBatchDecoder
 
         count = elements / PointMessageFormat.ElementsPerPoint;
         EnsureCapacity(ref _points, count);
+        return PointDecodeError.None;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="count"/> points (series index, timestamp delta, value) from <paramref name="bytes"/> at
+    /// <paramref name="position"/>, which ends after the last one read; on an error it stays at the bad element.
+    /// </summary>
+    private PointDecodeError ReadPoints(ReadOnlySpan<byte> bytes, ref int position, int count, int seriesCount, long baseTimestamp)
+    {
         DecodedPoint[] points = _points;
         for (int i = 0; i < count; i++)
         {
-            long series = reader.ReadInt64();
-            if ((ulong)series >= (ulong)seriesCount)
+            int start = position;
+            PointDecodeError error = ReadInteger(bytes, ref position, out long series);
+            if (error != PointDecodeError.None || (ulong)series >= (ulong)seriesCount)
             {
-                return PointDecodeError.IndexOutOfRange;
+                position = start;
+                return error != PointDecodeError.None ? error : PointDecodeError.IndexOutOfRange;
             }
 
-            long delta = reader.ReadInt64();
+            start = position;
+            error = ReadInteger(bytes, ref position, out long delta);
             long timestamp = baseTimestamp + delta;
             // Overflow iff both operands share a sign that the result does not.
-            if (((baseTimestamp ^ timestamp) & (delta ^ timestamp)) < 0)
+            if (error == PointDecodeError.None && ((baseTimestamp ^ timestamp) & (delta ^ timestamp)) < 0)
             {
-                return PointDecodeError.TimestampOverflow;
+                error = PointDecodeError.TimestampOverflow;
+            }
+
+            if (error != PointDecodeError.None)
+            {
+                position = start;
+                return error;
+            }
+
+            start = position;
+            error = ReadValue(bytes, ref position, out double value);
+            if (error != PointDecodeError.None)
+            {
+                position = start;
+                return error;
             }
 
             ref DecodedPoint point = ref points[i];
             point.Series = (int)series;
             point.TimestampUnixMs = timestamp;
-            point.Value = reader.ReadDouble();
+            point.Value = value;
         }
 
         return PointDecodeError.None;
+    }
+
+    /// <summary>Reads a MessagePack integer of any width that fits in 64 signed bits (a larger uint64 is <see cref="PointDecodeError.IndexOutOfRange"/>, as before).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static PointDecodeError ReadInteger(ReadOnlySpan<byte> bytes, ref int position, out long value)
+    {
+        if ((uint)position < (uint)bytes.Length)
+        {
+            byte code = bytes[position];
+            if (code <= MessagePackCode.MaxFixInt)
+            {
+                value = code;
+                position++;
+                return PointDecodeError.None;
+            }
+
+            if (code >= MessagePackCode.MinNegativeFixInt)
+            {
+                value = (sbyte)code;
+                position++;
+                return PointDecodeError.None;
+            }
+        }
+
+        return ReadIntegerSlow(bytes, ref position, out value);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static PointDecodeError ReadIntegerSlow(ReadOnlySpan<byte> bytes, ref int position, out long value)
+    {
+        value = 0;
+        if ((uint)position >= (uint)bytes.Length)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        byte code = bytes[position];
+        int size = code switch
+        {
+            MessagePackCode.UInt8 or MessagePackCode.Int8 => 1,
+            MessagePackCode.UInt16 or MessagePackCode.Int16 => 2,
+            MessagePackCode.UInt32 or MessagePackCode.Int32 => 4,
+            MessagePackCode.UInt64 or MessagePackCode.Int64 => 8,
+            _ => 0,
+        };
+        if (size == 0)
+        {
+            return PointDecodeError.UnexpectedType;
+        }
+
+        if (bytes.Length - position - 1 < size)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        ReadOnlySpan<byte> payload = bytes.Slice(position + 1, size);
+        switch (code)
+        {
+            case MessagePackCode.UInt8: value = payload[0]; break;
+            case MessagePackCode.UInt16: value = BinaryPrimitives.ReadUInt16BigEndian(payload); break;
+            case MessagePackCode.UInt32: value = BinaryPrimitives.ReadUInt32BigEndian(payload); break;
+            case MessagePackCode.UInt64:
+                ulong unsigned = BinaryPrimitives.ReadUInt64BigEndian(payload);
+                if (unsigned > long.MaxValue)
+                {
+                    return PointDecodeError.IndexOutOfRange;
+                }
+
+                value = (long)unsigned;
+                break;
+            case MessagePackCode.Int8: value = (sbyte)payload[0]; break;
+            case MessagePackCode.Int16: value = BinaryPrimitives.ReadInt16BigEndian(payload); break;
+            case MessagePackCode.Int32: value = BinaryPrimitives.ReadInt32BigEndian(payload); break;
+            default: value = BinaryPrimitives.ReadInt64BigEndian(payload); break;
+        }
+
+        position += 1 + size;
+        return PointDecodeError.None;
+    }
+
+    /// <summary>Reads a value: float64, float32 or any integer (JavaScript and Python write integral numbers as integers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static PointDecodeError ReadValue(ReadOnlySpan<byte> bytes, ref int position, out double value)
+    {
+        if ((uint)position < (uint)bytes.Length && bytes[position] == MessagePackCode.Float64 && bytes.Length - position >= 9)
+        {
+            value = BinaryPrimitives.ReadDoubleBigEndian(bytes.Slice(position + 1, 8));
+            position += 9;
+            return PointDecodeError.None;
+        }
+
+        return ReadValueSlow(bytes, ref position, out value);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static PointDecodeError ReadValueSlow(ReadOnlySpan<byte> bytes, ref int position, out double value)
+    {
+        value = 0;
+        if ((uint)position >= (uint)bytes.Length)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        byte code = bytes[position];
+        if (code is MessagePackCode.Float64 or MessagePackCode.Float32)
+        {
+            int size = code == MessagePackCode.Float64 ? 8 : 4;
+            if (bytes.Length - position - 1 < size)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            value = size == 8 ? BinaryPrimitives.ReadDoubleBigEndian(bytes.Slice(position + 1, 8)) : BinaryPrimitives.ReadSingleBigEndian(bytes.Slice(position + 1, 4));
+            position += 1 + size;
+            return PointDecodeError.None;
+        }
+
+        if (code == MessagePackCode.UInt64)
+        {
+            if (bytes.Length - position < 9)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            value = BinaryPrimitives.ReadUInt64BigEndian(bytes.Slice(position + 1, 8));
+            position += 9;
+            return PointDecodeError.None;
+        }
+
+        PointDecodeError error = ReadInteger(bytes, ref position, out long integer);
+        value = integer;
+        return error;
     }
 
     private PointDecodeError ResolveSeries(ReadOnlySpan<byte> bytes, int count)

@@ -49,7 +49,12 @@ public sealed class PointWriter : IDisposable
     private int _gate;
     private long _maxTimestamp;
     private long _minTimestamp;
-    private long _maxEventTime = long.MinValue;
+    private readonly long _outlierGapMs;
+    /// <summary>The newest timestamp written, and the newest but one (the outlier rule: see <see cref="Progress"/>).</summary>
+    private long _newestEventTime = long.MinValue;
+    private long _secondEventTime = long.MinValue;
+    private bool _newestAheadOfClock;
+    private long _clockMs;
     private long _lastFlush;
     private int _sinceClockCheck;
     private bool _wroteSinceFlush;
@@ -73,6 +78,7 @@ public sealed class PointWriter : IDisposable
         _time = settings.TimeProvider;
         _maxFutureSkewMs = settings.MaxFutureSkewMs;
         _maxAgeMs = settings.MaxPointAgeMs;
+        _outlierGapMs = settings.LatenessMs;
         _flushIntervalTicks = (long)(settings.ProducerFlushInterval.TotalSeconds * _time.TimestampFrequency);
         Source = source;
         Mode = mode;
@@ -141,14 +147,47 @@ public sealed class PointWriter : IDisposable
         }
 
         _counters.Offered++;
-        if (timestampUnixMs > _maxEventTime)
+        if (timestampUnixMs > _secondEventTime)
         {
-            _maxEventTime = timestampUnixMs;
+            NoteEventTime(timestampUnixMs);
         }
 
         Append(series, value, timestampUnixMs);
         Volatile.Write(ref _gate, 0);
         return RejectReason.None;
+    }
+
+    /// <summary>Keeps the two newest timestamps written; called only for one newer than the second newest.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void NoteEventTime(long timestampUnixMs)
+    {
+        if (timestampUnixMs > _newestEventTime)
+        {
+            _secondEventTime = _newestEventTime;
+            _newestEventTime = timestampUnixMs;
+            _newestAheadOfClock = timestampUnixMs > _clockMs;
+        }
+        else
+        {
+            _secondEventTime = timestampUnixMs;
+        }
+    }
+
+    /// <summary>
+    /// The source's event-time progress: its newest timestamp, never past the engine's clock, unless that
+    /// point was stamped ahead of the clock and stands alone more than the allowed lateness ahead of the
+    /// source's next newest (an outlier: the second newest counts until another point confirms the jump).
+    /// </summary>
+    private long Progress(long now)
+    {
+        long newest = _newestEventTime;
+        long second = _secondEventTime;
+        if (_newestAheadOfClock && second != long.MinValue && newest - second > _outlierGapMs)
+        {
+            newest = second;
+        }
+
+        return Math.Min(newest, now);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -224,9 +263,9 @@ public sealed class PointWriter : IDisposable
             return reason;
         }
 
-        if (timestampUnixMs > _maxEventTime)
+        if (timestampUnixMs > _secondEventTime)
         {
-            _maxEventTime = timestampUnixMs;
+            NoteEventTime(timestampUnixMs);
         }
 
         Append(series, value, timestampUnixMs);
@@ -325,6 +364,7 @@ public sealed class PointWriter : IDisposable
         }
 
         long now = NowMs();
+        _clockMs = now;
         _maxTimestamp = now > long.MaxValue - _maxFutureSkewMs ? long.MaxValue : now + _maxFutureSkewMs;
         _minTimestamp = now < long.MinValue + _maxAgeMs ? long.MinValue : now - _maxAgeMs;
     }
@@ -390,7 +430,7 @@ public sealed class PointWriter : IDisposable
     {
         batch.Origin = _counters;
         batch.Seq = _sentSeq[shard] + 1;
-        batch.Progress = Math.Min(_maxEventTime, now);
+        batch.Progress = Progress(now);
         batch.SentAt = now;
     }
 

@@ -79,7 +79,10 @@ internal sealed class SinkRunner
 
     public long Timeouts => Interlocked.Read(ref _timeouts);
 
-    public string? LastError => Volatile.Read(ref _lastError);
+    /// <summary>A failing delivery's error while it fails (see <see cref="IDeliveryStatus"/>), else the last failed write's.</summary>
+    public string? LastError => _sink is IDeliveryStatus { DeliveryState: not SinkState.Ok, DeliveryError: string delivery }
+        ? delivery
+        : Volatile.Read(ref _lastError) ?? (_sink as IDeliveryStatus)?.DeliveryError;
 
     public long BatchesAbandoned => Interlocked.Read(ref _batchesAbandoned);
 
@@ -101,7 +104,14 @@ internal sealed class SinkRunner
                 return SinkState.Dropping;
             }
 
-            return Volatile.Read(ref _retrying) != 0 ? SinkState.Retrying : SinkState.Ok;
+            SinkState own = Volatile.Read(ref _retrying) != 0 ? SinkState.Retrying : SinkState.Ok;
+            SinkState delivery = _sink is IDeliveryStatus status ? status.DeliveryState : SinkState.Ok;
+            return delivery switch
+            {
+                SinkState.Dropping => SinkState.Dropping,
+                SinkState.Retrying => SinkState.Retrying,
+                _ => own,
+            };
         }
     }
 

@@ -44,6 +44,7 @@ internal sealed class ShardAggregator
     private readonly int _maxBins;
     private readonly Func<WindowBuffer, int, long, Action<Sinks.WindowBatch, bool>, ValueTask> _emit;
     private readonly Func<SourceCounters[]> _liveSources;
+    private SourceCounters[]? _knownLiveSources;
     private readonly ConcurrentDictionary<string, long> _lateByMetric;
     private readonly List<WindowBuffer> _open = [];
     private readonly Stack<WindowBuffer> _free = new();
@@ -418,8 +419,33 @@ internal sealed class ShardAggregator
         return source;
     }
 
+    /// <summary>
+    /// Registers the sources created since this shard last looked (one reference compare when there are none),
+    /// so a source holds the watermark from its creation on, not from its first batch here: otherwise the
+    /// batches of the others (another Kafka partition read first) could close the windows its points belong to.
+    /// A retired source needs no hold.
+    /// </summary>
+    private void NoticeNewSources()
+    {
+        SourceCounters[] live = _liveSources();
+        if (ReferenceEquals(live, _knownLiveSources))
+        {
+            return;
+        }
+
+        _knownLiveSources = live;
+        foreach (SourceCounters counters in live)
+        {
+            if (!counters.Retired)
+            {
+                GetSource(counters);
+            }
+        }
+    }
+
     private void OnSourceBatch(PointBatch batch, long maxEnd)
     {
+        NoticeNewSources();
         ShardSource source = GetSource(batch.Origin!);
         source.Idle = false;
         source.LastSeen = Math.Max(source.LastSeen, batch.SentAt);

@@ -73,6 +73,7 @@ public class KafkaEndToEndTests
 
             Assert.Equal(messages, sources.Sum(s => s.GetMetrics().Messages));
             Assert.All(sources, s => Assert.Empty(s.GetMetrics().DeadLettered));
+            Assert.All(sources, s => Assert.Equal(0, s.GetMetrics().CloseTimeouts));
         }
         finally
         {

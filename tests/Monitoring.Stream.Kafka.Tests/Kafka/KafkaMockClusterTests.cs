@@ -28,4 +28,23 @@ public class KafkaMockClusterTests
         Assert.Equal(("hello", 2), (result.Message.Value, result.Partition.Value));
         consumer.Close();
     }
+
+    [Fact]
+    public void SetBrokerDown_PartitionLeader_DeliveryWaitsUntilItIsUp()
+    {
+        using var cluster = new KafkaMockCluster();
+        cluster.EnsureTopic("faulty");
+        cluster.SetPartitionLeader("faulty", 0, 2);
+        Assert.Equal(2, cluster.LeaderOf("faulty", 0));
+        using IProducer<Null, string> producer = new ProducerBuilder<Null, string>(new ProducerConfig { BootstrapServers = cluster.BootstrapServers })
+            .SetLogHandler(static (_, _) => { }).Build();
+        producer.Produce(new TopicPartition("faulty", 0), new Message<Null, string> { Value = "before" });
+        Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(10)));
+
+        cluster.SetBrokerDown(2);
+        producer.Produce(new TopicPartition("faulty", 0), new Message<Null, string> { Value = "during" });
+        Assert.Equal(1, producer.Flush(TimeSpan.FromSeconds(2)));
+        cluster.SetBrokerUp(2);
+        Assert.Equal(0, producer.Flush(TimeSpan.FromSeconds(20)));
+    }
 }

@@ -115,6 +115,109 @@ public class EventTimeTests
         Assert.True(outlier.WindowStartMs <= outlierTs && outlierTs < outlier.WindowEndMs);
     }
 
+    [Fact]
+    public async Task Watermark_SourceSixtySecondsBehindWithOneOutlierNineMinutesAhead_NextPointsNotLate()
+    {
+        // The clock cap alone protects live sources only: for a source 60 s behind, "now" is 60 s ahead of
+        // its points. The outlier stands alone more than the lateness ahead of the source's other points,
+        // so it does not count as progress until another point confirms the jump.
+        var time = Scenario.Clock(Scenario.T0 + 120_000);
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(TenSecondWindows(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 10);
+        pipeline.Start();
+        using PointWriter writer = pipeline.CreateWriter("replay");
+
+        Assert.Equal(RejectReason.None, writer.Write(ids[1], 1, Now(time) - 60_000));
+        long outlierTs = Now(time) + (9 * 60_000);
+        Assert.Equal(RejectReason.None, writer.Write(ids[0], 1e6, outlierTs));
+        writer.Flush();
+        for (int i = 0; i < 1000; i++)
+        {
+            Assert.Equal(RejectReason.None, writer.Write(ids[i % 10], i, Now(time) - 60_000));
+            if (i % 50 == 49)
+            {
+                writer.Flush();
+                time.Advance(TimeSpan.FromMilliseconds(500));
+            }
+        }
+
+        await pipeline.DrainAsync().Within("drain");
+        Assert.Equal(0, pipeline.GetMetrics().Late);
+        await pipeline.StopAsync().Within("stop");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Identities.AssertStopped(m);
+        Assert.Equal(0, m.Late);
+        Assert.Equal(1002, m.EmittedPoints);
+        WindowRow outlier = Assert.Single(sink.Rows, r => r.Max == 1e6);
+        Assert.True(outlier.WindowStartMs <= outlierTs && outlierTs < outlier.WindowEndMs);
+    }
+
+    [Fact]
+    public async Task Watermark_TwoPointsAheadOfTheClock_SecondConfirmsTheJump()
+    {
+        // A lone point ahead of the clock does not count as progress; a second one near it confirms the
+        // jump (a producer whose clock runs ahead), and the watermark follows, capped at the engine's clock.
+        var time = Scenario.Clock(Scenario.T0 + 600_000);
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(TenSecondWindows(time, shards: 1), [sink]);
+        SeriesId[] ids = Register(pipeline, 1);
+        pipeline.Start();
+        using PointWriter writer = pipeline.CreateWriter("skewed");
+
+        long start = Now(time);
+        Assert.Equal(RejectReason.None, writer.Write(ids[0], 1, start - 120_000));
+        Assert.Equal(RejectReason.None, writer.Write(ids[0], 2, start + 60_000));
+        writer.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        Assert.Equal(start - 125_000, pipeline.GetMetrics().Watermarks[0]);
+
+        Assert.Equal(RejectReason.None, writer.Write(ids[0], 3, start + 60_001));
+        writer.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        Assert.Equal(start - 5_000, pipeline.GetMetrics().Watermarks[0]);
+        Assert.Equal(0, pipeline.GetMetrics().Late);
+        await pipeline.StopAsync().Within("stop");
+        Assert.Equal(3, pipeline.GetMetrics().EmittedPoints);
+    }
+
+    [Fact]
+    public async Task Watermark_SourceCreatedButNotYetWritten_HoldsTheWatermarkBeforeTheNextTick()
+    {
+        // Two Kafka partitions read unevenly: the first is read a minute ahead before the second's first
+        // message. The second's writer exists already, so its points must not find their windows closed,
+        // even though no tick (which also registers new sources) came in between.
+        var time = Scenario.Clock(Scenario.T0 + 120_000);
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(TenSecondWindows(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 10);
+        pipeline.Start();
+        using PointWriter first = pipeline.CreateWriter("partition-0");
+        using PointWriter second = pipeline.CreateWriter("partition-1");
+        long start = Now(time) - 60_000;
+        for (int i = 0; i < 600; i++)
+        {
+            Assert.Equal(RejectReason.None, first.Write(ids[i % 10], i, start + (i * 100)));
+        }
+
+        first.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        Assert.Equal(0, pipeline.GetMetrics().WindowsEmitted);
+
+        for (int i = 0; i < 600; i++)
+        {
+            Assert.Equal(RejectReason.None, second.Write(ids[i % 10], i, start + (i * 100)));
+        }
+
+        second.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.Equal(0, m.Late);
+        Assert.True(m.WindowsEmitted > 0, "both sources have written: the old windows close");
+        await pipeline.StopAsync().Within("stop");
+        Assert.Equal(1200, pipeline.GetMetrics().EmittedPoints);
+    }
+
     [Theory]
     [InlineData(long.MinValue, RejectReason.TimestampTooOld)]
     [InlineData(long.MinValue + 1, RejectReason.TimestampTooOld)]
