@@ -71,7 +71,7 @@ public abstract class MetricInstrument
     {
         if (labelValues.Length != _labelNames.Length)
         {
-            return Collector.CountRejected(RejectReason.Malformed, labelCountMismatch: true);
+            return Collector.CountRejected(RejectReason.LabelCountMismatch);
         }
 
         Label[] scratch = t_scratch ??= new Label[MaxScratchLabels];

@@ -16,9 +16,8 @@ namespace Monitoring.Stream.Hosting.Instruments;
 public sealed class MetricsCollector : IDisposable
 {
     private readonly ConcurrentDictionary<string, MetricInstrument> _instruments = new(StringComparer.Ordinal);
-    private readonly long[] _rejected = new long[Enum.GetValues<RejectReason>().Length];
+    private readonly long[] _rejected = new long[(int)Enum.GetValues<RejectReason>().Max() + 1];
     private readonly Lock _createGate = new();
-    private long _labelCountMismatches;
 
     /// <summary>Creates a collector writing into <paramref name="pipeline"/>, counted under the source <paramref name="source"/>.</summary>
     public MetricsCollector(MetricsPipeline pipeline, string source = "sdk")
@@ -33,8 +32,8 @@ public sealed class MetricsCollector : IDisposable
     /// <summary>Every instrument created so far.</summary>
     public IReadOnlyCollection<MetricInstrument> Instruments => [.. _instruments.Values];
 
-    /// <summary>Calls refused because the number of label values differed from the instrument's label names.</summary>
-    public long LabelCountMismatches => Interlocked.Read(ref _labelCountMismatches);
+    /// <summary>Calls refused because the number of label values differed from the instrument's label names (<see cref="RejectReason.LabelCountMismatch"/>).</summary>
+    public long LabelCountMismatches => GetRejectedCount(RejectReason.LabelCountMismatch);
 
     /// <summary>All calls refused by the instruments themselves (the engine counts its own refusals in its self-metrics).</summary>
     public long Rejected
@@ -53,7 +52,7 @@ public sealed class MetricsCollector : IDisposable
 
     internal EngineWriter Writer { get; }
 
-    /// <summary>Calls refused by the instruments for <paramref name="reason"/> (a label count mismatch counts as <see cref="RejectReason.Malformed"/>).</summary>
+    /// <summary>Calls refused by the instruments for <paramref name="reason"/>, e.g. <see cref="RejectReason.LabelCountMismatch"/>.</summary>
     public long GetRejectedCount(RejectReason reason) => Interlocked.Read(ref _rejected[(int)reason]);
 
     /// <summary>Creates (or returns the existing) monotonic counter <paramref name="name"/>.</summary>
@@ -85,14 +84,9 @@ public sealed class MetricsCollector : IDisposable
     /// <summary>Flushes and detaches from the engine; later writes are not recorded.</summary>
     public void Dispose() => Writer.Dispose();
 
-    internal RejectReason CountRejected(RejectReason reason, bool labelCountMismatch = false)
+    internal RejectReason CountRejected(RejectReason reason)
     {
         Interlocked.Increment(ref _rejected[(int)reason]);
-        if (labelCountMismatch)
-        {
-            Interlocked.Increment(ref _labelCountMismatches);
-        }
-
         return reason;
     }
 

@@ -25,8 +25,11 @@ internal sealed class ArrowStoreReader
     /// <summary>Files that could not be read (deleted by retention in between, or damaged).</summary>
     public long UnreadableFiles => Interlocked.Read(ref _unreadable);
 
-    /// <summary>Visits every stored aggregate of the metric whose window overlaps [from, to) and ends at or before <paramref name="maxEndUnixMs"/>.</summary>
-    public void Collect(string metric, Func<LabelSet, bool> match, long fromUnixMs, long toUnixMs, long maxEndUnixMs, Action<LabelSet, WindowAggregate> visit)
+    /// <summary>
+    /// Merges every stored aggregate of the metric whose window overlaps [from, to) and ends at or before
+    /// <paramref name="maxEndUnixMs"/> into the accumulator <paramref name="route"/> gives its series (none: no match).
+    /// </summary>
+    public void Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, long fromUnixMs, long toUnixMs, long maxEndUnixMs)
     {
         if (!Directory.Exists(_directory))
         {
@@ -34,6 +37,8 @@ internal sealed class ArrowStoreReader
         }
 
         byte[] metricUtf8 = Encoding.UTF8.GetBytes(metric);
+        // PERF: a series has a row in every window of a file; its label set is decoded once per query.
+        var labelSets = new Dictionary<byte[], LabelSet>(LabelBytesComparer.Instance);
         var present = new HashSet<string>(StringComparer.Ordinal);
         foreach (string path in Directory.EnumerateFiles(_directory, "*" + ArrowFileStore.Extension).Order(StringComparer.Ordinal))
         {
@@ -46,9 +51,9 @@ internal sealed class ArrowStoreReader
 
             try
             {
-                ReadFile(path, summary is null, metric, metricUtf8, match, fromUnixMs, toUnixMs, maxEndUnixMs, visit);
+                ReadFile(path, summary is null, metric, metricUtf8, route, fromUnixMs, toUnixMs, maxEndUnixMs, labelSets);
             }
-            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or InvalidCastException)
+            catch (Exception e) when (e is IOException or InvalidDataException or FormatException or UnauthorizedAccessException or ArgumentException or InvalidCastException)
             {
                 Interlocked.Increment(ref _unreadable);
             }
@@ -60,13 +65,15 @@ internal sealed class ArrowStoreReader
         }
     }
 
-    private void ReadFile(string path, bool summarise, string metric, byte[] metricUtf8, Func<LabelSet, bool> match, long from, long to, long maxEnd, Action<LabelSet, WindowAggregate> visit)
+    private void ReadFile(string path, bool summarise, string metric, byte[] metricUtf8, Func<LabelSet, StatisticsAccumulator?> route, long from, long to, long maxEnd, Dictionary<byte[], LabelSet> labelSets)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
         using var reader = new ArrowFileReader(stream);
         long minStart = long.MaxValue, minEnd = long.MaxValue, maxEndSeen = long.MinValue;
         HashSet<string>? metrics = summarise ? new HashSet<string>(StringComparer.Ordinal) : null;
         byte[] previousMetric = [];
+        byte[] signature = new byte[256];
+        Dictionary<byte[], LabelSet>.AlternateLookup<ReadOnlySpan<byte>> bySignature = labelSets.GetAlternateLookup<ReadOnlySpan<byte>>();
         while (reader.ReadNextRecordBatch() is RecordBatch next)
         {
             using RecordBatch batch = next;
@@ -94,11 +101,14 @@ internal sealed class ArrowStoreReader
                     continue;
                 }
 
-                LabelSet labels = rows.Labels(r);
-                if (match(labels))
+                ReadOnlySpan<byte> key = signature.AsSpan(0, rows.WriteLabelSignature(r, ref signature));
+                if (!bySignature.TryGetValue(key, out LabelSet? labels))
                 {
-                    visit(labels, rows.Aggregate(r));
+                    labels = rows.Labels(r);
+                    bySignature[key] = labels;
                 }
+
+                route(labels)?.Add(labels, start, end, rows.Moments(r), rows.SketchBytes(r));
             }
         }
 

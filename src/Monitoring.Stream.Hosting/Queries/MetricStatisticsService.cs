@@ -44,7 +44,7 @@ public sealed class MetricStatisticsService
     {
         ArgumentNullException.ThrowIfNull(labels);
         var accumulator = new StatisticsAccumulator();
-        Collect(metric, l => l.Equals(labels), from, to, accumulator.Add);
+        Collect(metric, l => l.Equals(labels) ? accumulator : null, from, to);
         return accumulator.ToStatistics(metric);
     }
 
@@ -62,7 +62,7 @@ public sealed class MetricStatisticsService
     {
         ArgumentNullException.ThrowIfNull(filter);
         var accumulator = new StatisticsAccumulator();
-        Collect(metric, l => Includes(l, filter), from, to, accumulator.Add);
+        Collect(metric, l => Includes(l, filter) ? accumulator : null, from, to);
         return accumulator.ToStatistics(metric);
     }
 
@@ -81,30 +81,39 @@ public sealed class MetricStatisticsService
         ArgumentNullException.ThrowIfNull(filter);
         ArgumentNullException.ThrowIfNull(groupBy);
         var groups = new Dictionary<LabelSet, StatisticsAccumulator>();
-        var keys = new Dictionary<LabelSet, LabelSet>();
-        Collect(metric, l => Includes(l, filter), from, to, (labels, window) =>
+        // Each series is routed once per query, however many windows and files it spans.
+        var routes = new Dictionary<LabelSet, StatisticsAccumulator?>();
+        Collect(metric, labels =>
         {
-            if (!keys.TryGetValue(labels, out LabelSet? key))
+            if (routes.TryGetValue(labels, out StatisticsAccumulator? routed))
             {
-                var picked = new List<Label>(groupBy.Count);
-                foreach (string name in groupBy)
-                {
-                    if (labels.GetValue(name) is string value)
-                    {
-                        picked.Add(new Label(name, value));
-                    }
-                }
-
-                keys[labels] = key = LabelSet.Create([.. picked]);
+                return routed;
             }
 
+            if (!Includes(labels, filter))
+            {
+                routes[labels] = null;
+                return null;
+            }
+
+            var picked = new List<Label>(groupBy.Count);
+            foreach (string name in groupBy)
+            {
+                if (labels.GetValue(name) is string value)
+                {
+                    picked.Add(new Label(name, value));
+                }
+            }
+
+            LabelSet key = LabelSet.Create([.. picked]);
             if (!groups.TryGetValue(key, out StatisticsAccumulator? accumulator))
             {
                 groups[key] = accumulator = new StatisticsAccumulator();
             }
 
-            accumulator.Add(labels, window);
-        });
+            routes[labels] = accumulator;
+            return accumulator;
+        }, from, to);
 
         return [.. groups
             .Select(g => new GroupedStatistics(g.Key, g.Value.ToStatistics(metric)!))
@@ -118,7 +127,7 @@ public sealed class MetricStatisticsService
         return (now - span, now);
     }
 
-    private void Collect(string metric, Func<LabelSet, bool> match, DateTimeOffset from, DateTimeOffset to, Action<LabelSet, WindowAggregate> visit)
+    private void Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, DateTimeOffset from, DateTimeOffset to)
     {
         ArgumentException.ThrowIfNullOrEmpty(metric);
         long fromMs = from.ToUnixTimeMilliseconds();
@@ -129,10 +138,10 @@ public sealed class MetricStatisticsService
         }
 
         // Memory answers windows ending after its boundary, the files the rest: no window is counted twice.
-        long boundary = _recent.Collect(metric, match, fromMs, toMs, visit);
+        long boundary = _recent.Collect(metric, route, fromMs, toMs);
         if (_files is not null && fromMs < boundary)
         {
-            _files.Collect(metric, match, fromMs, toMs, boundary, visit);
+            _files.Collect(metric, route, fromMs, toMs, boundary);
         }
     }
 

@@ -17,7 +17,10 @@ public sealed class RecentWindowIndex : IWindowSink
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<string, Dictionary<LabelSet, Queue<WindowAggregate>>> _byMetric = new(StringComparer.Ordinal);
-    private readonly Queue<(string Metric, LabelSet Labels, long End)> _age = new();
+    // Ordered by window end, not arrival: shards emit on their own, so a batch of an old window can
+    // arrive after a newer one's, and a FIFO would hold it (unused: it is behind the boundary) for longer.
+    // One series' windows arrive in order, so the oldest entry overall is the first of its series' queue.
+    private readonly PriorityQueue<(string Metric, LabelSet Labels), long> _age = new();
     private readonly long _retentionMs;
     private readonly int _maxAggregates;
     private long _newestEnd = long.MinValue;
@@ -107,7 +110,7 @@ public sealed class RecentWindowIndex : IWindowSink
                 }
 
                 windows.Enqueue(aggregate);
-                _age.Enqueue((metric, labels, aggregate.EndUnixMs));
+                _age.Enqueue((metric, labels), aggregate.EndUnixMs);
                 _newestEnd = Math.Max(_newestEnd, aggregate.EndUnixMs);
             }
 
@@ -120,12 +123,12 @@ public sealed class RecentWindowIndex : IWindowSink
     private void EvictLocked()
     {
         long cutoff = _newestEnd - _retentionMs;
-        while (_age.Count > 0 && (_age.Count > _maxAggregates || _age.Peek().End <= cutoff))
+        while (_age.TryPeek(out _, out long end) && (_age.Count > _maxAggregates || end <= cutoff))
         {
-            (string metric, LabelSet labels, long end) = _age.Dequeue();
+            (string metric, LabelSet labels) = _age.Dequeue();
             Dictionary<LabelSet, Queue<WindowAggregate>> series = _byMetric[metric];
             Queue<WindowAggregate> windows = series[labels];
-            // Both queues are in insertion order, so the oldest entry of the series is this one.
+            // A series' windows arrive in end order, so its oldest entry is the one the priority queue named.
             windows.Dequeue();
             if (windows.Count == 0)
             {
@@ -142,10 +145,11 @@ public sealed class RecentWindowIndex : IWindowSink
     }
 
     /// <summary>
-    /// Visits every held aggregate of <paramref name="metric"/> whose series matches and whose window
-    /// overlaps [from, to) and ends after the memory boundary; returns the boundary used.
+    /// Merges every held aggregate of <paramref name="metric"/> whose window overlaps [from, to) and ends
+    /// after the memory boundary into the accumulator <paramref name="route"/> gives its series (none: the
+    /// series does not match); returns the boundary used.
     /// </summary>
-    internal long Collect(string metric, Func<LabelSet, bool> match, long fromUnixMs, long toUnixMs, Action<LabelSet, WindowAggregate> visit)
+    internal long Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, long fromUnixMs, long toUnixMs)
     {
         lock (_gate)
         {
@@ -157,7 +161,7 @@ public sealed class RecentWindowIndex : IWindowSink
 
             foreach ((LabelSet labels, Queue<WindowAggregate> windows) in series)
             {
-                if (!match(labels))
+                if (route(labels) is not { } accumulator)
                 {
                     continue;
                 }
@@ -166,7 +170,7 @@ public sealed class RecentWindowIndex : IWindowSink
                 {
                     if (w.EndUnixMs > boundary && w.EndUnixMs > fromUnixMs && w.StartUnixMs < toUnixMs)
                     {
-                        visit(labels, w);
+                        accumulator.Add(labels, w);
                     }
                 }
             }

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Apache.Arrow;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Statistics;
@@ -70,13 +71,49 @@ internal sealed class WindowRows
         return LabelSet.Create(pairs);
     }
 
+    /// <summary>
+    /// Writes the row's labels as bytes that are equal for two rows exactly when their labels are (each
+    /// name and value length-prefixed) into <paramref name="buffer"/>, grown as needed; returns the length.
+    /// </summary>
+    public int WriteLabelSignature(int row, ref byte[] buffer)
+    {
+        int first = _labels.ValueOffsets[row];
+        int end = _labels.ValueOffsets[row + 1];
+        int length = 0;
+        for (int i = first; i < end; i++)
+        {
+            length = Append(ref buffer, length, _keys.GetBytes(i));
+            length = Append(ref buffer, length, _values.GetBytes(i));
+        }
+
+        return length;
+
+        static int Append(ref byte[] buffer, int at, ReadOnlySpan<byte> bytes)
+        {
+            int needed = at + sizeof(int) + bytes.Length;
+            if (needed > buffer.Length)
+            {
+                System.Array.Resize(ref buffer, Math.Max(needed, buffer.Length * 2));
+            }
+
+            BinaryPrimitives.WriteInt32LittleEndian(buffer.AsSpan(at), bytes.Length);
+            bytes.CopyTo(buffer.AsSpan(at + sizeof(int)));
+            return needed;
+        }
+    }
+
     public WindowAggregate Aggregate(int row)
     {
-        long end = EndUnixMs(row);
-        // The window's last value is stamped at the window's last millisecond: across windows the later window's last wins.
-        var moments = RunningMoments.FromParts(_count.Values[row], _sum.Values[row], _min.Values[row], _max.Values[row],
-            _mean.Values[row], _m2.Values[row], _last.Values[row], end - 1);
-        DdSketch? sketch = _sketch.IsNull(row) ? null : DdSketch.Deserialize(_sketch.GetBytes(row));
-        return new WindowAggregate(StartUnixMs(row), end, moments, sketch);
+        ReadOnlySpan<byte> bytes = SketchBytes(row);
+        DdSketch? sketch = bytes.IsEmpty ? null : DdSketch.Deserialize(bytes);
+        return new WindowAggregate(StartUnixMs(row), EndUnixMs(row), Moments(row), sketch);
     }
+
+    public RunningMoments Moments(int row) =>
+        // The window's last value is stamped at the window's last millisecond: across windows the later window's last wins.
+        RunningMoments.FromParts(_count.Values[row], _sum.Values[row], _min.Values[row], _max.Values[row],
+            _mean.Values[row], _m2.Values[row], _last.Values[row], EndUnixMs(row) - 1);
+
+    /// <summary>The row's serialized sketch; empty when the engine keeps none.</summary>
+    public ReadOnlySpan<byte> SketchBytes(int row) => _sketch.IsNull(row) ? [] : _sketch.GetBytes(row);
 }

@@ -53,4 +53,7 @@ public enum RejectReason
 
     /// <summary>The writer was disposed, or its pipeline stopped, before the write.</summary>
     WriterClosed = 16,
+
+    /// <summary>An instrument was given a different number of label values than it has label names.</summary>
+    LabelCountMismatch = 17,
 }

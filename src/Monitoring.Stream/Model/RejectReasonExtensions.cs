@@ -23,6 +23,7 @@ public static class RejectReasonExtensions
         RejectReason.UnknownSeries => "unknown_series",
         RejectReason.TimestampTooOld => "timestamp_too_old",
         RejectReason.WriterClosed => "writer_closed",
+        RejectReason.LabelCountMismatch => "label_count_mismatch",
         _ => "unknown",
     };
 
@@ -46,6 +47,7 @@ public static class RejectReasonExtensions
         RejectReason.UnknownSeries => "the series id was not issued by this pipeline's registry",
         RejectReason.TimestampTooOld => "the timestamp is older than the configured maximum point age",
         RejectReason.WriterClosed => "the writer was disposed or its pipeline stopped",
+        RejectReason.LabelCountMismatch => "the number of label values differs from the instrument's label names",
         _ => "unknown reason",
     };
 }

@@ -27,59 +27,18 @@ public sealed partial class DdSketch
         ArgumentOutOfRangeException.ThrowIfGreaterThan(maxBinsPerSign, MaxMaxBins);
 
         var reader = new SketchReader(source);
-        byte version = reader.ReadByte();
-        if (version != SerializationVersion)
-        {
-            throw new FormatException($"Unsupported sketch version {version}; this build reads version {SerializationVersion}.");
-        }
-
-        byte flags = reader.ReadByte();
-        if ((flags & ~SparseStoresFlag) != 0)
-        {
-            throw new FormatException($"Unknown sketch flags 0x{flags:X2}.");
-        }
-
-        bool sparse = (flags & SparseStoresFlag) != 0;
-
-        double alpha = reader.ReadDouble();
-        if (!(alpha >= MinRelativeAccuracy && alpha <= MaxRelativeAccuracy))
-        {
-            throw new FormatException($"Sketch relative accuracy {alpha} is outside [{MinRelativeAccuracy}, {MaxRelativeAccuracy}].");
-        }
-
-        ulong maxBins = reader.ReadVarUInt();
-        if (maxBins < MinMaxBins || maxBins > MaxMaxBins)
-        {
-            throw new FormatException($"Sketch bin limit {maxBins} is outside [{MinMaxBins}, {MaxMaxBins}].");
-        }
-
-        if (maxBins > (ulong)maxBinsPerSign)
-        {
-            throw new FormatException($"Sketch bin limit {maxBins} exceeds the {maxBinsPerSign} this reader accepts.");
-        }
-
-        ulong count = reader.ReadVarUInt();
-        ulong zeroCount = reader.ReadVarUInt();
-        if (zeroCount > count)
-        {
-            throw new FormatException($"Sketch zero count {zeroCount} exceeds its count {count}.");
-        }
-
-        double min = double.PositiveInfinity;
-        double max = double.NegativeInfinity;
-        if (count > 0)
-        {
-            min = reader.ReadDouble();
-            max = reader.ReadDouble();
-            if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
-            {
-                throw new FormatException($"Sketch extremes are invalid: min={min}, max={max}.");
-            }
-        }
+        SketchHeader header = reader.ReadHeader(maxBinsPerSign);
+        ulong count = header.Count;
+        ulong zeroCount = header.ZeroCount;
+        double min = header.Min;
+        double max = header.Max;
+        double alpha = header.Alpha;
+        int maxBins = header.MaxBins;
+        bool sparse = header.Sparse;
 
         // A sketch read from bytes uses the shared table of representatives if one exists, but never
         // adds one: arbitrary accuracies in payloads would otherwise fill the bounded cache.
-        var sketch = new DdSketch(alpha, (int)maxBins, addRepresentativeTable: false);
+        var sketch = new DdSketch(alpha, maxBins, addRepresentativeTable: false);
         ulong binned = reader.ReadStore(ref sketch._positive, sketch._maxBins, sparse);
         binned += reader.ReadStore(ref sketch._negative, sketch._maxBins, sparse);
         if (!reader.AtEnd)
@@ -100,6 +59,72 @@ public sealed partial class DdSketch
         return sketch;
     }
 
+    /// <summary>Adds every value of a sketch serialized by <see cref="Serialize(Span{byte})"/> to this sketch, without building a sketch from the bytes.</summary>
+    /// <remarks>
+    /// The same as <c>Merge(Deserialize(source))</c>, with no allocation beyond this sketch's own bin
+    /// growth. The bytes are checked to their end before anything changes, so bytes that are refused leave
+    /// this sketch as it was.
+    /// </remarks>
+    /// <exception cref="FormatException">The bytes are not a valid sketch.</exception>
+    /// <exception cref="ArgumentException">The serialized sketch differs from this one in relative accuracy or bin limit.</exception>
+    /// <exception cref="OverflowException">The counts together exceed 2^64 - 1; this sketch is left unchanged.</exception>
+    public void MergeSerialized(ReadOnlySpan<byte> source)
+    {
+        // First pass: check everything, change nothing.
+        var check = new SketchReader(source);
+        SketchHeader header = check.ReadHeader(MaxMaxBins);
+        if (header.Alpha != _alpha || header.MaxBins != _maxBins)
+        {
+            throw new ArgumentException(
+                $"Cannot merge a sketch with alpha={header.Alpha}, maxBins={header.MaxBins} into one with alpha={_alpha}, maxBins={_maxBins}.",
+                nameof(source));
+        }
+
+        var none = default(DdSketchBinStore);
+        ulong binned = check.MergeStore(ref none, _maxBins, header.Sparse, collapseHighest: false, apply: false);
+        binned += check.MergeStore(ref none, _maxBins, header.Sparse, collapseHighest: true, apply: false);
+        if (!check.AtEnd)
+        {
+            throw new FormatException($"{check.Remaining} unexpected bytes after the sketch.");
+        }
+
+        if (binned > header.Count - header.ZeroCount || (header.Count > 0 && binned == 0 && header.ZeroCount == 0))
+        {
+            throw new FormatException($"Sketch count {header.Count} does not match its bins ({binned}) and zero count ({header.ZeroCount}).");
+        }
+
+        if (header.Count == 0)
+        {
+            return;
+        }
+
+        if (_count > ulong.MaxValue - header.Count)
+        {
+            throw new OverflowException(
+                $"Merging would take the sketch's count past 2^64 - 1 ({_count} + {header.Count}); the sketch is unchanged.");
+        }
+
+        // Second pass over bytes known to be valid: add the bins.
+        var apply = new SketchReader(source);
+        apply.ReadHeader(MaxMaxBins);
+        apply.MergeStore(ref _positive, _maxBins, header.Sparse, collapseHighest: false, apply: true);
+        apply.MergeStore(ref _negative, _maxBins, header.Sparse, collapseHighest: true, apply: true);
+        _zeroCount += header.ZeroCount;
+        _count += header.Count;
+        if (header.Min < _min)
+        {
+            _min = header.Min;
+        }
+
+        if (header.Max > _max)
+        {
+            _max = header.Max;
+        }
+    }
+
+    /// <summary>What precedes the bin stores of a serialized sketch.</summary>
+    private readonly record struct SketchHeader(double Alpha, int MaxBins, bool Sparse, ulong Count, ulong ZeroCount, double Min, double Max);
+
     private ref struct SketchReader(ReadOnlySpan<byte> source)
     {
         private readonly ReadOnlySpan<byte> _source = source;
@@ -108,6 +133,60 @@ public sealed partial class DdSketch
         public readonly bool AtEnd => _position == _source.Length;
 
         public readonly int Remaining => _source.Length - _position;
+
+        /// <summary>Reads and checks everything before the bin stores; refuses a bin limit above <paramref name="maxBinsPerSign"/>.</summary>
+        public SketchHeader ReadHeader(int maxBinsPerSign)
+        {
+            byte version = ReadByte();
+            if (version != SerializationVersion)
+            {
+                throw new FormatException($"Unsupported sketch version {version}; this build reads version {SerializationVersion}.");
+            }
+
+            byte flags = ReadByte();
+            if ((flags & ~SparseStoresFlag) != 0)
+            {
+                throw new FormatException($"Unknown sketch flags 0x{flags:X2}.");
+            }
+
+            double alpha = ReadDouble();
+            if (!(alpha >= MinRelativeAccuracy && alpha <= MaxRelativeAccuracy))
+            {
+                throw new FormatException($"Sketch relative accuracy {alpha} is outside [{MinRelativeAccuracy}, {MaxRelativeAccuracy}].");
+            }
+
+            ulong maxBins = ReadVarUInt();
+            if (maxBins < MinMaxBins || maxBins > MaxMaxBins)
+            {
+                throw new FormatException($"Sketch bin limit {maxBins} is outside [{MinMaxBins}, {MaxMaxBins}].");
+            }
+
+            if (maxBins > (ulong)maxBinsPerSign)
+            {
+                throw new FormatException($"Sketch bin limit {maxBins} exceeds the {maxBinsPerSign} this reader accepts.");
+            }
+
+            ulong count = ReadVarUInt();
+            ulong zeroCount = ReadVarUInt();
+            if (zeroCount > count)
+            {
+                throw new FormatException($"Sketch zero count {zeroCount} exceeds its count {count}.");
+            }
+
+            double min = double.PositiveInfinity;
+            double max = double.NegativeInfinity;
+            if (count > 0)
+            {
+                min = ReadDouble();
+                max = ReadDouble();
+                if (!double.IsFinite(min) || !double.IsFinite(max) || min > max)
+                {
+                    throw new FormatException($"Sketch extremes are invalid: min={min}, max={max}.");
+                }
+            }
+
+            return new SketchHeader(alpha, (int)maxBins, (flags & SparseStoresFlag) != 0, count, zeroCount, min, max);
+        }
 
         public byte ReadByte()
         {
@@ -133,6 +212,12 @@ public sealed partial class DdSketch
 
         public ulong ReadVarUInt()
         {
+            // PERF: most counts and gaps of a window's bins are below 128: one byte, no call.
+            if ((uint)_position < (uint)_source.Length && _source[_position] < 0x80)
+            {
+                return _source[_position++];
+            }
+
             if (!VarInt.TryRead(_source[_position..], out ulong value, out int length))
             {
                 throw new FormatException($"Malformed or truncated varint at byte {_position} of the sketch.");
@@ -152,6 +237,64 @@ public sealed partial class DdSketch
             }
 
             return sparse ? ReadSparseStore(ref store, maxBins, length) : ReadDenseStore(ref store, maxBins, length);
+        }
+
+        /// <summary>
+        /// Reads one store with the checks of <see cref="ReadStore"/>; when <paramref name="apply"/> is set, adds
+        /// each bin to <paramref name="target"/>. Returns the sum of its counts.
+        /// </summary>
+        public ulong MergeStore(ref DdSketchBinStore target, int maxBins, bool sparse, bool collapseHighest, bool apply)
+        {
+            ulong length = ReadVarUInt();
+            if (length == 0)
+            {
+                return 0;
+            }
+
+            if (length > (ulong)maxBins)
+            {
+                throw new FormatException($"Sketch store has {length} bins; its limit is {maxBins}.");
+            }
+
+            if (sparse && !apply)
+            {
+                return ReadSparseBins(maxBins, length, out _, out _, []);
+            }
+
+            long index = VarInt.UnZigZag(ReadVarUInt());
+            if (index < int.MinValue / 2 || (sparse ? index > int.MaxValue / 2 : index + (long)length > int.MaxValue / 2))
+            {
+                throw new FormatException($"Sketch bin index {index} is out of range.");
+            }
+
+            ulong total = 0;
+            for (ulong i = 0; i < length; i++)
+            {
+                if (sparse && i > 0)
+                {
+                    // Only reached when applying, after the first pass checked every gap.
+                    index += (long)ReadVarUInt();
+                }
+
+                ulong c = ReadVarUInt();
+                if (c > uint.MaxValue)
+                {
+                    throw new FormatException($"Sketch bin count {c} exceeds 2^32 - 1.");
+                }
+
+                if (apply)
+                {
+                    target.Add((int)index, (uint)c, maxBins, collapseHighest);
+                }
+
+                total += c;
+                if (!sparse)
+                {
+                    index++;
+                }
+            }
+
+            return total;
         }
 
         private ulong ReadDenseStore(ref DdSketchBinStore store, int maxBins, ulong length)

@@ -242,6 +242,12 @@ public sealed partial class DdSketch
     private void MergeStore(ref DdSketchBinStore target, in DdSketchBinStore source, bool collapseHighest)
     {
         ReadOnlySpan<uint> counts = source.OccupiedCounts(out int first);
+        if (target.TryAddCovered(first, counts))
+        {
+            target.SaturatedCount += source.SaturatedCount;
+            return;
+        }
+
         // Add from the end nearest the kept side first, so a store that must collapse grows its
         // window once rather than shifting it bin by bin.
         if (collapseHighest)

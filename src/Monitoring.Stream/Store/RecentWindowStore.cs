@@ -19,8 +19,11 @@ namespace Monitoring.Stream.Store;
 public sealed class RecentWindowStore : IWindowSink
 {
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, List<Entry>> _bySeries = new(StringComparer.Ordinal);
-    private readonly Queue<(long End, string Key)> _age = new();
+    private readonly Dictionary<string, SeriesEntries> _bySeries = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Dictionary<string, LabelSet>> _byMetric = new(StringComparer.Ordinal);
+    // Ordered by window end, not by arrival: shards emit on their own, so a batch of an old window can
+    // arrive after one of a newer window, and a FIFO would keep it until the newer one expired.
+    private readonly PriorityQueue<string, long> _age = new();
     private readonly TimeSpan _retention;
     private readonly int _maxEntries;
     private readonly TimeProvider _time;
@@ -54,6 +57,16 @@ public sealed class RecentWindowStore : IWindowSink
     }
 
     private sealed record Entry(long Start, long End, RunningMoments Moments, DdSketch? Sketch);
+
+    /// <summary>One series' held windows, oldest first, with the metric and labels it was keyed from.</summary>
+    private sealed class SeriesEntries(string metric, LabelSet labels)
+    {
+        public string Metric { get; } = metric;
+
+        public LabelSet Labels { get; } = labels;
+
+        public List<Entry> Windows { get; } = [];
+    }
 
     /// <inheritdoc />
     public string Name => "recent-windows";
@@ -112,7 +125,7 @@ public sealed class RecentWindowStore : IWindowSink
         var last = (DoubleArray)rb.Column("last");
         var sketch = (BinaryArray)rb.Column("sketch");
 
-        var rows = new List<(string Key, Entry Entry)>(rb.Length);
+        var rows = new List<(string Key, string Metric, LabelSet Labels, Entry Entry)>(rb.Length);
         for (int r = 0; r < rb.Length; r++)
         {
             string? key = null;
@@ -126,7 +139,9 @@ public sealed class RecentWindowStore : IWindowSink
                     pairs[i - first] = new Label(keys.GetString(i), values.GetString(i));
                 }
 
-                key = KeyOf(metric.GetString(r), LabelSet.Create(pairs));
+                string metricName = metric.GetString(r);
+                LabelSet labelSet = LabelSet.Create(pairs);
+                key = KeyOf(metricName, labelSet);
                 long n = count.GetValue(r) ?? throw new InvalidDataException("count is null");
                 double s = Finite(sum, r, "sum"), lo = Finite(min, r, "min"), hi = Finite(max, r, "max");
                 double mu = Finite(mean, r, "mean"), sq = Finite(m2, r, "m2"), lastValue = Finite(last, r, "last");
@@ -139,7 +154,7 @@ public sealed class RecentWindowStore : IWindowSink
                 // infinities from a series whose values overflowed out of every later merge.
                 var moments = RunningMoments.FromParts(n, s, lo, hi, mu, sq, lastValue, batch.WindowEndUnixMs - 1);
                 DdSketch? sk = sketch.IsNull(r) ? null : DdSketch.Deserialize(sketch.GetBytes(r));
-                rows.Add((key, new Entry(batch.WindowStartUnixMs, batch.WindowEndUnixMs, moments, sk)));
+                rows.Add((key, metricName, labelSet, new Entry(batch.WindowStartUnixMs, batch.WindowEndUnixMs, moments, sk)));
             }
             catch (Exception e) when (e is InvalidDataException or FormatException or ArgumentException or OverflowException or IndexOutOfRangeException)
             {
@@ -151,15 +166,21 @@ public sealed class RecentWindowStore : IWindowSink
 
         lock (_gate)
         {
-            foreach ((string key, Entry entry) in rows)
+            foreach ((string key, string metricName, LabelSet labelSet, Entry entry) in rows)
             {
-                if (!_bySeries.TryGetValue(key, out List<Entry>? list))
+                if (!_bySeries.TryGetValue(key, out SeriesEntries? series))
                 {
-                    _bySeries[key] = list = [];
+                    _bySeries[key] = series = new SeriesEntries(metricName, labelSet);
+                    if (!_byMetric.TryGetValue(metricName, out Dictionary<string, LabelSet>? ofMetric))
+                    {
+                        _byMetric[metricName] = ofMetric = new Dictionary<string, LabelSet>(StringComparer.Ordinal);
+                    }
+
+                    ofMetric[key] = labelSet;
                 }
 
-                list.Add(entry);
-                _age.Enqueue((entry.End, key));
+                series.Windows.Add(entry);
+                _age.Enqueue(key, entry.End);
                 _entries++;
             }
 
@@ -196,15 +217,23 @@ public sealed class RecentWindowStore : IWindowSink
     private void EvictLocked()
     {
         long cutoff = _newestEnd - (long)_retention.TotalMilliseconds;
-        while (_age.Count > 0 && (_entries > _maxEntries || _age.Peek().End <= cutoff))
+        while (_age.TryPeek(out _, out long oldest) && (_entries > _maxEntries || oldest <= cutoff))
         {
-            (long end, string key) = _age.Dequeue();
-            List<Entry> list = _bySeries[key];
+            long end = oldest;
+            string key = _age.Dequeue();
+            SeriesEntries series = _bySeries[key];
+            List<Entry> list = series.Windows;
             int i = list.FindIndex(e => e.End == end);
             list.RemoveAt(i);
             if (list.Count == 0)
             {
                 _bySeries.Remove(key);
+                Dictionary<string, LabelSet> ofMetric = _byMetric[series.Metric];
+                ofMetric.Remove(key);
+                if (ofMetric.Count == 0)
+                {
+                    _byMetric.Remove(series.Metric);
+                }
             }
 
             _entries--;
@@ -226,10 +255,12 @@ public sealed class RecentWindowStore : IWindowSink
         string key = KeyOf(metric, labels);
         lock (_gate)
         {
-            if (!_bySeries.TryGetValue(key, out List<Entry>? list))
+            if (!_bySeries.TryGetValue(key, out SeriesEntries? series))
             {
                 return null;
             }
+
+            List<Entry> list = series.Windows;
 
             var moments = new RunningMoments();
             DdSketch? sketch = null;
@@ -255,6 +286,52 @@ public sealed class RecentWindowStore : IWindowSink
             }
 
             return windows == 0 ? null : new SeriesStatistics(moments, sketch, windows, first, lastEnd);
+        }
+    }
+
+    /// <summary>The names of the metrics of which at least one window is held, in ordinal order.</summary>
+    public IReadOnlyList<string> GetMetricNames()
+    {
+        string[] names;
+        lock (_gate)
+        {
+            names = [.. _byMetric.Keys];
+        }
+
+        System.Array.Sort(names, StringComparer.Ordinal);
+        return names;
+    }
+
+    /// <summary>The label sets of the series of <paramref name="metric"/> of which at least one window is held, ordered by their Prometheus notation; empty for a metric not held.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="metric"/> is null.</exception>
+    public IReadOnlyList<LabelSet> GetSeries(string metric)
+    {
+        ArgumentNullException.ThrowIfNull(metric);
+        KeyValuePair<string, LabelSet>[] series;
+        lock (_gate)
+        {
+            if (!_byMetric.TryGetValue(metric, out Dictionary<string, LabelSet>? ofMetric))
+            {
+                return [];
+            }
+
+            series = [.. ofMetric];
+        }
+
+        // The keys share the metric prefix, so their order is the order of the labels' notation.
+        System.Array.Sort(series, static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+        return System.Array.ConvertAll(series, static s => s.Value);
+    }
+
+    /// <summary>Series (metric and label set) of which at least one window is held.</summary>
+    public int SeriesCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _bySeries.Count;
+            }
         }
     }
 

@@ -75,6 +75,7 @@ public partial class SdkDocTests
         string json = await SdkSnippets.Dashboard(new DashboardDataService(engine.Queries, engine.Pipeline, time: engine.Time));
 
         Assert.Equal(1, engine.Collector.GetRejectedCount(Model.RejectReason.NegativeCounterIncrement));
+        Assert.Equal(1, engine.Collector.GetRejectedCount(Model.RejectReason.LabelCountMismatch));
         Assert.Equal(2, engine.Queries.GetMatching("checkout_duration_seconds", Model.LabelSet.Empty, TimeSpan.FromHours(1))!.Count);
         Assert.Equal(1, engine.Queries.GetMatching("shop_orders_placed", Model.LabelSet.Empty, TimeSpan.FromHours(1))!.Sum);
         using JsonDocument doc = JsonDocument.Parse(json);

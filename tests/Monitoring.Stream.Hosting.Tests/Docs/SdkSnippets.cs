@@ -51,8 +51,10 @@ internal static class SdkSnippets
         cart.Record(0.038);
 
         RejectReason refused = orders.Add(-1, "eu", "web");   // NegativeCounterIncrement, counted, never thrown
+        RejectReason wrongCount = latency.Record(0.1, "GET");  // LabelCountMismatch, counted, never thrown
         // </snippet:instruments>
         _ = refused;
+        _ = wrongCount;
     }
 
     public static void Queries(MetricStatisticsService queries)

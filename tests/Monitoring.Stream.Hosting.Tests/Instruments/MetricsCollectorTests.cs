@@ -67,11 +67,13 @@ public class MetricsCollectorTests
         await using var engine = new EngineFixture();
         MetricHistogram histogram = engine.Collector.CreateHistogram("latency_seconds", ["route", "method"]);
 
-        Assert.Equal(RejectReason.Malformed, histogram.Record(1, "/a"));
-        Assert.Equal(RejectReason.Malformed, histogram.Record(1, "/a", "GET", "extra"));
+        Assert.Equal(RejectReason.LabelCountMismatch, histogram.Record(1, "/a"));
+        Assert.Equal(RejectReason.LabelCountMismatch, histogram.Record(1, "/a", "GET", "extra"));
         var e = Assert.Throws<ArgumentException>(() => histogram.Bind("/a"));
 
+        Assert.Equal(2, engine.Collector.GetRejectedCount(RejectReason.LabelCountMismatch));
         Assert.Equal(2, engine.Collector.LabelCountMismatches);
+        Assert.Equal(0, engine.Collector.GetRejectedCount(RejectReason.Malformed));
         Assert.Contains("2 label name(s) (route, method) but 1 value(s)", e.Message, StringComparison.Ordinal);
         Assert.Equal(0, engine.Pipeline.GetMetrics().Offered);
     }

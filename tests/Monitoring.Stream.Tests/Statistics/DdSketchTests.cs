@@ -703,4 +703,151 @@ public class DdSketchTests
         Assert.Contains("count", Assert.Throws<FormatException>(() => DdSketch.Deserialize(Sketch(2, 0, 1, 35, 0))).Message);
         Assert.Contains("spans", Assert.Throws<FormatException>(() => DdSketch.Deserialize(Sketch(2, 0, 1, 0x80, 0x10, 1))).Message);
     }
+
+    [Fact]
+    public void MergeSerialized_RandomSketches_SameAsMergingTheDeserializedSketch()
+    {
+        // Small bin limits make both stores collapse; the target is non-empty half the time.
+        Gen.Select(MixedValues, MixedValues, Gen.Int[16, 256])
+            .Sample((targetValues, sourceValues, maxBins) =>
+            {
+                DdSketch source = Build(sourceValues, maxBins: maxBins);
+                DdSketch expected = Build(targetValues, maxBins: maxBins);
+                expected.Merge(DdSketch.Deserialize(source.ToArray()));
+                DdSketch actual = Build(targetValues, maxBins: maxBins);
+
+                actual.MergeSerialized(source.ToArray());
+
+                Assert.True(expected.ContentEquals(actual));
+                Assert.Equal(expected.ToArray(), actual.ToArray());
+            }, iter: 1000);
+    }
+
+    [Fact]
+    public void MergeSerialized_SparseAndDenseLayouts_EqualToMerge()
+    {
+        // Few values over nine decades are written sparse, many latencies dense.
+        double[] sparse = [1e-3, 2.5, 7e5, -4, 0];
+        double[] dense = Support.Distributions.LogNormalNineDecades(5_000, seed: 31);
+        foreach (double[] values in new[] { sparse, dense })
+        {
+            DdSketch target = Build(Support.Distributions.MixedSignsWithZeros(300, seed: 32));
+            DdSketch expected = Build(Support.Distributions.MixedSignsWithZeros(300, seed: 32));
+            expected.Merge(Build(values));
+
+            target.MergeSerialized(Build(values).ToArray());
+
+            Assert.True(expected.ContentEquals(target));
+        }
+    }
+
+    [Fact]
+    public void MergeSerialized_CorruptOrTruncated_ThrowsFormatExceptionAndLeavesTargetUnchanged()
+    {
+        byte[] good = Build(Support.Distributions.MixedSignsWithZeros(200, seed: 4)).ToArray();
+        DdSketch target = Build([1.0, 2.0, -3.0]);
+        byte[] before = target.ToArray();
+
+        for (int cut = 0; cut < good.Length; cut++)
+        {
+            Assert.Throws<FormatException>(() => target.MergeSerialized(good.AsSpan(0, cut)));
+            Assert.Equal(before, target.ToArray());
+        }
+
+        Assert.Contains("unexpected bytes", Assert.Throws<FormatException>(() => target.MergeSerialized([.. good, 0])).Message);
+        Gen.Select(Gen.Int[0, good.Length - 1], Gen.Byte).Sample((position, value) =>
+        {
+            byte[] bytes = (byte[])good.Clone();
+            bytes[position] = value;
+            DdSketch probe = Build([1.0, 2.0, -3.0]);
+            try
+            {
+                probe.MergeSerialized(bytes);
+            }
+            catch (Exception e) when (e is FormatException or ArgumentException)
+            {
+                // Refused: nothing may have changed.
+                Assert.Equal(before, probe.ToArray());
+            }
+        }, iter: 3000);
+    }
+
+    [Fact]
+    public void MergeSerialized_DifferentParametersOrCountOverflow_ThrowsAndLeavesTargetUnchanged()
+    {
+        var a = new DdSketch(0.01);
+        a.Add(1);
+        byte[] before = a.ToArray();
+
+        Assert.Throws<ArgumentException>(() => a.MergeSerialized(Build([1.0], alpha: 0.02).ToArray()));
+        Assert.Throws<ArgumentException>(() => a.MergeSerialized(Build([1.0], maxBins: 100).ToArray()));
+        Assert.Equal(before, a.ToArray());
+
+        byte[] half = Payload((1UL << 63) + 1, 1UL << 63, 0, 1, [1, 0, 1, 0]);
+        DdSketch target = DdSketch.Deserialize(half);
+        Assert.Contains("2^64", Assert.Throws<OverflowException>(() => target.MergeSerialized(half)).Message);
+        Assert.Equal(half, target.ToArray());
+    }
+
+    [Fact]
+    public void MergeSerialized_IntoAGrownSketch_AllocatesNothing()
+    {
+        DdSketch target = Build(Support.Distributions.LogNormalNineDecades(10_000, seed: 33));
+        byte[] window = Build(Support.Distributions.LogNormalNineDecades(50, seed: 34)).ToArray();
+        target.MergeSerialized(window);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            target.MergeSerialized(window);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(10_000UL + (101 * 50), target.Count);
+    }
+
+    [Fact]
+    public void Merge_CoveredBinsNearTheCountLimit_SaturateAndCountLikeOneByOne()
+    {
+        // Twenty dense bins (vector lanes and a scalar tail) at 2^32 - 2 each, merged with the same bins at 5
+        // and at 1: the first merge passes the limit in every bin (4 over each), the second in none.
+        static byte[] Dense(uint perBin, int bins)
+        {
+            var stores = new List<byte>();
+            AddVarUInt(stores, (ulong)bins);
+            stores.Add(0); // zigzag of first index 0
+            for (int i = 0; i < bins; i++)
+            {
+                AddVarUInt(stores, perBin);
+            }
+
+            stores.Add(0); // empty negative store
+            return Payload((ulong)perBin * (ulong)bins, 0, 1, 1.2, [.. stores]);
+        }
+
+        DdSketch target = DdSketch.Deserialize(Dense(uint.MaxValue - 2, 20));
+        target.Merge(DdSketch.Deserialize(Dense(1, 20)));
+        Assert.Equal(0UL, target.SaturatedCount);
+
+        target.Merge(DdSketch.Deserialize(Dense(5, 20)));
+
+        Assert.Equal(20UL * 4, target.SaturatedCount);
+        Assert.Equal(20UL * (uint.MaxValue - 2) + 20 + 100, target.Count);
+
+        DdSketch viaBytes = DdSketch.Deserialize(Dense(uint.MaxValue - 2, 20));
+        viaBytes.MergeSerialized(Dense(1, 20));
+        viaBytes.MergeSerialized(Dense(5, 20));
+        Assert.True(target.ContentEquals(viaBytes));
+        Assert.Equal(target.SaturatedCount, viaBytes.SaturatedCount);
+
+        static void AddVarUInt(List<byte> bytes, ulong value)
+        {
+            for (; value >= 0x80; value >>= 7)
+            {
+                bytes.Add((byte)(value | 0x80));
+            }
+
+            bytes.Add((byte)value);
+        }
+    }
 }

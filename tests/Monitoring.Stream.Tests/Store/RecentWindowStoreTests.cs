@@ -85,6 +85,46 @@ public class RecentWindowStoreTests
         Assert.Equal(12, store.Query("m", LabelSet.Empty, TimeSpan.FromHours(1))!.Windows);
     }
 
+    [Fact]
+    public async Task GetMetricNamesAndGetSeries_ListWhatIsHeldAndForgetWhatWasEvicted()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0 + 300_000));
+        var store = new RecentWindowStore(TimeSpan.FromMinutes(2), time: time);
+        Assert.Empty(store.GetMetricNames());
+        Assert.Empty(store.GetSeries("latency"));
+        await using (var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 2, TimeProvider = time }, [store]))
+        {
+            pipeline.Start();
+            using (PointWriter writer = pipeline.CreateWriter("test"))
+            {
+                for (long ts = T0; ts < T0 + 300_000; ts += 1000)
+                {
+                    writer.Write("latency", [new Label("route", "/b")], 1, ts);
+                    writer.Write("latency", [new Label("route", "/a"), new Label("method", "GET")], 2, ts);
+                    writer.Write("errors_total", [], 1, ts);
+                    if (ts < T0 + 60_000)
+                    {
+                        // Only in the first minute: evicted by the two-minute retention.
+                        writer.Write("old_metric", [new Label("x", "1")], 1, ts);
+                        writer.Write("latency", [new Label("route", "/old")], 1, ts);
+                    }
+                }
+            }
+
+            await pipeline.StopAsync();
+        }
+
+        Assert.Equal(["errors_total", "latency"], store.GetMetricNames());
+        IReadOnlyList<LabelSet> series = store.GetSeries("latency");
+        Assert.Equal(
+            [LabelSet.Create(new Label("method", "GET"), new Label("route", "/a")), LabelSet.Create(new Label("route", "/b"))],
+            series);
+        Assert.Equal([LabelSet.Empty], store.GetSeries("errors_total"));
+        Assert.Empty(store.GetSeries("old_metric"));
+        Assert.Equal(3, store.SeriesCount);
+        Assert.Throws<ArgumentNullException>(() => store.GetSeries(null!));
+    }
+
     [Theory]
     [InlineData("sum", double.NaN)]
     [InlineData("sum", double.PositiveInfinity)]

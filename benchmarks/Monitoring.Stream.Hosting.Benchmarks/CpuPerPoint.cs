@@ -1,0 +1,175 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using Monitoring.Stream.Hosting.Bridge;
+using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Pipeline;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+
+namespace Monitoring.Stream.Hosting.Benchmarks;
+
+/// <summary>
+/// Process CPU time per point, end to end, for one producer thread: OpenTelemetry .NET's histogram (its
+/// aggregation runs inside <c>Record</c>; timed until <c>ForceFlush</c> has collected), and the engine's
+/// labelled call, bound handle and Meter bridge (timed until <c>StopAsync</c> has aggregated every point on
+/// the shards and emitted every window). Not a BenchmarkDotNet benchmark: it counts every thread's CPU.
+/// </summary>
+/// <remarks>
+/// Usage: <c>cpu [--points N] [--rounds R]</c>. Each case runs one untimed round (JIT), then R timed rounds on
+/// fresh instances; the median and range are printed. Process CPU time includes the GC, the JIT's background
+/// work and the engine's timer: what a deployment would pay.
+/// </remarks>
+internal static class CpuPerPoint
+{
+    private const string Metric = "http_server_request_duration_seconds";
+
+    public static void Run(string[] args)
+    {
+        int points = Option(args, "--points", 2_000_000);
+        int rounds = Option(args, "--rounds", 3);
+        Console.WriteLine($"CPU per point: {points:N0} points per round, {rounds} rounds, {Environment.ProcessorCount} processors, load {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine("series | path | CPU ns/point median (range) | wall Mpoints/s median | allocated B/point | dropped");
+        foreach (int series in new[] { 1_000, 100_000 })
+        {
+            var random = new Random(7);
+            int[] visit = [.. Enumerable.Range(0, 1 << 20).Select(_ => random.Next(series))];
+            double[] values = [.. Enumerable.Range(0, 1 << 20).Select(_ => Math.Exp(-3 + random.NextDouble()))];
+            string[][] labels = [.. Enumerable.Range(0, series).Select(i => new[]
+            {
+                i % 2 == 0 ? "GET" : "POST", "/api/items/" + (i / 4).ToString(CultureInfo.InvariantCulture), (200 + (i % 4)).ToString(CultureInfo.InvariantCulture),
+            })];
+            foreach (string path in new[] { "opentelemetry", "engine-labels", "engine-bound", "meter-bridge" })
+            {
+                Measure(series, path, points / 4, labels, visit, values);
+                var results = new List<(double CpuNs, double Mps, double Alloc, long Dropped)>();
+                for (int r = 0; r < rounds; r++)
+                {
+                    results.Add(Measure(series, path, points, labels, visit, values));
+                }
+
+                double[] cpu = [.. results.Select(x => x.CpuNs).Order()];
+                double[] mps = [.. results.Select(x => x.Mps).Order()];
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{series:N0} | {path} | {cpu[cpu.Length / 2]:F0} ({cpu[0]:F0}–{cpu[^1]:F0}) | {mps[mps.Length / 2]:F2} | {results.Average(x => x.Alloc):F3} | {string.Join('/', results.Select(x => x.Dropped))}"));
+            }
+        }
+    }
+
+    private static (double CpuNs, double Mps, double Alloc, long Dropped) Measure(int series, string path, int points, string[][] labels, int[] visit, double[] values)
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        using Process process = Process.GetCurrentProcess();
+        int mask = visit.Length - 1;
+        if (path == "opentelemetry")
+        {
+            string name = "cpu-otel-" + Guid.NewGuid().ToString("N");
+            using MeterProvider provider = Sdk.CreateMeterProviderBuilder()
+                .AddMeter(name)
+                .AddView(Metric, new MetricStreamConfiguration { CardinalityLimit = series + 10 })
+                .AddInMemoryExporter(new List<Metric>())
+                .Build()!;
+            using var meter = new Meter(name);
+            Histogram<double> histogram = meter.CreateHistogram<double>(Metric);
+            TagList[] tags = [.. labels.Select(l => new TagList { { "method", l[0] }, { "route", l[1] }, { "status", l[2] } })];
+            return Timed(process, points, () =>
+            {
+                for (int i = 0; i < points; i++)
+                {
+                    histogram.Record(values[i & mask], tags[visit[i & mask]]);
+                }
+
+                provider.ForceFlush();
+                return 0;
+            });
+        }
+
+        var pipeline = new MetricsPipeline(new MetricsPipelineOptions { Instance = "cpu" }, []);
+        pipeline.Start();
+        try
+        {
+            using var collector = new MetricsCollector(pipeline, "cpu");
+            MetricHistogram histogram = collector.CreateHistogram(Metric, ["method", "route", "status"]);
+            switch (path)
+            {
+                case "engine-labels":
+                    return Timed(process, points, () =>
+                    {
+                        for (int i = 0; i < points; i++)
+                        {
+                            histogram.Record(values[i & mask], labels[visit[i & mask]]);
+                        }
+
+                        return Drain(collector, pipeline);
+                    });
+                case "engine-bound":
+                    BoundHistogram[] handles = [.. labels.Select(l => histogram.Bind(l))];
+                    return Timed(process, points, () =>
+                    {
+                        for (int i = 0; i < points; i++)
+                        {
+                            handles[visit[i & mask]].Record(values[i & mask]);
+                        }
+
+                        return Drain(collector, pipeline);
+                    });
+                default:
+                    string name = "cpu-bridged-" + Guid.NewGuid().ToString("N");
+                    using (var bridge = new MeterBridge(collector, new MeterBridgeOptions { Meters = { name }, MetricPrefix = "bridged_" }))
+                    using (var meter = new Meter(name))
+                    {
+                        Histogram<double> bridged = meter.CreateHistogram<double>(Metric);
+                        TagList[] tags = [.. labels.Select(l => new TagList { { "method", l[0] }, { "route", l[1] }, { "status", l[2] } })];
+                        return Timed(process, points, () =>
+                        {
+                            for (int i = 0; i < points; i++)
+                            {
+                                bridged.Record(values[i & mask], tags[visit[i & mask]]);
+                            }
+
+                            return Drain(collector, pipeline);
+                        });
+                    }
+            }
+        }
+        finally
+        {
+            pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    /// <summary>Hands the buffered points over and stops the engine, which aggregates and emits everything; returns the points dropped.</summary>
+    private static long Drain(MetricsCollector collector, MetricsPipeline pipeline)
+    {
+        collector.Flush();
+        pipeline.StopAsync().GetAwaiter().GetResult();
+        PipelineMetrics m = pipeline.GetMetrics();
+        if (m.EmittedPoints + m.Dropped + m.Rejected + m.Late != m.Offered)
+        {
+            throw new InvalidOperationException($"Not every point was accounted for: {m.Offered} offered, {m.EmittedPoints} emitted, {m.Dropped} dropped, {m.Rejected} rejected, {m.Late} late.");
+        }
+
+        return m.Dropped;
+    }
+
+    private static (double CpuNs, double Mps, double Alloc, long Dropped) Timed(Process process, int points, Func<long> run)
+    {
+        process.Refresh();
+        TimeSpan cpu0 = process.TotalProcessorTime;
+        long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
+        var wall = Stopwatch.StartNew();
+        long dropped = run();
+        wall.Stop();
+        long alloc = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
+        process.Refresh();
+        double cpuNs = (process.TotalProcessorTime - cpu0).TotalNanoseconds / points;
+        return (cpuNs, points / wall.Elapsed.TotalSeconds / 1e6, alloc / (double)points, dropped);
+    }
+
+    private static int Option(string[] args, string name, int fallback)
+    {
+        int at = Array.IndexOf(args, name);
+        return at >= 0 && at + 1 < args.Length ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : fallback;
+    }
+}
