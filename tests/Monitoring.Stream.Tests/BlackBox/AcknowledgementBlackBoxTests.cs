@@ -46,7 +46,7 @@ public class AcknowledgementBlackBoxTests
     public async Task AcknowledgedPosition_SlowSinkOnTwoShards_NeverPassesAWindowTheSinkHasNotAcknowledged()
     {
         var time = Scenario.Clock(Scenario.T0);
-        var gates = new Gates();
+        var gates = new BlackBoxGates();
         var done = new ConcurrentDictionary<(int Shard, long Start), bool>();
         var slow = new ProbeSink("slow", async call =>
         {
@@ -57,75 +57,83 @@ public class AcknowledgementBlackBoxTests
         await using var pipeline = new MetricsPipeline(OneSecondWindows(time, shards: 2), [fast, slow]);
         SeriesId[] ids = EventTimeBlackBoxTests.Register(pipeline, 8);
         pipeline.Start();
-        using PointWriter writer = pipeline.CreateWriter("partition-0");
-        long written = 0;
-        for (int w = 0; w < 6; w++)
+        try
         {
-            written += WriteWindow(writer, ids, time, w);
-        }
-
-        await pipeline.DrainAsync().Within("drain");
-        var observations = new List<(long Position, HashSet<(int, long)> Done)>();
-        void Observe()
-        {
-            long p = writer.AcknowledgedPosition;
-            observations.Add((p, [.. done.Keys]));
-        }
-
-        Observe();
-        Assert.Equal(-1, writer.AcknowledgedPosition);
-        int calls = 0;
-        while (true)
-        {
-            // Windows 0..4 are closed (two shards each, once the fast sink had them); window 5 stays open.
-            await Signals.Until(() => slow.Calls > calls || done.Count >= 10, "the next window reaches the slow sink");
-            if (slow.Calls == calls)
+            using PointWriter writer = pipeline.CreateWriter("partition-0");
+            long written = 0;
+            for (int w = 0; w < 6; w++)
             {
-                break;
+                written += WriteWindow(writer, ids, time, w);
             }
 
-            calls++;
+            await pipeline.DrainAsync().Within("drain");
+            var observations = new List<(long Position, HashSet<(int, long)> Done)>();
+            void Observe()
+            {
+                long p = writer.AcknowledgedPosition;
+                observations.Add((p, [.. done.Keys]));
+            }
+
             Observe();
-            gates.Open(calls);
-            await Signals.Until(() => done.Count >= calls, "the slow sink finishes its write");
-            for (int i = 0; i < 20; i++)
+            Assert.Equal(-1, writer.AcknowledgedPosition);
+            int calls = 0;
+            while (true)
             {
+                // Windows 0..4 are closed (two shards each, once the fast sink had them); window 5 stays open.
+                await Signals.Until(() => slow.Calls > calls || done.Count >= 10, "the next window reaches the slow sink");
+                if (slow.Calls == calls)
+                {
+                    break;
+                }
+
+                calls++;
                 Observe();
-                await Task.Yield();
+                gates.Open(calls);
+                await Signals.Until(() => done.Count >= calls, "the slow sink finishes its write");
+                for (int i = 0; i < 20; i++)
+                {
+                    Observe();
+                    await Task.Yield();
+                }
             }
-        }
 
-        Assert.Equal(10, done.Count);
-        await Signals.Until(() => writer.AcknowledgedPosition == 4, "position 4 acknowledged once every closed window is written");
-        await writer.WaitForAcknowledgedAsync(4).Within("wait for 4");
-        Observe();
-        Task<bool> five = WaitFor(writer, 5);
-        Task stop = pipeline.StopAsync();
-        await Signals.Until(() => slow.Calls > calls, "the stop emits window 5");
-        Observe();
-        Assert.Equal(4, writer.AcknowledgedPosition);
-        Assert.False(five.IsCompleted, "position 5 acknowledged while its window is in the slow sink's hands");
-        gates.OpenAll();
-        await stop.Within("stop");
-        Assert.True(await five.Within("position 5"));
-        Assert.Equal(5, writer.AcknowledgedPosition);
+            Assert.Equal(10, done.Count);
+            await Signals.Until(() => writer.AcknowledgedPosition == 4, "position 4 acknowledged once every closed window is written");
+            await writer.WaitForAcknowledgedAsync(4).Within("wait for 4");
+            Observe();
+            Task<bool> five = WaitFor(writer, 5);
+            Task stop = pipeline.StopAsync();
+            await Signals.Until(() => slow.Calls > calls, "the stop emits window 5");
+            Observe();
+            Assert.Equal(4, writer.AcknowledgedPosition);
+            Assert.False(five.IsCompleted, "position 5 acknowledged while its window is in the slow sink's hands");
+            gates.OpenAll();
+            await stop.Within("stop");
+            Assert.True(await five.Within("position 5"));
+            Assert.Equal(5, writer.AcknowledgedPosition);
 
-        // Every observation: each window up to the acknowledged position was done by the slow sink at that moment.
-        var batches = slow.Seen.Select(b => (b.Shard, b.WindowStartUnixMs)).ToHashSet();
-        long previous = -1;
-        foreach ((long position, HashSet<(int, long)> doneThen) in observations)
-        {
-            Assert.True(position >= previous, $"acknowledged position went back from {previous} to {position}");
-            previous = position;
-            foreach ((int shard, long start) in batches.Where(b => b.WindowStartUnixMs < Scenario.T0 + ((position + 1) * 1000)))
+            // Every observation: each window up to the acknowledged position was done by the slow sink at that moment.
+            var batches = slow.Seen.Select(b => (b.Shard, b.WindowStartUnixMs)).ToHashSet();
+            long previous = -1;
+            foreach ((long position, HashSet<(int, long)> doneThen) in observations)
             {
-                Assert.True(doneThen.Contains((shard, start)), $"position {position} acknowledged before shard {shard}'s window {start} was written");
+                Assert.True(position >= previous, $"acknowledged position went back from {previous} to {position}");
+                previous = position;
+                foreach ((int shard, long start) in batches.Where(b => b.WindowStartUnixMs < Scenario.T0 + ((position + 1) * 1000)))
+                {
+                    Assert.True(doneThen.Contains((shard, start)), $"position {position} acknowledged before shard {shard}'s window {start} was written");
+                }
             }
-        }
 
-        PipelineMetrics m = pipeline.GetMetrics();
-        BlackBoxAccounting.AssertStoppedGracefully(m);
-        Assert.Equal(written, m.EmittedPoints);
+            PipelineMetrics m = pipeline.GetMetrics();
+            BlackBoxAccounting.AssertStoppedGracefully(m);
+            Assert.Equal(written, m.EmittedPoints);
+        }
+        finally
+        {
+            // Also on failure: a stop waits for the sink, and the shutdown timeout runs on the fake clock.
+            gates.OpenAll();
+        }
     }
 
     private static async Task<bool> WaitFor(PointWriter writer, long position)
@@ -227,34 +235,42 @@ public class AcknowledgementBlackBoxTests
     public async Task StopAsync_TwoConcurrentCalls_BothWaitForTheSinkThenCheckpointsReachTheEnd()
     {
         var time = Scenario.Clock(Scenario.T0);
-        var gates = new Gates();
+        var gates = new BlackBoxGates();
         var slow = new ProbeSink("slow", call => new ValueTask(gates.For(call.Index)));
         await using var pipeline = new MetricsPipeline(OneSecondWindows(time, shards: 2), [slow]);
         SeriesId[] ids = EventTimeBlackBoxTests.Register(pipeline, 6);
         pipeline.Start();
-        using PointWriter writer = pipeline.CreateWriter("partition-0");
-        long written = 0;
-        for (int w = 0; w < 3; w++)
+        try
         {
-            written += WriteWindow(writer, ids, time, w);
-        }
+            using PointWriter writer = pipeline.CreateWriter("partition-0");
+            long written = 0;
+            for (int w = 0; w < 3; w++)
+            {
+                written += WriteWindow(writer, ids, time, w);
+            }
 
-        using var go = new ManualResetEventSlim();
-        Task first = Task.Run(() => { go.Wait(); return pipeline.StopAsync(); });
-        Task second = Task.Run(() => { go.Wait(); return pipeline.StopAsync(); });
-        go.Set();
-        await Signals.Until(() => slow.Calls >= 1 && pipeline.State != PipelineState.Running, "the stop began and a window is in the sink's hands");
-        Assert.False(first.IsCompleted || second.IsCompleted, "a stop returned while the sink still held a window");
-        Assert.True(writer.AcknowledgedPosition < 2, "the last checkpoint was acknowledged before its window was written");
-        gates.OpenAll();
-        await first.Within("first stop");
-        await second.Within("second stop");
-        await pipeline.StopAsync().Within("a third stop, after the others");
-        Assert.Equal(2, writer.AcknowledgedPosition);
-        PipelineMetrics m = pipeline.GetMetrics();
-        BlackBoxAccounting.AssertStoppedGracefully(m);
-        Assert.Equal(written, m.EmittedPoints);
-        Assert.Equal(written, slow.PointsRead);
+            using var go = new ManualResetEventSlim();
+            Task first = Task.Run(() => { go.Wait(); return pipeline.StopAsync(); });
+            Task second = Task.Run(() => { go.Wait(); return pipeline.StopAsync(); });
+            go.Set();
+            await Signals.Until(() => slow.Calls >= 1 && pipeline.State != PipelineState.Running, "the stop began and a window is in the sink's hands");
+            Assert.False(first.IsCompleted || second.IsCompleted, "a stop returned while the sink still held a window");
+            Assert.True(writer.AcknowledgedPosition < 2, "the last checkpoint was acknowledged before its window was written");
+            gates.OpenAll();
+            await first.Within("first stop");
+            await second.Within("second stop");
+            await pipeline.StopAsync().Within("a third stop, after the others");
+            Assert.Equal(2, writer.AcknowledgedPosition);
+            PipelineMetrics m = pipeline.GetMetrics();
+            BlackBoxAccounting.AssertStoppedGracefully(m);
+            Assert.Equal(written, m.EmittedPoints);
+            Assert.Equal(written, slow.PointsRead);
+        }
+        finally
+        {
+            // Also on failure: a stop waits for the sink, and the shutdown timeout runs on the fake clock.
+            gates.OpenAll();
+        }
     }
 
     [Fact]
