@@ -176,13 +176,16 @@ public sealed class PointWriter : IDisposable
     /// <summary>
     /// The source's event-time progress: its newest timestamp, never past the engine's clock, unless that
     /// point was stamped ahead of the clock and stands alone more than the allowed lateness ahead of the
-    /// source's next newest (an outlier: the second newest counts until another point confirms the jump).
+    /// source's next newest, or is its first point (an outlier: the second newest counts until another point
+    /// confirms the jump).
     /// </summary>
     private long Progress(long now)
     {
         long newest = _newestEventTime;
         long second = _secondEventTime;
-        if (_newestAheadOfClock && second != long.MinValue && newest - second > _outlierGapMs)
+        // A first point ahead of the clock has nothing to stand beside: it counts only once confirmed, and
+        // until then the source has no progress (it holds the watermark, like a source that has not written).
+        if (_newestAheadOfClock && (second == long.MinValue || newest - second > _outlierGapMs))
         {
             newest = second;
         }
@@ -434,7 +437,41 @@ public sealed class PointWriter : IDisposable
         batch.SentAt = now;
     }
 
-    private void FlushShard(int shard, long now, bool canWait = true)
+    /// <summary>
+    /// Called by a graceful stop before the shard queues close: hands what this writer buffers to the shards,
+    /// waiting for room (until the stop is forced), so points written before the stop are aggregated, not left
+    /// pending. Skipped when a call is under way on the writer: that call sees the stop and counts its points.
+    /// </summary>
+    internal void FlushForStop()
+    {
+        if (Interlocked.CompareExchange(ref _gate, HeldByEngine, 0) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            long now = NowMs();
+            for (int shard = 0; shard < _pending.Length; shard++)
+            {
+                if (_pending[shard] is { Count: > 0 })
+                {
+                    FlushShard(shard, now, canWait: true, draining: true);
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private void FlushShard(int shard, long now, bool canWait = true, bool draining = false)
     {
         PointBatch? batch = _pending[shard];
         if (batch is null)
@@ -450,7 +487,7 @@ public sealed class PointWriter : IDisposable
             return;
         }
 
-        if (_pipeline.IsStopping)
+        if (_pipeline.IsStopping && !draining)
         {
             Drop(batch, DropReason.PipelineStopped, shard);
             return;
@@ -477,11 +514,11 @@ public sealed class PointWriter : IDisposable
             return;
         }
 
-        WaitAndWrite(shard, batch);
+        WaitAndWrite(shard, batch, draining);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void WaitAndWrite(int shard, PointBatch batch)
+    private void WaitAndWrite(int shard, PointBatch batch, bool draining = false)
     {
         int count = batch.Count;
         ChannelWriter<PointBatch> channel = _channels[shard];
@@ -495,7 +532,7 @@ public sealed class PointWriter : IDisposable
         int spins = 0;
         while (!channel.TryWrite(batch))
         {
-            if (_pipeline.IsStopping)
+            if (draining ? _pipeline.IsAborted : _pipeline.IsStopping)
             {
                 Drop(batch, DropReason.PipelineStopped, shard);
                 return;

@@ -120,6 +120,33 @@ public sealed class SharedPointWriter : IDisposable
         }
     }
 
+    /// <summary>A graceful stop hands what each thread buffers to the shards (see <see cref="PointWriter.FlushForStop"/>).</summary>
+    internal void FlushForStop()
+    {
+        Slot[] slots;
+        lock (_slotsGate)
+        {
+            slots = [.. _slots];
+        }
+
+        foreach (Slot slot in slots)
+        {
+            if (!slot.Gate.TryEnter())
+            {
+                continue;
+            }
+
+            try
+            {
+                slot.Writer.FlushForStop();
+            }
+            finally
+            {
+                slot.Gate.Exit();
+            }
+        }
+    }
+
     private Slot CreateSlot()
     {
         lock (_slotsGate)

@@ -128,6 +128,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     internal bool IsShardFaulted(int shard) => _shards[shard].IsDead;
 
+    /// <summary>A stop was forced (deadline passed, or a second signal): nothing waits any more.</summary>
+    internal bool IsAborted => _abort.IsCancellationRequested;
+
     private static IEnumerable<SinkRegistration> ToRegistrations(IEnumerable<IWindowSink> sinks, SinkOptions? sinkOptions)
     {
         ArgumentNullException.ThrowIfNull(sinks);
@@ -432,6 +435,26 @@ public sealed class MetricsPipeline : IAsyncDisposable
         if (_ticker is not null)
         {
             await _ticker.DisposeAsync().ConfigureAwait(false);
+        }
+
+        // Points written before the stop and still buffered in writers go to the shards first: a graceful
+        // stop leaves nothing pending (a writer busy in a call is skipped; that call counts its own points).
+        PointWriter[] writers;
+        SharedPointWriter[] shared;
+        lock (_sourcesGate)
+        {
+            writers = [.. _writers];
+            shared = [.. _sharedWriters];
+        }
+
+        foreach (PointWriter writer in writers)
+        {
+            writer.FlushForStop();
+        }
+
+        foreach (SharedPointWriter writer in shared)
+        {
+            writer.FlushForStop();
         }
 
         foreach (Channel<PointBatch> channel in _channels)

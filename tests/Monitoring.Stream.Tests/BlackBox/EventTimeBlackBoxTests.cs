@@ -154,7 +154,7 @@ public class EventTimeBlackBoxTests
         Assert.Equal(written, m.EmittedPoints);
     }
 
-    [Fact(Skip = "BUG: an outlier that is a source's very first point counts as its progress (capped at the clock), so a replay behind the clock is late from its second point on")]
+    [Fact]
     public async Task Outlier_AsReplaySourcesVeryFirstPoint_NextPointsNotLate()
     {
         var time = Scenario.Clock(Scenario.T0);
@@ -687,7 +687,7 @@ public class EventTimeBlackBoxTests
         BlackBoxAccounting.AssertStoppedGracefully(pipeline.GetMetrics());
     }
 
-    [Fact(Skip = "BUG: a new writer holds the watermark only from the next tick or its first batch, not from its creation: another source's flush in between makes its first on-time point late")]
+    [Fact]
     public async Task Idle_NewWriterCreatedBeforeAnotherSourceFlushes_HoldsTheWatermarkFromCreation()
     {
         // "A new writer holds the watermark from the moment it is created (not from its first point)". The live source

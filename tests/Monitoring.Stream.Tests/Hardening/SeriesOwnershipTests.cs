@@ -109,7 +109,7 @@ public class SeriesOwnershipTests
     }
 
     [Fact]
-    public async Task Write_AfterStop_RefusedAsWriterClosed_BufferedPointsDroppedOnDispose()
+    public async Task Write_AfterStop_RefusedAsWriterClosed_BufferedPointsAggregatedByTheStop()
     {
         var sink = new ProbeSink("s");
         await using MetricsPipeline pipeline = Create(sink);
@@ -131,9 +131,8 @@ public class SeriesOwnershipTests
         Assert.Equal(RejectReason.WriterClosed, late.Write(id, 1.0, Ts));
         using SharedPointWriter shared = pipeline.CreateSharedWriter("shared-after-stop");
         Assert.Equal(RejectReason.WriterClosed, shared.Write(id, 1.0, Ts));
-        Assert.Equal(2, pipeline.GetMetrics().Pending);
-
-        // The two points buffered before the stop cannot go anywhere: disposing the writer counts them as dropped.
+        // The two points buffered before the stop were handed to the shards by the graceful stop itself.
+        Assert.Equal(0, pipeline.GetMetrics().Pending);
         buffered.Dispose();
         flushed.Dispose();
         late.Flush();
@@ -141,12 +140,12 @@ public class SeriesOwnershipTests
 
         PipelineMetrics m = pipeline.GetMetrics();
         Assert.Equal(8, m.Offered);
-        Assert.Equal(1, m.Accepted);
+        Assert.Equal(3, m.Accepted);
         Assert.Equal(5, m.RejectedByReason[RejectReason.WriterClosed]);
-        Assert.Equal(2, m.DroppedByReason[DropReason.PipelineStopped]);
+        Assert.Equal(0, m.Dropped);
         Assert.Equal(0, m.Pending);
         Identities.AssertStopped(m);
-        Assert.Equal(1, sink.PointsRead);
+        Assert.Equal(3, sink.PointsRead);
     }
 
     [Fact]
