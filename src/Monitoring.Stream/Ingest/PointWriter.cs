@@ -344,6 +344,7 @@ public sealed class PointWriter : IDisposable
         PointBatch batch = _pool.Get();
         _pending[shard] = batch;
         _wroteSinceFlush = true;
+        _counters.Buffered = true;
         return batch;
     }
 
@@ -407,6 +408,13 @@ public sealed class PointWriter : IDisposable
             }
         }
 
+        bool left = false;
+        foreach (PointBatch? batch in _pending)
+        {
+            left |= batch is { Count: > 0 };
+        }
+
+        _counters.Buffered = left;
         _lastFlush = _time.GetTimestamp();
     }
 
@@ -494,6 +502,7 @@ public sealed class PointWriter : IDisposable
         }
 
         Stamp(batch, shard, now);
+        Volatile.Write(ref _counters.SentSeq[shard], batch.Seq);
         if (_channels[shard].TryWrite(batch))
         {
             _sentSeq[shard]++;
@@ -509,6 +518,7 @@ public sealed class PointWriter : IDisposable
 
         if (!canWait)
         {
+            Volatile.Write(ref _counters.SentSeq[shard], _sentSeq[shard]);
             _pending[shard] = batch;
             _wroteSinceFlush = true;
             return;
@@ -562,6 +572,7 @@ public sealed class PointWriter : IDisposable
 
     private void Drop(PointBatch batch, DropReason reason, int shard)
     {
+        Volatile.Write(ref _counters.SentSeq[shard], _sentSeq[shard]);
         _counters.Dropped[(int)reason] += batch.Count;
         _pool.Return(batch);
         // The dropped points are accounted for: checkpoints that waited for this batch wait for the one before.

@@ -20,6 +20,12 @@ internal sealed class SourceCounters
     /// <summary>Per shard: the batches the source handed over in all; valid once <see cref="Retired"/> is set.</summary>
     public readonly long[] FinalSeq;
 
+    /// <summary>
+    /// Per shard: the sequence of the last batch handed over, published before the hand-over (so a shard that
+    /// has processed less knows points are on their way and the source is not idle).
+    /// </summary>
+    public readonly long[] SentSeq;
+
     // PERF: the per-point counter sits alone on its cache line, so readers polling the totals never
     // pull the line away from the writing thread's neighbours.
     private Padded _offered;
@@ -32,6 +38,7 @@ internal sealed class SourceCounters
         CreatedAtMs = createdAtMs;
         AckedSeq = new long[shardCount];
         FinalSeq = new long[shardCount];
+        SentSeq = new long[shardCount];
     }
 
     public string Name { get; }
@@ -52,6 +59,13 @@ internal sealed class SourceCounters
 
     /// <summary>Set once the writer is disposed and <see cref="FinalSeq"/> holds its final counts.</summary>
     public volatile bool Retired;
+
+    /// <summary>
+    /// Points sit in the writer's buffers, not yet handed to a shard (set when a batch is started, cleared by a
+    /// flush that leaves none): such a source is not idle, whatever its last batch's age, so a tick that
+    /// comes before the engine's flush of a quiet writer (after a stall) does not make its points late.
+    /// </summary>
+    public volatile bool Buffered;
 
     public ref long Offered => ref _offered.Value;
 

@@ -517,7 +517,9 @@ internal sealed class ShardAggregator
         {
             SourceCounters c = source.Counters;
             bool drained = c.Retired && source.ProcessedSeq >= Volatile.Read(ref c.FinalSeq[_index]);
-            if (drained || tickAt - source.LastSeen > _idleTimeoutMs)
+            // Not idle while points are on their way: buffered in the writer, or handed over and still queued behind this tick.
+            bool inFlight = c.Buffered || source.ProcessedSeq < Volatile.Read(ref c.SentSeq[_index]);
+            if (drained || (tickAt - source.LastSeen > _idleTimeoutMs && !inFlight))
             {
                 source.Idle = true;
             }

@@ -423,7 +423,7 @@ public class EventTimeBlackBoxTests
 
     [Theory]
     [InlineData(9_000)]
-    [InlineData(9_999, Skip = "BUG: after a clock jump the tick can run before the engine's flush of a quiet writer: a source whose points are still buffered is marked idle and they arrive late")]
+    [InlineData(9_999)]
     public async Task Stall_ClockJumpsJustBelowIdleTimeout_TicksBackToBack_NoInOrderPointLate(long jumpMs)
     {
         // Each jump of the fake clock fires the ticks that were due back to back, all reading the clock after the jump;
