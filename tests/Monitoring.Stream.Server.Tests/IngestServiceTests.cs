@@ -75,6 +75,55 @@ public class IngestServiceTests(SharedServer server)
     }
 
     [Fact]
+    public async Task Statistics_WithStep_BucketsAlignedToTheStepPartitionTheWindowsExactly()
+    {
+        // Two bursts a window apart (windows are 2 s): with step = the window size, each lands in its own bucket.
+        string metric = ServiceApi.UniqueMetric("buckets");
+        long first = ServiceApi.Now;
+        long second = first + 2_000;
+        async Task PostAsync(long timestamp, double[] values)
+        {
+            string json = JsonSerializer.Serialize(new { points = values.Select(v => new { metric, labels = new Dictionary<string, string> { ["route"] = "/a" }, value = v, timestamp }) });
+            using HttpResponseMessage response = await ServiceApi.PostAsync(server.Client, Encoding.UTF8.GetBytes(json), "application/json");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await PostAsync(first, [1, 2, 3]);
+        await Task.Delay(TimeSpan.FromMilliseconds(2_100));
+        await PostAsync(second, [10, 20]);
+        await StatisticsAsync($"metric={metric}&window=2m", 5);
+
+        JsonElement answer = await ServiceApi.GetJsonAsync(server.Client, $"/api/v1/statistics?metric={metric}&window=2m&step=2s");
+        JsonElement[] buckets = [.. answer.GetProperty("series").EnumerateArray()];
+        Assert.InRange(buckets.Length, 60, 61);
+        long previousEnd = long.MinValue;
+        foreach (JsonElement b in buckets)
+        {
+            long from = b.GetProperty("from").GetDateTimeOffset().ToUnixTimeMilliseconds();
+            long to = b.GetProperty("to").GetDateTimeOffset().ToUnixTimeMilliseconds();
+            Assert.Equal(0, from % 2_000);
+            Assert.Equal(2_000, to - from);
+            Assert.True(previousEnd == long.MinValue || previousEnd == from, "buckets are contiguous, oldest first");
+            previousEnd = to;
+        }
+
+        var filled = buckets.Where(b => b.GetProperty("statistics").ValueKind == JsonValueKind.Object)
+            .Select(b => (From: b.GetProperty("from").GetDateTimeOffset().ToUnixTimeMilliseconds(), Stats: b.GetProperty("statistics"))).ToList();
+        Assert.Equal(2, filled.Count);
+        Assert.Equal(first - (first % 2_000), filled[0].From);
+        Assert.Equal(3, filled[0].Stats.GetProperty("count").GetInt64());
+        Assert.Equal(6, filled[0].Stats.GetProperty("sum").GetDouble());
+        Assert.Equal(second - (second % 2_000), filled[1].From);
+        Assert.Equal(2, filled[1].Stats.GetProperty("count").GetInt64());
+        Assert.Equal(30, filled[1].Stats.GetProperty("sum").GetDouble());
+
+        // Too many buckets, or step with groupBy: a 400 naming the parameter.
+        using HttpResponseMessage tooMany = await server.Client.GetAsync(new Uri($"/api/v1/statistics?metric={metric}&window=1h&step=1s", UriKind.Relative));
+        Assert.Equal(HttpStatusCode.BadRequest, tooMany.StatusCode);
+        Assert.Contains("step", await tooMany.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task PostPoints_BadValues_AreRejectedWithReasons()
     {
         string metric = ServiceApi.UniqueMetric("bad_values");

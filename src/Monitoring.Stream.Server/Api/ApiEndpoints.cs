@@ -19,6 +19,9 @@ internal static class ApiEndpoints
     /// <summary>The largest number of label filters and group-by labels of one query.</summary>
     public const int MaxQueryLabels = 32;
 
+    /// <summary>Most buckets a statistics query with <c>step</c> may ask for.</summary>
+    public const int MaxBuckets = 500;
+
     /// <summary>Maps every endpoint.</summary>
     public static void Map(IEndpointRouteBuilder app)
     {
@@ -129,10 +132,33 @@ internal static class ApiEndpoints
             return BadQuery("label", $"at most {MaxQueryLabels} label filters and {MaxQueryLabels} group-by labels.");
         }
 
+        TimeSpan? step = null;
+        string? stepText = query["step"];
+        if (stepText is not null)
+        {
+            if (!WindowParser.TryParse(stepText, out TimeSpan parsed) || parsed < TimeSpan.FromMilliseconds(1))
+            {
+                return BadQuery("step", $"'{stepText}' is not a span such as 10s, 1m or 30m.");
+            }
+
+            if (groupBy.Count > 0)
+            {
+                return BadQuery("step", "cannot be combined with groupBy.");
+            }
+
+            if (window / parsed > MaxBuckets)
+            {
+                return BadQuery("step", $"cuts the window into more than {MaxBuckets} buckets.");
+            }
+
+            step = parsed;
+        }
+
         DateTimeOffset to = time.GetUtcNow();
         try
         {
-            return Results.Json(Query(queries, metric, filter, groupBy, to - window, to));
+            StatisticsResponse answer = Query(queries, metric, filter, groupBy, to - window, to);
+            return Results.Json(step is TimeSpan s ? answer with { Series = Buckets(queries, metric, filter, to - window, to, s) } : answer);
         }
         catch (ArgumentException)
         {
@@ -167,6 +193,30 @@ internal static class ApiEndpoints
         }
 
         return new StatisticsResponse(metric, from, to, (to - from).TotalSeconds, filter, groupBy, statistics, groups);
+    }
+
+    /// <summary>
+    /// The span cut into buckets of <paramref name="step"/>, aligned to multiples of it since the epoch (so
+    /// refreshes give the same buckets); each bucket merges the windows that overlap it. With a step that is a
+    /// multiple of the window size every window falls in exactly one bucket.
+    /// </summary>
+    internal static List<BucketData> Buckets(MetricStatisticsService queries, string metric, IReadOnlyDictionary<string, string> filter, DateTimeOffset from, DateTimeOffset to, TimeSpan step)
+    {
+        LabelSet labels = LabelSet.Create([.. filter.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => new Label(f.Key, f.Value))]);
+        long stepMs = (long)step.TotalMilliseconds;
+        long fromMs = from.ToUnixTimeMilliseconds();
+        long start = fromMs - (((fromMs % stepMs) + stepMs) % stepMs);
+        long toMs = to.ToUnixTimeMilliseconds();
+        var buckets = new List<BucketData>();
+        for (long b = start; b < toMs; b += stepMs)
+        {
+            DateTimeOffset bFrom = DateTimeOffset.FromUnixTimeMilliseconds(b);
+            DateTimeOffset bTo = DateTimeOffset.FromUnixTimeMilliseconds(b + stepMs);
+            MetricStatistics? s = queries.GetMatching(metric, labels, bFrom, bTo);
+            buckets.Add(new BucketData(bFrom, bTo, s is null ? null : StatisticsData.From(s)));
+        }
+
+        return buckets;
     }
 
     /// <summary>A 400 naming the query parameter.</summary>

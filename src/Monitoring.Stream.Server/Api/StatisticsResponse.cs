@@ -9,5 +9,7 @@ namespace Monitoring.Stream.Server.Api;
 /// <param name="GroupBy">The labels grouped by (empty: one answer).</param>
 /// <param name="Statistics">Without group-by: the merged statistics, or null when no window of a matching series lies in the span.</param>
 /// <param name="Groups">With group-by: one entry per combination of the group-by labels that has data.</param>
+/// <param name="Series">With <c>step</c>: the span cut into buckets, oldest first; null without it.</param>
 internal sealed record StatisticsResponse(string Metric, DateTimeOffset From, DateTimeOffset To, double WindowSeconds,
-    IReadOnlyDictionary<string, string> Labels, IReadOnlyList<string> GroupBy, StatisticsData? Statistics, IReadOnlyList<GroupData> Groups);
+    IReadOnlyDictionary<string, string> Labels, IReadOnlyList<string> GroupBy, StatisticsData? Statistics, IReadOnlyList<GroupData> Groups,
+    IReadOnlyList<BucketData>? Series = null);

@@ -44,10 +44,10 @@ public class KafkaPointSourceBackpressureTests
         using var cluster = new KafkaMockCluster();
         cluster.EnsureTopic("pressure");
 
-        // Every message on partition 0, message m in window m / 4 (10 s windows from 50 minutes before the engine's
-        // clock): event time moves on steadily, so windows close all along the run and the slow sink is fed. (Spread
-        // over partitions read unevenly, a partition that starts late would find the others' windows closed: late
-        // points, counted, which is not what this test is about.)
+        // Message m on partition m % 4, in window m / 4 (10 s windows from 50 minutes before the engine's clock):
+        // every partition's event time moves on steadily, so windows close all along the run and the slow sink is
+        // fed. Every partition must carry messages: a partition's writer holds the watermark from its creation,
+        // and this engine's fake clock never lets a silent one go idle.
         long start = T0 - (50 * 60_000);
         KafkaTestClient.Produce(cluster.BootstrapServers, "pressure", Enumerable.Range(0, Messages).Select(m =>
         {
@@ -57,7 +57,7 @@ public class KafkaPointSourceBackpressureTests
                 encoder.Add("bytes_total", [new("k", (i % 20).ToString(System.Globalization.CultureInfo.InvariantCulture))], i, start + ((m / 4) * 10_000L) + ((m % 4) * 2_000L) + i);
             }
 
-            return (0, encoder.ToArray());
+            return (m % Partitions, encoder.ToArray());
         }));
 
         var sink = new SlowSink();
