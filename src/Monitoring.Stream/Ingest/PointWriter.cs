@@ -49,6 +49,8 @@ public sealed class PointWriter : IDisposable
     private int _gate;
     private long _maxTimestamp;
     private long _minTimestamp;
+    private readonly long _minRepresentableMs;
+    private readonly long _maxRepresentableMs;
     private readonly long _outlierGapMs;
     /// <summary>The newest timestamp written, and the newest but one (the outlier rule: see <see cref="Progress"/>).</summary>
     private long _newestEventTime = long.MinValue;
@@ -78,6 +80,8 @@ public sealed class PointWriter : IDisposable
         _time = settings.TimeProvider;
         _maxFutureSkewMs = settings.MaxFutureSkewMs;
         _maxAgeMs = settings.MaxPointAgeMs;
+        _minRepresentableMs = settings.MinRepresentableMs;
+        _maxRepresentableMs = settings.MaxRepresentableMs;
         _outlierGapMs = settings.LatenessMs;
         _flushIntervalTicks = (long)(settings.ProducerFlushInterval.TotalSeconds * _time.TimestampFrequency);
         Source = source;
@@ -256,7 +260,9 @@ public sealed class PointWriter : IDisposable
             }
             else if (timestampUnixMs < _minTimestamp)
             {
-                reason = RejectReason.TimestampTooOld;
+                // Older than the allowed age, or (within it) before the window range Arrow can hold.
+                bool tooOld = _clockMs >= long.MinValue + _maxAgeMs && timestampUnixMs < _clockMs - _maxAgeMs;
+                reason = tooOld ? RejectReason.TimestampTooOld : RejectReason.TimestampOutOfRange;
             }
         }
 
@@ -369,8 +375,9 @@ public sealed class PointWriter : IDisposable
 
         long now = NowMs();
         _clockMs = now;
-        _maxTimestamp = now > long.MaxValue - _maxFutureSkewMs ? long.MaxValue : now + _maxFutureSkewMs;
-        _minTimestamp = now < long.MinValue + _maxAgeMs ? long.MinValue : now - _maxAgeMs;
+        // Bounded by the clock's allowance and by what the Arrow timestamp[ns] window columns can hold.
+        _maxTimestamp = Math.Min(now > long.MaxValue - _maxFutureSkewMs ? long.MaxValue : now + _maxFutureSkewMs, _maxRepresentableMs);
+        _minTimestamp = Math.Max(now < long.MinValue + _maxAgeMs ? long.MinValue : now - _maxAgeMs, _minRepresentableMs);
     }
 
     /// <summary>Hands every partly filled batch to its shard, and tells idle shards how far this source has come.</summary>

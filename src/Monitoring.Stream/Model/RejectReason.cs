@@ -33,7 +33,10 @@ public enum RejectReason
     /// <summary>The engine already tracks as many metric names as allowed.</summary>
     MetricLimitExceeded = 9,
 
-    /// <summary>The timestamp is further in the future, by the engine's clock, than the allowed skew.</summary>
+    /// <summary>
+    /// The timestamp is further in the future, by the engine's clock, than the allowed skew, or its window
+    /// lies outside the range of Arrow's nanosecond timestamps (1677-09-21 to 2262-04-11).
+    /// </summary>
     TimestampOutOfRange = 10,
 
     /// <summary>The message could not be decoded.</summary>

@@ -40,7 +40,7 @@ public static class RejectReasonExtensions
         RejectReason.TooManyLabels => "the series has more labels than the configured limit",
         RejectReason.LabelValueTooLong => "a label value is longer than the configured limit",
         RejectReason.MetricLimitExceeded => "the engine tracks the configured maximum number of metric names already",
-        RejectReason.TimestampOutOfRange => "the timestamp is further in the future, by the engine's clock, than the allowed skew",
+        RejectReason.TimestampOutOfRange => "the timestamp is further in the future, by the engine's clock, than the allowed skew, or its window lies outside the years 1677-2262 that Arrow's nanosecond timestamps hold",
         RejectReason.Malformed => "the message could not be decoded",
         RejectReason.Oversized => "the message is larger than the configured limit",
         RejectReason.ValueOutOfRange => "the value's magnitude exceeds 1e100, beyond which the series' sum and variance could overflow",
