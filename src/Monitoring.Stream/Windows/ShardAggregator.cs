@@ -249,7 +249,9 @@ internal sealed class ShardAggregator
 
         long aggregated = 0;
         WindowBuffer? window = _current;
-        long maxEnd = window?.End ?? long.MinValue;
+        // Only windows this batch's points went into: a batch of late or stale points touches none, and is
+        // acknowledged as soon as the source's earlier windows are.
+        long maxEnd = long.MinValue;
         ReadOnlySpan<IngestPoint> points = batch.Points.AsSpan(0, batch.Count);
         for (int k = 0; k < points.Length; k++)
         {
@@ -287,11 +289,10 @@ internal sealed class ShardAggregator
                 }
 
                 _current = window;
-                if (window.End > maxEnd)
-                {
-                    maxEnd = window.End;
-                }
             }
+
+            // A compare on a field the range check above has just read: no extra miss.
+            maxEnd = Math.Max(maxEnd, window.End);
 
             if (point.Slot >= window.Capacity)
             {

@@ -204,7 +204,7 @@ public class AcknowledgementBlackBoxTests
         BlackBoxAccounting.AssertStoppedGracefully(pipeline.GetMetrics());
     }
 
-    [Fact(Skip = "BUG: a batch of only late points is acknowledged only once the shard's current open window closes, not when its points are counted late")]
+    [Fact]
     public async Task AcknowledgedPosition_CheckpointOfOnlyLatePoints_AcknowledgedWhileOtherWindowsOpen()
     {
         var time = Scenario.Clock(Scenario.T0);
@@ -217,6 +217,9 @@ public class AcknowledgementBlackBoxTests
             WriteWindow(live, ids, time, w);
         }
 
+        // The live source's windows 0-3 are closed before the straggler exists: a new source holds the
+        // watermark from its creation (docs/event-time.md), so created earlier it would keep window 0 open.
+        await live.WaitForAcknowledgedAsync(3).Within("the live source's first windows closed");
         using PointWriter straggler = pipeline.CreateWriter("straggler");
         Assert.Equal(RejectReason.None, straggler.Write(ids[0], 1, Scenario.T0 + 100));
         straggler.Checkpoint(3);
