@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.ObjectPool;
@@ -24,8 +25,6 @@ namespace Monitoring.Stream.Ingest;
 public sealed class PointWriter : IDisposable
 {
     private const int ClockCheckEvery = 1024;
-    private const int HeldByCaller = 1;
-    private const int HeldByEngine = 2;
 
     /// <summary>Spins (mostly yields) on a full shard before sleeping between tries: a few milliseconds.</summary>
     private const int MaxYieldingSpins = 4000;
@@ -45,8 +44,8 @@ public sealed class PointWriter : IDisposable
     private readonly SourceCounters _counters;
     private readonly Lock _checkpointGate = new();
     private readonly Queue<(long Position, long[] Targets)> _checkpoints = new();
-    /// <summary>0 free, <see cref="HeldByCaller"/> inside a call, <see cref="HeldByEngine"/> flushed by the engine's timer.</summary>
-    private int _gate;
+    /// <summary>Between the caller, the engine's timer and stop, and a second thread (see <see cref="WriterGate"/>).</summary>
+    private WriterGate _gate = new();
     private long _maxTimestamp;
     private long _minTimestamp;
     private readonly long _minRepresentableMs;
@@ -134,11 +133,11 @@ public sealed class PointWriter : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RejectReason Write(SeriesId series, double value, long timestampUnixMs)
     {
-        // PERF: one uncontended compare-exchange on a line only this writer touches makes two threads
-        // at once impossible, not merely unlikely, and lets the engine's timer flush a quiet writer.
-        if (Interlocked.CompareExchange(ref _gate, HeldByCaller, 0) != 0)
+        // PERF: two plain stores for the thread the gate is biased to (see WriterGate) make two threads
+        // at once impossible, not merely unlikely, and let the engine's timer flush a quiet writer.
+        if (!_gate.Enter())
         {
-            EnterContended();
+            ThrowCalledFromTwoThreads();
         }
 
         // PERF: one branch covers every refusal: a foreign id, a value out of range (the magnitude
@@ -157,7 +156,7 @@ public sealed class PointWriter : IDisposable
         }
 
         Append(series, value, timestampUnixMs);
-        Volatile.Write(ref _gate, 0);
+        _gate.Exit();
         return RejectReason.None;
     }
 
@@ -283,41 +282,23 @@ public sealed class PointWriter : IDisposable
 
     private void Enter()
     {
-        if (Interlocked.CompareExchange(ref _gate, HeldByCaller, 0) != 0)
+        if (!_gate.Enter())
         {
-            EnterContended();
+            ThrowCalledFromTwoThreads();
         }
     }
 
-    private void Exit() => Volatile.Write(ref _gate, 0);
+    private void Exit() => _gate.Exit();
 
-    /// <summary>
-    /// The gate is taken: by the engine's timer flushing a quiet writer (wait the microseconds that
-    /// takes), or by another thread inside a call: two threads at once, refused and counted before
-    /// anything is touched.
-    /// </summary>
+    /// <summary>Another thread is inside a call: refused and counted before anything is touched.</summary>
+    [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterContended()
+    private void ThrowCalledFromTwoThreads()
     {
-        var spinner = default(SpinWait);
-        while (true)
-        {
-            int gate = Volatile.Read(ref _gate);
-            if (gate == HeldByCaller)
-            {
-                Interlocked.Increment(ref _counters.Misuse);
-                throw new InvalidOperationException(
-                    $"The PointWriter of source '{Source}' was called from two threads at once. " +
-                    "A PointWriter is for one thread at a time; use MetricsPipeline.CreateSharedWriter for many threads.");
-            }
-
-            if (gate == 0 && Interlocked.CompareExchange(ref _gate, HeldByCaller, 0) == 0)
-            {
-                return;
-            }
-
-            spinner.SpinOnce(sleep1Threshold: -1);
-        }
+        Interlocked.Increment(ref _counters.Misuse);
+        throw new InvalidOperationException(
+            $"The PointWriter of source '{Source}' was called from two threads at once. " +
+            "A PointWriter is for one thread at a time; use MetricsPipeline.CreateSharedWriter for many threads.");
     }
 
     /// <summary>
@@ -327,7 +308,9 @@ public sealed class PointWriter : IDisposable
     /// </summary>
     internal void FlushIfQuiet(long idleSince)
     {
-        if (Interlocked.CompareExchange(ref _gate, HeldByEngine, 0) != 0)
+        // A hint read without the gate (a stale answer only moves the flush to the next tick): entering
+        // costs the gate a process-wide barrier, so it is paid only by a writer with something to hand over.
+        if (!IsIdleSince(idleSince) || !(_wroteSinceFlush || _counters.Buffered) || !_gate.TryEnterEngine())
         {
             return;
         }
@@ -341,7 +324,7 @@ public sealed class PointWriter : IDisposable
         }
         finally
         {
-            Exit();
+            _gate.ExitEngine();
         }
     }
 
@@ -459,7 +442,7 @@ public sealed class PointWriter : IDisposable
     /// </summary>
     internal void FlushForStop()
     {
-        if (Interlocked.CompareExchange(ref _gate, HeldByEngine, 0) != 0)
+        if (!_gate.TryEnterEngine())
         {
             return;
         }
@@ -482,7 +465,7 @@ public sealed class PointWriter : IDisposable
         }
         finally
         {
-            Exit();
+            _gate.ExitEngine();
         }
     }
 

@@ -151,6 +151,57 @@ public class WriterMisuseTests
     }
 
     [Fact]
+    public async Task Write_EngineFlushesWhileTheOwnerWrites_ExactTotalsNoMisuse()
+    {
+        // The writer's gate is biased to its thread (plain stores); the engine's flush revokes the bias with a
+        // process-wide barrier. Hammered here from a second thread: a hole in that handshake corrupts a batch
+        // (points lost or doubled, a shard fault) and the totals below differ.
+        var time = Scenario.Clock(Scenario.T0 + 30_000);
+        var sink = new ProbeSink("count");
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 16);
+        pipeline.Start();
+        PointWriter writer = pipeline.CreateWriter("flushed-under-foot");
+        const int Points = 300_000;
+        using var done = new CancellationTokenSource();
+        long engineFlushes = 0;
+        var engine = new Thread(() =>
+        {
+            while (!done.IsCancellationRequested)
+            {
+                writer.FlushIfQuiet(long.MaxValue);
+                engineFlushes++;
+            }
+        });
+        engine.Start();
+        var owner = new Thread(() =>
+        {
+            for (int i = 0; i < Points; i++)
+            {
+                Assert.Equal(RejectReason.None, writer.Write(ids[i & 15], 1.0, Scenario.T0 + 10_000 + (i & 15)));
+            }
+        });
+        owner.Start();
+        Assert.True(owner.Join(Signals.Bound), "the owner did not finish");
+        done.Cancel();
+        Assert.True(engine.Join(Signals.Bound), "the engine thread did not finish");
+        Assert.True(engineFlushes > 0);
+        writer.Dispose();
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.Equal(0, m.WriterMisuse);
+        Assert.Equal(0, m.Faults);
+        Assert.Equal(Points, m.Offered);
+        Assert.Equal(Points, m.Accepted);
+        Identities.AssertSettled(m);
+        await pipeline.StopAsync().Within("stop");
+        m = pipeline.GetMetrics();
+        Identities.AssertStopped(m);
+        Assert.Equal(Points, m.EmittedPoints);
+        Assert.Equal(Points, sink.PointsRead);
+    }
+
+    [Fact]
     public async Task SharedWriter_ThreadGoesQuiet_EngineFlushesItWithinTheFlushInterval()
     {
         var time = Scenario.Clock(Scenario.T0 + 30_000);
