@@ -98,7 +98,7 @@ public sealed class PointWriter : IDisposable
 
     internal SourceCounters Counters => _counters;
 
-    /// <summary>False for a shared writer's per-thread writers, which their own lock serialises and the shared writer flushes.</summary>
+    /// <summary>False for a shared writer's per-thread writers, which the shared writer flushes and retires.</summary>
     internal bool IsThreadBound { get; }
 
     /// <summary>Resolves the series and writes one point stamped with the engine's clock.</summary>
@@ -730,6 +730,42 @@ public sealed class PointWriter : IDisposable
         if (IsThreadBound)
         {
             _pipeline.Unregister(this);
+        }
+    }
+
+    /// <summary>
+    /// For a shared writer, from any thread: flushes (<paramref name="dispose"/> false) or retires this
+    /// per-thread writer, waiting while its thread is inside a call (microseconds), or skipping it then when
+    /// <paramref name="wait"/> is false. Nothing is flushed when <paramref name="idleSince"/> is set and the
+    /// writer flushed after it.
+    /// </summary>
+    internal void FlushOrRetireFromAnyThread(bool dispose, bool wait, long idleSince = long.MaxValue)
+    {
+        var spinner = default(SpinWait);
+        while (!_gate.TryEnterEngine())
+        {
+            if (!wait)
+            {
+                return;
+            }
+
+            spinner.SpinOnce(sleep1Threshold: -1);
+        }
+
+        try
+        {
+            if (dispose)
+            {
+                DisposeHeld();
+            }
+            else if (!_disposed && IsIdleSince(idleSince))
+            {
+                FlushCore(canWait: wait);
+            }
+        }
+        finally
+        {
+            _gate.ExitEngine();
         }
     }
 
