@@ -23,20 +23,25 @@ internal sealed class IngestAdmission
     private readonly int _batchSize;
     private readonly int _shards;
     private readonly double _limit;
+    private readonly int _share;
     private readonly Lock _gate = new();
     private long _refreshedAt = long.MinValue;
     private int _depth;
     private long _sinceRefresh;
     private long _reserved;
 
-    /// <summary>Creates the admission for <paramref name="pipeline"/>, saturated at <paramref name="saturationFill"/> of a shard queue.</summary>
-    public IngestAdmission(MetricsPipeline pipeline, double saturationFill)
+    /// <summary>
+    /// Creates the admission for <paramref name="pipeline"/>, saturated at <paramref name="saturationFill"/> of a shard queue,
+    /// for <paramref name="concurrency"/> requests at once.
+    /// </summary>
+    public IngestAdmission(MetricsPipeline pipeline, double saturationFill, int concurrency)
     {
         _pipeline = pipeline;
         _capacity = pipeline.Options.ShardQueueBatches;
         _batchSize = pipeline.Options.BatchSize;
         _shards = pipeline.Options.ShardCount;
         _limit = saturationFill * _capacity;
+        _share = Math.Max(1, _capacity / Math.Max(1, concurrency));
     }
 
     /// <summary>The estimated fill of the fullest shard queue (0 to 1, or more while requests are being written).</summary>
@@ -53,8 +58,12 @@ internal sealed class IngestAdmission
 
     private double Estimate => _depth + _sinceRefresh + _reserved;
 
-    /// <summary>The most queue entries a request of <paramref name="points"/> points can add to one shard: its full batches, and one partial batch or progress mark per shard.</summary>
-    public int BatchesFor(int points) => (int)Math.Min(int.MaxValue, ((long)points + _batchSize - 1) / _batchSize + _shards);
+    /// <summary>
+    /// The queue entries reserved for a request of <paramref name="points"/> points: the most it can add to one shard (its
+    /// full batches, and one partial batch or progress mark per shard), but at most a fair share of a queue (capacity /
+    /// concurrency), so that large requests do not shut each other out; the rest of a larger request may wait for the shards.
+    /// </summary>
+    public int BatchesFor(int points) => (int)Math.Min(_share, ((long)points + _batchSize - 1) / _batchSize + _shards);
 
     /// <summary>Whether the fullest shard queue is at the saturation limit (the quick check before a request is read).</summary>
     public bool IsSaturated()

@@ -45,7 +45,7 @@ internal sealed class IngestService : IDisposable
         _metrics = metrics;
         _lifetime = lifetime;
         _slots = new SemaphoreSlim(settings.IngestConcurrency, settings.IngestConcurrency);
-        _admission = new IngestAdmission(pipeline, settings.SaturationQueueFill);
+        _admission = new IngestAdmission(pipeline, settings.SaturationQueueFill, settings.IngestConcurrency);
         metrics.SetIngestGauges(this);
     }
 
