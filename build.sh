@@ -6,6 +6,7 @@
 #   ./build.sh demo      run the engine's main job on its embedded defaults
 #   ./build.sh bench     run the BenchmarkDotNet suite (pass a filter after it, e.g. '*Sketch*')
 #   ./build.sh load      run the end-to-end load harness against the OpenTelemetry SDK
+#   ./build.sh load-http the HTTP ingest load test on loopback (--mode overload: 64 unpaced senders; --mode stall: the same against a stalled sink)
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -93,8 +94,13 @@ case "$cmd" in
   load)
     dotnet run --project benchmarks/Monitoring.Stream.Benchmarks -c Release -- load "$@"
     ;;
+  load-http)
+    # The harness starts the built service as a process (src/Monitoring.Stream.Server/bin/Release), so both are built first.
+    dotnet build src/Monitoring.Stream.Server -c Release
+    dotnet run --project benchmarks/Monitoring.Stream.Benchmarks -c Release -- load-http "$@"
+    ;;
   *)
-    echo "usage: $0 {build|test|run|demo|bench|load}" >&2
+    echo "usage: $0 {build|test|run|demo|bench|load|load-http}" >&2
     exit 2
     ;;
 esac

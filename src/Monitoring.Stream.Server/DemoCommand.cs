@@ -23,18 +23,19 @@ internal static class DemoCommand
     {
         Option<long> points = CliOptions.Number("--points", "points to offer in all", 10_000_000, 1, long.MaxValue);
         Option<long> series = CliOptions.Number("--series", "distinct series", 10_000, 1, 1_000_000);
-        Option<long> producers = CliOptions.Number("--producers", "producing threads", 2, 1, 64);
+        Option<long> producers = CliOptions.Number("--producers", "producing threads [default: half the cores, at least 1: the shards need the rest]", Math.Max(1, Environment.ProcessorCount / 2), 1, 64);
         var dataDir = new Option<string>("--data-dir") { Description = "folder of the local Arrow store (files go to <data-dir>/windows)", DefaultValueFactory = _ => "data" };
         Option<long> latePpm = CliOptions.Number("--late-ppm", "points per million sent 20 s late, beyond the lateness", 1000, 0, 1_000_000);
         Option<long> maxFileMb = CliOptions.Number("--max-file-mb", "size in MiB at which the store starts a new Arrow file", 64, 1, 4096);
+        var resolveLabels = new Option<bool>("--resolve-labels") { Description = "producers pass labels on every write (resolved per call) instead of holding bound series handles" };
         Option<Uri?> remoteWrite = CliOptions.HttpUrl("--remote-write-url", "also send every window by Prometheus remote write, e.g. http://127.0.0.1:8428/api/v1/write (VictoriaMetrics)");
         var command = new Command("demo", "run the pipeline on its embedded defaults with a synthetic load, print progress and a summary, and leave Arrow files in the data folder")
         {
-            points, series, producers, dataDir, latePpm, maxFileMb, remoteWrite,
+            points, series, producers, dataDir, latePpm, maxFileMb, remoteWrite, resolveLabels,
         };
         command.SetAction((parse, _) => RunAsync(new DemoOptions(
             parse.GetValue(points), (int)parse.GetValue(series), (int)parse.GetValue(producers), parse.GetValue(dataDir)!,
-            (int)parse.GetValue(latePpm), (int)parse.GetValue(maxFileMb), parse.GetValue(remoteWrite))));
+            (int)parse.GetValue(latePpm), (int)parse.GetValue(maxFileMb), parse.GetValue(remoteWrite), parse.GetValue(resolveLabels))));
         return command;
     }
 
@@ -69,7 +70,8 @@ internal static class DemoCommand
         };
         Console.CancelKeyPress += onCancel;
 
-        Console.WriteLine($"demo: {options.Points:N0} points, {options.Series:N0} series of {Metric}, {options.Producers} producers, " +
+        Console.WriteLine($"demo: {options.Points:N0} points, {options.Series:N0} series of {Metric}, {options.Producers} producers " +
+            $"({(options.ResolveLabels ? "labels resolved per call" : "bound series handles")}), " +
             $"{pipelineOptions.ShardCount} shards, {pipelineOptions.WindowSize.TotalSeconds:0} s windows, {pipelineOptions.AllowedLateness.TotalSeconds:0} s lateness");
         if (remoteWrite is not null)
         {
@@ -81,26 +83,36 @@ internal static class DemoCommand
             (fileStore.FilesSetAside > 0 ? $" ({fileStore.FilesSetAside} damaged files set aside in {fileStore.DamagedDirectory})" : ""));
 
         Label[][] labels = BuildLabels(options.Series);
+        // The points are drawn before the clock starts: the loop then measures the engine, not Math.Log and Math.Cos.
+        DemoWorkload[] workloads = [.. Enumerable.Range(0, options.Producers).Select(p => DemoWorkload.Create(p, options.Series, options.LatePerMillion))];
         pipeline.Start();
 
-        // Event time starts ten minutes back and runs 30 times faster than the wall clock, shared by
-        // every producer as real producers share real time, so windows close while the demo runs.
-        long eventStart = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 600_000;
+        // Event time starts a minute back and runs 30 times faster than the wall clock until it has caught up with it,
+        // then with it, shared by every producer as real producers share real time: a few windows close early in the
+        // run, and then one every window size, as in production. It never runs ahead of the clock: a producer's
+        // progress stops at the clock, so windows past it would stay open (and pile up) until the stop, and points
+        // beyond MaxFutureSkew would be refused.
+        long eventStart = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 60_000;
         long perProducer = options.Points / options.Producers;
         var clock = Stopwatch.StartNew();
+        TimeSpan cpuStart = Environment.CpuUsage.TotalTime;
+        long allocatedStart = GC.GetTotalAllocatedBytes();
+        int gcStart = GC.CollectionCount(0);
         Task<long>[] producers = [.. Enumerable.Range(0, options.Producers).Select(p => Task.Factory.StartNew(
-            () => Produce(pipeline, p, perProducer + (p == 0 ? options.Points % options.Producers : 0), labels, eventStart, clock, options.LatePerMillion, stop.Token),
+            () => Produce(pipeline, p, perProducer + (p == 0 ? options.Points % options.Producers : 0), labels, workloads[p], options.ResolveLabels, eventStart, clock, stop.Token),
             TaskCreationOptions.LongRunning))];
 
         Task all = Task.WhenAll(producers);
+        var previous = new Progress(TimeSpan.Zero, 0, cpuStart);
         while (!all.IsCompleted)
         {
             await Task.WhenAny(all, Task.Delay(1000)).ConfigureAwait(false);
-            PrintProgress(pipeline.GetMetrics(), clock.Elapsed);
+            previous = PrintProgress(pipeline.GetMetrics(), clock.Elapsed, Environment.CpuUsage.TotalTime, previous);
         }
 
         await all.ConfigureAwait(false);
         double produceSeconds = clock.Elapsed.TotalSeconds;
+        var produceCost = new ProduceCost(Environment.CpuUsage.TotalTime - cpuStart, GC.GetTotalAllocatedBytes() - allocatedStart, GC.CollectionCount(0) - gcStart);
         try
         {
             await pipeline.StopAsync(abort.Token).ConfigureAwait(false);
@@ -115,7 +127,7 @@ internal static class DemoCommand
         }
 
         Console.CancelKeyPress -= onCancel;
-        PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, fileStore, recent, labels);
+        PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, produceCost, fileStore, recent, labels);
         Console.WriteLine($"  late injected on purpose (20 s behind): {producers.Sum(p => p.Result):N0}");
         if (remoteWrite is not null)
         {
@@ -144,13 +156,16 @@ internal static class DemoCommand
     private const int Speedup = 30;
 
     /// <returns>The points sent 20 s behind on purpose: each of them should be counted late.</returns>
-    private static long Produce(MetricsPipeline pipeline, int producer, long points, Label[][] labels, long eventStart, Stopwatch clock, int latePerMillion, CancellationToken stop)
+    private static long Produce(MetricsPipeline pipeline, int producer, long points, Label[][] labels, DemoWorkload work, bool resolveLabels, long eventStart, Stopwatch clock, CancellationToken stop)
     {
         long injectedLate = 0;
         using PointWriter writer = pipeline.CreateWriter("demo-producer-" + producer, BackpressureMode.Wait);
-        var random = new Random(42 + producer);
-        // Producer 0 holds bound series ids (the SDK's fast path); the others resolve labels per call.
-        SeriesId[]? bound = producer == 0 ? [.. labels.Select(l => pipeline.Registry.GetOrAdd(Metric, l))] : null;
+        // Bound series ids are the SDK's fast path (a hot loop resolves once); --resolve-labels shows the per-call path.
+        SeriesId[]? bound = resolveLabels ? null : [.. labels.Select(l => pipeline.Registry.GetOrAdd(Metric, l))];
+        int[] series = work.Series;
+        double[] values = work.Values;
+        bool[] late = work.Late;
+        int mask = series.Length - 1;
         long now = eventStart;
         for (long n = 0; n < points; n++)
         {
@@ -161,35 +176,54 @@ internal static class DemoCommand
                     return injectedLate;
                 }
 
-                now = eventStart + (clock.ElapsedMilliseconds * Speedup);
+                now = Math.Min(eventStart + (clock.ElapsedMilliseconds * Speedup), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
             }
 
-            int s = random.Next(labels.Length);
+            int i = (int)(n & mask);
             long ts = now;
-            if (random.Next(1_000_000) < latePerMillion)
+            if (late[i])
             {
                 ts -= 20_000;
                 injectedLate++;
             }
 
-            double latency = Latency(random, s);
-            if (n % 1_000_003 == 7)
-            {
-                latency = double.NaN; // a broken measurement now and then: refused and counted
-            }
-
             if (bound is not null)
             {
-                writer.Write(bound[s], latency, ts);
+                writer.Write(bound[series[i]], values[i], ts);
             }
             else
             {
-                writer.Write(Metric, labels[s], latency, ts);
+                writer.Write(Metric, labels[series[i]], values[i], ts);
             }
         }
 
         return injectedLate;
     }
+
+    /// <summary>A producer's points, drawn once: series, latency (a NaN now and then, refused and counted) and whether it is sent late.</summary>
+    private sealed record DemoWorkload(int[] Series, double[] Values, bool[] Late)
+    {
+        public static DemoWorkload Create(int producer, int seriesCount, int latePerMillion)
+        {
+            const int Length = 1 << 20;
+            var random = new Random(42 + producer);
+            var series = new int[Length];
+            var values = new double[Length];
+            var late = new bool[Length];
+            for (int i = 0; i < Length; i++)
+            {
+                series[i] = random.Next(seriesCount);
+                values[i] = Latency(random, series[i]);
+                late[i] = random.Next(1_000_000) < latePerMillion;
+            }
+
+            values[7] = double.NaN; // a broken measurement once per million points
+            return new DemoWorkload(series, values, late);
+        }
+    }
+
+    /// <summary>What producing cost the process: CPU time of every thread, bytes allocated, gen-0 collections.</summary>
+    private sealed record ProduceCost(TimeSpan Cpu, long AllocatedBytes, int Gen0Collections);
 
     /// <summary>Log-normal latency whose median depends on the series (5 ms to 80 ms).</summary>
     private static double Latency(Random random, int series)
@@ -200,11 +234,18 @@ internal static class DemoCommand
         return 0.005 * (1 + (series % 16)) * Math.Exp(0.5 * gaussian);
     }
 
-    private static void PrintProgress(PipelineMetrics m, TimeSpan elapsed)
+    /// <summary>Where the previous progress line stood: time, points offered, process CPU.</summary>
+    private sealed record Progress(TimeSpan Elapsed, long Offered, TimeSpan Cpu);
+
+    /// <summary>Prints the rate and CPU per point of the last interval (warm-up and window closes show as they happen).</summary>
+    private static Progress PrintProgress(PipelineMetrics m, TimeSpan elapsed, TimeSpan cpu, Progress previous)
     {
         double fill = m.ShardQueueDepth.Count == 0 ? 0 : m.ShardQueueDepth.Average() / m.ShardQueueCapacity;
-        Console.WriteLine($"  {elapsed.TotalSeconds,5:F1} s  offered {m.Offered,13:N0}  {m.Offered / elapsed.TotalSeconds,12:N0} points/s  " +
-            $"windows {m.WindowsEmitted,5:N0}  series {m.SeriesActive,7:N0}  late {m.Late,7:N0}  dropped {m.Dropped,5:N0}  queue fill {fill,4:P0}");
+        long points = m.Offered - previous.Offered;
+        double seconds = (elapsed - previous.Elapsed).TotalSeconds;
+        Console.WriteLine($"  {elapsed.TotalSeconds,5:F1} s  offered {m.Offered,13:N0}  {points / seconds,12:N0} points/s  {(points == 0 ? 0 : (cpu - previous.Cpu).TotalNanoseconds / points),6:F0} CPU ns/point  " +
+            $"{(cpu - previous.Cpu).TotalSeconds / seconds,4:F2} cores  windows {m.WindowsEmitted,5:N0}  series {m.SeriesActive,7:N0}  late {m.Late,7:N0}  dropped {m.Dropped,5:N0}  queue fill {fill,4:P0}");
+        return new Progress(elapsed, m.Offered, cpu);
     }
 
     private static void PrintRemoteWrite(RemoteWriteSink sink)
@@ -216,10 +257,12 @@ internal static class DemoCommand
             $"{sink.QueueDepth} requests queued{(sink.LastError is null ? "" : ", last error: " + sink.LastError)}");
     }
 
-    private static void PrintSummary(PipelineMetrics m, double produceSeconds, double totalSeconds, ArrowFileStore store, RecentWindowStore recent, Label[][] labels)
+    private static void PrintSummary(PipelineMetrics m, double produceSeconds, double totalSeconds, ProduceCost cost, ArrowFileStore store, RecentWindowStore recent, Label[][] labels)
     {
         Console.WriteLine();
         Console.WriteLine($"done: {m.Offered:N0} points offered in {produceSeconds:F2} s = {m.Offered / produceSeconds:N0} points/s (all windows out after {totalSeconds:F2} s)");
+        Console.WriteLine($"  cost while producing: {cost.Cpu.TotalNanoseconds / Math.Max(1, m.Offered):F0} ns of process CPU per point ({cost.Cpu.TotalSeconds / produceSeconds:F2} of {Environment.ProcessorCount} cores busy: " +
+            $"producers, shards, sinks, GC), {(double)cost.AllocatedBytes / Math.Max(1, m.Offered):F1} bytes allocated per point, {cost.Gen0Collections} gen-0 collections");
         Console.WriteLine($"  accepted {m.Accepted:N0} = in emitted windows {m.EmittedPoints:N0} + late {m.Late:N0} + still open {m.OpenWindowPoints:N0} + queued {m.Queued:N0} + lost to faults {m.FaultedPoints:N0}");
         Console.WriteLine($"  rejected {m.Rejected:N0} ({string.Join(", ", m.RejectedByReason.Where(r => r.Value > 0).Select(r => $"{r.Key.ToMetricLabel()} {r.Value:N0}"))})" +
             $", dropped {m.Dropped:N0}, pending in producers {m.Pending:N0}");

@@ -47,6 +47,9 @@ internal sealed class ServerSettings
     /// <summary>Ingest requests processed at once; more wait up to <see cref="IngestQueueTimeout"/>, then get 429.</summary>
     public int IngestConcurrency { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
 
+    /// <summary>Ingest requests that may wait for a slot at once; any more are answered 429 at once.</summary>
+    public int IngestQueueLimit { get; set; } = Math.Max(2, Environment.ProcessorCount * 2);
+
     /// <summary>How long an ingest request waits for a free slot before 429.</summary>
     public TimeSpan IngestQueueTimeout { get; set; } = TimeSpan.FromSeconds(2);
 
@@ -107,6 +110,7 @@ internal sealed class ServerSettings
         Check(MaxStringBytes is >= 16 and <= 1 << 20, "MaxStringBytes", string.Empty, MaxStringBytes, "must be between 16 and 1048576.");
         Check(MaxRequestHeadersBytes is >= 1024 and <= 1 << 20, "MaxRequestHeadersBytes", string.Empty, MaxRequestHeadersBytes, "must be between 1024 and 1048576.");
         Check(IngestConcurrency is >= 1 and <= 4096, "IngestConcurrency", string.Empty, IngestConcurrency, "must be between 1 and 4096.");
+        Check(IngestQueueLimit is >= 0 and <= 65536, "IngestQueueLimit", string.Empty, IngestQueueLimit, "must be between 0 and 65536.");
         Check(IngestQueueTimeout >= TimeSpan.Zero, "IngestQueueTimeout", string.Empty, IngestQueueTimeout, "cannot be negative.");
         Check(SaturationQueueFill is > 0 and <= 1, "SaturationQueueFill", string.Empty, SaturationQueueFill, "must be above 0 and at most 1.");
         Check(MinRequestBodyBytesPerSecond > 0, "MinRequestBodyBytesPerSecond", string.Empty, MinRequestBodyBytesPerSecond, "must be positive.");

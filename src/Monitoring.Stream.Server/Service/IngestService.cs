@@ -16,6 +16,13 @@ namespace Monitoring.Stream.Server.Service;
 /// JSON, writes the points through one of a bounded number of lanes, and answers accepted and rejected counts.
 /// Refuses whole requests (counted by reason) when the body is too large, malformed, or the engine is saturated.
 /// </summary>
+/// <remarks>
+/// Overload never queues without bound: at most <see cref="ServerSettings.IngestConcurrency"/> requests hold a body
+/// (one slot each), at most <see cref="ServerSettings.IngestQueueLimit"/> more wait for a slot (up to
+/// <see cref="ServerSettings.IngestQueueTimeout"/>, then 429), and any beyond are answered 429 at once. A request is
+/// written into the engine only when the shard queues have room for all of it (<see cref="IngestAdmission"/>), so it
+/// never waits on a full queue: a stalled engine (a slow sink, shards that cannot keep up) gets 503 instead.
+/// </remarks>
 internal sealed class IngestService : IDisposable
 {
     /// <summary>The MessagePack media types accepted.</summary>
@@ -27,9 +34,8 @@ internal sealed class IngestService : IDisposable
     private readonly IHostApplicationLifetime _lifetime;
     private readonly SemaphoreSlim _slots;
     private readonly ConcurrentBag<IngestLane> _lanes = [];
-    private readonly Lock _fillGate = new();
-    private long _fillCheckedAt = long.MinValue;
-    private double _fill;
+    private readonly IngestAdmission _admission;
+    private int _entered;
 
     /// <summary>Creates the service.</summary>
     public IngestService(MetricsPipeline pipeline, ServerSettings settings, ServerMetrics metrics, IHostApplicationLifetime lifetime)
@@ -39,7 +45,18 @@ internal sealed class IngestService : IDisposable
         _metrics = metrics;
         _lifetime = lifetime;
         _slots = new SemaphoreSlim(settings.IngestConcurrency, settings.IngestConcurrency);
+        _admission = new IngestAdmission(pipeline, settings.SaturationQueueFill, settings.IngestConcurrency);
+        metrics.SetIngestGauges(this);
     }
+
+    /// <summary>Ingest requests holding a slot now (reading, decoding or writing a body).</summary>
+    public int InFlight => _settings.IngestConcurrency - _slots.CurrentCount;
+
+    /// <summary>Ingest requests waiting for a slot now.</summary>
+    public int Waiting => Math.Max(0, Volatile.Read(ref _entered) - InFlight);
+
+    /// <summary>The estimated fill of the fullest shard queue, as admission sees it.</summary>
+    public double QueueFill => _admission.Fill;
 
     /// <summary>Handles one ingest request.</summary>
     public async Task<IResult> HandleAsync(HttpContext context)
@@ -82,18 +99,37 @@ internal sealed class IngestService : IDisposable
             return Refuse("stopping", StatusCodes.Status503ServiceUnavailable, "Stopping", "The service is stopping.", retry: true);
         }
 
-        if (ShardQueueFill() >= _settings.SaturationQueueFill)
+        if (_admission.IsSaturated())
         {
-            return Refuse("saturated", StatusCodes.Status503ServiceUnavailable, "Engine saturated",
-                "The engine's shard queues are full; retry after a moment.", retry: true);
+            return Saturated();
         }
 
-        if (!await _slots.WaitAsync(_settings.IngestQueueTimeout, context.RequestAborted).ConfigureAwait(false))
+        // Requests inside (holding or waiting for a slot) are bounded: beyond the slots and the waiting room, 429 at once.
+        if (Interlocked.Increment(ref _entered) > _settings.IngestConcurrency + _settings.IngestQueueLimit)
         {
+            Interlocked.Decrement(ref _entered);
             return Refuse("busy", StatusCodes.Status429TooManyRequests, "Too many ingest requests",
-                $"All {_settings.IngestConcurrency} ingest slots are busy; retry after a moment.", retry: true);
+                $"All {_settings.IngestConcurrency} ingest slots are busy and {_settings.IngestQueueLimit} requests wait; retry after a moment.", retry: true);
         }
 
+        try
+        {
+            if (!await _slots.WaitAsync(_settings.IngestQueueTimeout, context.RequestAborted).ConfigureAwait(false))
+            {
+                return Refuse("busy", StatusCodes.Status429TooManyRequests, "Too many ingest requests",
+                    $"All {_settings.IngestConcurrency} ingest slots are busy; retry after a moment.", retry: true);
+            }
+
+            return await HandleInSlotAsync(context, request, json, gzip, rawLimit).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _entered);
+        }
+    }
+
+    private async Task<IResult> HandleInSlotAsync(HttpContext context, HttpRequest request, bool json, bool gzip, long rawLimit)
+    {
         try
         {
             if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
@@ -114,7 +150,8 @@ internal sealed class IngestService : IDisposable
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(body!);
+                _metrics.CountBufferBytes(-body!.Length);
+                ArrayPool<byte>.Shared.Return(body);
             }
         }
         finally
@@ -129,6 +166,7 @@ internal sealed class IngestService : IDisposable
         var counting = new CountingStream(request.Body);
         System.IO.Stream source = gzip ? new GZipStream(counting, CompressionMode.Decompress, leaveOpen: true) : counting;
         byte[] buffer = ArrayPool<byte>.Shared.Rent((int)Math.Clamp(request.ContentLength ?? 64 * 1024, 4096, gzip ? 1 << 20 : Math.Min(rawLimit + 1, 1 << 24)));
+        _metrics.CountBufferBytes(buffer.Length);
         int length = 0;
         try
         {
@@ -137,7 +175,9 @@ internal sealed class IngestService : IDisposable
                 if (length == buffer.Length)
                 {
                     byte[] larger = ArrayPool<byte>.Shared.Rent((int)Math.Min((long)buffer.Length * 2, (long)decodedLimit + 1));
+                    _metrics.CountBufferBytes(larger.Length);
                     buffer.AsSpan(0, length).CopyTo(larger);
+                    _metrics.CountBufferBytes(-buffer.Length);
                     ArrayPool<byte>.Shared.Return(buffer);
                     buffer = larger;
                 }
@@ -192,6 +232,7 @@ internal sealed class IngestService : IDisposable
 
             if (buffer is not null)
             {
+                _metrics.CountBufferBytes(-buffer.Length);
                 ArrayPool<byte>.Shared.Return(buffer);
             }
         }
@@ -203,17 +244,30 @@ internal sealed class IngestService : IDisposable
     {
         Span<int> rejected = stackalloc int[Enum.GetValues<RejectReason>().Length + 1];
         int total;
+        JsonPointBatch? batch = null;
+        if (json)
+        {
+            batch = JsonPointBatch.Parse(body, _settings.MaxPointsPerRequest, _settings.MaxLabelsPerSeries, _settings.MaxStringBytes, out string? error);
+            if (batch is null)
+            {
+                return Refuse("malformed", StatusCodes.Status400BadRequest, "Malformed body", "Malformed JSON point batch: " + error);
+            }
+        }
+
+        // Admission by room: nothing of the request is written unless the shard queues can take all of it now,
+        // so the write below never waits on a full queue (a body of another layout is refused by the decoder).
+        int points = batch?.Metrics.Length ?? Math.Min(MessagePackPointCount.Read(body) ?? 0, _settings.MaxPointsPerRequest);
+        int batches = _admission.BatchesFor(points);
+        if (!_admission.TryReserve(batches))
+        {
+            return Saturated();
+        }
+
         IngestLane lane = RentLane();
         try
         {
-            if (json)
+            if (batch is not null)
             {
-                JsonPointBatch? batch = JsonPointBatch.Parse(body, _settings.MaxPointsPerRequest, _settings.MaxLabelsPerSeries, _settings.MaxStringBytes, out string? error);
-                if (batch is null)
-                {
-                    return Refuse("malformed", StatusCodes.Status400BadRequest, "Malformed body", "Malformed JSON point batch: " + error);
-                }
-
                 total = batch.Metrics.Length;
                 for (int i = 0; i < total; i++)
                 {
@@ -242,6 +296,7 @@ internal sealed class IngestService : IDisposable
         finally
         {
             _lanes.Add(lane);
+            _admission.Complete(batches);
         }
 
         int refused = 0;
@@ -279,21 +334,8 @@ internal sealed class IngestService : IDisposable
         return new IngestLane(writer, decoder);
     }
 
-    private double ShardQueueFill()
-    {
-        lock (_fillGate)
-        {
-            long now = Environment.TickCount64;
-            if (now - _fillCheckedAt >= 50)
-            {
-                PipelineMetrics m = _pipeline.GetMetrics();
-                _fill = m.ShardQueueCapacity == 0 || m.ShardQueueDepth.Count == 0 ? 0 : (double)m.ShardQueueDepth.Max() / m.ShardQueueCapacity;
-                _fillCheckedAt = now;
-            }
-
-            return _fill;
-        }
-    }
+    private RefusalResult Saturated() => Refuse("saturated", StatusCodes.Status503ServiceUnavailable, "Engine saturated",
+        "The engine's shard queues are full (a slow sink, or shards that cannot keep up); retry after a moment.", retry: true);
 
     private RefusalResult Refuse(string reason, int status, string title, string detail, bool retry = false)
     {

@@ -13,6 +13,8 @@ internal sealed class ServerMetrics
     private long _acceptedPoints;
     private long _bodyBytes;
     private long _decodedBytes;
+    private long _bufferBytes;
+    private IngestService? _ingest;
 
     /// <summary>Reasons a whole ingest request is refused, as counted.</summary>
     public static readonly IReadOnlyList<string> RefusalReasons =
@@ -43,6 +45,15 @@ internal sealed class ServerMetrics
         Interlocked.Add(ref _bodyBytes, received);
         Interlocked.Add(ref _decodedBytes, decoded);
     }
+
+    /// <summary>Adds <paramref name="bytes"/> (negative: returns them) to the body buffers held by ingest requests.</summary>
+    public void CountBufferBytes(long bytes) => Interlocked.Add(ref _bufferBytes, bytes);
+
+    /// <summary>Body buffer bytes ingest requests hold now.</summary>
+    public long BufferBytes => Interlocked.Read(ref _bufferBytes);
+
+    /// <summary>Where the ingest gauges (requests in flight and waiting, queue fill) are read.</summary>
+    public void SetIngestGauges(IngestService ingest) => _ingest = ingest;
 
     /// <summary>Ingest requests refused for <paramref name="reason"/> so far.</summary>
     public long Refused(string reason) => _refused.GetValueOrDefault(reason);
@@ -77,5 +88,16 @@ internal sealed class ServerMetrics
         PrometheusText.Sample(w, "monitoring_stream_http_ingest_received_bytes_total", [], Interlocked.Read(ref _bodyBytes));
         PrometheusText.Family(w, "monitoring_stream_http_ingest_decoded_bytes_total", "counter", "Ingest body bytes after decompression.");
         PrometheusText.Sample(w, "monitoring_stream_http_ingest_decoded_bytes_total", [], Interlocked.Read(ref _decodedBytes));
+        PrometheusText.Family(w, "monitoring_stream_http_ingest_buffer_bytes", "gauge", "Body buffer bytes that ingest requests hold now (bounded by the slots).");
+        PrometheusText.Sample(w, "monitoring_stream_http_ingest_buffer_bytes", [], BufferBytes);
+        if (_ingest is not null)
+        {
+            PrometheusText.Family(w, "monitoring_stream_http_ingest_in_flight", "gauge", "Ingest requests holding a slot now (at most Server:IngestConcurrency).");
+            PrometheusText.Sample(w, "monitoring_stream_http_ingest_in_flight", [], _ingest.InFlight);
+            PrometheusText.Family(w, "monitoring_stream_http_ingest_waiting", "gauge", "Ingest requests waiting for a slot now (at most Server:IngestQueueLimit).");
+            PrometheusText.Sample(w, "monitoring_stream_http_ingest_waiting", [], _ingest.Waiting);
+            PrometheusText.Family(w, "monitoring_stream_http_ingest_queue_fill", "gauge", "Estimated fill of the fullest shard queue as ingest admission sees it (503 saturated at Server:SaturationQueueFill).");
+            PrometheusText.Sample(w, "monitoring_stream_http_ingest_queue_fill", [], _ingest.QueueFill);
+        }
     }
 }

@@ -19,6 +19,8 @@ internal static class ServiceApp
     public static void Configure(WebApplication app, ServerSettings settings)
     {
         ServerMetrics metrics = app.Services.GetRequiredService<ServerMetrics>();
+        // Created now, not on the first request, so /metrics shows the ingest gauges from the start.
+        _ = app.Services.GetRequiredService<IngestService>();
         // Unhandled exceptions become a bare 500 problem: no stack trace, no exception message.
         app.UseExceptionHandler();
         app.UseRouting();

@@ -29,6 +29,19 @@ internal static class ServiceApi
         return encoder.ToArray();
     }
 
+    /// <summary>A MessagePack body of one series without labels, each point with its own timestamp.</summary>
+    public static byte[] MessagePackAt(string metric, IEnumerable<(long TimestampUnixMs, double Value)> points)
+    {
+        var encoder = new PointBatchEncoder();
+        int series = encoder.AddSeries(metric, []);
+        foreach ((long ts, double v) in points)
+        {
+            encoder.Add(series, v, ts);
+        }
+
+        return encoder.ToArray();
+    }
+
     /// <summary>Posts a body to the ingest endpoint.</summary>
     public static async Task<HttpResponseMessage> PostAsync(HttpClient client, byte[] body, string contentType, string? encoding = null)
     {
