@@ -25,7 +25,7 @@ internal static class DemoCommand
         Option<long> series = CliOptions.Number("--series", "distinct series", 10_000, 1, 1_000_000);
         Option<long> producers = CliOptions.Number("--producers", "producing threads [default: half the cores, at least 1: the shards need the rest]", Math.Max(1, Environment.ProcessorCount / 2), 1, 64);
         var dataDir = new Option<string>("--data-dir") { Description = "folder of the local Arrow store (files go to <data-dir>/windows)", DefaultValueFactory = _ => "data" };
-        Option<long> latePpm = CliOptions.Number("--late-ppm", "points per million sent 20 s late, beyond the lateness", 1000, 0, 1_000_000);
+        Option<long> latePpm = CliOptions.Number("--late-ppm", "points per million sent late on purpose, into windows already closed", 1000, 0, 1_000_000);
         Option<long> maxFileMb = CliOptions.Number("--max-file-mb", "size in MiB at which the store starts a new Arrow file", 64, 1, 4096);
         var resolveLabels = new Option<bool>("--resolve-labels") { Description = "producers pass labels on every write (resolved per call) instead of holding bound series handles" };
         Option<Uri?> remoteWrite = CliOptions.HttpUrl("--remote-write-url", "also send every window by Prometheus remote write, e.g. http://127.0.0.1:8428/api/v1/write (VictoriaMetrics)");
@@ -128,7 +128,7 @@ internal static class DemoCommand
 
         Console.CancelKeyPress -= onCancel;
         PrintSummary(pipeline.GetMetrics(), produceSeconds, clock.Elapsed.TotalSeconds, produceCost, fileStore, recent, labels);
-        Console.WriteLine($"  late injected on purpose (20 s behind): {producers.Sum(p => p.Result):N0}");
+        Console.WriteLine($"  late injected on purpose (into closed windows): {producers.Sum(p => p.Result):N0}");
         if (remoteWrite is not null)
         {
             PrintRemoteWrite(remoteWrite);
@@ -155,7 +155,10 @@ internal static class DemoCommand
 
     private const int Speedup = 30;
 
-    /// <returns>The points sent 20 s behind on purpose: each of them should be counted late.</returns>
+    /// <returns>
+    /// The points sent late on purpose: each is stamped inside a window the engine has already closed (its end
+    /// at or below every shard's watermark, read a moment before), so each is counted late, and nothing else is.
+    /// </returns>
     private static long Produce(MetricsPipeline pipeline, int producer, long points, Label[][] labels, DemoWorkload work, bool resolveLabels, long eventStart, Stopwatch clock, CancellationToken stop)
     {
         long injectedLate = 0;
@@ -167,8 +170,17 @@ internal static class DemoCommand
         bool[] late = work.Late;
         int mask = series.Length - 1;
         long now = eventStart;
+        long windowMs = (long)pipeline.Options.WindowSize.TotalMilliseconds;
+        long closedWindowEnd = long.MinValue;
         for (long n = 0; n < points; n++)
         {
+            if ((n & 0xFFFF) == 0)
+            {
+                // Watermarks only rise: a window that ends at or below the lowest one now is closed for good.
+                long watermark = pipeline.GetMetrics().Watermarks.Min();
+                closedWindowEnd = watermark == long.MinValue ? long.MinValue : watermark - (((watermark % windowMs) + windowMs) % windowMs);
+            }
+
             if ((n & 0xFF) == 0)
             {
                 if (stop.IsCancellationRequested)
@@ -181,9 +193,10 @@ internal static class DemoCommand
 
             int i = (int)(n & mask);
             long ts = now;
-            if (late[i])
+            if (late[i] && closedWindowEnd != long.MinValue)
             {
-                ts -= 20_000;
+                // The last millisecond of a closed window, 20 s or more behind.
+                ts = Math.Min(ts - 20_000, closedWindowEnd - 1);
                 injectedLate++;
             }
 
