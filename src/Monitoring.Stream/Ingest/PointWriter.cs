@@ -49,6 +49,9 @@ public sealed class PointWriter : IDisposable
     private long _maxTimestamp;
     private long _minTimestamp;
     private readonly long _minRepresentableMs;
+    private readonly bool _systemClock;
+    private long _stampOffsetMs;
+    private long _stampAnchorTick = long.MinValue;
     private readonly long _maxRepresentableMs;
     private readonly long _outlierGapMs;
     /// <summary>The newest timestamp written, and the newest but one (the outlier rule: see <see cref="Progress"/>).</summary>
@@ -77,6 +80,7 @@ public sealed class PointWriter : IDisposable
         _registryTag = pipeline.Registry.Tag;
         MetricsPipelineSettings settings = pipeline.Settings;
         _time = settings.TimeProvider;
+        _systemClock = ReferenceEquals(_time, TimeProvider.System);
         _maxFutureSkewMs = settings.MaxFutureSkewMs;
         _maxAgeMs = settings.MaxPointAgeMs;
         _minRepresentableMs = settings.MinRepresentableMs;
@@ -104,7 +108,7 @@ public sealed class PointWriter : IDisposable
     /// <summary>Resolves the series and writes one point stamped with the engine's clock.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
     public RejectReason Write(string metric, ReadOnlySpan<Label> labels, double value) =>
-        Write(metric, labels, value, _time.GetUtcNow().ToUnixTimeMilliseconds());
+        Write(metric, labels, value, StampNow());
 
     /// <summary>Resolves the series and writes one point.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
@@ -125,7 +129,7 @@ public sealed class PointWriter : IDisposable
 
     /// <summary>Writes one point of a series resolved earlier through the pipeline's registry, stamped with the engine's clock.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
-    public RejectReason Write(SeriesId series, double value) => Write(series, value, _time.GetUtcNow().ToUnixTimeMilliseconds());
+    public RejectReason Write(SeriesId series, double value) => Write(series, value, StampNow());
 
     /// <summary>Writes one point of a series resolved earlier through the pipeline's registry.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
@@ -338,6 +342,34 @@ public sealed class PointWriter : IDisposable
     }
 
     private long NowMs() => _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>
+    /// The engine's clock for a point written without a timestamp. PERF: on the system clock, reading the
+    /// wall clock cost about 35-50 ns a point; the monotonic coarse tick (about 5 ns, 1-4 ms steps on Linux)
+    /// plus an offset to the wall clock, taken again at least once a second, gives the same milliseconds
+    /// within the tick's step. Any other <see cref="TimeProvider"/> (a test's fake clock) is read as is.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal long StampNow()
+    {
+        if (!_systemClock)
+        {
+            return NowMs();
+        }
+
+        long tick = Environment.TickCount64;
+        // One field each, so a racing caller (refused as misuse anyway) cannot tear a pair.
+        return (ulong)(tick - _stampAnchorTick) < 1000 ? tick + _stampOffsetMs : ReanchorStamp(tick);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private long ReanchorStamp(long tick)
+    {
+        long now = NowMs();
+        _stampOffsetMs = now - tick;
+        _stampAnchorTick = tick;
+        return now;
+    }
 
     private void CheckClock()
     {
