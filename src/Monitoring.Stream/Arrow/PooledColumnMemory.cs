@@ -56,6 +56,7 @@ internal sealed class PooledColumnMemory : MemoryManager<byte>
 
 #if DEBUG
         array.AsSpan().Fill(0xFF);
+        (_pool as ColumnArrayPool)?.Forget(array);
 #else
         _pool.Return(array);
 #endif

@@ -97,6 +97,9 @@ public sealed class PipelineMetrics
     /// <summary>Point batches allocated by the pool so far; it stops growing once the pool covers the peak in flight.</summary>
     public long BatchesAllocated { get; init; }
 
+    /// <summary>What the engine holds, by part (each bounded by the settings; see docs/memory.md).</summary>
+    public required PipelineMemory Memory { get; init; }
+
     /// <summary>Per sink: queue, written, failed, errors.</summary>
     public required IReadOnlyList<SinkMetrics> Sinks { get; init; }
 }
