@@ -33,7 +33,8 @@ public static class LoadHarness
         int seconds = 60;
         int[] seriesCounts = [1_000, 100_000];
         string engine = "all";
-        int churn = 2_000, sinkMs = 5_000, sinkQueue = 8, idleSeconds = 10, sampleSeconds = 10;
+        // The overload soak's defaults are the sink's own (64 batches, 256 MiB).
+        int churn = 2_000, sinkMs = 5_000, sinkQueue = 64, sinkQueueMib = 256, idleSeconds = 30, sampleSeconds = 10;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -65,6 +66,9 @@ public static class LoadHarness
                 case "--sink-queue":
                     sinkQueue = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
+                case "--sink-queue-mib":
+                    sinkQueueMib = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
                 case "--idle-seconds":
                     idleSeconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
@@ -90,7 +94,7 @@ public static class LoadHarness
         if (only == "overload")
         {
             int series = seriesCounts.Length == 1 ? seriesCounts[0] : 100_000;
-            OverloadSoak.Run(new OverloadSettings(seconds, series, churn, sinkMs, sinkQueue, idleSeconds, sampleSeconds, s_producers));
+            OverloadSoak.Run(new OverloadSettings(seconds, series, churn, sinkMs, sinkQueue, sinkQueueMib, idleSeconds, sampleSeconds, s_producers));
             return 0;
         }
 

@@ -16,7 +16,7 @@ namespace Monitoring.Stream.Benchmarks.Load;
 /// </summary>
 /// <remarks>
 /// Usage: <c>load --only overload [--seconds 300] [--series 100000] [--churn 2000] [--sink-ms 5000]
-/// [--sink-queue 8] [--idle-seconds 10] [--sample-seconds 10] [--producers 2]</c>. With 1 s windows and
+/// [--sink-queue 64] [--sink-queue-mib 256] [--idle-seconds 30] [--sample-seconds 10] [--producers 2]</c>. With 1 s windows and
 /// the default 2 shards, two windows close a second; a sink taking 5 s each takes a tenth of them: 10x overload.
 /// </remarks>
 internal static class OverloadSoak
@@ -37,7 +37,7 @@ internal static class OverloadSoak
             // Reclaim, not the overflow series, is what bounds the series here.
             Registry = new SeriesRegistryOptions { MaxSeriesPerMetric = 2_000_000 },
         };
-        var pipeline = new MetricsPipeline(options, [new SinkRegistration(slow, new SinkOptions { QueueCapacity = s.SinkQueue })]);
+        var pipeline = new MetricsPipeline(options, [new SinkRegistration(slow, new SinkOptions { QueueCapacity = s.SinkQueue, QueueCapacityBytes = (long)s.SinkQueueMib << 20 })]);
         var labels = new ChurningLabels(s.Series, s.Churn);
         pipeline.Start();
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(s.Seconds));
@@ -58,10 +58,10 @@ internal static class OverloadSoak
 
         double overload = 1000.0 * s.SinkMs / 1000.0 * shards;
         Console.WriteLine($"# overload soak: pid {Environment.ProcessId}, {s.Producers} producers (Wait) over {s.Series:N0} series of which {s.Churn:N0} take new label values every window, " +
-            $"1 s windows, {shards} shards, one sink taking {s.SinkMs} ms per window (Block, queue of {s.SinkQueue}): {overload / 1000:F0}x more windows than it can take; " +
+            $"1 s windows, {shards} shards, one sink taking {s.SinkMs} ms per window (Block, queue of {s.SinkQueue} batches or {s.SinkQueueMib} MiB): {overload / 1000:F0}x more windows than it can take; " +
             $"series idle timeout {s.IdleSeconds} s, {s.Seconds} s; server GC {System.Runtime.GCSettings.IsServerGC}, {shards} cores");
-        Console.WriteLine("| s | working set MiB | GC heap MiB | live after last gen2 GC MiB | gen2 GCs | engine's count MiB | open windows | spare windows | sketch pool (sketches) | point batches | window batches out | column pool | registry | series live | series ids | reclaimed | shard queue fill | sink queue | accepted | written |");
-        Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| s | working set MiB | GC heap MiB | live after last gen2 GC MiB | gen2 GCs | engine's count MiB | open windows | spare windows | sketch pool (sketches) | point batches | window batches out | column pool | registry | series live | series ids | reclaimed | shard queue fill | sink queue | sink queue MiB | accepted | written |");
+        Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         var clock = Stopwatch.StartNew();
         while (!stop.IsCancellationRequested)
         {
@@ -75,7 +75,7 @@ internal static class OverloadSoak
                 $"| {clock.Elapsed.TotalSeconds:F0} | {process.WorkingSet64 >> 20:N0} | {GC.GetTotalMemory(false) >> 20:N0} | {gen2.PromotedBytes >> 20:N0} | {GC.CollectionCount(2)} | " +
                 $"{Mib(mem.TotalBytes)} | {Mib(mem.OpenWindowBytes)} | {Mib(mem.SpareWindowBytes)} | {Mib(mem.SketchPoolBytes)} ({mem.PooledSketches:N0}) | {Mib(mem.PointBatchBytes)} | {Mib(mem.WindowBatchBytes)} | {Mib(mem.ColumnPoolBytes)} | {Mib(mem.RegistryBytes)} | " +
                 $"{m.SeriesActive:N0} | {pipeline.Registry.Count:N0} | {m.SeriesReclaimed:N0} | {m.ShardQueueDepth.Average() / m.ShardQueueCapacity:P0} | " +
-                $"{m.Sinks[0].QueueDepth}/{m.Sinks[0].QueueCapacity} | {m.Accepted:N0} | {m.Sinks[0].PointsWritten:N0} |"));
+                $"{m.Sinks[0].QueueDepth}/{m.Sinks[0].QueueCapacity} | {Mib(m.Sinks[0].QueueBytes)} | {m.Accepted:N0} | {m.Sinks[0].PointsWritten:N0} |"));
         }
 
         Task.WaitAll(producers);
@@ -150,4 +150,4 @@ internal static class OverloadSoak
 }
 
 /// <summary>Settings of <see cref="OverloadSoak"/>.</summary>
-internal sealed record OverloadSettings(int Seconds, int Series, int Churn, int SinkMs, int SinkQueue, int IdleSeconds, int SampleSeconds, int Producers);
+internal sealed record OverloadSettings(int Seconds, int Series, int Churn, int SinkMs, int SinkQueue, int SinkQueueMib, int IdleSeconds, int SampleSeconds, int Producers);

@@ -361,7 +361,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private async ValueTask EmitAsync(WindowBuffer window, int shard, long sequence, Action<WindowBatch, bool> onDone)
     {
         RecordBatch batch = _arrowWriters[shard].Build(window, shard, sequence);
-        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Settings.Instance, sequence, window.Points, onDone);
+        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Settings.Instance, sequence, window.Points, onDone) { Bytes = WindowBatch.ColumnBytes(batch) };
         if (_sinks.Length == 0)
         {
             windowBatch.Release();
@@ -600,7 +600,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             Watermarks = [.. _shards.Select(s => s.Watermark)],
             Sinks = [.. _sinks.Select(s => new SinkMetrics(
                 s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError,
-                s.BatchesAbandoned, s.PointsAbandoned, s.State, s.BatchesDropped, s.PointsDropped, s.Timeouts, s.Options.QueuePolicy))],
+                s.BatchesAbandoned, s.PointsAbandoned, s.State, s.BatchesDropped, s.PointsDropped, s.Timeouts, s.Options.QueuePolicy, s.QueueBytes, s.Options.QueueCapacityBytes))],
         };
     }
 
