@@ -19,7 +19,7 @@ namespace Monitoring.Stream.Benchmarks.Load;
 /// a histogram, in the same process and run: 3 labels, 1,000 and 100,000 series, 2 producer threads.
 /// Also times a 100,000-series window into Arrow and measures memory per active series.
 /// </summary>
-/// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N] [--only throughput|arrow|memory]</c>.</remarks>
+/// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N] [--only throughput|arrow|memory|overload]</c>; the overload soak's options are on <see cref="OverloadSoak"/>.</remarks>
 public static class LoadHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
@@ -33,6 +33,8 @@ public static class LoadHarness
         int seconds = 60;
         int[] seriesCounts = [1_000, 100_000];
         string engine = "all";
+        // The overload soak's defaults are the sink's own (64 batches, 256 MiB).
+        int churn = 2_000, sinkMs = 5_000, sinkQueue = 64, sinkQueueMib = 256, idleSeconds = 30, sampleSeconds = 10;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -55,6 +57,24 @@ public static class LoadHarness
                 case "--seconds":
                     seconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
+                case "--churn":
+                    churn = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--sink-ms":
+                    sinkMs = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--sink-queue":
+                    sinkQueue = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--sink-queue-mib":
+                    sinkQueueMib = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--idle-seconds":
+                    idleSeconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--sample-seconds":
+                    sampleSeconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
                 case "--only" when args[i + 1] is "throughput" or "arrow" or "memory" or "overload":
                     only = args[i + 1];
                     break;
@@ -73,7 +93,8 @@ public static class LoadHarness
 
         if (only == "overload")
         {
-            RunOverload(100_000, seconds);
+            int series = seriesCounts.Length == 1 ? seriesCounts[0] : 100_000;
+            OverloadSoak.Run(new OverloadSettings(seconds, series, churn, sinkMs, sinkQueue, sinkQueueMib, idleSeconds, sampleSeconds, s_producers));
             return 0;
         }
 
@@ -425,71 +446,6 @@ public static class LoadHarness
         string how = shards == 1 ? "one shard builds every row" : $"{shards} shards build in parallel, as the pipeline closes it; one file gets every batch";
         Console.WriteLine($"window of {series:N0} series (20 points each) -> Arrow, {how}: build median {Median(build):F1} ms; " +
             $"+ IPC file write: median {Median(total):F1} ms ({bytes:N0} bytes, 10 runs after a warm-up)");
-    }
-
-    /// <summary>
-    /// s_producers in Wait mode over 1 s windows, and a sink that takes 2 s per window (each of two shards
-    /// closes one a second: four times more than it can take), for a while: its queue fills, then the
-    /// shards' queues, then everyone waits, so process memory must level off. Prints a sample every 5 s.
-    /// </summary>
-    private static void RunOverload(int series, int seconds)
-    {
-        Label[][] labels = BuildLabels(series);
-        var slow = new SlowSink(TimeSpan.FromSeconds(2));
-        var options = new MetricsPipelineOptions { WindowSize = TimeSpan.FromSeconds(1), AllowedLateness = TimeSpan.FromMilliseconds(500), ShutdownTimeout = TimeSpan.FromSeconds(5) };
-        var pipeline = new MetricsPipeline(options, [new Monitoring.Stream.Sinks.SinkRegistration(slow, new Monitoring.Stream.Sinks.SinkOptions { QueueCapacity = 8 })]);
-        pipeline.Start();
-        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
-        Task[] producers = [.. Enumerable.Range(0, s_producers).Select(p => Task.Factory.StartNew(() =>
-        {
-            using PointWriter writer = pipeline.CreateWriter("overload-" + p, BackpressureMode.Wait);
-            var random = new Random(p);
-            while (!stop.IsCancellationRequested)
-            {
-                long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-                for (int k = 0; k < 4096; k++)
-                {
-                    writer.Write(Metric, labels[random.Next(labels.Length)], random.NextDouble(), now);
-                }
-            }
-        }, TaskCreationOptions.LongRunning))];
-
-        Console.WriteLine($"# overload: {s_producers} producers (Wait) over {series:N0} series, 1 s windows, one sink taking 2 s per window (Block, queue of 8), {seconds} s");
-        Console.WriteLine("| s | working set MiB | GC heap MiB | accepted | shard queue fill | sink queue | held state MiB |");
-        Console.WriteLine("|---:|---:|---:|---:|---:|---:|---:|");
-        var clock = Stopwatch.StartNew();
-        while (!stop.IsCancellationRequested)
-        {
-            stop.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(5));
-            PipelineMetrics m = pipeline.GetMetrics();
-            using var process = Process.GetCurrentProcess();
-            Console.WriteLine($"| {clock.Elapsed.TotalSeconds:F0} | {process.WorkingSet64 / (1 << 20):N0} | {GC.GetTotalMemory(false) / (1 << 20):N0} | {m.Accepted:N0} | " +
-                $"{m.ShardQueueDepth.Average() / m.ShardQueueCapacity:P0} | {m.Sinks[0].QueueDepth}/{m.Sinks[0].QueueCapacity} | {m.HeldStateBytes / (1 << 20):N0} |");
-        }
-
-        Task.WaitAll(producers);
-        try
-        {
-            pipeline.StopAsync().GetAwaiter().GetResult();
-        }
-        catch (TimeoutException)
-        {
-            // The slow sink cannot drain its queue within 5 s: what it did not get is counted as abandoned.
-        }
-
-        PipelineMetrics end = pipeline.GetMetrics();
-        Console.WriteLine($"stopped: accepted {end.Accepted:N0}, written {end.Sinks[0].PointsWritten:N0}, abandoned {end.Sinks[0].PointsAbandoned:N0}");
-    }
-
-    private sealed class SlowSink(TimeSpan delay) : Monitoring.Stream.Sinks.IWindowSink
-    {
-        public string Name => "slow";
-
-        public async ValueTask WriteAsync(Monitoring.Stream.Sinks.WindowBatch batch, CancellationToken cancellationToken) => await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
-
-        public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
     /// <summary>Managed heap growth per series when a pipeline holds one open window of latency-like data for each.</summary>

@@ -30,6 +30,7 @@ internal sealed class MonitoringStreamOptionsValidator : IValidateOptions<Monito
         Check(p.SketchRelativeAccuracy is >= 1e-5 and <= 0.5, "Pipeline:SketchRelativeAccuracy", p.SketchRelativeAccuracy, "must be between 0.00001 and 0.5.");
         Check(!string.IsNullOrWhiteSpace(p.Instance), "Pipeline:Instance", p.Instance, "must not be empty.");
         Check(options.Sinks.QueueCapacity >= 1, "Sinks:QueueCapacity", options.Sinks.QueueCapacity, "must be at least 1.");
+        Check(options.Sinks.QueueCapacityBytes >= 1, "Sinks:QueueCapacityBytes", options.Sinks.QueueCapacityBytes, "must be at least 1.");
         Check(options.Sinks.MaxAttempts >= 1, "Sinks:MaxAttempts", options.Sinks.MaxAttempts, "must be at least 1.");
         if (options.ArrowStoreEnabled)
         {

@@ -37,6 +37,9 @@ internal sealed class PooledColumnMemory : MemoryManager<byte>
     [UnsafeAccessor(UnsafeAccessorKind.Constructor)]
     private static extern ArrowBuffer CreateOwnedBuffer(IMemoryOwner<byte> owner);
 
+    /// <summary>Bytes the pooled array holds (its power-of-two length, at least the buffer's), or 0 once returned.</summary>
+    public int Capacity => Volatile.Read(ref _array)?.Length ?? 0;
+
     public override Span<byte> GetSpan() =>
         (_array ?? throw new ObjectDisposedException(nameof(PooledColumnMemory), "The window batch's memory was returned to its pool.")).AsSpan(0, _length);
 
@@ -56,6 +59,7 @@ internal sealed class PooledColumnMemory : MemoryManager<byte>
 
 #if DEBUG
         array.AsSpan().Fill(0xFF);
+        (_pool as ColumnArrayPool)?.Forget(array);
 #else
         _pool.Return(array);
 #endif

@@ -361,7 +361,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private async ValueTask EmitAsync(WindowBuffer window, int shard, long sequence, Action<WindowBatch, bool> onDone)
     {
         RecordBatch batch = _arrowWriters[shard].Build(window, shard, sequence);
-        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Settings.Instance, sequence, window.Points, onDone);
+        var windowBatch = new WindowBatch(batch, window.Start, window.End, shard, Settings.Instance, sequence, window.Points, onDone) { Bytes = WindowBatch.ColumnBytes(batch) };
         if (_sinks.Length == 0)
         {
             windowBatch.Release();
@@ -595,13 +595,37 @@ public sealed class MetricsPipeline : IAsyncDisposable
             ShardQueueCapacity = Settings.ShardQueueBatches,
             OpenStateBytes = _shards.Sum(s => s.OpenStateBytes),
             BatchesAllocated = _batchPolicy.Created,
+            Memory = ReportMemory(),
             ActiveSources = _shards.Max(s => s.ActiveSources),
             Watermarks = [.. _shards.Select(s => s.Watermark)],
             Sinks = [.. _sinks.Select(s => new SinkMetrics(
                 s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError,
-                s.BatchesAbandoned, s.PointsAbandoned, s.State, s.BatchesDropped, s.PointsDropped, s.Timeouts, s.Options.QueuePolicy))],
+                s.BatchesAbandoned, s.PointsAbandoned, s.State, s.BatchesDropped, s.PointsDropped, s.Timeouts, s.Options.QueuePolicy, s.QueueBytes, s.Options.QueueCapacityBytes))],
         };
     }
+
+    /// <summary>
+    /// Bytes a registry entry holds, as an estimate for the memory report: descriptor, label set, canonical
+    /// label array of three or four labels, UTF-8 names cached at the first emission, and the id arrays.
+    /// Docs/benchmarks.md measured 122 + 135 B per series; a reclaimed index keeps its descriptor until reused.
+    /// </summary>
+    private const int RegistryBytesPerIndex = 300;
+
+    /// <summary>The registry's table: two 32-bit words and a 24-byte slot per bucket, at least two buckets per live series.</summary>
+    private const int RegistryTableBytesPerSeries = 2 * 28;
+
+    private PipelineMemory ReportMemory() => new()
+    {
+        OpenWindowBytes = _shards.Sum(s => s.OpenStateBytes),
+        SpareWindowBytes = _shards.Sum(s => s.SpareWindowBytes),
+        SketchPoolBytes = _shards.Sum(s => s.SketchPoolBytes),
+        PooledSketches = _shards.Sum(s => s.PooledSketches),
+        SeriesSlotBytes = _shards.Sum(s => s.SlotBytes),
+        PointBatchBytes = _batchPolicy.Created * ((long)Settings.BatchSize * System.Runtime.CompilerServices.Unsafe.SizeOf<IngestPoint>() + 64),
+        WindowBatchBytes = _arrowWriters.Sum(w => w.Pool.RentedBytes),
+        ColumnPoolBytes = _arrowWriters.Sum(w => w.Pool.PooledBytes),
+        RegistryBytes = ((long)Registry.Count * RegistryBytesPerIndex) + ((long)Registry.LiveCount * RegistryTableBytesPerSeries),
+    };
 
     /// <summary>
     /// Stops gracefully if running (bounded by <see cref="MetricsPipelineOptions.ShutdownTimeout"/>; a

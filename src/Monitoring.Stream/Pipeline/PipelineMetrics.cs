@@ -97,6 +97,9 @@ public sealed class PipelineMetrics
     /// <summary>Point batches allocated by the pool so far; it stops growing once the pool covers the peak in flight.</summary>
     public long BatchesAllocated { get; init; }
 
+    /// <summary>What the engine holds, by part (each bounded by the settings; see docs/memory.md).</summary>
+    public required PipelineMemory Memory { get; init; }
+
     /// <summary>Per sink: queue, written, failed, errors.</summary>
     public required IReadOnlyList<SinkMetrics> Sinks { get; init; }
 }
@@ -129,6 +132,8 @@ public sealed record SourceMetrics(string Source, long Offered, long Accepted, l
 /// <param name="PointsDropped">Points in dropped batches.</param>
 /// <param name="Timeouts">Attempts that passed the attempt timeout.</param>
 /// <param name="QueuePolicy">What the sink's queue does when full.</param>
+/// <param name="QueueBytes">Bytes of the batches waiting (their columns).</param>
+/// <param name="QueueCapacityBytes">Queue bound in bytes.</param>
 public sealed record SinkMetrics(
     string Name,
     int QueueDepth,
@@ -145,4 +150,6 @@ public sealed record SinkMetrics(
     long BatchesDropped = 0,
     long PointsDropped = 0,
     long Timeouts = 0,
-    SinkQueuePolicy QueuePolicy = SinkQueuePolicy.Block);
+    SinkQueuePolicy QueuePolicy = SinkQueuePolicy.Block,
+    long QueueBytes = 0,
+    long QueueCapacityBytes = 0);

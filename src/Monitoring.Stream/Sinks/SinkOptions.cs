@@ -6,6 +6,14 @@ public sealed class SinkOptions
     /// <summary>Window batches waiting for the sink (default 64).</summary>
     public int QueueCapacity { get; set; } = 64;
 
+    /// <summary>
+    /// Bytes of window batches waiting for the sink, counted as their columns (default 256 MiB). The queue is
+    /// full when it holds <see cref="QueueCapacity"/> batches or these bytes, whichever comes first, so what a
+    /// slow sink's queue holds does not grow with the number of series; a batch larger than the whole
+    /// capacity is still let into an empty queue.
+    /// </summary>
+    public long QueueCapacityBytes { get; set; } = 256L << 20;
+
     /// <summary>What happens when the queue is full (default <see cref="SinkQueuePolicy.Block"/>).</summary>
     public SinkQueuePolicy QueuePolicy { get; set; } = SinkQueuePolicy.Block;
 
@@ -30,6 +38,7 @@ public sealed class SinkOptions
     public SinkOptions Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(QueueCapacity, 1, nameof(QueueCapacity));
+        ArgumentOutOfRangeException.ThrowIfLessThan(QueueCapacityBytes, 1, nameof(QueueCapacityBytes));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxAttempts, 1, nameof(MaxAttempts));
         if (!Enum.IsDefined(QueuePolicy))
         {
@@ -49,6 +58,7 @@ public sealed class SinkOptions
         return new SinkOptions
         {
             QueueCapacity = QueueCapacity,
+            QueueCapacityBytes = QueueCapacityBytes,
             QueuePolicy = QueuePolicy,
             AttemptTimeout = AttemptTimeout,
             MaxAttempts = MaxAttempts,

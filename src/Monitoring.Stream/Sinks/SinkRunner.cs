@@ -11,6 +11,9 @@ namespace Monitoring.Stream.Sinks;
 /// Every window handed to the runner ends in exactly one of its counters: written, failed (given up
 /// after every attempt), dropped (queue overflow under <see cref="SinkQueuePolicy.DropOldest"/>) or
 /// abandoned (a forced stop).
+/// The queue is bounded twice: in batches by the channel, and in bytes (<see cref="SinkOptions.QueueCapacityBytes"/>)
+/// by a reservation each batch takes before it goes in and gives back when the loop takes it out (or it is
+/// dropped), so a queue of large windows (many series) holds no more memory than the setting says.
 /// </remarks>
 internal sealed class SinkRunner
 {
@@ -31,6 +34,8 @@ internal sealed class SinkRunner
     private long _batchesAbandoned;
     private long _pointsAbandoned;
     private long _lastDropTimestamp = long.MinValue;
+    private long _queuedBytes;
+    private TaskCompletionSource _bytesFreed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _retrying;
     private int _waiters;
     private string? _lastError;
@@ -47,7 +52,8 @@ internal sealed class SinkRunner
         _abort = abort;
         var channelOptions = new BoundedChannelOptions(options.QueueCapacity)
         {
-            SingleReader = true,
+            // Not single: under drop-oldest a producer takes the oldest batches out to make room in bytes.
+            SingleReader = false,
             SingleWriter = false,
             FullMode = options.QueuePolicy == SinkQueuePolicy.DropOldest ? BoundedChannelFullMode.DropOldest : BoundedChannelFullMode.Wait,
             AllowSynchronousContinuations = false,
@@ -62,6 +68,9 @@ internal sealed class SinkRunner
     public int QueueDepth => _queue.Reader.Count;
 
     public int QueueCapacity => _options.QueueCapacity;
+
+    /// <summary>Bytes of the batches waiting (and of those admitted and on their way in).</summary>
+    public long QueueBytes => Interlocked.Read(ref _queuedBytes);
 
     public long BatchesWritten => Interlocked.Read(ref _batchesWritten);
 
@@ -133,29 +142,98 @@ internal sealed class SinkRunner
             return ValueTask.CompletedTask;
         }
 
+        if (!TryReserve(batch.Bytes, force: false))
+        {
+            if (_options.QueuePolicy == SinkQueuePolicy.Block)
+            {
+                return EnqueueSlowAsync(batch, reserved: false);
+            }
+
+            MakeRoomDroppingOldest(batch.Bytes);
+        }
+
         if (_queue.Writer.TryWrite(batch))
         {
             return ValueTask.CompletedTask;
         }
 
-        return EnqueueSlowAsync(batch);
+        return EnqueueSlowAsync(batch, reserved: true);
     }
 
-    private async ValueTask EnqueueSlowAsync(WindowBatch batch)
+    private async ValueTask EnqueueSlowAsync(WindowBatch batch, bool reserved)
     {
         Interlocked.Increment(ref _waiters);
         try
         {
+            while (!reserved)
+            {
+                // Read the signal before checking, so a release between the check and the wait still wakes us.
+                Task freed = Volatile.Read(ref _bytesFreed).Task;
+                reserved = TryReserve(batch.Bytes, force: false);
+                if (!reserved)
+                {
+                    await freed.WaitAsync(_abort).ConfigureAwait(false);
+                }
+            }
+
             await _queue.Writer.WriteAsync(batch, _abort).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
         {
+            if (reserved)
+            {
+                ReleaseBytes(batch);
+            }
+
             Abandon(batch);
         }
         finally
         {
             Interlocked.Decrement(ref _waiters);
         }
+    }
+
+    /// <summary>Takes <paramref name="bytes"/> of the byte capacity; an empty queue takes any batch, and <paramref name="force"/> takes it regardless.</summary>
+    private bool TryReserve(long bytes, bool force)
+    {
+        while (true)
+        {
+            long queued = Interlocked.Read(ref _queuedBytes);
+            if (!force && queued > 0 && queued + bytes > _options.QueueCapacityBytes)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _queuedBytes, queued + bytes, queued) == queued)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Drop-oldest over the byte bound: the oldest waiting batches go (counted as dropped) until the new one fits.</summary>
+    private void MakeRoomDroppingOldest(long bytes)
+    {
+        while (!TryReserve(bytes, force: false))
+        {
+            if (_queue.Reader.TryRead(out WindowBatch? oldest))
+            {
+                Dropped(oldest);
+            }
+            else
+            {
+                // What is counted is on its way in (another shard's batch): nothing to drop, let this one in too.
+                TryReserve(bytes, force: true);
+                return;
+            }
+        }
+    }
+
+    /// <summary>A batch left the queue (taken, dropped or abandoned): its bytes are free, and a producer waiting for them wakes.</summary>
+    private void ReleaseBytes(WindowBatch batch)
+    {
+        Interlocked.Add(ref _queuedBytes, -batch.Bytes);
+        Interlocked.Exchange(ref _bytesFreed, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
     /// <summary>Stops taking batches and waits until the queued ones are written or given up, then completes the sink.</summary>
@@ -187,6 +265,7 @@ internal sealed class SinkRunner
             {
                 while (!_abort.IsCancellationRequested && reader.TryRead(out WindowBatch? batch))
                 {
+                    ReleaseBytes(batch);
                     await WriteWithRetryAsync(batch).ConfigureAwait(false);
                 }
             }
@@ -201,6 +280,7 @@ internal sealed class SinkRunner
         _queue.Writer.TryComplete();
         while (reader.TryRead(out WindowBatch? left))
         {
+            ReleaseBytes(left);
             Abandon(left);
         }
     }
@@ -300,8 +380,10 @@ internal sealed class SinkRunner
         }
     }
 
+    /// <summary>A queued batch dropped to make room (the channel's drop-oldest, or the byte bound's).</summary>
     private void Dropped(WindowBatch batch)
     {
+        ReleaseBytes(batch);
         Volatile.Write(ref _lastDropTimestamp, _time.GetTimestamp());
         Interlocked.Increment(ref _batchesDropped);
         Interlocked.Add(ref _pointsDropped, batch.Points);

@@ -74,6 +74,42 @@ public sealed class WindowBatch : IDisposable
     /// <summary>Points aggregated into the window (the sum of the count column).</summary>
     public long Points { get; }
 
+    /// <summary>Bytes the batch's columns hold (their arrays, not only what is written in them), as the sinks' queues count them.</summary>
+    internal long Bytes { get; init; }
+
+    /// <summary>
+    /// The bytes every buffer of a record batch's columns holds, children included: a pooled column counts
+    /// its whole array (power-of-two sizes, up to twice what is written), since that is the memory kept.
+    /// </summary>
+    internal static long ColumnBytes(RecordBatch batch)
+    {
+        long bytes = 0;
+        foreach (IArrowArray column in batch.Arrays)
+        {
+            bytes += BufferBytes(column.Data);
+        }
+
+        return bytes;
+    }
+
+    private static long BufferBytes(Apache.Arrow.ArrayData data)
+    {
+        long bytes = 0;
+        foreach (ArrowBuffer buffer in data.Buffers)
+        {
+            bytes += System.Runtime.InteropServices.MemoryMarshal.TryGetMemoryManager(buffer.Memory, out Monitoring.Stream.Arrow.PooledColumnMemory? pooled)
+                ? pooled.Capacity
+                : buffer.Length;
+        }
+
+        foreach (Apache.Arrow.ArrayData child in data.Children ?? [])
+        {
+            bytes += BufferBytes(child);
+        }
+
+        return bytes;
+    }
+
     /// <summary>
     /// Keeps the batch readable after <see cref="IWindowSink.WriteAsync"/> returns: the result shares
     /// the columns' memory (no copy) and must be disposed by the caller when done.

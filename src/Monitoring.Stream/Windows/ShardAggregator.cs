@@ -53,6 +53,10 @@ internal sealed class ShardAggregator
     private readonly Lock _ackGate = new();
     private readonly List<InflightWindow> _inflight = [];
     private const int MaxFreeWindows = 2;
+
+    /// <summary>Windows whose size sets what the sketch pool keeps.</summary>
+    private const int RecentWindows = 8;
+    private readonly int[] _recentTouched = new int[RecentWindows];
     private int[] _slotGeneration = new int[64];
     private long[] _lastActive = new long[64];
     private long _lastReclaimScan;
@@ -61,6 +65,10 @@ internal sealed class ShardAggregator
     private long _watermark = long.MinValue;
     private long _minOpenEnd = long.MaxValue;
     private long _openBytes;
+    private long _spareBytes;
+    private long _sketchPoolBytes;
+    private long _pooledSketches;
+    private long _slotBytes;
     private long _emitSequence;
     private long _faultedPoints;
     private long _faults;
@@ -128,6 +136,18 @@ internal sealed class ShardAggregator
 
     /// <summary>Bytes held by the open windows' states, as of the last tick.</summary>
     public long OpenStateBytes => Volatile.Read(ref _openBytes);
+
+    /// <summary>Bytes of the window buffers kept for later windows, as of the last tick.</summary>
+    public long SpareWindowBytes => Volatile.Read(ref _spareBytes);
+
+    /// <summary>Bytes of the cleared sketches kept for later windows, as of the last tick.</summary>
+    public long SketchPoolBytes => Volatile.Read(ref _sketchPoolBytes);
+
+    /// <summary>Sketches kept for later windows, as of the last tick.</summary>
+    public long PooledSketches => Volatile.Read(ref _pooledSketches);
+
+    /// <summary>Bytes of the per-slot arrays outside windows, as of the last tick.</summary>
+    public long SlotBytes => Volatile.Read(ref _slotBytes);
 
     /// <summary>
     /// A clock tick that found this shard's channel full (an overloaded shard): it is applied once the shard
@@ -552,25 +572,37 @@ internal sealed class ShardAggregator
             ReclaimIdleSeries();
         }
 
-        long bytes = 0;
+        PublishMemory();
+    }
+
+    /// <summary>Counts what the shard holds, by part, for <see cref="MetricsPipeline.GetMetrics"/> (on the shard's thread, at each tick).</summary>
+    private void PublishMemory()
+    {
+        long open = 0;
         foreach (WindowBuffer w in _open)
         {
-            bytes += w.EstimateBytes();
+            open += w.EstimateBytes();
         }
 
-        Volatile.Write(ref _openBytes, bytes);
-        long held = bytes + ((long)_slotGeneration.Length * (sizeof(int) + sizeof(long)));
+        long spare = 0;
         foreach (WindowBuffer w in _free)
         {
-            held += w.EstimateBytes();
+            spare += w.EstimateBytes();
         }
 
+        long pool = 0;
         foreach (Statistics.DdSketch sketch in _sketchPool)
         {
-            held += sketch.EstimatedBytes;
+            pool += sketch.EstimatedBytes;
         }
 
-        Volatile.Write(ref _heldBytes, held);
+        long slots = (long)_slotGeneration.Length * (sizeof(int) + sizeof(long));
+        Volatile.Write(ref _openBytes, open);
+        Volatile.Write(ref _spareBytes, spare);
+        Volatile.Write(ref _sketchPoolBytes, pool);
+        Volatile.Write(ref _pooledSketches, _sketchPool.Count);
+        Volatile.Write(ref _slotBytes, slots);
+        Volatile.Write(ref _heldBytes, open + spare + pool + slots);
     }
 
     /// <summary>
@@ -692,10 +724,32 @@ internal sealed class ShardAggregator
             }
         }
 
+        int touched = window.TouchedCount;
         window.Reset();
+        TrimSketchPool(touched);
         if (_free.Count < MaxFreeWindows)
         {
             _free.Push(window);
+        }
+    }
+
+    /// <summary>
+    /// Keeps in the sketch pool no more sketches than the largest of the last <see cref="RecentWindows"/>
+    /// windows used: what a new window can draw without allocating. Without it the pool keeps every sketch
+    /// of the busiest moment ever (a burst of series, a churn of label values), for the pipeline's life.
+    /// </summary>
+    private void TrimSketchPool(int touched)
+    {
+        _recentTouched[(int)(_emitSequence % RecentWindows)] = touched;
+        int keep = 0;
+        foreach (int t in _recentTouched)
+        {
+            keep = Math.Max(keep, t);
+        }
+
+        while (_sketchPool.Count > keep)
+        {
+            _sketchPool.Pop();
         }
     }
 

@@ -147,6 +147,69 @@ public class SinkRunnerTests
     }
 
     [Fact]
+    public async Task StalledSink_QueueFullInBytesBeforeBatches_ProducerWaitsThenEverythingWritten()
+    {
+        var stalled = new ScriptedSink("stalled", failures: 0, block: true);
+        // Room for 64 batches but for one batch's bytes: one in the sink's hands, one queued, then the shard waits.
+        var options = new SinkOptions { QueueCapacity = 64, QueueCapacityBytes = 1 };
+        await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [stalled], options);
+        pipeline.Start();
+        try
+        {
+            await WriteWindows(pipeline, 4);
+            await WaitUntil(() => pipeline.GetMetrics().Sinks[0].State == SinkState.Stalled);
+
+            SinkMetrics sink = pipeline.GetMetrics().Sinks[0];
+            Assert.Equal(1, sink.QueueDepth);
+            Assert.True(sink.QueueBytes > 0, "the queued batch's bytes are counted");
+            Assert.Equal(1, sink.QueueCapacityBytes);
+        }
+        finally
+        {
+            stalled.Release.TrySetResult();
+        }
+
+        await pipeline.StopAsync();
+        SinkMetrics done = pipeline.GetMetrics().Sinks[0];
+        Assert.Equal(4, stalled.Written.Count);
+        Assert.Equal(4, done.BatchesWritten);
+        Assert.Equal(0, done.BatchesDropped + done.BatchesAbandoned);
+        Assert.Equal(0, done.QueueBytes);
+    }
+
+    [Fact]
+    public async Task DropOldest_QueueFullInBytes_OldestDroppedAndCounted_NothingWaits()
+    {
+        var stalled = new ScriptedSink("stalled", failures: 0, block: true);
+        var options = new SinkOptions { QueueCapacity = 64, QueueCapacityBytes = 1, QueuePolicy = SinkQueuePolicy.DropOldest };
+        await using var pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = 1 }, [stalled], options);
+        pipeline.Start();
+        try
+        {
+            // The queue holds one batch's bytes: each new window drops the one waiting, and the shard never
+            // waits. Whether the first window reached the sink before the second came depends on the threads.
+            await WriteWindows(pipeline, 5);
+            await WaitUntil(() => pipeline.GetMetrics().WindowsEmitted == 5);
+            SinkMetrics sink = pipeline.GetMetrics().Sinks[0];
+            Assert.Equal(1, sink.QueueDepth);
+            Assert.InRange(sink.BatchesDropped, 3, 4);
+            Assert.NotEqual(SinkState.Stalled, sink.State);
+        }
+        finally
+        {
+            stalled.Release.TrySetResult();
+        }
+
+        await pipeline.StopAsync();
+        PipelineMetrics m = pipeline.GetMetrics();
+        SinkMetrics done = m.Sinks[0];
+        Assert.Equal(5, done.BatchesWritten + done.BatchesDropped);
+        Assert.InRange(done.BatchesDropped, 3, 4);
+        Assert.Equal(m.EmittedPoints, done.PointsWritten + done.PointsDropped);
+        Assert.Equal(0, done.QueueBytes);
+    }
+
+    [Fact]
     public async Task SecondStopSignal_AbandonsStalledSinkAtOnce_AndCountsWhatItLost()
     {
         var stalled = new ScriptedSink("stalled", failures: 0, block: true);
