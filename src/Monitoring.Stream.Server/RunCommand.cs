@@ -261,18 +261,30 @@ internal static class RunCommand
             string bootstrap = settings.Kafka.BootstrapServers!;
             if (!string.IsNullOrWhiteSpace(settings.Kafka.AggregatesTopic))
             {
-                builder.Services.AddSingleton<IWindowSink>(new KafkaWindowSink(new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic }));
+                var sinkOptions = new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic };
+                foreach ((string key, string value) in settings.Kafka.ClientSettings)
+                {
+                    sinkOptions.ClientSettings[key] = value;
+                }
+
+                builder.Services.AddSingleton<IWindowSink>(new KafkaWindowSink(sinkOptions));
             }
 
             if (!string.IsNullOrWhiteSpace(settings.Kafka.PointsTopic))
             {
-                builder.Services.AddSingleton(sp => new KafkaPointSource(sp.GetRequiredService<MetricsPipeline>(), new KafkaPointSourceOptions
+                var sourceOptions = new KafkaPointSourceOptions
                 {
                     BootstrapServers = bootstrap,
                     Topic = settings.Kafka.PointsTopic,
                     GroupId = settings.Kafka.GroupId,
                     DeadLetterTopic = settings.Kafka.DeadLetterTopic ?? settings.Kafka.PointsTopic + ".dlq",
-                }));
+                };
+                foreach ((string key, string value) in settings.Kafka.ClientSettings)
+                {
+                    sourceOptions.ClientSettings[key] = value;
+                }
+
+                builder.Services.AddSingleton(sp => new KafkaPointSource(sp.GetRequiredService<MetricsPipeline>(), sourceOptions));
                 builder.Services.AddHostedService<KafkaSourceService>();
             }
         }

@@ -1,6 +1,12 @@
+using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Confluent.Kafka;
+using Monitoring.Stream.Kafka;
+using Monitoring.Stream.Kafka.Aggregates;
 using Monitoring.Stream.Server.Tests.Support;
+using Xunit.Abstractions;
 
 namespace Monitoring.Stream.Server.Tests;
 
@@ -8,7 +14,7 @@ namespace Monitoring.Stream.Server.Tests;
 /// The executable's Kafka path on librdkafka's mock cluster: <c>run --kafka-mock</c> consumes what
 /// <c>produce</c> writes and publishes window aggregates that <c>tail</c> prints; all three are processes.
 /// </summary>
-public partial class KafkaCommandsTests
+public partial class KafkaCommandsTests(ITestOutputHelper output)
 {
     [Fact]
     public async Task RunKafkaMock_ProduceThenTail_EveryPointIsAggregated()
@@ -61,6 +67,143 @@ public partial class KafkaCommandsTests
         Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("stopped (Stopped)", server.Output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task RunKafka_InstanceKilledWithSigkillWhileConsumingThenRestarted_EveryPointAtLeastOnceDuplicatesExactlyTheUncommittedItHadDelivered()
+    {
+        // The cluster lives in the test process, so it outlives the instance killed below (run --kafka-mock would die with it).
+        using var cluster = new KafkaMockCluster();
+        const string pointsTopic = "crash.points", aggregatesTopic = "crash.aggregates", group = "crash-group";
+        int partitions = cluster.EnsureTopic(pointsTopic);
+        cluster.EnsureTopic(aggregatesTopic);
+        Dictionary<string, string> Settings(string instance) => new()
+        {
+            ["MONITORING_STREAM__Pipeline__Instance"] = instance,
+            ["MONITORING_STREAM__Pipeline__WindowSize"] = "00:00:01",
+            ["MONITORING_STREAM__Pipeline__AllowedLateness"] = "00:00:02",
+            ["MONITORING_STREAM__Pipeline__SourceIdleTimeout"] = "00:00:30",
+            ["MONITORING_STREAM__SystemMetricsEnabled"] = "false",
+            ["MONITORING_STREAM__ArrowStoreEnabled"] = "false",
+            // A killed member stays in the group until its session expires: the restart's first assignment waits for that.
+            ["MONITORING_STREAM__Server__Kafka__ClientSettings__session.timeout.ms"] = "6000",
+        };
+        string[] args = ["--kafka-bootstrap", cluster.BootstrapServers, "--points-topic", pointsTopic, "--aggregates-topic", aggregatesTopic, "--group", group];
+        using var load = new PacedPointLoad(cluster.BootstrapServers, pointsTopic, partitions, DateTimeOffset.UtcNow.AddMinutes(-5).ToUnixTimeMilliseconds());
+        using IConsumer<Ignore, Ignore> offsets = new ConsumerBuilder<Ignore, Ignore>(new ConsumerConfig { BootstrapServers = cluster.BootstrapServers, GroupId = group })
+            .SetLogHandler(static (_, _) => { }).Build();
+        long[] Committed() => [.. offsets.Committed(Enumerable.Range(0, partitions).Select(p => new TopicPartition(pointsTopic, p)), TimeSpan.FromSeconds(10))
+            .OrderBy(o => o.Partition.Value).Select(o => Math.Max(o.Offset.Value, 0))];
+
+        // 1. The first instance consumes a paced load (10 rounds of 4 messages a second); once it has committed
+        //    something, it is killed with SIGKILL while the load goes on.
+        int roundsAtKill;
+        await using (ServerProcess first = await ServerProcess.StartAsync(args, Settings("first")))
+        {
+            var clock = Stopwatch.StartNew();
+            while (Committed().Sum() == 0)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), $"the first instance committed nothing within 90 s ({load.Rounds} rounds produced). Output:\n{first.Output}");
+                Assert.False(first.Process.HasExited, first.Output);
+                load.ProduceRound();
+                await Task.Delay(100);
+            }
+
+            load.ProduceRound();
+            roundsAtKill = load.Rounds;
+            first.Process.Kill(); // SIGKILL on Linux: no handler runs, nothing is flushed or committed
+            Assert.Equal(128 + 9, await first.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            Assert.DoesNotContain("stopped (", first.Output, StringComparison.Ordinal);
+        }
+
+        long[] committedAtKill = Committed();
+        output.WriteLine($"killed after {roundsAtKill} rounds; committed then: {string.Join(",", committedAtKill)}");
+        Assert.True(committedAtKill.Sum() < (long)roundsAtKill * partitions, $"everything was committed before the kill: {string.Join(",", committedAtKill)} of {roundsAtKill} a partition");
+
+        // 2. The rest of the load, then a restarted instance in the same group: it reads from the committed offsets.
+        for (int i = 0; i < 30; i++)
+        {
+            load.ProduceRound();
+        }
+
+        load.Flush(TimeSpan.FromSeconds(30));
+        Assert.Empty(load.Errors);
+        long[] ends = load.DeliveredEnds();
+        Assert.All(ends, e => Assert.Equal(load.Rounds, e)); // one message a partition a round: offset = round
+        long restartPoints = ends.Zip(committedAtKill, (end, committed) => (end - committed) * PacedPointLoad.PointsPerMessage).Sum();
+        await using (ServerProcess restarted = await ServerProcess.StartAsync(args, Settings("restarted")))
+        {
+            using var client = new HttpClient { BaseAddress = restarted.Address, Timeout = TimeSpan.FromSeconds(30) };
+            await Poll.UntilAsync<object>(async () =>
+            {
+                // The points the partitions' sources offered (the engine's self-metrics are another source).
+                long offered = SourceOffered().Matches(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)))
+                    .Where(m => m.Groups["source"].Value.StartsWith("kafka:" + pointsTopic + "/", StringComparison.Ordinal))
+                    .Sum(m => long.Parse(m.Groups["n"].Value, CultureInfo.InvariantCulture));
+                return offered >= restartPoints ? (object)offered : null;
+            }, TimeSpan.FromSeconds(120), $"the restarted instance offered the {restartPoints:N0} uncommitted points");
+
+            // A clean stop closes the open windows, waits for the sink and commits every partition to its end.
+            restarted.Terminate();
+            Assert.Equal(0, await restarted.WaitForExitAsync(TimeSpan.FromSeconds(90)));
+            Assert.Contains("stopped (Stopped)", restarted.Output, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(ends, Committed());
+
+        // 3. The aggregates topic, read back and summed per series and instance.
+        var counts = new Dictionary<string, long>(StringComparer.Ordinal);
+        var byInstance = new Dictionary<string, long>(StringComparer.Ordinal);
+        using (var reader = new KafkaAggregateReader(cluster.BootstrapServers, aggregatesTopic))
+        {
+            var clock = Stopwatch.StartNew();
+            Stopwatch? quiet = null; // from the first message on: joining the reader's group takes seconds
+            while (quiet is null || quiet.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), "the aggregates topic was still being read after 60 s");
+                using AggregateMessage? message = reader.Read(TimeSpan.FromMilliseconds(200));
+                if (message is null)
+                {
+                    continue;
+                }
+
+                (quiet ??= new Stopwatch()).Restart();
+                foreach (AggregateRow row in message.Rows.Where(r => r.Metric == PacedPointLoad.Metric))
+                {
+                    counts[row.SeriesKey] = counts.GetValueOrDefault(row.SeriesKey) + row.Count;
+                    byInstance[row.Instance ?? "?"] = byInstance.GetValueOrDefault(row.Instance ?? "?") + row.Count;
+                }
+            }
+        }
+
+        // Every point at least once, and no series beyond the load's.
+        Dictionary<string, long> expected = load.ExpectedCounts();
+        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), counts.Keys.Order(StringComparer.Ordinal));
+        long committedPoints = committedAtKill.Sum() * PacedPointLoad.PointsPerMessage;
+        long excess = counts.Values.Sum() - expected.Values.Sum();
+        output.WriteLine($"points {expected.Values.Sum():N0}; aggregated {counts.Values.Sum():N0} (first {byInstance.GetValueOrDefault("first"):N0}, restarted {byInstance.GetValueOrDefault("restarted"):N0}); " +
+            $"committed by the first {committedPoints:N0}; duplicates {excess:N0}");
+        for (int p = 0; p < partitions; p++)
+        {
+            // A series' duplicates can only come from the messages of its partition the killed instance could have read past its commit.
+            long bound = (roundsAtKill - committedAtKill[p]) * PacedPointLoad.PointsPerSeries;
+            for (int s = 0; s < PacedPointLoad.SeriesPerPartition; s++)
+            {
+                string key = PacedPointLoad.SeriesKey(p, s);
+                Assert.True(counts[key] >= expected[key], $"{key}: {counts[key]} aggregated, {expected[key]} produced");
+                Assert.True(counts[key] - expected[key] <= bound, $"{key}: {counts[key] - expected[key]} duplicates, more than the {bound} uncommitted at the kill");
+            }
+        }
+
+        // The duplicates, explained: the restarted instance aggregated exactly what it read (everything from the committed
+        // offsets on), and the killed one everything below its commit plus whatever windows of the uncommitted rest it had
+        // already delivered to the topic. Those windows are the duplicates, no more and no less.
+        Assert.Equal(restartPoints, byInstance.GetValueOrDefault("restarted"));
+        Assert.True(byInstance.GetValueOrDefault("first") >= committedPoints, $"the killed instance's aggregates miss committed points: {byInstance.GetValueOrDefault("first")} < {committedPoints}");
+        Assert.Equal(byInstance.GetValueOrDefault("first") - committedPoints, excess);
+    }
+
+    [GeneratedRegex(@"^monitoring_stream_source_points_offered_total\{source=""(?<source>[^""]+)""\} (?<n>\d+)", RegexOptions.Multiline)]
+    private static partial Regex SourceOffered();
 
     [GeneratedRegex(@"produce --kafka-bootstrap ([^\s)]+)\)")]
     private static partial Regex Bootstrap();

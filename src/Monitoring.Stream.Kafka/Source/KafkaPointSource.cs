@@ -30,6 +30,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConsumerHealth _health = new();
+    private PointWriter? _assignmentHold;
     private IConsumer<byte[]?, byte[]?>? _consumer;
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
@@ -50,6 +51,13 @@ public sealed class KafkaPointSource : IAsyncDisposable
         _pipeline = pipeline;
         _options = options;
         _decoder = new PointBatchDecoder(pipeline.Registry, options.Limits);
+
+        // Until the group assigns partitions, a writer that never writes holds the pipeline's watermark (a source
+        // that exists holds it with no progress, docs/event-time.md). Without it, the engine's clock (and its own
+        // HTTP and health metrics) move the watermark to now - lateness before the first partition is assigned,
+        // and a restart after a crash would find every uncommitted point it re-reads late: the commit lags the
+        // clock by at least a window plus the lateness, so the backlog is always older than that.
+        _assignmentHold = pipeline.CreateWriter($"kafka:{options.Topic}/assigning", BackpressureMode.Wait);
     }
 
     /// <summary>Completes once the source has been assigned partitions for the first time.</summary>
@@ -227,6 +235,8 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
         finally
         {
+            _assignmentHold?.Dispose();
+            _assignmentHold = null;
             consumer?.Dispose();
             _deadLetters!.Flush(TimeSpan.FromSeconds(5));
             _deadLetters.Dispose();
@@ -391,6 +401,13 @@ public sealed class KafkaPointSource : IAsyncDisposable
             SetPaused(false);
         }
 
+        if (_assignmentHold is not null && partitions.Count > 0)
+        {
+            // The partitions' writers exist now and hold the watermark themselves until they write.
+            _assignmentHold.Dispose();
+            _assignmentHold = null;
+        }
+
         _assigned.TrySetResult();
     }
 
@@ -489,6 +506,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
         if (_thread is not null)
         {
             await StopAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            _assignmentHold?.Dispose();
+            _assignmentHold = null;
         }
 
         _stop.Dispose();
