@@ -15,6 +15,11 @@ public static class Program
             return Load.LoadHarness.Run(args[1..]);
         }
 
+        if (args.Length > 0 && args[0] == "kafka-e2e")
+        {
+            return Load.KafkaEndToEndHarness.Run(args[1..]);
+        }
+
         IConfig config = DefaultConfig.Instance
             .AddDiagnoser(MemoryDiagnoser.Default)
             .AddColumn(StatisticColumn.Median)
