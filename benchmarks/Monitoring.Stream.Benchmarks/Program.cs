@@ -15,6 +15,11 @@ public static class Program
             return Load.LoadHarness.Run(args[1..]);
         }
 
+        if (args.Length > 0 && args[0] == "decode-cpu")
+        {
+            return Kafka.DecodeCpuHarness.Run(args[1..]);
+        }
+
         if (args.Length > 0 && args[0] == "kafka-e2e")
         {
             return Load.KafkaEndToEndHarness.Run(args[1..]);

@@ -259,9 +259,11 @@ internal static class RunCommand
         if (settings.Kafka.Enabled)
         {
             string bootstrap = settings.Kafka.BootstrapServers!;
+            KafkaPointSource? source = null;
             if (!string.IsNullOrWhiteSpace(settings.Kafka.AggregatesTopic))
             {
-                var sinkOptions = new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic };
+                // Each aggregate message names the offsets of the points topic its points can come from (docs/kafka.md).
+                var sinkOptions = new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic, SourceOffsets = () => source?.DescribeSourceOffsets() };
                 foreach ((string key, string value) in settings.Kafka.ClientSettings)
                 {
                     sinkOptions.ClientSettings[key] = value;
@@ -284,7 +286,7 @@ internal static class RunCommand
                     sourceOptions.ClientSettings[key] = value;
                 }
 
-                builder.Services.AddSingleton(sp => new KafkaPointSource(sp.GetRequiredService<MetricsPipeline>(), sourceOptions));
+                builder.Services.AddSingleton(sp => source = new KafkaPointSource(sp.GetRequiredService<MetricsPipeline>(), sourceOptions));
                 builder.Services.AddHostedService<KafkaSourceService>();
             }
         }

@@ -27,6 +27,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly Lock _metricsGate = new();
     private readonly Dictionary<PointDecodeError, long> _deadLettered = [];
     private readonly Dictionary<int, long> _committed = [];
+    private readonly SortedDictionary<int, (long Low, long High)> _readRanges = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConsumerHealth _health = new();
@@ -143,6 +144,19 @@ public sealed class KafkaPointSource : IAsyncDisposable
         lock (_metricsGate)
         {
             _closeTimeouts++;
+        }
+    }
+
+    /// <summary>
+    /// The header text of <see cref="Sink.AggregateHeaders.SourceOffsets"/> for a batch written now: per assigned
+    /// partition this source has read from, the offsets its points in a not yet acknowledged batch can come from
+    /// (<see cref="Sink.SourceOffsetRange"/>). Thread-safe; for <see cref="Sink.KafkaWindowSinkOptions.SourceOffsets"/>.
+    /// </summary>
+    public string DescribeSourceOffsets()
+    {
+        lock (_metricsGate)
+        {
+            return Sink.SourceOffsetRange.Format(_readRanges.Select(r => new Sink.SourceOffsetRange(_options.Topic, r.Key, r.Value.Low, r.Value.High)));
         }
     }
 
@@ -283,6 +297,14 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
 
         _health.OnMessage(result.Partition.Value);
+        lock (_metricsGate)
+        {
+            // Before the message's points are written: a batch written from now on may hold them.
+            int p = result.Partition.Value;
+            long offset = result.Offset.Value;
+            _readRanges[p] = _readRanges.TryGetValue(p, out (long Low, long High) range) ? (Math.Min(range.Low, offset), Math.Max(range.High, offset)) : (offset, offset);
+        }
+
         byte[] value = result.Message.Value ?? [];
         PointDecodeResult decoded = _decoder.Decode(value, partition.Writer);
         lock (_metricsGate)
@@ -450,6 +472,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
 
         lock (_metricsGate)
         {
+            foreach ((TopicPartition tp, _) in leaving)
+            {
+                _readRanges.Remove(tp.Partition.Value);
+            }
+
             _revocations++;
             _assignedCount = _partitions.Count;
         }
@@ -487,6 +514,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 foreach (TopicPartitionOffset o in offsets)
                 {
                     _committed[o.Partition.Value] = o.Offset.Value;
+                    if (_readRanges.TryGetValue(o.Partition.Value, out (long Low, long High) range))
+                    {
+                        // Every point below a committed offset is in acknowledged batches: none is in a batch still to be written.
+                        _readRanges[o.Partition.Value] = (Math.Max(range.Low, o.Offset.Value), range.High);
+                    }
                 }
             }
         }
