@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Confluent.Kafka;
@@ -70,7 +69,7 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task RunKafka_InstanceKilledWithSigkillWhileConsumingThenRestarted_EveryPointAtLeastOnceDuplicatesExactlyTheUncommittedItHadDelivered()
+    public async Task RunKafka_InstanceKilledWithSigkillWhileConsumingThenRestarted_EveryPointAtLeastOnceAndEachDuplicateExplained()
     {
         // The cluster lives in the test process, so it outlives the instance killed below (run --kafka-mock would die with it).
         using var cluster = new KafkaMockCluster();
@@ -82,7 +81,9 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
             ["MONITORING_STREAM__Pipeline__Instance"] = instance,
             ["MONITORING_STREAM__Pipeline__WindowSize"] = "00:00:01",
             ["MONITORING_STREAM__Pipeline__AllowedLateness"] = "00:00:02",
-            ["MONITORING_STREAM__Pipeline__SourceIdleTimeout"] = "00:00:30",
+            // Long enough to hold the watermark through the restart's group join (docs/kafka.md, "Watermark held"),
+            // short enough that the restart's last windows close (and are committed) soon after the load ends.
+            ["MONITORING_STREAM__Pipeline__SourceIdleTimeout"] = "00:00:20",
             ["MONITORING_STREAM__SystemMetricsEnabled"] = "false",
             ["MONITORING_STREAM__ArrowStoreEnabled"] = "false",
             // A killed member stays in the group until its session expires: the restart's first assignment waits for that.
@@ -134,17 +135,17 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
         long restartPoints = ends.Zip(committedAtKill, (end, committed) => (end - committed) * PacedPointLoad.PointsPerMessage).Sum();
         await using (ServerProcess restarted = await ServerProcess.StartAsync(args, Settings("restarted")))
         {
-            using var client = new HttpClient { BaseAddress = restarted.Address, Timeout = TimeSpan.FromSeconds(30) };
-            await Poll.UntilAsync<object>(async () =>
+            // Done when the group has committed every partition to its end: every point read, aggregated and acknowledged
+            // (the last windows close once the partitions have been idle for the idle timeout).
+            var clock = Stopwatch.StartNew();
+            while (!Committed().SequenceEqual(ends))
             {
-                // The points the partitions' sources offered (the engine's self-metrics are another source).
-                long offered = SourceOffered().Matches(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)))
-                    .Where(m => m.Groups["source"].Value.StartsWith("kafka:" + pointsTopic + "/", StringComparison.Ordinal))
-                    .Sum(m => long.Parse(m.Groups["n"].Value, CultureInfo.InvariantCulture));
-                return offered >= restartPoints ? (object)offered : null;
-            }, TimeSpan.FromSeconds(120), $"the restarted instance offered the {restartPoints:N0} uncommitted points");
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(150), $"the restart did not commit to the ends {string.Join(",", ends)} within 150 s: {string.Join(",", Committed())}. Output:\n{restarted.Output}");
+                Assert.False(restarted.Process.HasExited, restarted.Output);
+                await Task.Delay(200);
+            }
 
-            // A clean stop closes the open windows, waits for the sink and commits every partition to its end.
+            // A clean stop: nothing left to close or commit.
             restarted.Terminate();
             Assert.Equal(0, await restarted.WaitForExitAsync(TimeSpan.FromSeconds(90)));
             Assert.Contains("stopped (Stopped)", restarted.Output, StringComparison.Ordinal);
@@ -157,6 +158,8 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
         // 3. The aggregates topic, read back and summed per series and instance.
         var counts = new Dictionary<string, long>(StringComparer.Ordinal);
         var byInstance = new Dictionary<string, long>(StringComparer.Ordinal);
+        var firstCounts = new Dictionary<string, long>(StringComparer.Ordinal);
+        var restartedCounts = new Dictionary<string, long>(StringComparer.Ordinal);
 
         // Deduplication by the source offsets each aggregate message carries (docs/kafka.md): a batch of the killed
         // instance all of whose ranges start at or above its last commit holds only points the restart read again.
@@ -191,6 +194,8 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
                 {
                     counts[row.SeriesKey] = counts.GetValueOrDefault(row.SeriesKey) + row.Count;
                     byInstance[row.Instance ?? "?"] = byInstance.GetValueOrDefault(row.Instance ?? "?") + row.Count;
+                    Dictionary<string, long> mine = first ? firstCounts : restartedCounts;
+                    mine[row.SeriesKey] = mine.GetValueOrDefault(row.SeriesKey) + row.Count;
                     deduplicated[row.SeriesKey] = deduplicated.GetValueOrDefault(row.SeriesKey) + (duplicate ? 0 : row.Count);
                     droppedPoints += duplicate ? row.Count : 0;
                     straddlingPoints += straddling ? row.Count : 0;
@@ -207,22 +212,33 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
             $"committed by the first {committedPoints:N0}; duplicates {excess:N0}");
         for (int p = 0; p < partitions; p++)
         {
-            // A series' duplicates can only come from the messages of its partition the killed instance could have read past its commit.
-            long bound = (roundsAtKill - committedAtKill[p]) * PacedPointLoad.PointsPerSeries;
             for (int s = 0; s < PacedPointLoad.SeriesPerPartition; s++)
             {
                 string key = PacedPointLoad.SeriesKey(p, s);
+                long belowCommit = committedAtKill[p] * PacedPointLoad.PointsPerSeries;
+                long afterCommit = (ends[p] - committedAtKill[p]) * PacedPointLoad.PointsPerSeries;
+                long firstCount = firstCounts.GetValueOrDefault(key), restartedCount = restartedCounts.GetValueOrDefault(key);
                 Assert.True(counts[key] >= expected[key], $"{key}: {counts[key]} aggregated, {expected[key]} produced");
-                Assert.True(counts[key] - expected[key] <= bound, $"{key}: {counts[key] - expected[key]} duplicates, more than the {bound} uncommitted at the kill");
+
+                // The killed instance: every committed point, plus at most the messages of the partition it could have
+                // read past its commit before it died (those produced by then).
+                Assert.True(firstCount >= belowCommit, $"{key}: the killed instance aggregated {firstCount}, fewer than the {belowCommit} it committed");
+                long bound = (roundsAtKill - committedAtKill[p]) * PacedPointLoad.PointsPerSeries;
+                Assert.True(firstCount - belowCommit <= bound, $"{key}: {firstCount - belowCommit} duplicates from the killed instance, more than the {bound} uncommitted at the kill");
+
+                // The restart: everything from the committed offset on.
+                Assert.True(restartedCount >= afterCommit, $"{key}: the restart aggregated {restartedCount}, fewer than the {afterCommit} after the commit");
             }
         }
 
-        // The duplicates, explained: the restarted instance aggregated exactly what it read (everything from the committed
-        // offsets on), and the killed one everything below its commit plus whatever windows of the uncommitted rest it had
-        // already delivered to the topic. Those windows are the duplicates, no more and no less.
-        Assert.Equal(restartPoints, byInstance.GetValueOrDefault("restarted"));
-        Assert.True(byInstance.GetValueOrDefault("first") >= committedPoints, $"the killed instance's aggregates miss committed points: {byInstance.GetValueOrDefault("first")} < {committedPoints}");
-        Assert.Equal(byInstance.GetValueOrDefault("first") - committedPoints, excess);
+        // The duplicates, explained: the killed instance's windows of the uncommitted rest that it had already delivered
+        // to the topic (first - committed), plus what the restart read twice itself: on the mock cluster, if it joined
+        // before the killed member's session expired, the second rebalance's revoke commit is refused
+        // (REBALANCE_IN_PROGRESS, see docs/kafka.md) and it re-reads from its last commit. Usually none.
+        long restartRereads = byInstance.GetValueOrDefault("restarted") - restartPoints;
+        output.WriteLine($"duplicates: {byInstance.GetValueOrDefault("first") - committedPoints:N0} from the killed instance past its commit, {restartRereads:N0} read twice by the restart");
+        Assert.True(restartRereads >= 0, $"the restart aggregated {byInstance.GetValueOrDefault("restarted")} of the {restartPoints} points after the commit");
+        Assert.Equal((byInstance.GetValueOrDefault("first") - committedPoints) + restartRereads, excess);
 
         // Deduplicating by source offsets loses nothing (the ranges' low ends are true bounds), and what duplicates
         // remain are inside the killed instance's batches that straddle its last commit (they cannot be split).
@@ -231,9 +247,6 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
         Assert.All(expected, e => Assert.True(deduplicated[e.Key] >= e.Value, $"{e.Key}: {deduplicated[e.Key]} after dropping duplicates by source offsets, {e.Value} produced"));
         Assert.True(remaining <= straddlingPoints, $"{remaining} duplicates left, more than the {straddlingPoints} points of straddling batches");
     }
-
-    [GeneratedRegex(@"^monitoring_stream_source_points_offered_total\{source=""(?<source>[^""]+)""\} (?<n>\d+)", RegexOptions.Multiline)]
-    private static partial Regex SourceOffered();
 
     [GeneratedRegex(@"produce --kafka-bootstrap ([^\s)]+)\)")]
     private static partial Regex Bootstrap();
