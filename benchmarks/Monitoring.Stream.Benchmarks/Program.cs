@@ -20,6 +20,16 @@ public static class Program
             return Load.HttpLoadHarness.Run(args[1..]);
         }
 
+        if (args.Length > 0 && args[0] == "decode-cpu")
+        {
+            return Kafka.DecodeCpuHarness.Run(args[1..]);
+        }
+
+        if (args.Length > 0 && args[0] == "kafka-e2e")
+        {
+            return Load.KafkaEndToEndHarness.Run(args[1..]);
+        }
+
         IConfig config = DefaultConfig.Instance
             .AddDiagnoser(MemoryDiagnoser.Default)
             .AddColumn(StatisticColumn.Median)

@@ -21,6 +21,12 @@ internal sealed class KafkaSettings
     /// <summary>The dead-letter topic for undecodable messages (default: &lt;points topic&gt;.dlq).</summary>
     public string? DeadLetterTopic { get; set; }
 
+    /// <summary>
+    /// librdkafka settings applied to every Kafka client of the instance (source consumer, dead-letter and
+    /// aggregate producers), e.g. <c>security.protocol</c>, <c>sasl.*</c> or <c>session.timeout.ms</c>.
+    /// </summary>
+    public Dictionary<string, string> ClientSettings { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Whether Kafka is configured.</summary>
     public bool Enabled => Mock || !string.IsNullOrWhiteSpace(BootstrapServers);
 }

@@ -259,20 +259,34 @@ internal static class RunCommand
         if (settings.Kafka.Enabled)
         {
             string bootstrap = settings.Kafka.BootstrapServers!;
+            KafkaPointSource? source = null;
             if (!string.IsNullOrWhiteSpace(settings.Kafka.AggregatesTopic))
             {
-                builder.Services.AddSingleton<IWindowSink>(new KafkaWindowSink(new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic }));
+                // Each aggregate message names the offsets of the points topic its points can come from (docs/kafka.md).
+                var sinkOptions = new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic, SourceOffsets = () => source?.DescribeSourceOffsets() };
+                foreach ((string key, string value) in settings.Kafka.ClientSettings)
+                {
+                    sinkOptions.ClientSettings[key] = value;
+                }
+
+                builder.Services.AddSingleton<IWindowSink>(new KafkaWindowSink(sinkOptions));
             }
 
             if (!string.IsNullOrWhiteSpace(settings.Kafka.PointsTopic))
             {
-                builder.Services.AddSingleton(sp => new KafkaPointSource(sp.GetRequiredService<MetricsPipeline>(), new KafkaPointSourceOptions
+                var sourceOptions = new KafkaPointSourceOptions
                 {
                     BootstrapServers = bootstrap,
                     Topic = settings.Kafka.PointsTopic,
                     GroupId = settings.Kafka.GroupId,
                     DeadLetterTopic = settings.Kafka.DeadLetterTopic ?? settings.Kafka.PointsTopic + ".dlq",
-                }));
+                };
+                foreach ((string key, string value) in settings.Kafka.ClientSettings)
+                {
+                    sourceOptions.ClientSettings[key] = value;
+                }
+
+                builder.Services.AddSingleton(sp => source = new KafkaPointSource(sp.GetRequiredService<MetricsPipeline>(), sourceOptions));
                 builder.Services.AddHostedService<KafkaSourceService>();
             }
         }

@@ -1,12 +1,14 @@
 using Apache.Arrow;
+using Monitoring.Stream.Kafka.Sink;
 
 namespace Monitoring.Stream.Kafka.Aggregates;
 
 /// <summary>One message of the aggregate topic: its Arrow record batches, their rows, and where it was read.</summary>
 public sealed class AggregateMessage : IDisposable
 {
-    internal AggregateMessage(string key, int partition, long offset, IReadOnlyList<RecordBatch> batches)
+    internal AggregateMessage(string key, int partition, long offset, IReadOnlyList<RecordBatch> batches, IReadOnlyList<SourceOffsetRange> sourceOffsets)
     {
+        SourceOffsets = sourceOffsets;
         Key = key;
         Partition = partition;
         Offset = offset;
@@ -16,6 +18,9 @@ public sealed class AggregateMessage : IDisposable
 
     /// <summary>The message key: <c>instance/shard/window start ms/sequence</c>.</summary>
     public string Key { get; }
+
+    /// <summary>The ranges of the points topic its points can have come from (header <see cref="AggregateHeaders.SourceOffsets"/>; empty when absent).</summary>
+    public IReadOnlyList<SourceOffsetRange> SourceOffsets { get; }
 
     /// <summary>The partition it was read from.</summary>
     public int Partition { get; }

@@ -2,6 +2,7 @@ using System.Text;
 using Apache.Arrow;
 using Apache.Arrow.Ipc;
 using Confluent.Kafka;
+using Monitoring.Stream.Kafka.Sink;
 
 namespace Monitoring.Stream.Kafka.Aggregates;
 
@@ -41,7 +42,10 @@ public sealed class KafkaAggregateReader : IDisposable
         }
 
         string key = result.Message.Key is null ? string.Empty : Encoding.UTF8.GetString(result.Message.Key);
-        return new AggregateMessage(key, result.Partition.Value, result.Offset.Value, ReadBatches(result.Message.Value));
+        IReadOnlyList<SourceOffsetRange> offsets = result.Message.Headers is { } headers && headers.TryGetLastBytes(AggregateHeaders.SourceOffsets, out byte[] text)
+            ? SourceOffsetRange.Parse(Encoding.UTF8.GetString(text))
+            : [];
+        return new AggregateMessage(key, result.Partition.Value, result.Offset.Value, ReadBatches(result.Message.Value), offsets);
     }
 
     /// <summary>Reads every record batch of an Arrow IPC stream.</summary>

@@ -21,6 +21,13 @@ public static class AggregateHeaders
     /// <summary>The emission sequence of the shard: a window emitted again (after a rebalance closed it early) has a higher one.</summary>
     public const string Sequence = "monitoring_stream.sequence";
 
+    /// <summary>
+    /// Per partition of the points topic the writing instance had assigned, the offsets the batch's points can have
+    /// come from (<see cref="SourceOffsetRange"/>, <c>topic/partition:low-high</c>, comma-separated); absent when the
+    /// sink has no source attached.
+    /// </summary>
+    public const string SourceOffsets = "monitoring_stream.source_offsets";
+
     /// <summary>Points aggregated into the batch.</summary>
     public const string Points = "monitoring_stream.points";
 }

@@ -91,6 +91,12 @@ public sealed class KafkaWindowSink : IWindowSink
                 { AggregateHeaders.Points, Text(batch.Points) },
             },
         };
+
+        // Read now, while the batch is not yet acknowledged: its points lie at or above the committed offsets (docs/kafka.md).
+        if (_options.SourceOffsets?.Invoke() is { Length: > 0 } offsets)
+        {
+            message.Headers.Add(AggregateHeaders.SourceOffsets, Encoding.UTF8.GetBytes(offsets));
+        }
         var delivered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         void OnDelivery(DeliveryReport<byte[], byte[]> report)
         {

@@ -12,6 +12,13 @@ public sealed class KafkaWindowSinkOptions
     /// <summary>How long librdkafka keeps retrying one message before reporting it failed (default 30 s).</summary>
     public TimeSpan DeliveryTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Called for each batch as it is written; what it returns goes to the header
+    /// <see cref="AggregateHeaders.SourceOffsets"/> (<see cref="Source.KafkaPointSource.DescribeSourceOffsets"/> of the
+    /// instance's source). Null or an empty text: no header.
+    /// </summary>
+    public Func<string?>? SourceOffsets { get; set; }
+
     /// <summary>Extra librdkafka producer settings (security, client id, compression).</summary>
     public IDictionary<string, string> ClientSettings { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
 }

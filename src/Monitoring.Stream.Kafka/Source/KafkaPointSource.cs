@@ -27,9 +27,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly Lock _metricsGate = new();
     private readonly Dictionary<PointDecodeError, long> _deadLettered = [];
     private readonly Dictionary<int, long> _committed = [];
+    private readonly SortedDictionary<int, (long Low, long High)> _readRanges = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConsumerHealth _health = new();
+    private PointWriter? _assignmentHold;
     private IConsumer<byte[]?, byte[]?>? _consumer;
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
@@ -50,6 +52,13 @@ public sealed class KafkaPointSource : IAsyncDisposable
         _pipeline = pipeline;
         _options = options;
         _decoder = new PointBatchDecoder(pipeline.Registry, options.Limits);
+
+        // Until the group assigns partitions, a writer that never writes holds the pipeline's watermark (a source
+        // that exists holds it with no progress, docs/event-time.md). Without it, the engine's clock (and its own
+        // HTTP and health metrics) move the watermark to now - lateness before the first partition is assigned,
+        // and a restart after a crash would find every uncommitted point it re-reads late: the commit lags the
+        // clock by at least a window plus the lateness, so the backlog is always older than that.
+        _assignmentHold = pipeline.CreateWriter($"kafka:{options.Topic}/assigning", BackpressureMode.Wait);
     }
 
     /// <summary>Completes once the source has been assigned partitions for the first time.</summary>
@@ -135,6 +144,19 @@ public sealed class KafkaPointSource : IAsyncDisposable
         lock (_metricsGate)
         {
             _closeTimeouts++;
+        }
+    }
+
+    /// <summary>
+    /// The header text of <see cref="Sink.AggregateHeaders.SourceOffsets"/> for a batch written now: per assigned
+    /// partition this source has read from, the offsets its points in a not yet acknowledged batch can come from
+    /// (<see cref="Sink.SourceOffsetRange"/>). Thread-safe; for <see cref="Sink.KafkaWindowSinkOptions.SourceOffsets"/>.
+    /// </summary>
+    public string DescribeSourceOffsets()
+    {
+        lock (_metricsGate)
+        {
+            return Sink.SourceOffsetRange.Format(_readRanges.Select(r => new Sink.SourceOffsetRange(_options.Topic, r.Key, r.Value.Low, r.Value.High)));
         }
     }
 
@@ -227,6 +249,8 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
         finally
         {
+            _assignmentHold?.Dispose();
+            _assignmentHold = null;
             consumer?.Dispose();
             _deadLetters!.Flush(TimeSpan.FromSeconds(5));
             _deadLetters.Dispose();
@@ -273,6 +297,14 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
 
         _health.OnMessage(result.Partition.Value);
+        lock (_metricsGate)
+        {
+            // Before the message's points are written: a batch written from now on may hold them.
+            int p = result.Partition.Value;
+            long offset = result.Offset.Value;
+            _readRanges[p] = _readRanges.TryGetValue(p, out (long Low, long High) range) ? (Math.Min(range.Low, offset), Math.Max(range.High, offset)) : (offset, offset);
+        }
+
         byte[] value = result.Message.Value ?? [];
         PointDecodeResult decoded = _decoder.Decode(value, partition.Writer);
         lock (_metricsGate)
@@ -391,6 +423,13 @@ public sealed class KafkaPointSource : IAsyncDisposable
             SetPaused(false);
         }
 
+        if (_assignmentHold is not null && partitions.Count > 0)
+        {
+            // The partitions' writers exist now and hold the watermark themselves until they write.
+            _assignmentHold.Dispose();
+            _assignmentHold = null;
+        }
+
         _assigned.TrySetResult();
     }
 
@@ -433,6 +472,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
 
         lock (_metricsGate)
         {
+            foreach ((TopicPartition tp, _) in leaving)
+            {
+                _readRanges.Remove(tp.Partition.Value);
+            }
+
             _revocations++;
             _assignedCount = _partitions.Count;
         }
@@ -470,6 +514,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 foreach (TopicPartitionOffset o in offsets)
                 {
                     _committed[o.Partition.Value] = o.Offset.Value;
+                    if (_readRanges.TryGetValue(o.Partition.Value, out (long Low, long High) range))
+                    {
+                        // Every point below a committed offset is in acknowledged batches: none is in a batch still to be written.
+                        _readRanges[o.Partition.Value] = (Math.Max(range.Low, o.Offset.Value), range.High);
+                    }
                 }
             }
         }
@@ -489,6 +538,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
         if (_thread is not null)
         {
             await StopAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            _assignmentHold?.Dispose();
+            _assignmentHold = null;
         }
 
         _stop.Dispose();

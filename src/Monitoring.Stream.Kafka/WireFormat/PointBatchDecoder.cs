@@ -36,6 +36,9 @@ public sealed class PointBatchDecoder
     private DecodedPoint[] _points = new DecodedPoint[256];
     private byte[] _key = new byte[256];
     private long _reclaimedSeen;
+    private int _tableStart, _tableEnd;
+    private byte[] _lastTable = new byte[1024];
+    private int _lastTableLength = -1;
 
     /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
     public PointBatchDecoder(SeriesRegistry registry, PointDecoderLimits? limits = null)
@@ -194,10 +197,12 @@ public sealed class PointBatchDecoder
             return PointDecodeError.TimestampOverflow;
         }
 
+        _tableStart = (int)reader.Consumed;
         error = ParseStrings(ref reader, bytes, out int stringCount);
         if (error == PointDecodeError.None)
         {
             error = ParseSeries(ref reader, bytes.Length, stringCount, out seriesCount);
+            _tableEnd = (int)reader.Consumed;
         }
 
         if (error == PointDecodeError.None)
@@ -666,8 +671,21 @@ public sealed class PointBatchDecoder
         {
             _cache.Clear();
             _reclaimedSeen = reclaimed;
+            _lastTableLength = -1;
         }
 
+        // PERF: a producer tends to send the same strings and series tables message after message. When this
+        // message's tables are byte for byte the last resolved ones (and no id was reclaimed since), the ids in
+        // _seriesIds are still this message's: one comparison of about a kilobyte instead of one cache lookup
+        // (a key built and hashed) per series entry.
+        ReadOnlySpan<byte> table = bytes[_tableStart.._tableEnd];
+        if (table.Length == _lastTableLength && table.SequenceEqual(_lastTable.AsSpan(0, _lastTableLength)))
+        {
+            return PointDecodeError.None;
+        }
+
+        _lastTableLength = -1;
+        bool anyRejected = false;
         for (int i = 0; i < count; i++)
         {
             int first = _seriesFirst[i];
@@ -681,9 +699,27 @@ public sealed class PointBatchDecoder
             }
 
             ResolveSlow(bytes, i, first, strings, key);
+            anyRejected |= _seriesRejected[i] is not null;
+        }
+
+        // Refused series are not remembered: a refusal (a cardinality limit) may not hold for the next message.
+        if (!anyRejected)
+        {
+            RememberTable(table);
         }
 
         return PointDecodeError.None;
+    }
+
+    private void RememberTable(ReadOnlySpan<byte> table)
+    {
+        if (table.Length > _lastTable.Length)
+        {
+            _lastTable = new byte[Math.Max(table.Length, _lastTable.Length * 2)];
+        }
+
+        table.CopyTo(_lastTable);
+        _lastTableLength = table.Length;
     }
 
     private void ResolveSlow(ReadOnlySpan<byte> bytes, int entry, int first, int strings, ReadOnlySpan<byte> key)

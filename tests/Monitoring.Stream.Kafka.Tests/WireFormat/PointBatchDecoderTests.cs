@@ -367,6 +367,43 @@ public class PointBatchDecoderTests
     }
 
     [Fact]
+    public async Task Decode_SameSeriesTableAgainThenAnotherOfTheSameSize_EveryPointInItsOwnSeries()
+    {
+        // The decoder reuses the last message's series ids when its tables are byte for byte the same: messages 1 and
+        // 2 share a table, message 3's table has the same length but other routes, message 4 repeats message 1's.
+        static byte[] Message(string route, double value)
+        {
+            var encoder = new PointBatchEncoder();
+            for (int i = 0; i < 40; i++)
+            {
+                encoder.Add("req_seconds", [new("route", route + (i % 4))], value, T0 + i);
+            }
+
+            return encoder.ToArray();
+        }
+
+        var sink = new RowSink();
+        await using MetricsPipeline pipeline = Create(sink);
+        pipeline.Start();
+        var decoder = new PointBatchDecoder(pipeline.Registry);
+        using (PointWriter writer = pipeline.CreateWriter("kafka:test/0"))
+        {
+            Assert.Equal(Message("/a", 1).Length, Message("/b", 1).Length);
+            foreach (byte[] message in new[] { Message("/a", 1), Message("/a", 2), Message("/b", 4), Message("/a", 8) })
+            {
+                Assert.Equal(new PointDecodeResult(PointDecodeError.None, 40, 0, -1), decoder.Decode(message, writer));
+            }
+        }
+
+        await pipeline.StopAsync();
+        for (int r = 0; r < 4; r++)
+        {
+            Assert.Equal((30L, 110.0), sink.Rows.Where(x => x.SeriesKey == $"req_seconds{{route=\"/a{r}\"}}").Aggregate((0L, 0.0), (t, x) => (t.Item1 + x.Count, t.Item2 + x.Sum)));
+            Assert.Equal((10L, 40.0), sink.Rows.Where(x => x.SeriesKey == $"req_seconds{{route=\"/b{r}\"}}").Aggregate((0L, 0.0), (t, x) => (t.Item1 + x.Count, t.Item2 + x.Sum)));
+        }
+    }
+
+    [Fact]
     public async Task Decode_InvalidMetricName_RefusesItsPointsCountedBySource()
     {
         object[] message = [1, T0, new[] { "bad-name", "ok_name" }, new[] { new[] { 0 }, new[] { 1 } }, new object[] { 0, 0, 1.0, 1, 0, 2.0, 0, 1, 3.0 }];
