@@ -16,6 +16,7 @@ namespace Monitoring.Stream.Kafka.Sink;
 /// </summary>
 public sealed class KafkaWindowSink : IWindowSink
 {
+    private int _disposed;
     private readonly KafkaWindowSinkOptions _options;
     private readonly IProducer<byte[], byte[]> _producer;
     private readonly MemoryStream _buffer = new();
@@ -158,6 +159,13 @@ public sealed class KafkaWindowSink : IWindowSink
     /// <inheritdoc />
     public ValueTask DisposeAsync()
     {
+        // Idempotent: a host and the pipeline may both dispose the sink, and a second Flush on a
+        // disposed librdkafka handle would throw.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return ValueTask.CompletedTask;
+        }
+
         _producer.Flush(TimeSpan.FromSeconds(5));
         _producer.Dispose();
         _buffer.Dispose();

@@ -106,6 +106,18 @@ public class KafkaWindowSinkTests
     }
 
     [Fact]
+    public async Task DisposeAsync_Twice_SecondIsANoOp()
+    {
+        using var cluster = new KafkaMockCluster();
+        cluster.EnsureTopic("agg-dispose");
+        var sink = new KafkaWindowSink(new KafkaWindowSinkOptions { BootstrapServers = cluster.BootstrapServers, Topic = "agg-dispose" });
+        await sink.DisposeAsync();
+        // A host and the pipeline may both dispose it: the second call must neither throw nor touch the closed producer.
+        Exception? second = await Record.ExceptionAsync(async () => await sink.DisposeAsync());
+        Assert.Null(second);
+    }
+
+    [Fact]
     public async Task WriteAsync_Message_CarriesKeyAndHeaders()
     {
         using var cluster = new KafkaMockCluster();
