@@ -24,6 +24,7 @@ public static class LoadHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
     private static int s_producers = 2;
+    private static int s_arrowRuns = 10;
 
     public static int Run(string[] args)
     {
@@ -51,6 +52,9 @@ public static class LoadHarness
                     break;
                 case "--series":
                     seriesCounts = [int.Parse(args[i + 1], CultureInfo.InvariantCulture)];
+                    break;
+                case "--arrow-runs":
+                    s_arrowRuns = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
                 case "--seconds":
                     seconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
@@ -397,16 +401,21 @@ public static class LoadHarness
         string path = Path.Combine(Path.GetTempPath(), "ms-load-window.arrow");
         var build = new List<double>();
         var total = new List<double>();
+        var cpu = new List<double>();
         long bytes = 0;
-        for (int run = 0; run < 11; run++)
+        for (int run = 0; run <= s_arrowRuns; run++)
         {
             var batches = new RecordBatch[shards];
             File.Delete(path);
+            using var process = Process.GetCurrentProcess();
+            TimeSpan cpuBefore = process.TotalProcessorTime;
             var clock = Stopwatch.StartNew();
             Parallel.For(0, shards, new ParallelOptions { MaxDegreeOfParallelism = shards }, s => batches[s] = writers[s].Build(windows[s], s, run + 1));
             double built = clock.Elapsed.TotalMilliseconds;
             WriteIpcFile(path, schema, batches);
             clock.Stop();
+            process.Refresh();
+            double cpuMs = (process.TotalProcessorTime - cpuBefore).TotalMilliseconds;
             bytes = new FileInfo(path).Length;
             foreach (RecordBatch batch in batches)
             {
@@ -418,13 +427,15 @@ public static class LoadHarness
             {
                 build.Add(built);
                 total.Add(clock.Elapsed.TotalMilliseconds);
+                cpu.Add(cpuMs);
             }
         }
 
         File.Delete(path);
         string how = shards == 1 ? "one shard builds every row" : $"{shards} shards build in parallel, as the pipeline closes it; one file gets every batch";
         Console.WriteLine($"window of {series:N0} series (20 points each) -> Arrow, {how}: build median {Median(build):F1} ms; " +
-            $"+ IPC file write: median {Median(total):F1} ms ({bytes:N0} bytes, 10 runs after a warm-up)");
+            $"+ IPC file write: median {Median(total):F1} ms (range {total.Min():F1}-{total.Max():F1}); process CPU median {Median(cpu):F1} ms " +
+            $"({bytes:N0} bytes, {s_arrowRuns} runs after a warm-up)");
     }
 
     /// <summary>
