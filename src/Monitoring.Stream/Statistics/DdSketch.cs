@@ -118,6 +118,16 @@ public sealed partial class DdSketch
     /// <summary>Approximate bytes this sketch holds on the heap, for memory accounting.</summary>
     public int EstimatedBytes => 96 + _positive.AllocatedBytes + _negative.AllocatedBytes;
 
+    /// <summary>The count of one bin (<paramref name="negative"/> for the negative store) and the byte width of that store's counters; for tests.</summary>
+    internal (uint Count, int CounterBytes) GetBin(int index, bool negative)
+    {
+        ref readonly DdSketchBinStore store = ref negative ? ref _negative : ref _positive;
+        return (store.CountAt(index), 1 << store.CounterShift);
+    }
+
+    /// <summary>The bin index of a positive magnitude, as <see cref="Add"/> computes it; for tests.</summary>
+    internal int GetBinIndex(double magnitude) => IndexOf(magnitude);
+
     /// <summary>Hints the processor to fetch the bins a summary will read (up to 16 cache lines).</summary>
     internal void PrefetchBins() => _positive.Prefetch(16);
 
