@@ -20,7 +20,7 @@ namespace Monitoring.Stream.Benchmarks.Load;
 /// Also times a 100,000-series window into Arrow and measures memory per active series.
 /// </summary>
 /// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N] [--only throughput|arrow|memory]</c>.</remarks>
-public static class LoadHarness
+public static partial class LoadHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
     private static int s_producers = 2;
@@ -28,6 +28,11 @@ public static class LoadHarness
 
     public static int Run(string[] args)
     {
+        if (args.Length > 0 && args[0] == "--check")
+        {
+            return Check(args[1..]);
+        }
+
         long points = 10_000_000;
         int rounds = 3;
         string only = "all";
@@ -375,7 +380,7 @@ public static class LoadHarness
     /// own series on its own thread, then the file store writes every shard's batch into one new IPC
     /// file. Timed from the close to the last byte written; with one shard, one thread builds all rows.
     /// </summary>
-    private static void TimeWindowToArrow(int series, int shards)
+    private static (double Build, double Total, double Cpu) TimeWindowToArrow(int series, int shards)
     {
         var registry = new SeriesRegistry();
         Label[][] labels = BuildLabels(series);
@@ -436,6 +441,7 @@ public static class LoadHarness
         Console.WriteLine($"window of {series:N0} series (20 points each) -> Arrow, {how}: build median {Median(build):F1} ms; " +
             $"+ IPC file write: median {Median(total):F1} ms (range {total.Min():F1}-{total.Max():F1}); process CPU median {Median(cpu):F1} ms " +
             $"({bytes:N0} bytes, {s_arrowRuns} runs after a warm-up)");
+        return (Median(build), Median(total), Median(cpu));
     }
 
     /// <summary>
@@ -504,7 +510,7 @@ public static class LoadHarness
     }
 
     /// <summary>Managed heap growth per series when a pipeline holds one open window of latency-like data for each.</summary>
-    private static void MeasureMemoryPerSeries(int series, int pointsPerSeries)
+    private static double MeasureMemoryPerSeries(int series, int pointsPerSeries)
     {
         Label[][] labels = BuildLabels(series);
         Collect();
@@ -545,5 +551,6 @@ public static class LoadHarness
             $"= {(emitted - before) / (double)series:F0} bytes per series in all");
         GC.KeepAlive(labels);
         pipeline.StopAsync().GetAwaiter().GetResult();
+        return (emitted - before) / (double)series;
     }
 }
