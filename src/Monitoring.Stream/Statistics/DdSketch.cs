@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace Monitoring.Stream.Statistics;
 
@@ -48,8 +47,7 @@ public sealed partial class DdSketch
     private readonly double _logGamma;
     private readonly double _multiplier;
     private readonly double _minIndexable;
-    private readonly double _binsPerOctave;
-    private readonly double[] _tables;
+    private readonly double[] _representatives;
     private readonly int _maxBins;
     private DdSketchBinStore _positive;
     private DdSketchBinStore _negative;
@@ -84,8 +82,7 @@ public sealed partial class DdSketch
         _maxBins = maxBinsPerSign;
         // Below the smallest normal double, log loses precision; such magnitudes count as zero.
         _minIndexable = double.Exp(Math.Log(2.2250738585072014E-308) + _logGamma);
-        _binsPerOctave = Math.Log(2) * _multiplier;
-        _tables = BinTables.For(relativeAccuracy, this, addRepresentativeTable);
+        _representatives = RepresentativeTable.For(relativeAccuracy, this, addRepresentativeTable);
     }
 
     /// <summary>The guaranteed relative error of quantile answers (alpha).</summary>
@@ -131,9 +128,6 @@ public sealed partial class DdSketch
     /// <summary>The bin index of a positive magnitude, as <see cref="Add"/> computes it; for tests.</summary>
     internal int GetBinIndex(double magnitude) => IndexOf(magnitude);
 
-    /// <summary>The bin index of a positive magnitude by the reference formula <c>ceil(log(x) / log(gamma))</c>; for tests.</summary>
-    internal int GetBinIndexByLog(double magnitude) => IndexByLog(magnitude);
-
     /// <summary>Hints the processor to fetch the bins a summary will read (up to 16 cache lines).</summary>
     internal void PrefetchBins() => _positive.Prefetch(16);
 
@@ -168,53 +162,8 @@ public sealed partial class DdSketch
         }
     }
 
-    /// <summary>The bin of a positive magnitude: <c>ceil(log(magnitude) / log(gamma))</c>, exactly as <see cref="Math.Log(double)"/> computes it.</summary>
-    /// <remarks>
-    /// PERF: <c>Math.Log</c> was about 7 % of a shard's time. Within the shared table's range (about
-    /// 1e-36 to 1e36 at alpha 0.01) the bin is found without it: the double's binary exponent plus a cubic
-    /// in its mantissa give log2 to within 0.001, so the guess is at most one bin off (at alpha 0.01), and
-    /// the table of each bin's upper bound, found at start-up as the largest double that the <c>Math.Log</c>
-    /// formula puts in that bin, corrects it. So the index is bit-identical to the formula's for every
-    /// double, and bins, encodings and merges are unchanged (tested over random and boundary values).
-    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int IndexOf(double magnitude)
-    {
-        double[] table = _tables;
-        if (table.Length != 0)
-        {
-            ref double bounds = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(table), 2 * BinTables.Half);
-            if (magnitude > bounds && magnitude <= Unsafe.Add(ref bounds, (2 * BinTables.Half) - 1))
-            {
-                long bits = BitConverter.DoubleToInt64Bits(magnitude);
-                double t = BitConverter.Int64BitsToDouble((bits & 0x000F_FFFF_FFFF_FFFFL) | 0x3FF0_0000_0000_0000L) - 1;
-                double log2 = (int)((bits >> 52) - 1023) + (Log2C0 + (t * (Log2C1 + (t * (Log2C2 + (t * Log2C3))))));
-                int slot = Math.Clamp((int)Math.Ceiling(log2 * _binsPerOctave) + BinTables.Half, 1, (2 * BinTables.Half) - 1);
-                while (magnitude > Unsafe.Add(ref bounds, slot))
-                {
-                    slot++;
-                }
-
-                while (magnitude <= Unsafe.Add(ref bounds, slot - 1))
-                {
-                    slot--;
-                }
-
-                return slot - BinTables.Half;
-            }
-        }
-
-        return IndexByLog(magnitude);
-    }
-
-    /// <summary>The reference formula of the bin index, which the table reproduces.</summary>
-    private int IndexByLog(double magnitude) => (int)Math.Ceiling(Math.Log(magnitude) * _multiplier);
-
-    // Cubic interpolation of log2(1 + t) on [0, 1) at the Chebyshev nodes; error below 0.00083.
-    private const double Log2C0 = 0.0008254628229340403;
-    private const double Log2C1 = 1.415653190432739;
-    private const double Log2C2 = -0.5687040530057597;
-    private const double Log2C3 = 0.15270028479752673;
+    private int IndexOf(double magnitude) => (int)Math.Ceiling(Math.Log(magnitude) * _multiplier);
 
     /// <summary>The value a bin answers with: within alpha of every magnitude mapped to it.</summary>
     /// <remarks>PERF: bins near 1 (about 1e-36 to 1e36 at alpha 0.01) read a table shared by every
@@ -223,19 +172,15 @@ public sealed partial class DdSketch
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private double RepresentativeOf(int index)
     {
-        uint slot = (uint)(index + BinTables.Half);
-        double[] table = _tables;
-        return slot < (uint)(table.Length >> 1) ? table[slot] : ComputeRepresentative(index);
+        uint slot = (uint)(index + RepresentativeTable.Half);
+        double[] table = _representatives;
+        return slot < (uint)table.Length ? table[slot] : ComputeRepresentative(index);
     }
 
     private double ComputeRepresentative(int index) => Math.Exp(index * _logGamma) * (2 / (1 + _gamma));
 
-    /// <summary>
-    /// One array per relative accuracy, shared by every sketch of it: the representatives of bins
-    /// <c>[-Half, Half)</c>, then the upper bound of each of those bins (the largest double the index
-    /// formula puts in it). One array, so a sketch holds one reference for both.
-    /// </summary>
-    private static class BinTables
+    /// <summary>Representatives of bins <c>[-Half, Half)</c>, one table per relative accuracy.</summary>
+    private static class RepresentativeTable
     {
         public const int Half = 4096;
 
@@ -254,46 +199,13 @@ public sealed partial class DdSketch
                 return [];
             }
 
-            table = new double[4 * Half];
-            for (int i = 0; i < 2 * Half; i++)
+            table = new double[2 * Half];
+            for (int i = 0; i < table.Length; i++)
             {
                 table[i] = sketch.ComputeRepresentative(i - Half);
             }
 
-            for (int i = 0; i < 2 * Half; i++)
-            {
-                if (!TryFindUpperBound(sketch, i - Half, out table[(2 * Half) + i]))
-                {
-                    // The formula is not monotonic near this bound (not seen on any platform): no table,
-                    // every index by the formula itself.
-                    return [];
-                }
-            }
-
             return s_tables.GetOrAdd(alpha, table);
-        }
-
-        /// <summary>The largest double whose index by the formula is at most <paramref name="index"/>, stepping by ulps from gamma^index.</summary>
-        private static bool TryFindUpperBound(DdSketch sketch, int index, out double bound)
-        {
-            bound = Math.Exp(index * sketch._logGamma);
-            for (int steps = 0; steps < 4096; steps++)
-            {
-                if (sketch.IndexByLog(bound) > index)
-                {
-                    bound = double.BitDecrement(bound);
-                }
-                else if (sketch.IndexByLog(double.BitIncrement(bound)) <= index)
-                {
-                    bound = double.BitIncrement(bound);
-                }
-                else
-                {
-                    return true;
-                }
-            }
-
-            return false;
         }
     }
 

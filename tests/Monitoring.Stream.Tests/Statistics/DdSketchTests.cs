@@ -984,44 +984,4 @@ public class DdSketchTests
         // 96 bytes of fields, a 24-byte array header, and at most 1.5 counters per bin of the span.
         Assert.True(sketch.EstimatedBytes <= 96 + 24 + (span * 3 / 2) + 32, $"{sketch.EstimatedBytes} bytes for a span of {span} bins");
     }
-
-    [Theory]
-    [InlineData(0.01)]
-    [InlineData(0.02)]
-    [InlineData(0.05)]
-    [InlineData(0.001)]
-    public void GetBinIndex_TableAndCubicMapping_IdenticalToLogFormulaForEveryDouble(double alpha)
-    {
-        // The index without Math.Log must equal ceil(log(x) / log(gamma)) for every double, or bins,
-        // encodings and merges would change: random doubles over 2^-1022..2^1023 (inside and outside the
-        // table), and the neighbours of each bin boundary, where the formula's rounding decides.
-        var sketch = new DdSketch(alpha);
-        Gen.Long[0x0010_0000_0000_0000L, 0x7FEF_FFFF_FFFF_FFFFL]
-            .Sample(bits =>
-            {
-                double x = BitConverter.Int64BitsToDouble(bits);
-                Assert.Equal(sketch.GetBinIndexByLog(x), sketch.GetBinIndex(x));
-            }, iter: 200_000);
-
-        double gamma = (1 + alpha) / (1 - alpha);
-        for (int i = -5000; i <= 5000; i++)
-        {
-            double boundary = Math.Pow(gamma, i);
-            if (!double.IsFinite(boundary) || boundary < sketch.MinIndexableValue)
-            {
-                continue;
-            }
-
-            double x = boundary;
-            for (int k = 0; k < 8; k++)
-            {
-                x = double.BitDecrement(x);
-            }
-
-            for (int k = 0; k < 16; k++, x = double.BitIncrement(x))
-            {
-                Assert.True(sketch.GetBinIndexByLog(x) == sketch.GetBinIndex(x), $"alpha {alpha}, x {x:R} near gamma^{i}");
-            }
-        }
-    }
 }
