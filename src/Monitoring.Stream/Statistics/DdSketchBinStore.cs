@@ -601,16 +601,23 @@ internal struct DdSketchBinStore
     public readonly int OccupiedLength => TryGetOccupiedRange(out int lo, out int hi) ? hi - lo + 1 : 0;
 
     /// <summary>
-    /// Gives an unallocated store an array of exactly <paramref name="length"/> 32-bit counters starting at
-    /// <paramref name="firstIndex"/>, for a reader to fill: one allocation, sized by what was read.
+    /// Gives an unallocated store an array of exactly <paramref name="length"/> bins starting at
+    /// <paramref name="firstIndex"/>, with counters just wide enough for <paramref name="largest"/>, for a
+    /// reader to fill with <see cref="SetCount"/>: one allocation, sized by what was read.
     /// </summary>
-    public Span<uint> Allocate(int firstIndex, int length)
+    public void Allocate(int firstIndex, int length, ulong largest)
     {
         Debug.Assert(_bins is null && length > 0, "A reader allocates each store once.");
-        _bins = new byte[length * sizeof(uint)];
-        _shift = 2;
+        _shift = ShiftFor(largest);
+        _bins = new byte[length << _shift];
         _offset = firstIndex;
-        return Counts<uint>();
+    }
+
+    /// <summary>Sets the count of the <paramref name="slot"/>-th bin of an array given by <see cref="Allocate"/>; the count fits its width.</summary>
+    public readonly void SetCount(int slot, uint count)
+    {
+        Debug.Assert((uint)slot < (uint)Capacity && count <= MaxOf(_shift), "The reader sized the array and its counters.");
+        SetSlot(slot, count);
     }
 
     /// <summary>The occupied counters of a store: read them as <c>byte</c>, <c>ushort</c> or <c>uint</c> by <see cref="Shift"/>.</summary>
