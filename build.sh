@@ -6,6 +6,7 @@
 #   ./build.sh demo      run the engine's main job on its embedded defaults
 #   ./build.sh bench     run the BenchmarkDotNet suite (pass a filter after it, e.g. '*Sketch*')
 #   ./build.sh load      run the end-to-end load harness against the OpenTelemetry SDK
+#                        (./build.sh load --check: each headline claim of docs/benchmarks.md beside today's figure)
 #   ./build.sh load-http the HTTP ingest load test on loopback (--mode overload: 64 unpaced senders; --mode stall: the same against a stalled sink)
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -20,13 +20,19 @@ namespace Monitoring.Stream.Benchmarks.Load;
 /// Also times a 100,000-series window into Arrow and measures memory per active series.
 /// </summary>
 /// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N] [--only throughput|arrow|memory|overload]</c>; the overload soak's options are on <see cref="OverloadSoak"/>.</remarks>
-public static class LoadHarness
+public static partial class LoadHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
     private static int s_producers = 2;
+    private static int s_arrowRuns = 10;
 
     public static int Run(string[] args)
     {
+        if (args.Length > 0 && args[0] == "--check")
+        {
+            return Check(args[1..]);
+        }
+
         long points = 10_000_000;
         int rounds = 3;
         string only = "all";
@@ -53,6 +59,9 @@ public static class LoadHarness
                     break;
                 case "--series":
                     seriesCounts = [int.Parse(args[i + 1], CultureInfo.InvariantCulture)];
+                    break;
+                case "--arrow-runs":
+                    s_arrowRuns = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
                 case "--seconds":
                     seconds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
@@ -392,7 +401,7 @@ public static class LoadHarness
     /// own series on its own thread, then the file store writes every shard's batch into one new IPC
     /// file. Timed from the close to the last byte written; with one shard, one thread builds all rows.
     /// </summary>
-    private static void TimeWindowToArrow(int series, int shards)
+    private static (double Build, double Total, double Cpu) TimeWindowToArrow(int series, int shards)
     {
         var registry = new SeriesRegistry();
         Label[][] labels = BuildLabels(series);
@@ -418,16 +427,21 @@ public static class LoadHarness
         string path = Path.Combine(Path.GetTempPath(), "ms-load-window.arrow");
         var build = new List<double>();
         var total = new List<double>();
+        var cpu = new List<double>();
         long bytes = 0;
-        for (int run = 0; run < 11; run++)
+        for (int run = 0; run <= s_arrowRuns; run++)
         {
             var batches = new RecordBatch[shards];
             File.Delete(path);
+            using var process = Process.GetCurrentProcess();
+            TimeSpan cpuBefore = process.TotalProcessorTime;
             var clock = Stopwatch.StartNew();
             Parallel.For(0, shards, new ParallelOptions { MaxDegreeOfParallelism = shards }, s => batches[s] = writers[s].Build(windows[s], s, run + 1));
             double built = clock.Elapsed.TotalMilliseconds;
             WriteIpcFile(path, schema, batches);
             clock.Stop();
+            process.Refresh();
+            double cpuMs = (process.TotalProcessorTime - cpuBefore).TotalMilliseconds;
             bytes = new FileInfo(path).Length;
             foreach (RecordBatch batch in batches)
             {
@@ -439,17 +453,20 @@ public static class LoadHarness
             {
                 build.Add(built);
                 total.Add(clock.Elapsed.TotalMilliseconds);
+                cpu.Add(cpuMs);
             }
         }
 
         File.Delete(path);
         string how = shards == 1 ? "one shard builds every row" : $"{shards} shards build in parallel, as the pipeline closes it; one file gets every batch";
         Console.WriteLine($"window of {series:N0} series (20 points each) -> Arrow, {how}: build median {Median(build):F1} ms; " +
-            $"+ IPC file write: median {Median(total):F1} ms ({bytes:N0} bytes, 10 runs after a warm-up)");
+            $"+ IPC file write: median {Median(total):F1} ms (range {total.Min():F1}-{total.Max():F1}); process CPU median {Median(cpu):F1} ms " +
+            $"({bytes:N0} bytes, {s_arrowRuns} runs after a warm-up)");
+        return (Median(build), Median(total), Median(cpu));
     }
 
     /// <summary>Managed heap growth per series when a pipeline holds one open window of latency-like data for each.</summary>
-    private static void MeasureMemoryPerSeries(int series, int pointsPerSeries)
+    private static double MeasureMemoryPerSeries(int series, int pointsPerSeries)
     {
         Label[][] labels = BuildLabels(series);
         Collect();
@@ -490,5 +507,6 @@ public static class LoadHarness
             $"= {(emitted - before) / (double)series:F0} bytes per series in all");
         GC.KeepAlive(labels);
         pipeline.StopAsync().GetAwaiter().GetResult();
+        return (emitted - before) / (double)series;
     }
 }

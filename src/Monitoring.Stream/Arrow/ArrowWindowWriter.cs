@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Apache.Arrow;
 using Apache.Arrow.Types;
 using Monitoring.Stream.Model;
@@ -69,22 +71,46 @@ internal sealed class ArrowWindowWriter
 
         var sketchOffsets = new ColumnBytes((rows + 1) * 4, _pool);
         var sketchData = new ColumnBytes(window.WithSketches ? rows * 160 : 0, _pool);
-        metricOffsets.Write(0);
-        mapOffsets.Write(0);
         keyOffsets.Write(0);
         valueOffsets.Write(0);
-        sketchOffsets.Write(0);
+
+        // PERF: fixed-width columns and row offsets are filled by row index through refs taken once,
+        // rather than appended value by value through each column's length and capacity check (fifteen
+        // read-modify-writes of column state per row).
+        ref long counts = ref MemoryMarshal.GetReference(count.Take<long>(rows));
+        ref double sums = ref MemoryMarshal.GetReference(doubles[0].Take<double>(rows));
+        ref double mins = ref MemoryMarshal.GetReference(doubles[1].Take<double>(rows));
+        ref double maxes = ref MemoryMarshal.GetReference(doubles[2].Take<double>(rows));
+        ref double means = ref MemoryMarshal.GetReference(doubles[3].Take<double>(rows));
+        ref double m2s = ref MemoryMarshal.GetReference(doubles[4].Take<double>(rows));
+        ref double variances = ref MemoryMarshal.GetReference(doubles[5].Take<double>(rows));
+        ref double deviations = ref MemoryMarshal.GetReference(doubles[6].Take<double>(rows));
+        ref double lasts = ref MemoryMarshal.GetReference(doubles[7].Take<double>(rows));
+        ref double p50 = ref MemoryMarshal.GetReference(doubles[8].Take<double>(rows));
+        ref double p90 = ref MemoryMarshal.GetReference(doubles[9].Take<double>(rows));
+        ref double p95 = ref MemoryMarshal.GetReference(doubles[10].Take<double>(rows));
+        ref double p99 = ref MemoryMarshal.GetReference(doubles[11].Take<double>(rows));
+        ref int metricEnds = ref MemoryMarshal.GetReference(metricOffsets.Take<int>(rows + 1));
+        ref int mapEnds = ref MemoryMarshal.GetReference(mapOffsets.Take<int>(rows + 1));
+        ref int sketchEnds = ref MemoryMarshal.GetReference(sketchOffsets.Take<int>(rows + 1));
+        metricEnds = 0;
+        mapEnds = 0;
+        sketchEnds = 0;
+        Span<double> quantiles = _quantiles;
+        DdSketch?[] sketchOf = window.Sketches;
+        RunningMoments[] moments = window.Moments;
+        int[] touched = window.Touched;
         int pairs = 0;
         for (int r = 0; r < rows; r++)
         {
-            int slot = window.Touched[r];
+            int slot = touched[r];
             PrefetchRows(window, shard, r);
             SeriesDescriptor series = _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));
-            ref RunningMoments m = ref window.Moments[slot];
+            ref RunningMoments m = ref moments[slot];
             // PERF: each series' names are encoded once, on its first window, and copied after.
             byte[] utf8 = series.Utf8 ??= SeriesUtf8.Encode(series);
             int at = SeriesUtf8.Copy(utf8, 0, ref metricData);
-            metricOffsets.Write(metricData.Length);
+            Unsafe.Add(ref metricEnds, r + 1) = metricData.Length;
             // The label count comes from the bytes too: the labels array itself stays cold.
             while (at < utf8.Length)
             {
@@ -95,34 +121,35 @@ internal sealed class ArrowWindowWriter
                 pairs++;
             }
 
-            mapOffsets.Write(pairs);
-            count.Write(m.Count);
-            doubles[0].Write(m.Sum);
-            doubles[1].Write(m.Min);
-            doubles[2].Write(m.Max);
-            doubles[3].Write(m.Mean);
-            doubles[4].Write(m.M2);
-            doubles[5].Write(m.PopulationVariance);
-            doubles[6].Write(m.PopulationStdDev);
-            doubles[7].Write(m.Last);
-            DdSketch? s = window.WithSketches ? window.Sketches[slot] : null;
+            Unsafe.Add(ref mapEnds, r + 1) = pairs;
+            Unsafe.Add(ref counts, r) = m.Count;
+            Unsafe.Add(ref sums, r) = m.Sum;
+            Unsafe.Add(ref mins, r) = m.Min;
+            Unsafe.Add(ref maxes, r) = m.Max;
+            Unsafe.Add(ref means, r) = m.Mean;
+            Unsafe.Add(ref m2s, r) = m.M2;
+            double variance = m.PopulationVariance;
+            Unsafe.Add(ref variances, r) = variance;
+            Unsafe.Add(ref deviations, r) = Math.Sqrt(variance);
+            Unsafe.Add(ref lasts, r) = m.Last;
+            DdSketch? s = sketchOf.Length > 0 ? sketchOf[slot] : null;
             if (s is not null)
             {
-                sketchData.Advance(s.WriteSummary(WindowSchema.Quantiles, _quantiles, sketchData.GetSpan(s.SummaryBound)));
-                for (int q = 0; q < 4; q++)
-                {
-                    doubles[8 + q].Write(_quantiles[q]);
-                }
+                sketchData.Advance(s.WriteSummary(WindowSchema.Quantiles, quantiles, sketchData.GetSpan(s.SummaryBound)));
+                Unsafe.Add(ref p50, r) = quantiles[0];
+                Unsafe.Add(ref p90, r) = quantiles[1];
+                Unsafe.Add(ref p95, r) = quantiles[2];
+                Unsafe.Add(ref p99, r) = quantiles[3];
             }
             else
             {
-                for (int q = 0; q < 4; q++)
-                {
-                    doubles[8 + q].Write(double.NaN);
-                }
+                Unsafe.Add(ref p50, r) = double.NaN;
+                Unsafe.Add(ref p90, r) = double.NaN;
+                Unsafe.Add(ref p95, r) = double.NaN;
+                Unsafe.Add(ref p99, r) = double.NaN;
             }
 
-            sketchOffsets.Write(sketchData.Length);
+            Unsafe.Add(ref sketchEnds, r + 1) = sketchData.Length;
         }
 
         var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(), keyData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);

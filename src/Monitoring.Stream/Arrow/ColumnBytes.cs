@@ -58,6 +58,16 @@ internal struct ColumnBytes
         _length += count * sizeof(long);
     }
 
+    /// <summary>Takes the next <paramref name="count"/> values of a fixed-width column at once, for the caller to fill by row.</summary>
+    public Span<T> Take<T>(int count)
+        where T : unmanaged
+    {
+        int size = count * Unsafe.SizeOf<T>();
+        Span<T> values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(GetSpan(size)[..size]);
+        _length += size;
+        return values;
+    }
+
     public void Write(ReadOnlySpan<byte> bytes)
     {
         bytes.CopyTo(GetSpan(bytes.Length));

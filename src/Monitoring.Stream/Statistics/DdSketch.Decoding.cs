@@ -258,7 +258,8 @@ public sealed partial class DdSketch
 
             if (sparse && !apply)
             {
-                return ReadSparseBins(maxBins, length, out _, out _, []);
+                var none = default(DdSketchBinStore);
+                return ReadSparseBins(maxBins, length, out _, out _, out _, ref none, fill: false);
             }
 
             long index = VarInt.UnZigZag(ReadVarUInt());
@@ -317,17 +318,27 @@ public sealed partial class DdSketch
                 throw new FormatException($"Sketch store has {length} bins but only {Remaining} bytes remain.");
             }
 
-            Span<uint> bins = store.Allocate((int)first, (int)length);
-            ulong total = 0;
-            for (int i = 0; i < bins.Length; i++)
+            // Two passes: the first checks every count and finds the largest, so the counters are allocated
+            // once, as narrow as the counts allow (a window's sketch: one byte a bin).
+            SketchReader scan = this;
+            ulong largest = 0;
+            for (ulong i = 0; i < length; i++)
             {
-                ulong c = ReadVarUInt();
+                ulong c = scan.ReadVarUInt();
                 if (c > uint.MaxValue)
                 {
                     throw new FormatException($"Sketch bin count {c} exceeds 2^32 - 1.");
                 }
 
-                bins[i] = (uint)c;
+                largest = Math.Max(largest, c);
+            }
+
+            store.Allocate((int)first, (int)length, largest);
+            ulong total = 0;
+            for (int i = 0; i < (int)length; i++)
+            {
+                ulong c = ReadVarUInt();
+                store.SetCount(i, (uint)c);
                 total += c;
             }
 
@@ -345,14 +356,16 @@ public sealed partial class DdSketch
             // array is allocated once, exactly as long as the span (at most maxBins), and only for a
             // store that is valid to its end.
             SketchReader scan = this;
-            scan.ReadSparseBins(maxBins, occupied, out long first, out long last, []);
-            Span<uint> bins = store.Allocate((int)first, (int)(last - first + 1));
-            return ReadSparseBins(maxBins, occupied, out _, out _, bins);
+            var none = default(DdSketchBinStore);
+            scan.ReadSparseBins(maxBins, occupied, out long first, out long last, out ulong largest, ref none, fill: false);
+            store.Allocate((int)first, (int)(last - first + 1), largest);
+            return ReadSparseBins(maxBins, occupied, out _, out _, out _, ref store, fill: true);
         }
 
-        /// <summary>Reads the (gap, count) pairs of a sparse store, checking each; fills <paramref name="bins"/> unless empty.</summary>
-        private ulong ReadSparseBins(int maxBins, ulong occupied, out long first, out long last, Span<uint> bins)
+        /// <summary>Reads the (gap, count) pairs of a sparse store, checking each; with <paramref name="fill"/>, sets them in <paramref name="store"/>.</summary>
+        private ulong ReadSparseBins(int maxBins, ulong occupied, out long first, out long last, out ulong largest, ref DdSketchBinStore store, bool fill)
         {
+            largest = 0;
             first = VarInt.UnZigZag(ReadVarUInt());
             if (first < int.MinValue / 2 || first > int.MaxValue / 2)
             {
@@ -384,10 +397,12 @@ public sealed partial class DdSketch
                     throw new FormatException($"Sketch sparse bin count {c} is not within [1, 2^32 - 1].");
                 }
 
-                if (!bins.IsEmpty)
+                if (fill)
                 {
-                    bins[(int)(index - first)] = (uint)c;
+                    store.SetCount((int)(index - first), (uint)c);
                 }
+
+                largest = Math.Max(largest, c);
 
                 total += c;
             }

@@ -26,9 +26,7 @@ public sealed partial class DdSketch
         }
 
         var none = new RankCursor();
-        ReadOnlySpan<uint> negative = _negative.OccupiedCounts(out int negativeFirst);
-        ReadOnlySpan<uint> positive = _positive.OccupiedCounts(out int positiveFirst);
-        return WriteSketch(destination, negative, negativeFirst, positive, positiveFirst, ref none);
+        return WriteSketch(destination, _negative.GetOccupied(), _positive.GetOccupied(), ref none);
     }
 
     /// <summary>Writes the sketch into a buffer writer.</summary>
@@ -53,33 +51,32 @@ public sealed partial class DdSketch
     /// written (its ranks below the positive store already answered), so a summary answers its
     /// quantiles in the same pass.
     /// </summary>
-    private int WriteSketch(Span<byte> destination, ReadOnlySpan<uint> negative, int negativeFirst, ReadOnlySpan<uint> positive, int positiveFirst, ref RankCursor ranks)
+    private int WriteSketch(Span<byte> destination, DdSketchBinStore.Occupied negative, DdSketchBinStore.Occupied positive, ref RankCursor ranks)
     {
         bool sparse = IsSparse(positive, negative, out int positiveOccupied, out int negativeOccupied);
         int p = WriteHeader(destination, sparse ? SparseStoresFlag : (byte)0);
         var none = new RankCursor();
-        if (sparse)
-        {
-            p += WriteSparseStore(destination[p..], positive, positiveFirst, positiveOccupied, ref ranks);
-            p += WriteSparseStore(destination[p..], negative, negativeFirst, negativeOccupied, ref none);
-        }
-        else
-        {
-            p += WriteDenseStore(destination[p..], positive, positiveFirst, ref ranks);
-            p += WriteDenseStore(destination[p..], negative, negativeFirst, ref none);
-        }
-
+        p += WriteStore(destination[p..], positive, sparse, positiveOccupied, ref ranks);
+        p += WriteStore(destination[p..], negative, sparse, negativeOccupied, ref none);
         return p;
     }
+
+    /// <summary>Writes one store, dispatching once on its counter width.</summary>
+    private int WriteStore(Span<byte> destination, DdSketchBinStore.Occupied store, bool sparse, int occupied, ref RankCursor ranks) => store.Shift switch
+    {
+        0 => sparse ? WriteSparseStore(destination, store.As<byte>(), store.First, occupied, ref ranks) : WriteDenseStore(destination, store.As<byte>(), store.First, ref ranks),
+        1 => sparse ? WriteSparseStore(destination, store.As<ushort>(), store.First, occupied, ref ranks) : WriteDenseStore(destination, store.As<ushort>(), store.First, ref ranks),
+        _ => sparse ? WriteSparseStore(destination, store.As<uint>(), store.First, occupied, ref ranks) : WriteDenseStore(destination, store.As<uint>(), store.First, ref ranks),
+    };
 
     /// <summary>
     /// The layout rule: stores are written sparse when fewer than half the bins of their occupied
     /// ranges hold a count (a window of a few points over a wide range), dense otherwise.
     /// </summary>
-    private static bool IsSparse(ReadOnlySpan<uint> positive, ReadOnlySpan<uint> negative, out int positiveOccupied, out int negativeOccupied)
+    private static bool IsSparse(DdSketchBinStore.Occupied positive, DdSketchBinStore.Occupied negative, out int positiveOccupied, out int negativeOccupied)
     {
-        positiveOccupied = positive.Length - positive.Count(0u);
-        negativeOccupied = negative.Length - negative.Count(0u);
+        positiveOccupied = positive.CountOccupied();
+        negativeOccupied = negative.CountOccupied();
         return 2 * (positiveOccupied + negativeOccupied) < positive.Length + negative.Length;
     }
 
@@ -105,7 +102,8 @@ public sealed partial class DdSketch
     }
 
     /// <summary>Every bin of the occupied range: its length, the first index, then one count per bin.</summary>
-    private int WriteDenseStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first, ref RankCursor ranks)
+    private int WriteDenseStore<T>(Span<byte> destination, ReadOnlySpan<T> counts, int first, ref RankCursor ranks)
+        where T : unmanaged, IBinaryInteger<T>
     {
         int p = VarInt.Write(destination, (ulong)counts.Length);
         if (counts.Length == 0)
@@ -119,7 +117,7 @@ public sealed partial class DdSketch
         int i = 0;
         for (; i < counts.Length && threshold != ulong.MaxValue; i++)
         {
-            uint c = counts[i];
+            uint c = uint.CreateTruncating(counts[i]);
             p += WriteSmall(destination, p, c);
             cumulative += c;
             if (cumulative > threshold)
@@ -131,8 +129,9 @@ public sealed partial class DdSketch
         ranks.Cumulative = cumulative;
 
         // PERF: every rank answered (or none asked, as in plain serialization): the rest only writes.
-        foreach (uint c in counts[i..])
+        foreach (T counter in counts[i..])
         {
+            uint c = uint.CreateTruncating(counter);
             // Most window bins hold fewer than 128 values: one byte, no call.
             if (c < 0x80)
             {
@@ -152,7 +151,8 @@ public sealed partial class DdSketch
     /// that visits only occupied bins: sixteen bins are tested at a time and the set bits of the mask
     /// are walked.
     /// </summary>
-    private int WriteSparseStore(Span<byte> destination, ReadOnlySpan<uint> counts, int first, int occupied, ref RankCursor ranks)
+    private int WriteSparseStore<T>(Span<byte> destination, ReadOnlySpan<T> counts, int first, int occupied, ref RankCursor ranks)
+        where T : unmanaged, IBinaryInteger<T>
     {
         int p = VarInt.Write(destination, (ulong)occupied);
         if (occupied == 0)
@@ -161,10 +161,10 @@ public sealed partial class DdSketch
         }
 
         p += VarInt.Write(destination[p..], VarInt.ZigZag(first));
-        ref uint bins = ref MemoryMarshal.GetReference(counts);
+        ref T bins = ref MemoryMarshal.GetReference(counts);
 
         // The occupied range starts with an occupied bin: its count, then (gap, count) pairs.
-        uint firstCount = bins;
+        uint firstCount = uint.CreateTruncating(bins);
         p += WriteSmall(destination, p, firstCount);
         ulong cumulative = ranks.Cumulative + firstCount;
         ulong threshold = ranks.Threshold;
@@ -179,18 +179,34 @@ public sealed partial class DdSketch
             uint mask;
             if (i + 16 <= counts.Length)
             {
-                // Sixteen bins a mask: fewer mask loops, whose exits are hard to predict.
-                mask = ~(Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)i), Vector128<uint>.Zero).ExtractMostSignificantBits()
-                    | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 4)), Vector128<uint>.Zero).ExtractMostSignificantBits() << 4)
-                    | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 8)), Vector128<uint>.Zero).ExtractMostSignificantBits() << 8)
-                    | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 12)), Vector128<uint>.Zero).ExtractMostSignificantBits() << 12)) & 0xFFFF;
+                // Sixteen bins a mask: fewer mask loops, whose exits are hard to predict. One vector
+                // compare for byte counters, two for 16-bit, four for 32-bit (the branches fold away
+                // in each instantiation).
+                if (Vector128<T>.Count == 16)
+                {
+                    mask = Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)i), Vector128<T>.Zero).ExtractMostSignificantBits();
+                }
+                else if (Vector128<T>.Count == 8)
+                {
+                    mask = Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)i), Vector128<T>.Zero).ExtractMostSignificantBits()
+                        | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 8)), Vector128<T>.Zero).ExtractMostSignificantBits() << 8);
+                }
+                else
+                {
+                    mask = Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)i), Vector128<T>.Zero).ExtractMostSignificantBits()
+                        | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 4)), Vector128<T>.Zero).ExtractMostSignificantBits() << 4)
+                        | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 8)), Vector128<T>.Zero).ExtractMostSignificantBits() << 8)
+                        | (Vector128.Equals(Vector128.LoadUnsafe(ref bins, (nuint)(i + 12)), Vector128<T>.Zero).ExtractMostSignificantBits() << 12);
+                }
+
+                mask = ~mask & 0xFFFF;
             }
             else
             {
                 mask = 0;
                 for (int j = i; j < counts.Length; j++)
                 {
-                    mask |= (Unsafe.Add(ref bins, j) != 0 ? 1u : 0u) << (j - i);
+                    mask |= (Unsafe.Add(ref bins, j) != T.Zero ? 1u : 0u) << (j - i);
                 }
             }
 
@@ -203,7 +219,7 @@ public sealed partial class DdSketch
             {
                 int j = i + BitOperations.TrailingZeroCount(mask);
                 mask &= mask - 1;
-                uint c = Unsafe.Add(ref bins, j);
+                uint c = uint.CreateTruncating(Unsafe.Add(ref bins, j));
                 uint gap = (uint)(j - previous);
                 if ((gap | c) < 0x80)
                 {

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 
 namespace Monitoring.Stream.Statistics;
@@ -45,8 +46,8 @@ public sealed partial class DdSketch
 
         Span<ulong> thresholds = quantiles.Length <= RankCursor.StackQuantiles ? stackalloc ulong[RankCursor.StackQuantiles] : new ulong[quantiles.Length];
         var ranks = new RankCursor(this, quantiles, destination, thresholds);
-        ranks.WalkNegativeAndZero(_negative.OccupiedCounts(out int negativeFirst), negativeFirst);
-        ranks.WalkPositive(_positive.OccupiedCounts(out int positiveFirst), positiveFirst);
+        ranks.WalkNegativeAndZero(_negative.GetOccupied());
+        ranks.WalkPositive(_positive.GetOccupied());
         ranks.Finish();
     }
 
@@ -149,13 +150,47 @@ public sealed partial class DdSketch
         }
 
         /// <summary>Counts the negative bins, largest magnitude (smallest value) first, then the zero bin.</summary>
-        public void WalkNegativeAndZero(ReadOnlySpan<uint> negative, int negativeFirst)
+        public void WalkNegativeAndZero(DdSketchBinStore.Occupied negative)
+        {
+            switch (negative.Shift)
+            {
+                case 0:
+                    WalkNegativeAndZero(negative.As<byte>(), negative.First);
+                    break;
+                case 1:
+                    WalkNegativeAndZero(negative.As<ushort>(), negative.First);
+                    break;
+                default:
+                    WalkNegativeAndZero(negative.As<uint>(), negative.First);
+                    break;
+            }
+        }
+
+        /// <summary>Counts the positive bins, lowest first, until every rank is answered.</summary>
+        public void WalkPositive(DdSketchBinStore.Occupied positive)
+        {
+            switch (positive.Shift)
+            {
+                case 0:
+                    WalkPositive(positive.As<byte>(), positive.First);
+                    break;
+                case 1:
+                    WalkPositive(positive.As<ushort>(), positive.First);
+                    break;
+                default:
+                    WalkPositive(positive.As<uint>(), positive.First);
+                    break;
+            }
+        }
+
+        private void WalkNegativeAndZero<T>(ReadOnlySpan<T> negative, int negativeFirst)
+            where T : unmanaged, IBinaryInteger<T>
         {
             ulong cumulative = Cumulative;
             ulong threshold = Threshold;
             for (int i = negative.Length - 1; i >= 0 && threshold != ulong.MaxValue; i--)
             {
-                cumulative += negative[i];
+                cumulative += ulong.CreateTruncating(negative[i]);
                 if (cumulative > threshold)
                 {
                     threshold = Answer(cumulative, -_sketch.RepresentativeOf(negativeFirst + i));
@@ -174,14 +209,14 @@ public sealed partial class DdSketch
             Cumulative = cumulative;
         }
 
-        /// <summary>Counts the positive bins, lowest first, until every rank is answered.</summary>
-        public void WalkPositive(ReadOnlySpan<uint> positive, int positiveFirst)
+        private void WalkPositive<T>(ReadOnlySpan<T> positive, int positiveFirst)
+            where T : unmanaged, IBinaryInteger<T>
         {
             ulong cumulative = Cumulative;
             ulong threshold = Threshold;
             for (int i = 0; i < positive.Length && threshold != ulong.MaxValue; i++)
             {
-                cumulative += positive[i];
+                cumulative += ulong.CreateTruncating(positive[i]);
                 if (cumulative > threshold)
                 {
                     threshold = Answer(cumulative, _sketch.RepresentativeOf(positiveFirst + i));

@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Monitoring.Stream.Statistics;
 
 // Sizing: exact and upper-bound byte counts of the serialized layout.
@@ -18,53 +20,58 @@ public sealed partial class DdSketch
             size += 16;
         }
 
-        ReadOnlySpan<uint> negative = _negative.OccupiedCounts(out int negativeFirst);
-        ReadOnlySpan<uint> positive = _positive.OccupiedCounts(out int positiveFirst);
-        if (IsSparse(positive, negative, out int positiveOccupied, out int negativeOccupied))
-        {
-            return size + SparseStoreSize(positive, positiveFirst, positiveOccupied) + SparseStoreSize(negative, negativeFirst, negativeOccupied);
-        }
-
-        return size + DenseStoreSize(positive, positiveFirst) + DenseStoreSize(negative, negativeFirst);
+        DdSketchBinStore.Occupied negative = _negative.GetOccupied();
+        DdSketchBinStore.Occupied positive = _positive.GetOccupied();
+        bool sparse = IsSparse(positive, negative, out int positiveOccupied, out int negativeOccupied);
+        return size + StoreSize(positive, sparse, positiveOccupied) + StoreSize(negative, sparse, negativeOccupied);
     }
+
+    private static int StoreSize(DdSketchBinStore.Occupied store, bool sparse, int occupied) => store.Shift switch
+    {
+        0 => sparse ? SparseStoreSize(store.As<byte>(), store.First, occupied) : DenseStoreSize(store.As<byte>(), store.First),
+        1 => sparse ? SparseStoreSize(store.As<ushort>(), store.First, occupied) : DenseStoreSize(store.As<ushort>(), store.First),
+        _ => sparse ? SparseStoreSize(store.As<uint>(), store.First, occupied) : DenseStoreSize(store.As<uint>(), store.First),
+    };
 
     /// <summary>An upper bound of <see cref="GetSerializedSize"/>, computed without visiting the bins.</summary>
     public int GetMaxSerializedSize()
     {
-        int bins = _positive.OccupiedCounts(out _).Length + _negative.OccupiedCounts(out _).Length;
+        int bins = _positive.OccupiedLength + _negative.OccupiedLength;
         return MaxFixedBytes + (MaxBytesPerBin * bins);
     }
 
     /// <summary>An upper bound of the bytes <see cref="WriteSummary"/> writes, from array sizes alone.</summary>
     internal int SummaryBound => MaxFixedBytes + (MaxBytesPerBin * (_positive.Capacity + _negative.Capacity));
 
-    private static int DenseStoreSize(ReadOnlySpan<uint> counts, int first)
+    private static int DenseStoreSize<T>(ReadOnlySpan<T> counts, int first)
+        where T : unmanaged, IBinaryInteger<T>
     {
         int size = VarInt.SizeOf((ulong)counts.Length);
         if (counts.Length > 0)
         {
             size += VarInt.SizeOf(VarInt.ZigZag(first));
-            foreach (uint c in counts)
+            foreach (T c in counts)
             {
-                size += VarInt.SizeOf(c);
+                size += VarInt.SizeOf(ulong.CreateTruncating(c));
             }
         }
 
         return size;
     }
 
-    private static int SparseStoreSize(ReadOnlySpan<uint> counts, int first, int occupied)
+    private static int SparseStoreSize<T>(ReadOnlySpan<T> counts, int first, int occupied)
+        where T : unmanaged, IBinaryInteger<T>
     {
         int size = VarInt.SizeOf((ulong)occupied);
         if (occupied > 0)
         {
-            size += VarInt.SizeOf(VarInt.ZigZag(first)) + VarInt.SizeOf(counts[0]);
+            size += VarInt.SizeOf(VarInt.ZigZag(first)) + VarInt.SizeOf(ulong.CreateTruncating(counts[0]));
             int previous = 0;
             for (int i = 1; i < counts.Length; i++)
             {
-                if (counts[i] != 0)
+                if (counts[i] != T.Zero)
                 {
-                    size += VarInt.SizeOf((ulong)(i - previous)) + VarInt.SizeOf(counts[i]);
+                    size += VarInt.SizeOf((ulong)(i - previous)) + VarInt.SizeOf(ulong.CreateTruncating(counts[i]));
                     previous = i;
                 }
             }

@@ -17,10 +17,10 @@ public sealed partial class DdSketch
     {
         Span<ulong> thresholds = sortedQuantiles.Length <= RankCursor.StackQuantiles ? stackalloc ulong[RankCursor.StackQuantiles] : new ulong[sortedQuantiles.Length];
         var ranks = new RankCursor(this, sortedQuantiles, results, thresholds);
-        ReadOnlySpan<uint> negative = _negative.OccupiedCounts(out int negativeFirst);
-        ReadOnlySpan<uint> positive = _positive.OccupiedCounts(out int positiveFirst);
-        ranks.WalkNegativeAndZero(negative, negativeFirst);
-        int written = WriteSketch(destination, negative, negativeFirst, positive, positiveFirst, ref ranks);
+        DdSketchBinStore.Occupied negative = _negative.GetOccupied();
+        DdSketchBinStore.Occupied positive = _positive.GetOccupied();
+        ranks.WalkNegativeAndZero(negative);
+        int written = WriteSketch(destination, negative, positive, ref ranks);
         ranks.Finish();
         return written;
     }

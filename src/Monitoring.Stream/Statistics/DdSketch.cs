@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Numerics;
 using System.Runtime.CompilerServices;
 
 namespace Monitoring.Stream.Statistics;
@@ -116,6 +117,16 @@ public sealed partial class DdSketch
 
     /// <summary>Approximate bytes this sketch holds on the heap, for memory accounting.</summary>
     public int EstimatedBytes => 96 + _positive.AllocatedBytes + _negative.AllocatedBytes;
+
+    /// <summary>The count of one bin (<paramref name="negative"/> for the negative store) and the byte width of that store's counters; for tests.</summary>
+    internal (uint Count, int CounterBytes) GetBin(int index, bool negative)
+    {
+        ref readonly DdSketchBinStore store = ref negative ? ref _negative : ref _positive;
+        return (store.CountAt(index), 1 << store.CounterShift);
+    }
+
+    /// <summary>The bin index of a positive magnitude, as <see cref="Add"/> computes it; for tests.</summary>
+    internal int GetBinIndex(double magnitude) => IndexOf(magnitude);
 
     /// <summary>Hints the processor to fetch the bins a summary will read (up to 16 cache lines).</summary>
     internal void PrefetchBins() => _positive.Prefetch(16);
@@ -241,10 +252,29 @@ public sealed partial class DdSketch
 
     private void MergeStore(ref DdSketchBinStore target, in DdSketchBinStore source, bool collapseHighest)
     {
-        ReadOnlySpan<uint> counts = source.OccupiedCounts(out int first);
-        if (target.TryAddCovered(first, counts))
+        DdSketchBinStore.Occupied counts = source.GetOccupied();
+        ulong saturated = source.SaturatedCount;
+        switch (counts.Shift)
         {
-            target.SaturatedCount += source.SaturatedCount;
+            case 0:
+                MergeStore(ref target, counts.As<byte>(), counts.First, collapseHighest);
+                break;
+            case 1:
+                MergeStore(ref target, counts.As<ushort>(), counts.First, collapseHighest);
+                break;
+            default:
+                MergeStore(ref target, counts.As<uint>(), counts.First, collapseHighest);
+                break;
+        }
+
+        target.SaturatedCount += saturated;
+    }
+
+    private void MergeStore<T>(ref DdSketchBinStore target, ReadOnlySpan<T> counts, int first, bool collapseHighest)
+        where T : unmanaged, IBinaryInteger<T>, IMinMaxValue<T>
+    {
+        if (counts.IsEmpty || target.TryAddCovered(first, counts))
+        {
             return;
         }
 
@@ -254,18 +284,16 @@ public sealed partial class DdSketch
         {
             for (int i = 0; i < counts.Length; i++)
             {
-                target.Add(first + i, counts[i], _maxBins, collapseHighest);
+                target.Add(first + i, uint.CreateTruncating(counts[i]), _maxBins, collapseHighest);
             }
         }
         else
         {
             for (int i = counts.Length - 1; i >= 0; i--)
             {
-                target.Add(first + i, counts[i], _maxBins, collapseHighest);
+                target.Add(first + i, uint.CreateTruncating(counts[i]), _maxBins, collapseHighest);
             }
         }
-
-        target.SaturatedCount += source.SaturatedCount;
     }
 
     /// <summary>Forgets every value, keeping the bin arrays for reuse.</summary>
@@ -297,15 +325,35 @@ public sealed partial class DdSketch
             return false;
         }
 
-        ReadOnlySpan<uint> a = _positive.OccupiedCounts(out int af);
-        ReadOnlySpan<uint> b = other._positive.OccupiedCounts(out int bf);
-        if (!a.SequenceEqual(b) || (a.Length > 0 && af != bf))
+        return StoresEqual(in _positive, in other._positive) && StoresEqual(in _negative, in other._negative);
+    }
+
+    private static bool StoresEqual(in DdSketchBinStore a, in DdSketchBinStore b)
+    {
+        bool any = a.TryGetOccupiedRange(out int lo, out int hi);
+        if (any != b.TryGetOccupiedRange(out int otherLo, out int otherHi))
         {
             return false;
         }
 
-        a = _negative.OccupiedCounts(out af);
-        b = other._negative.OccupiedCounts(out bf);
-        return a.SequenceEqual(b) && (a.Length == 0 || af == bf);
+        if (!any)
+        {
+            return true;
+        }
+
+        if (lo != otherLo || hi != otherHi)
+        {
+            return false;
+        }
+
+        for (int i = lo; i <= hi; i++)
+        {
+            if (a.CountAt(i) != b.CountAt(i))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 }

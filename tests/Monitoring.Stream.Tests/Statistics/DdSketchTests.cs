@@ -353,7 +353,8 @@ public class DdSketchTests
     [Fact]
     public void Deserialize_WideSparseStore_AllocatesOneArrayOfItsSpan()
     {
-        // Two values 2^20 - 1 bins apart at the largest limit: 4 MiB of bins from a 40-byte payload, once.
+        // Two values 2^20 - 1 bins apart at the largest limit: 2^20 bins from a 40-byte payload, allocated
+        // once, with counters as narrow as the counts allow (one byte each here: 1 MiB, not 4).
         byte[] stores = [2, 0, 1, 0xFF, 0xFF, 0x3F, 1, 0];
         byte[] payload = Payload(2, 0, 1, 2, stores, DdSketch.SparseStoresFlag, DdSketch.MaxMaxBins);
         DdSketch.Deserialize(payload);
@@ -363,7 +364,7 @@ public class DdSketchTests
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
 
         Assert.Equal(2UL, read.Count);
-        Assert.InRange(allocated, 4L * DdSketch.MaxMaxBins, DdSketchReadOverheadBytes + (4L * DdSketch.MaxMaxBins));
+        Assert.InRange(allocated, (long)DdSketch.MaxMaxBins, DdSketchReadOverheadBytes + (long)DdSketch.MaxMaxBins);
 
         // A reader that accepts only the default limit refuses it before allocating any bin.
         Assert.Contains("exceeds", Assert.Throws<FormatException>(() => DdSketch.Deserialize(payload, DdSketch.DefaultMaxBinsPerSign)).Message);
@@ -849,5 +850,139 @@ public class DdSketchTests
 
             bytes.Add((byte)value);
         }
+    }
+
+    // Repeat counts around the one-byte and two-byte counter limits, so stores widen mid-stream.
+    private static Gen<int> Repeats => Gen.OneOf(Gen.Int[1, 3], Gen.Int[250, 260], Gen.Int[65_530, 65_540], Gen.Const(70_000));
+
+    [Fact]
+    public void Add_CountsPastNarrowCounterLimits_EveryBinExactAgainstReference()
+    {
+        // Values at bin centres (no rounding at a bin edge), each added a drawn number of times, in an
+        // interleaved order: bins cross 255 and 65,535 while others are still small. The reference is a
+        // dictionary of bin -> count; counters of every width must hold the exact count.
+        Gen.Select(Gen.Int[-300, 300].Array[1, 6], Repeats.Array[6], Gen.Bool.Array[6])
+            .Sample((bins, repeats, negative) =>
+            {
+                var sketch = new DdSketch();
+                double gamma = (1 + sketch.RelativeAccuracy) / (1 - sketch.RelativeAccuracy);
+                var expected = new Dictionary<(int, bool), ulong>();
+                var values = new List<double>();
+                int remaining = bins.Length;
+                int[] left = [.. repeats.Take(bins.Length)];
+                while (remaining > 0)
+                {
+                    remaining = 0;
+                    for (int b = 0; b < bins.Length; b++)
+                    {
+                        int step = Math.Min(left[b], 1 + (left[b] / 3));
+                        double magnitude = Math.Pow(gamma, bins[b] - 0.5);
+                        double value = negative[b] ? -magnitude : magnitude;
+                        for (int k = 0; k < step; k++)
+                        {
+                            sketch.Add(value);
+                            values.Add(value);
+                        }
+
+                        int index = sketch.GetBinIndex(magnitude);
+                        expected[(index, negative[b])] = expected.GetValueOrDefault((index, negative[b])) + (ulong)step;
+                        left[b] -= step;
+                        remaining += left[b] > 0 ? 1 : 0;
+                    }
+                }
+
+                foreach (((int index, bool neg), ulong count) in expected)
+                {
+                    (uint actual, int width) = sketch.GetBin(index, neg);
+                    Assert.Equal(count, actual);
+                    Assert.True(count <= (width == 1 ? byte.MaxValue : width == 2 ? ushort.MaxValue : uint.MaxValue), $"count {count} in {width}-byte counters");
+                }
+
+                Assert.Equal((ulong)values.Count, sketch.Count);
+                AssertWithinAlpha([.. values], sketch, s_quantiles, "widened");
+                DdSketch read = DdSketch.Deserialize(sketch.ToArray());
+                Assert.True(read.ContentEquals(sketch), "round trip through the 32-bit reader");
+                Assert.Equal(sketch.ToArray(), read.ToArray());
+            }, iter: 60);
+    }
+
+    [Fact]
+    public void Merge_StoresOfDifferentCounterWidths_SameAsAddingEveryValue()
+    {
+        // Three parts whose stores end at one, two and four bytes per counter, merged in every order
+        // (and through bytes) into empty and non-empty targets: the result is the sketch of all values.
+        var random = new Random(41);
+        double[] Part(int distinct, int repeat) => [.. Enumerable.Range(0, distinct).SelectMany(_ =>
+        {
+            double v = 0.01 * Math.Exp(random.NextDouble() * 3) * (random.Next(4) == 0 ? -1 : 1);
+            return Enumerable.Repeat(v, repeat);
+        })];
+        double[][] parts = [Part(40, 3), Part(10, 300), Part(3, 70_000)];
+        DdSketch all = Build([.. parts.SelectMany(p => p)]);
+        int[][] orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+        foreach (int[] order in orders)
+        {
+            var merged = new DdSketch();
+            var viaBytes = new DdSketch();
+            DdSketch intoFirst = Build(parts[order[0]]);
+            foreach (int p in order)
+            {
+                DdSketch part = Build(parts[p]);
+                merged.Merge(part);
+                viaBytes.MergeSerialized(part.ToArray());
+                if (p != order[0])
+                {
+                    intoFirst.Merge(part);
+                }
+            }
+
+            Assert.True(all.ContentEquals(merged), $"merge {string.Join(",", order)}");
+            Assert.True(all.ContentEquals(viaBytes), $"merge of bytes {string.Join(",", order)}");
+            Assert.True(all.ContentEquals(intoFirst), $"merge into the first part {string.Join(",", order)}");
+            Assert.Equal(all.ToArray(), merged.ToArray());
+        }
+    }
+
+    [Fact]
+    public void Add_AfterClearWithWidenedCounters_AllocatesNothing()
+    {
+        // A pooled sketch is cleared and reused each window: it keeps its array and counter width, so
+        // the next window's values, even past 255 in a bin, allocate nothing.
+        var random = new Random(43);
+        double[] window = [.. Enumerable.Range(0, 4096).Select(i => i % 2 == 0 ? 0.5 : 0.02 * Math.Exp(2 * random.NextDouble()))];
+        var sketch = new DdSketch();
+        long bytes = AllocationProbe.MeasuredBytes(() =>
+        {
+            sketch.Clear();
+            foreach (double v in window)
+            {
+                sketch.Add(v);
+            }
+        });
+
+        Assert.True(bytes < window.Length, $"{bytes} bytes allocated over {window.Length} adds after a clear");
+        Assert.Equal((uint)2048, sketch.GetBin(sketch.GetBinIndex(0.5), negative: false).Count);
+    }
+
+    [Fact]
+    public void EstimatedBytes_LatencyWindowOf200Values_OneByteCounters()
+    {
+        // The memory target of issue 13: a window's latency sketch (200 log-normal values, sigma 0.5)
+        // holds its bins in one-byte counters: well under the 4 bytes a bin of the earlier store.
+        var random = new Random(47);
+        var sketch = new DdSketch();
+        for (int i = 0; i < 200; i++)
+        {
+            double u1 = 1.0 - random.NextDouble();
+            double u2 = random.NextDouble();
+            sketch.Add(0.02 * Math.Exp(0.5 * Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2)));
+        }
+
+        sketch.GetQuantiles([0.5], new double[1]);
+        int index = sketch.GetBinIndex(0.02);
+        Assert.Equal(1, sketch.GetBin(index, negative: false).CounterBytes);
+        int span = sketch.GetBinIndex(sketch.Max) - sketch.GetBinIndex(sketch.Min) + 1;
+        // 96 bytes of fields, a 24-byte array header, and at most 1.5 counters per bin of the span.
+        Assert.True(sketch.EstimatedBytes <= 96 + 24 + (span * 3 / 2) + 32, $"{sketch.EstimatedBytes} bytes for a span of {span} bins");
     }
 }
