@@ -176,7 +176,8 @@ internal static class RunCommand
             }
             catch (IOException e)
             {
-                return Fail($"cannot listen on {settings.Urls}: {e.Message}");
+                // Binding the address and creating the data folder both end here: name both.
+                return Fail($"cannot start (listening on {settings.Urls}, data folder {Path.GetFullPath(settings.DataDirectory)}): {e.Message}");
             }
 
             ServiceApp.MarkReady(app);

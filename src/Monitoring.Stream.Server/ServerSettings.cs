@@ -102,6 +102,8 @@ internal sealed class ServerSettings
             "binding beyond loopback needs a bearer token for ingestion and queries; set one, or listen on 127.0.0.1.");
         Check(ApiToken is null || ApiToken.Length >= 16, "ApiToken", "--api-token", "(hidden)", "must be at least 16 characters.");
         Check(!string.IsNullOrWhiteSpace(DataDirectory), "DataDirectory", "--data-dir", DataDirectory, "must name a folder.");
+        Check(string.IsNullOrWhiteSpace(DataDirectory) || !File.Exists(DataDirectory), "DataDirectory", "--data-dir", DataDirectory,
+            "is a file; it must name a folder (created when missing).");
         Check(DemoLoadPointsPerSecond is >= 1 and <= 10_000_000, "DemoLoadPointsPerSecond", string.Empty, DemoLoadPointsPerSecond, "must be between 1 and 10000000.");
         Check(MaxRequestBodyBytes is >= 1024 and <= 1L << 30, "MaxRequestBodyBytes", string.Empty, MaxRequestBodyBytes, "must be between 1024 and 1073741824.");
         Check(MaxDecompressedBodyBytes is >= 1024 and <= 1 << 30, "MaxDecompressedBodyBytes", string.Empty, MaxDecompressedBodyBytes, "must be between 1024 and 1073741824.");

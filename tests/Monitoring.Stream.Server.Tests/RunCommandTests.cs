@@ -90,6 +90,19 @@ public class RunCommandTests
     }
 
     [Fact]
+    public async Task Run_DataDirIsAFile_RefusesToStartNamingTheSetting()
+    {
+        using var data = new TempDirectory();
+        string file = Path.Combine(data.Path, "not-a-folder");
+        await File.WriteAllTextAsync(file, "x");
+        await using ServerProcess server = ServerProcess.Launch(["run", "--urls", "http://127.0.0.1:0", "--data-dir", file]);
+        int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(exit == 2, $"exit code {exit}. Output:\n{server.Output}");
+        Assert.Contains($"DataDirectory (--data-dir) = {file}: is a file; it must name a folder", server.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Run_Configuration_FlagsOverrideEnvironmentOverrideAppSettings()
     {
         using var data = new TempDirectory();
