@@ -314,21 +314,9 @@ public sealed class PointWriter : IDisposable
     {
         // A hint read without the gate (a stale answer only moves the flush to the next tick): entering
         // costs the gate a process-wide barrier, so it is paid only by a writer with something to hand over.
-        if (!IsIdleSince(idleSince) || !(_wroteSinceFlush || _counters.Buffered) || !_gate.TryEnterEngine())
+        if (IsIdleSince(idleSince) && (_wroteSinceFlush || _counters.Buffered))
         {
-            return;
-        }
-
-        try
-        {
-            if (!_disposed && IsIdleSince(idleSince))
-            {
-                FlushCore(canWait: false);
-            }
-        }
-        finally
-        {
-            _gate.ExitEngine();
+            FlushOrRetireFromAnyThread(dispose: false, wait: false, idleSince);
         }
     }
 

@@ -5,6 +5,8 @@ using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Sinks;
 
+using Monitoring.Stream.Tests.Support;
+
 namespace Monitoring.Stream.Tests.Pipeline;
 
 public class PipelineMemoryTests
@@ -15,17 +17,7 @@ public class PipelineMemoryTests
     {
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
         var sink = new CountingSink();
-        var pipeline = new MetricsPipeline(
-            new MetricsPipelineOptions
-            {
-                ShardCount = 2,
-                WindowSize = TimeSpan.FromSeconds(10),
-                AllowedLateness = TimeSpan.Zero,
-                TickInterval = TimeSpan.FromSeconds(1),
-                SeriesIdleTimeout = seriesIdle,
-                TimeProvider = time,
-            },
-            [sink]);
+        var pipeline = new MetricsPipeline(ReclaimScenario.Options(time, seriesIdle), [sink]);
         pipeline.Start();
         return (pipeline, sink, time);
     }

@@ -14,17 +14,7 @@ public class SeriesReclaimTests
     {
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
         var sink = new CollectingSink();
-        var pipeline = new MetricsPipeline(
-            new MetricsPipelineOptions
-            {
-                ShardCount = 2,
-                WindowSize = TimeSpan.FromSeconds(10),
-                AllowedLateness = TimeSpan.Zero,
-                TickInterval = TimeSpan.FromSeconds(1),
-                SeriesIdleTimeout = seriesIdle,
-                TimeProvider = time,
-            },
-            [sink]);
+        var pipeline = new MetricsPipeline(ReclaimScenario.Options(time, seriesIdle), [sink]);
         pipeline.Start();
         return (pipeline, sink, time);
     }
