@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Apache.Arrow;
 using Apache.Arrow.Ipc;
 using Monitoring.Stream.Arrow;
@@ -54,7 +55,7 @@ public static partial class LoadHarness
                 case "--producers":
                     s_producers = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
-                case "--engine" when args[i + 1] is "otel" or "resolved" or "bound" or "all":
+                case "--engine" when args[i + 1] is "otel" or "prometheus-net" or "resolved" or "bound" or "all":
                     engine = args[i + 1];
                     break;
                 case "--series":
@@ -124,15 +125,22 @@ public static partial class LoadHarness
             Label[][] labels = BuildLabels(series);
             Workload work = Workload.Create(labels.Length, points / s_producers);
             var otel = new List<Result>();
+            var promNet = new List<Result>();
             var resolved = new List<Result>();
             var bound = new List<Result>();
 
             // One untimed round of each engine first: the first long run of a loop is when the JIT
             // replaces its code, and it made round 1 of the resolved path half as fast as the rest.
             bool runOtel = engine is "all" or "otel", runResolved = engine is "all" or "resolved", runBound = engine is "all" or "bound";
+            bool runPromNet = engine is "all" or "prometheus-net";
             if (runOtel)
             {
                 _ = RunOpenTelemetry(labels, work);
+            }
+
+            if (runPromNet)
+            {
+                _ = RunPrometheusNet(labels, work);
             }
 
             if (runResolved)
@@ -153,6 +161,11 @@ public static partial class LoadHarness
                     otel.Add(RunOpenTelemetry(labels, work));
                 }
 
+                if (runPromNet)
+                {
+                    promNet.Add(RunPrometheusNet(labels, work));
+                }
+
                 if (runResolved)
                 {
                     resolved.Add(RunPipeline(labels, work, boundHandles: false));
@@ -163,11 +176,12 @@ public static partial class LoadHarness
                     bound.Add(RunPipeline(labels, work, boundHandles: true));
                 }
 
-                Console.Error.WriteLine($"  round {r + 1}/{rounds} at {series:N0} series: otel {Describe(otel)}, resolved {Describe(resolved)}, bound {Describe(bound)}");
+                Console.Error.WriteLine($"  round {r + 1}/{rounds} at {series:N0} series: otel {Describe(otel)}, prometheus-net {Describe(promNet)}, resolved {Describe(resolved)}, bound {Describe(bound)}");
             }
 
             double otelMedian = otel.Count > 0 ? Median(otel.Select(x => x.PointsPerSecond)) : double.NaN;
             Print(series, "OpenTelemetry SDK histogram (reference)", otel, otelMedian);
+            Print(series, "prometheus-net histogram, WithLabels per call", promNet, otelMedian);
             Print(series, "Monitoring.Stream, labels resolved per call", resolved, otelMedian);
             Print(series, "Monitoring.Stream, bound series handles", bound, otelMedian);
         }
@@ -241,20 +255,19 @@ public static partial class LoadHarness
             int[] series = work.Series[p];
             double[] values = work.Values[p];
             int mask = series.Length - 1;
-            if (boundHandles)
+            // Chunks of the pre-drawn sequence through a method called many times, as an application
+            // records from handlers: the JIT's optimised code, not the on-stack replacement of one long loop.
+            for (long n = 0; n < count; n += Chunk)
             {
-                for (long n = 0; n < count; n++)
+                int start = (int)(n & mask);
+                int length = (int)Math.Min(Chunk, count - n);
+                if (boundHandles)
                 {
-                    int i = (int)(n & mask);
-                    writer.Write(ids[series[i]], values[i], ts);
+                    WriteBound(writer, ids, series, values, start, length, ts);
                 }
-            }
-            else
-            {
-                for (long n = 0; n < count; n++)
+                else
                 {
-                    int i = (int)(n & mask);
-                    writer.Write(Metric, labels[series[i]], values[i], ts);
+                    WriteLabelled(writer, labels, series, values, start, length, ts);
                 }
             }
 
@@ -292,6 +305,45 @@ public static partial class LoadHarness
         return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed, Math.Min(poolGrowthBytes, allocatedWhileProducing) / (double)timed);
     }
 
+    /// <summary>Points per call of the recording methods below; divides the pre-drawn sequence's length.</summary>
+    private const int Chunk = 4096;
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteBound(PointWriter writer, SeriesId[] ids, int[] series, double[] values, int start, int length, long ts)
+    {
+        for (int i = start; i < start + length; i++)
+        {
+            writer.Write(ids[series[i]], values[i], ts);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteLabelled(PointWriter writer, Label[][] labels, int[] series, double[] values, int start, int length, long ts)
+    {
+        for (int i = start; i < start + length; i++)
+        {
+            writer.Write(Metric, labels[series[i]], values[i], ts);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void RecordOpenTelemetry(Histogram<double> histogram, TagList[] tags, int[] series, double[] values, int start, int length)
+    {
+        for (int i = start; i < start + length; i++)
+        {
+            histogram.Record(values[i], tags[series[i]]);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ObservePrometheusNet(global::Prometheus.Histogram histogram, string[][] labelValues, int[] series, double[] values, int start, int length)
+    {
+        for (int i = start; i < start + length; i++)
+        {
+            histogram.WithLabels(labelValues[series[i]]).Observe(values[i]);
+        }
+    }
+
     private static void RunProducers(Action<int> produce) =>
         Task.WaitAll([.. Enumerable.Range(0, s_producers).Select(p => Task.Factory.StartNew(() => produce(p), TaskCreationOptions.LongRunning))]);
 
@@ -313,10 +365,9 @@ public static partial class LoadHarness
             int[] series = work.Series[p];
             double[] values = work.Values[p];
             int mask = series.Length - 1;
-            for (long n = 0; n < count; n++)
+            for (long n = 0; n < count; n += Chunk)
             {
-                int i = (int)(n & mask);
-                histogram.Record(values[i], tags[series[i]]);
+                RecordOpenTelemetry(histogram, tags, series, values, (int)(n & mask), (int)Math.Min(Chunk, count - n));
             }
         }
 
@@ -345,6 +396,48 @@ public static partial class LoadHarness
         if (recorded != total)
         {
             throw new InvalidOperationException($"OpenTelemetry recorded {recorded} of {total} points");
+        }
+
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed);
+    }
+
+    /// <summary>
+    /// prometheus-net's histogram with the same three labels, looked up per call (<c>WithLabels</c>) as the
+    /// labelled path is: its default buckets, a registry of its own; every observation is counted back.
+    /// </summary>
+    private static Result RunPrometheusNet(Label[][] labels, Workload work)
+    {
+        global::Prometheus.CollectorRegistry registry = global::Prometheus.Metrics.NewCustomRegistry();
+        global::Prometheus.Histogram histogram = global::Prometheus.Metrics.WithCustomRegistry(registry).CreateHistogram(
+            Metric, "load harness", new global::Prometheus.HistogramConfiguration { LabelNames = ["method", "route", "status"] });
+        string[][] values = [.. labels.Select(l => new[] { l[0].Value, l[1].Value, l[2].Value })];
+
+        void Observe(int p, long count)
+        {
+            int[] series = work.Series[p];
+            double[] drawn = work.Values[p];
+            int mask = series.Length - 1;
+            for (long n = 0; n < count; n += Chunk)
+            {
+                ObservePrometheusNet(histogram, values, series, drawn, (int)(n & mask), (int)Math.Min(Chunk, count - n));
+            }
+        }
+
+        RunProducers(p => Observe(p, work.PerProducer / 4));
+        Collect();
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        TimeSpan cpu = ProcessCpu();
+        var clock = Stopwatch.StartNew();
+        RunProducers(p => Observe(p, work.PerProducer));
+        long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+        clock.Stop();
+        cpu = ProcessCpu() - cpu;
+        long timed = work.PerProducer * s_producers;
+        long total = timed + (work.PerProducer / 4 * s_producers);
+        long recorded = (long)values.Sum(v => histogram.WithLabels(v).Count);
+        if (recorded != total)
+        {
+            throw new InvalidOperationException($"prometheus-net recorded {recorded} of {total} points");
         }
 
         return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed);
