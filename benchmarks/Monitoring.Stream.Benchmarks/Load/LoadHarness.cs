@@ -289,9 +289,13 @@ public static partial class LoadHarness
         // shard queues); a longer timed phase can reach a new peak. Reported apart from the rest.
         long newBatches = pipeline.GetMetrics().BatchesAllocated - batchesBefore;
         long poolGrowthBytes = newBatches * ((options.BatchSize * 24L) + 88);
+        TimeSpan cpuBeforeStop = ProcessCpu();
+        TimeSpan wallBeforeStop = clock.Elapsed;
         pipeline.StopAsync().GetAwaiter().GetResult();
         clock.Stop();
+        TimeSpan stopCpu = ProcessCpu() - cpuBeforeStop;
         cpu = ProcessCpu() - cpu;
+        Console.Error.WriteLine($"    engine stop: {(clock.Elapsed - wallBeforeStop).TotalMilliseconds:F1} ms wall, {stopCpu.TotalMilliseconds:F1} ms CPU (inside the timed phase)");
 
         long timed = work.PerProducer * s_producers;
         long total = timed + (work.PerProducer / 4 * s_producers);
