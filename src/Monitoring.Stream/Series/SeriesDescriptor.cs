@@ -36,6 +36,9 @@ public sealed class SeriesDescriptor
     /// <summary>Its slot in the registry's identity index, or -1; changed only under the registry's lock.</summary>
     internal int IdentitySlot { get; set; } = -1;
 
+    /// <summary>The identity index's count of freed slots when this series last found no room.</summary>
+    internal int IdentityFreesSeen { get; set; }
+
     /// <summary>Set once the series is reclaimed: its labels no longer resolve to this descriptor.</summary>
     internal bool IsUnlisted
     {

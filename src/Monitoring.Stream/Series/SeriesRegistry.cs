@@ -172,7 +172,7 @@ public sealed class SeriesRegistry
     private void RememberIdentity(int index, SeriesId id, string metric, ReadOnlySpan<Label> labels)
     {
         SeriesDescriptor[] byId = Volatile.Read(ref _byId);
-        if ((uint)index >= (uint)byId.Length || byId[index] is not { } seen || SeriesIdentityIndex.HasNoRoom(seen))
+        if ((uint)index >= (uint)byId.Length || byId[index] is not { } seen || _identity.HasNoRoom(seen))
         {
             return;
         }
@@ -196,6 +196,18 @@ public sealed class SeriesRegistry
 
     /// <summary>Bytes of the index that answers callers passing the series' own string objects (two to four pointers per live series).</summary>
     internal long IdentityIndexBytes => _identity.Bytes;
+
+    /// <summary>Live series the identity index can answer (the others, whose window of slots was full, are answered by value).</summary>
+    internal int IdentityIndexed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _identity.Indexed;
+            }
+        }
+    }
 
     /// <summary>Series interned now: issued ids minus those reclaimed and not yet reused.</summary>
     public int LiveCount => Volatile.Read(ref _live);
