@@ -10,11 +10,11 @@ public class SeriesReclaimTests
 {
     private const long T0 = 1_800_000_000_000;
 
-    private static (MetricsPipeline Pipeline, CollectingSink Sink, FakeTimeProvider Time) Create(TimeSpan seriesIdle)
+    private static (MetricsPipeline Pipeline, CollectingSink Sink, FakeTimeProvider Time) Create(TimeSpan seriesIdle, TimeSpan? producerFlush = null)
     {
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
         var sink = new CollectingSink();
-        var pipeline = new MetricsPipeline(ReclaimScenario.Options(time, seriesIdle), [sink]);
+        var pipeline = new MetricsPipeline(ReclaimScenario.Options(time, seriesIdle, producerFlush), [sink]);
         pipeline.Start();
         return (pipeline, sink, time);
     }
@@ -99,6 +99,115 @@ public class SeriesReclaimTests
         Assert.Equal(m.Accepted, m.EmittedPoints + m.Late + m.StalePoints + m.OpenWindowPoints);
         double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
         Assert.Equal([5.0, 9.0], values);
+    }
+
+    /// <summary>offered = accepted + rejected + dropped, and accepted = emitted + late + stale + faulted + open, exactly.</summary>
+    private static void AssertAccounted(PipelineMetrics m)
+    {
+        Assert.Equal(m.Offered, m.Accepted + m.Rejected + m.Dropped);
+        Assert.Equal(m.Accepted, m.EmittedPoints + m.Late + m.StalePoints + m.FaultedPoints + m.OpenWindowPoints);
+    }
+
+    [Fact]
+    public async Task Reclaim_PointBufferedInWriterWhenSeriesIsUnlisted_AggregatedNotStale()
+    {
+        // The writer never flushes by itself (flush interval of an hour): its point stays buffered across the reclaim.
+        var (pipeline, sink, time) = Create(TimeSpan.FromSeconds(30), producerFlush: TimeSpan.FromHours(1));
+        Label[] queue = [new Label("queue", "orders")];
+        SeriesId first;
+        await using (pipeline)
+        {
+            using PointWriter writer = pipeline.CreateWriter("app");
+            Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 1, T0));
+            writer.Flush();
+            await pipeline.DrainAsync();
+            first = pipeline.Registry.GetOrAdd("queue_depth", queue);
+
+            // 40 s on, at a window start: the series' last window ended 30 s ago, so the next scan reclaims it.
+            await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + 40_000, 60, "clock at T0 + 40 s");
+            Assert.Equal(0, pipeline.GetMetrics().SeriesReclaimed);
+            long now = time.GetUtcNow().ToUnixTimeMilliseconds();
+            Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 2, now));
+            await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesReclaimed == 1, 9, "the idle series unlisted");
+
+            // Unlisted: a new lookup gets another id, and the memory report no longer counts the series as active...
+            Assert.NotEqual(first, pipeline.Registry.GetOrAdd("queue_depth", queue));
+            Assert.Equal(1, pipeline.GetMetrics().SeriesActive);
+
+            // ...but the point written before is still on its way, and its id stays valid until it is in.
+            writer.Flush();
+            await pipeline.DrainAsync();
+            await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= now + 20_000, 30, "its window closed");
+            PipelineMetrics m = pipeline.GetMetrics();
+            Assert.Equal(0, m.StalePoints);
+            AssertAccounted(m);
+        }
+
+        PipelineMetrics done = pipeline.GetMetrics();
+        Assert.Equal(0, done.StalePoints);
+        Assert.Equal(2, done.Accepted);
+        AssertAccounted(done);
+        Assert.Equal(2, done.EmittedPoints);
+        double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
+        Assert.Equal([1.0, 2.0], values);
+    }
+
+    [Fact]
+    public async Task BoundHandle_HeldAcrossUnlistingAndRetirement_AggregatedUntilRetiredThenStale()
+    {
+        var (pipeline, sink, time) = Create(TimeSpan.FromSeconds(30), producerFlush: TimeSpan.FromHours(1));
+        Label[] queue = [new Label("queue", "orders")];
+        SeriesId held = pipeline.Registry.GetOrAdd("queue_depth", queue);
+        await using (pipeline)
+        {
+            using PointWriter app = pipeline.CreateWriter("app");
+            using PointWriter other = pipeline.CreateWriter("other");
+            app.Write(held, 1, T0);
+            app.Flush();
+            await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + 40_000, 60, "clock at T0 + 40 s");
+
+            // A point of another series sits in a writer's buffer: the retirement waits for that writer's flush.
+            other.Write("unrelated", [], 3, time.GetUtcNow().ToUnixTimeMilliseconds());
+            await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesReclaimed == 1, 9, "the idle series unlisted");
+            for (int s = 0; s < 3; s++)
+            {
+                time.Advance(TimeSpan.FromSeconds(1));
+                await pipeline.DrainAsync();
+            }
+
+            Assert.Equal(0, pipeline.GetMetrics().SeriesRetired);
+
+            // Unlisted, not retired: the handle still writes to its series.
+            Assert.Equal(RejectReason.None, app.Write(held, 2, time.GetUtcNow().ToUnixTimeMilliseconds()));
+            app.Flush();
+            await pipeline.DrainAsync();
+            Assert.Equal(0, pipeline.GetMetrics().StalePoints);
+
+            // The other writer flushes: nothing written before the unlisting is on its way any more. The series'
+            // id is retired once its last window is out.
+            other.Flush();
+            await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesRetired == 1, 15, "the id retired");
+            Assert.Equal(1, pipeline.Registry.Retired);
+
+            // Retired: the handle's point is refused by its shard and counted, never written to another series.
+            Assert.Equal(RejectReason.None, app.Write(held, 4, time.GetUtcNow().ToUnixTimeMilliseconds()));
+            app.Flush();
+            await pipeline.DrainAsync();
+            Assert.Equal(1, pipeline.GetMetrics().StalePoints);
+
+            SeriesId fresh = pipeline.Registry.GetOrAdd("queue_depth", queue);
+            Assert.NotEqual(held, fresh);
+            app.Write(fresh, 8, time.GetUtcNow().ToUnixTimeMilliseconds());
+            app.Flush();
+        }
+
+        PipelineMetrics m = pipeline.GetMetrics();
+        AssertAccounted(m);
+        Assert.Equal(5, m.Offered);
+        Assert.Equal(1, m.StalePoints);
+        Assert.Equal(4, m.EmittedPoints);
+        double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
+        Assert.Equal([1.0, 2.0, 8.0], values);
     }
 
     [Fact]
