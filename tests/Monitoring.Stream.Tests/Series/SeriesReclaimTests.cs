@@ -2,6 +2,8 @@ using Microsoft.Extensions.Time.Testing;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Sinks;
+using Monitoring.Stream.Tests.Hardening;
 using Monitoring.Stream.Tests.Support;
 
 namespace Monitoring.Stream.Tests.Series;
@@ -148,6 +150,83 @@ public class SeriesReclaimTests
         Assert.Equal(2, done.Accepted);
         AssertAccounted(done);
         Assert.Equal(2, done.EmittedPoints);
+        double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
+        Assert.Equal([1.0, 2.0], values);
+    }
+
+    [Fact]
+    public async Task Reclaim_PointQueuedInShardChannelBehindTheUnlisting_AggregatedNotStale()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
+        var sink = new CollectingSink();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stuck = new ProbeSink("stuck", call => new ValueTask(release.Task.WaitAsync(call.Token)));
+        MetricsPipelineOptions options = ReclaimScenario.Options(time, TimeSpan.FromSeconds(30));
+        options.ShardCount = 1;
+        options.ShardQueueBatches = 64;
+        var pipeline = new MetricsPipeline(options, [new SinkRegistration(sink), new SinkRegistration(stuck, new SinkOptions { QueueCapacity = 1 })]);
+        pipeline.Start();
+        Label[] queue = [new Label("queue", "orders")];
+        SeriesId first;
+        await using (pipeline)
+        {
+            try
+            {
+                using PointWriter writer = pipeline.CreateWriter("app");
+                Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 1, T0));
+                writer.Flush();
+                first = pipeline.Registry.GetOrAdd("queue_depth", queue);
+
+                // Two more windows with data: the stuck sink holds the first, its queue the second, and the shard
+                // waits on the third from the tick at T0 + 31 s on.
+                for (int w = 1; w <= 2; w++)
+                {
+                    await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + (w * 10_000), 20, $"window {w}");
+                    writer.Write("other", [], w, T0 + (w * 10_000));
+                    writer.Flush();
+                }
+
+                await stuck.NextCallAsync().Within("the stuck sink's first write");
+                await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + 30_000, 20, "clock at T0 + 30 s");
+                // At T0 + 31 s the source is idle, the clock closes the third window and the shard waits on the sink.
+                time.Advance(TimeSpan.FromSeconds(1));
+                await Signals.Until(() => pipeline.GetMetrics().Watermarks[0] >= T0 + 31_000, "the shard at the tick of T0 + 31 s");
+
+                // Ticks to T0 + 48 s queue behind the shard's wait; one of them scans for idle series past T0 + 40 s.
+                for (int t = 0; t < 17; t++)
+                {
+                    time.Advance(TimeSpan.FromSeconds(1));
+                }
+
+                Assert.Equal(0, pipeline.GetMetrics().SeriesReclaimed);
+                Assert.True(pipeline.GetMetrics().ShardQueueDepth[0] >= 17, "the ticks wait in the shard's channel");
+
+                // Resolved before the shard reaches the scan, handed over behind it.
+                long now = time.GetUtcNow().ToUnixTimeMilliseconds();
+                writer.Flush(); // nothing buffered: only reads the clock, so the point below is not taken for an outlier
+                Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 2, now));
+                Assert.Equal(first, pipeline.Registry.GetOrAdd("queue_depth", queue));
+                writer.Flush();
+                release.SetResult();
+                await pipeline.DrainAsync().Within("drain");
+
+                PipelineMetrics m = pipeline.GetMetrics();
+                Assert.True(m.SeriesReclaimed >= 1, "the scan behind the wait unlisted the idle series");
+                Assert.NotEqual(first, pipeline.Registry.GetOrAdd("queue_depth", queue));
+                Assert.Equal(0, m.StalePoints);
+                await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= now + 10_000, 20, "its window closed");
+                await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesRetired >= 1, 10, "the id retired");
+            }
+            finally
+            {
+                release.TrySetResult();
+            }
+        }
+
+        PipelineMetrics done = pipeline.GetMetrics();
+        Assert.Equal(0, done.StalePoints);
+        Assert.Equal(4, done.EmittedPoints);
+        AssertAccounted(done);
         double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
         Assert.Equal([1.0, 2.0], values);
     }
