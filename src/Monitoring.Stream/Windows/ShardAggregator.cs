@@ -648,7 +648,7 @@ internal sealed class ShardAggregator
             // Taken after the unlisting (the registry's lock orders it): every source that may still send
             // points resolved before it. A source created later can only hold an id kept from before (a bound
             // handle), whose points count as stale once the id is retired.
-            _retirements.Add(new Retirement(unlisted, _allSources()));
+            _retirements.Add(new Retirement(unlisted, _allSources(), _index));
         }
     }
 
@@ -706,8 +706,10 @@ internal sealed class ShardAggregator
 
     /// <summary>
     /// Whether every point the retirement's sources wrote before its unlisting has been processed here (or
-    /// counted as dropped): per source, first a flush that left nothing buffered (or the source retired), then
-    /// this shard's processed sequence up to what the source had handed over by then.
+    /// counted as dropped). Per source, either this shard has processed a batch numbered past the one the
+    /// source was handing over at the unlisting (its buffer for this shard then went out at the latest in
+    /// that batch), or the source has since flushed leaving nothing buffered (or retired) and this shard has
+    /// processed what it had handed over by then.
     /// </summary>
     private bool NothingOnItsWay(Retirement retirement)
     {
@@ -715,6 +717,14 @@ internal sealed class ShardAggregator
         for (int i = 0; i < retirement.Sources.Length; i++)
         {
             SourceCounters c = retirement.Sources[i];
+            long processed = _sources.TryGetValue(c, out ShardSource? source) ? source.ProcessedSeq : 0;
+            // A drained source this shard has forgotten had every batch acknowledged, so processed.
+            processed = Math.Max(processed, Volatile.Read(ref c.AckedSeq[_index]));
+            if (processed > retirement.SentAtUnlisting[i])
+            {
+                continue;
+            }
+
             if (retirement.Targets[i] < 0)
             {
                 bool flushed = c.Retired || !c.Buffered || Volatile.Read(ref c.ClearFlushes) != retirement.ClearFlushes[i];
@@ -731,9 +741,7 @@ internal sealed class ShardAggregator
             // taken back: the lower value is what will come.
             long target = Math.Min(retirement.Targets[i], Volatile.Read(ref c.SentSeq[_index]));
             retirement.Targets[i] = target;
-            long processed = _sources.TryGetValue(c, out ShardSource? source) ? source.ProcessedSeq : 0;
-            // A drained source this shard has forgotten had every batch acknowledged, so processed.
-            if (Math.Max(processed, Volatile.Read(ref c.AckedSeq[_index])) < target)
+            if (processed < target)
             {
                 clear = false;
             }
@@ -936,15 +944,17 @@ internal sealed class ShardAggregator
     /// <summary>Series this shard unlisted at one scan, on their way to retirement, and what the sources had sent by then.</summary>
     private sealed class Retirement
     {
-        public Retirement(List<int> slots, SourceCounters[] sources)
+        public Retirement(List<int> slots, SourceCounters[] sources, int shard)
         {
             Slots = slots;
             Sources = sources;
             ClearFlushes = new long[sources.Length];
+            SentAtUnlisting = new long[sources.Length];
             Targets = new long[sources.Length];
             for (int i = 0; i < sources.Length; i++)
             {
                 ClearFlushes[i] = Volatile.Read(ref sources[i].ClearFlushes);
+                SentAtUnlisting[i] = Volatile.Read(ref sources[i].SentSeq[shard]);
                 Targets[i] = -1;
             }
         }
@@ -956,6 +966,9 @@ internal sealed class ShardAggregator
 
         /// <summary>Per source, its <see cref="SourceCounters.ClearFlushes"/> at the unlisting.</summary>
         public readonly long[] ClearFlushes;
+
+        /// <summary>Per source, the batch sequence to this shard published (being handed over, or handed over) at the unlisting.</summary>
+        public readonly long[] SentAtUnlisting;
 
         /// <summary>Per source, the last batch sequence to this shard that may hold points from before the unlisting; -1 until the source has flushed.</summary>
         public readonly long[] Targets;
