@@ -75,6 +75,9 @@ public sealed class MeterBridge : IDisposable
 
         /// <summary>Previous running total per tag set, for observable counters.</summary>
         public ConcurrentDictionary<string, double>? Totals { get; } = cumulative ? new(StringComparer.Ordinal) : null;
+
+        /// <summary>Tag keys of an earlier measurement, all valid label names: the same key objects need no check.</summary>
+        public string[] ValidKeys { get; set; } = [];
     }
 
     /// <summary>The engine metrics created from bridged instruments, with what their values mean.</summary>
@@ -176,15 +179,73 @@ public sealed class MeterBridge : IDisposable
         }
 
         Span<Label> labels = scratch.AsSpan(0, tags.Length);
+        string[] validKeys = target.ValidKeys;
+        bool keysKnown = validKeys.Length == tags.Length;
+        bool sorted = true;
         for (int i = 0; i < tags.Length; i++)
         {
             string key = tags[i].Key;
-            // PERF: tag keys are usually valid label names already; only the others cost a new string.
-            labels[i] = new Label(PrometheusNames.IsValidLabelName(key) ? key : Sanitize(key, allowColon: false), ToLabelValue(tags[i].Value));
+            // PERF: the keys of a call site are the same objects every time: checked once, not per call.
+            // Keys usually are valid label names already; only the others cost a new string.
+            if (!(keysKnown && ReferenceEquals(validKeys[i], key)))
+            {
+                keysKnown = false;
+                if (!PrometheusNames.IsValidLabelName(key))
+                {
+                    key = Sanitize(key, allowColon: false);
+                }
+            }
+
+            labels[i] = new Label(key, ToLabelValue(tags[i].Value));
+            sorted &= i == 0 || string.CompareOrdinal(labels[i - 1].Name, key) < 0;
+        }
+
+        if (!keysKnown && tags.Length > 0)
+        {
+            RememberKeys(target, tags);
+        }
+
+        if (!sorted)
+        {
+            // PERF: in the registry's order of names, a call site passing the same string objects is
+            // answered from their identity (see the registry); sorting three or four labels costs little.
+            SortByName(labels);
         }
 
         _writer.Write(target.Metric, labels, value);
         labels.Clear();
+    }
+
+    private static void RememberKeys(Bridged target, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var keys = new string[tags.Length];
+        for (int i = 0; i < keys.Length; i++)
+        {
+            if (!PrometheusNames.IsValidLabelName(tags[i].Key))
+            {
+                return;
+            }
+
+            keys[i] = tags[i].Key;
+        }
+
+        target.ValidKeys = keys;
+    }
+
+    private static void SortByName(Span<Label> labels)
+    {
+        for (int i = 1; i < labels.Length; i++)
+        {
+            Label current = labels[i];
+            int j = i - 1;
+            while (j >= 0 && string.CompareOrdinal(labels[j].Name, current.Name) > 0)
+            {
+                labels[j + 1] = labels[j];
+                j--;
+            }
+
+            labels[j + 1] = current;
+        }
     }
 
     private static string ToLabelValue(object? value) => value switch

@@ -18,12 +18,16 @@ public abstract class MetricInstrument
 
     private readonly string[] _labelNames;
 
+    /// <summary>Label positions in the registry's canonical (ordinal) order of names.</summary>
+    private readonly int[] _canonicalOrder;
+
     private protected MetricInstrument(MetricsCollector collector, string name, InstrumentKind kind, string[] labelNames, string? description, string? unit)
     {
         Collector = collector;
         Name = name;
         Kind = kind;
         _labelNames = labelNames;
+        _canonicalOrder = [.. Enumerable.Range(0, labelNames.Length).OrderBy(i => labelNames[i], StringComparer.Ordinal)];
         Description = description;
         Unit = unit;
     }
@@ -81,9 +85,13 @@ public abstract class MetricInstrument
         }
 
         Span<Label> labels = scratch.AsSpan(0, labelValues.Length);
+        // PERF: in the registry's own order, so a caller passing the same value strings every time is
+        // answered from the strings' identity, without reading them.
+        int[] order = _canonicalOrder;
         for (int i = 0; i < labels.Length; i++)
         {
-            labels[i] = new Label(_labelNames[i], labelValues[i] ?? string.Empty);
+            int k = order[i];
+            labels[i] = new Label(_labelNames[k], labelValues[k] ?? string.Empty);
         }
 
         RejectReason reason = Writer.Pipeline.Registry.TryGetOrAdd(Name, labels, out SeriesId id);

@@ -634,7 +634,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         PointBatchBytes = _batchPolicy.Created * ((long)Settings.BatchSize * System.Runtime.CompilerServices.Unsafe.SizeOf<IngestPoint>() + 64),
         WindowBatchBytes = _arrowWriters.Sum(w => w.Pool.RentedBytes),
         ColumnPoolBytes = _arrowWriters.Sum(w => w.Pool.PooledBytes),
-        RegistryBytes = ((long)Registry.Count * RegistryBytesPerIndex) + ((long)Registry.LiveCount * RegistryTableBytesPerSeries),
+        RegistryBytes = ((long)Registry.Count * RegistryBytesPerIndex) + ((long)Registry.LiveCount * RegistryTableBytesPerSeries) + Registry.IdentityIndexBytes,
     };
 
     /// <summary>

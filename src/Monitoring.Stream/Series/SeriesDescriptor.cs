@@ -7,6 +7,7 @@ namespace Monitoring.Stream.Series;
 public sealed class SeriesDescriptor
 {
     private readonly Label[] _labels;
+    private bool _unlisted;
 
     internal SeriesDescriptor(SeriesId id, string metric, Label[] canonicalLabels, bool isOverflow, int hashCode)
     {
@@ -31,6 +32,16 @@ public sealed class SeriesDescriptor
     public bool IsOverflow { get; }
 
     internal int HashCode { get; }
+
+    /// <summary>Its slot in the registry's identity index, or -1; changed only under the registry's lock.</summary>
+    internal int IdentitySlot { get; set; } = -1;
+
+    /// <summary>Set once the series is reclaimed: its labels no longer resolve to this descriptor.</summary>
+    internal bool IsUnlisted
+    {
+        get => Volatile.Read(ref _unlisted);
+        set => Volatile.Write(ref _unlisted, value);
+    }
 
     /// <summary>The metric and label names and values in UTF-8 (<c>SeriesUtf8</c> layout), made on first emission.</summary>
     internal byte[]? Utf8 { get; set; }

@@ -23,6 +23,7 @@ public sealed class SeriesRegistry
 
     private readonly SeriesRegistryOptions _options;
     private readonly SeriesTable _table = new();
+    private readonly SeriesIdentityIndex _identity;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, MetricEntry> _metrics = new(StringComparer.Ordinal);
     private readonly long[] _rejections = new long[(int)Enum.GetValues<RejectReason>().Max() + 1];
@@ -42,6 +43,7 @@ public sealed class SeriesRegistry
     {
         _options = options ?? new SeriesRegistryOptions();
         _options.Validate();
+        _identity = new SeriesIdentityIndex(_tag);
     }
 
     /// <summary>The limits this registry enforces.</summary>
@@ -102,6 +104,13 @@ public sealed class SeriesRegistry
             return Reject(RejectReason.InvalidMetricName);
         }
 
+        // PERF: callers that pass the same string objects every time (the common case) are answered
+        // from their identity, without reading the strings (see SeriesIdentityIndex).
+        if (_identity.TryFind(metric, labels, out id))
+        {
+            return RejectReason.None;
+        }
+
         if (labels.Length > _options.MaxLabelsPerSeries)
         {
             return Reject(RejectReason.TooManyLabels);
@@ -115,10 +124,15 @@ public sealed class SeriesRegistry
 
         // PERF: the hash ignores label order and the match pairs labels in any order, so a hit
         // needs no sorting at all; sorting (and duplicate detection) is left to misses.
-        int found = _table.Find(metric, labels, [], hash);
+        int found = _table.Find(metric, labels, [], hash, out bool sameObjects);
         if (found >= 0)
         {
             id = Issue(found);
+            if (sameObjects)
+            {
+                RememberIdentity(found, id, metric, labels);
+            }
+
             return RejectReason.None;
         }
 
@@ -155,6 +169,25 @@ public sealed class SeriesRegistry
         return AddSlow(metric, labels, canonical, hash, out id);
     }
 
+    /// <summary>The caller passed the series' own string objects but missed the identity index (first call, a collision, or objects the GC has moved): remembered.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void RememberIdentity(int index, SeriesId id, string metric, ReadOnlySpan<Label> labels)
+    {
+        SeriesDescriptor[] byId = Volatile.Read(ref _byId);
+        if ((uint)index >= (uint)byId.Length || byId[index] is not { } seen || SeriesIdentityIndex.HasNoRoom(seen))
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_byId[index] is { IsUnlisted: false, IsOverflow: false } descriptor && descriptor.Id == id)
+            {
+                _identity.RememberLocked(descriptor, metric, labels);
+            }
+        }
+    }
+
     /// <summary>An id of this registry for the index, with the index's current generation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private SeriesId Issue(int index)
@@ -162,6 +195,9 @@ public sealed class SeriesRegistry
         int[] generations = Volatile.Read(ref _generations);
         return new SeriesId(index, _tag, (uint)index < (uint)generations.Length ? Volatile.Read(ref generations[index]) : 0);
     }
+
+    /// <summary>Bytes of the index that answers callers passing the series' own string objects (two to four pointers per live series).</summary>
+    internal long IdentityIndexBytes => _identity.Bytes;
 
     /// <summary>Series interned now: issued ids minus those reclaimed (unlisted) and not yet reused.</summary>
     public int LiveCount => Volatile.Read(ref _live);
@@ -190,6 +226,8 @@ public sealed class SeriesRegistry
             }
 
             _table.RemoveLocked(descriptor);
+            descriptor.IsUnlisted = true;
+            _identity.ForgetLocked(descriptor);
             if (_metrics.TryGetValue(descriptor.Metric, out MetricEntry? entry))
             {
                 entry.SeriesCount--;
@@ -377,6 +415,7 @@ public sealed class SeriesRegistry
             else
             {
                 entry.SeriesCount++;
+                _identity.RememberLocked(descriptor, metric, labels);
             }
 
             id = descriptor.Id;
@@ -401,6 +440,7 @@ public sealed class SeriesRegistry
             Volatile.Write(ref _byId[free.Id], reused);
             Volatile.Write(ref _live, _live + 1);
             _table.AddLocked(reused);
+            _identity.EnsureCapacityLocked(_live, _byId, _count);
             return reused;
         }
 
@@ -425,6 +465,7 @@ public sealed class SeriesRegistry
         Volatile.Write(ref _count, next + 1);
         Volatile.Write(ref _live, _live + 1);
         _table.AddLocked(descriptor);
+        _identity.EnsureCapacityLocked(_live, byId, next + 1);
         return descriptor;
     }
 

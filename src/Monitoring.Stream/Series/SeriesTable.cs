@@ -48,8 +48,16 @@ internal sealed class SeriesTable
     /// <param name="hash">The key's <see cref="SeriesHash.Compute"/>.</param>
     /// <returns>The series id, or -1 when the series is not in the table.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int Find(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order, int hash)
+    public int Find(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order, int hash) =>
+        Find(metric, labels, order, hash, out _);
+
+    /// <summary>
+    /// <see cref="Find(string, ReadOnlySpan{Label}, ReadOnlySpan{byte}, int)"/>, also telling whether the caller's
+    /// metric and labels are the stored objects themselves, in the stored order (compared while the stored key is in cache).
+    /// </summary>
+    public int Find(string metric, ReadOnlySpan<Label> labels, ReadOnlySpan<byte> order, int hash, out bool sameObjects)
     {
+        sameObjects = false;
         Arrays arrays = Volatile.Read(ref _arrays);
         int[] hashes = arrays.Hashes;
         int mask = arrays.Mask;
@@ -62,6 +70,7 @@ internal sealed class SeriesTable
                 // A removed series keeps its hash as a tombstone (id -1) so probes run past it.
                 if (slot.Id >= 0 && SeriesDescriptor.Matches(slot.Metric, slot.Labels, metric, labels, order))
                 {
+                    sameObjects = SameObjects(slot.Metric, slot.Labels, metric, labels);
                     return slot.Id;
                 }
             }
@@ -70,6 +79,24 @@ internal sealed class SeriesTable
                 return -1;
             }
         }
+    }
+
+    private static bool SameObjects(string storedMetric, Label[] stored, string metric, ReadOnlySpan<Label> labels)
+    {
+        if (!ReferenceEquals(storedMetric, metric) || stored.Length != labels.Length)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < stored.Length; i++)
+        {
+            if (!ReferenceEquals(stored[i].Name, labels[i].Name) || !ReferenceEquals(stored[i].Value, labels[i].Value))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Adds a descriptor known to be absent. The caller holds the registry's lock.</summary>

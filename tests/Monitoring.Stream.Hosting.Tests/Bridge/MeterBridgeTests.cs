@@ -87,6 +87,32 @@ public class MeterBridgeTests
     }
 
     [Fact]
+    public async Task Bridge_SameTagsInAnyOrderAndSanitizedKeys_OneSeriesWithExactTotals()
+    {
+        string meterName = "Test.App." + Guid.NewGuid().ToString("N");
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 1_000);
+        using var meter = new Meter(meterName);
+        Counter<long> requests = meter.CreateCounter<long>("app.requests");
+        using var bridge = new MeterBridge(engine.Collector, new MeterBridgeOptions { Meters = { meterName } }, engine.Time);
+        var route = new KeyValuePair<string, object?>("route", "/a");
+        var method = new KeyValuePair<string, object?>("http.method", "GET");
+        var status = new KeyValuePair<string, object?>("status", 200);
+
+        for (int i = 0; i < 50; i++)
+        {
+            requests.Add(1, route, method, status);
+            requests.Add(2, status, route, method);
+            requests.Add(4, method, status, new KeyValuePair<string, object?>("route", new string("/a".AsSpan())));
+        }
+
+        await engine.StopAsync();
+        MetricStatistics? all = Query(engine, "app_requests", new Label("http_method", "GET"), new Label("route", "/a"), new Label("status", "200"));
+        Assert.Equal(150, all!.Count);
+        Assert.Equal(350, all.Sum);
+        Assert.Equal(1, engine.Pipeline.Registry.GetSeriesCount("app_requests"));
+    }
+
+    [Fact]
     public async Task Bridge_UnselectedMeter_CreatesNoSeries()
     {
         await using var engine = new EngineFixture(nowUnixMs: T0 + 1_000);

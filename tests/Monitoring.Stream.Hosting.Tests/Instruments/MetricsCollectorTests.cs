@@ -79,6 +79,37 @@ public class MetricsCollectorTests
     }
 
     [Fact]
+    public async Task Record_LabelNamesNotInOrder_EachValueUnderItsOwnName()
+    {
+        // The instrument hands labels to the registry in the registry's order of names; the values must
+        // still land under the names they were given for, with equal and fresh strings alike.
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 5_000);
+        MetricHistogram histogram = engine.Collector.CreateHistogram("latency_seconds", ["status", "route", "method"]);
+        string status = "200", route = "/a", method = "GET";
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.Equal(RejectReason.None, histogram.Record(i, status, route, method));
+            Assert.Equal(RejectReason.None, histogram.Record(100 + i, new string(status.AsSpan()), new string(route.AsSpan()), new string(method.AsSpan())));
+            Assert.Equal(RejectReason.None, histogram.Record(1_000, "500", route, method));
+        }
+
+        await engine.StopAsync();
+        var from = DateTimeOffset.FromUnixTimeMilliseconds(T0);
+        MetricStatistics? ok = engine.Queries.GetStatistics("latency_seconds",
+            LabelSet.Create(new Label("method", "GET"), new Label("route", "/a"), new Label("status", "200")), from, from.AddMinutes(1));
+        MetricStatistics? error = engine.Queries.GetStatistics("latency_seconds",
+            LabelSet.Create(new Label("method", "GET"), new Label("route", "/a"), new Label("status", "500")), from, from.AddMinutes(1));
+        Assert.NotNull(ok);
+        Assert.NotNull(error);
+        Assert.Equal(20, ok.Count);
+        Assert.Equal(0, ok.Min);
+        Assert.Equal(109, ok.Max);
+        Assert.Equal(10, error.Count);
+        Assert.Equal(1_000, error.Min);
+        Assert.Equal(2, engine.Pipeline.Registry.GetSeriesCount("latency_seconds"));
+    }
+
+    [Fact]
     public async Task Record_NoTimestamp_EngineClockStampsTheWindow()
     {
         await using var engine = new EngineFixture(nowUnixMs: T0 + 12_345);

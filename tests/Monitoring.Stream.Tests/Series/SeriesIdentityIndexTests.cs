@@ -1,0 +1,154 @@
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Series;
+
+namespace Monitoring.Stream.Tests.Series;
+
+/// <summary>
+/// The registry answers callers that pass the series' own string objects from their identity; these tests
+/// hold it to the same answers as the lookup by value in every case where the two could part.
+/// </summary>
+public class SeriesIdentityIndexTests
+{
+    /// <summary>Strings built at run time, so that each call site can hold its own objects with equal text.</summary>
+    private static string Text(string s) => new(s.AsSpan());
+
+    [Fact]
+    public void TryGetOrAdd_SameObjectsAndEqualCopies_SameIdEveryTime()
+    {
+        var registry = new SeriesRegistry();
+        Label[] labels = [new(Text("method"), Text("GET")), new(Text("route"), Text("/a")), new(Text("status"), Text("200"))];
+        string metric = Text("requests_total");
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metric, labels, out SeriesId first));
+
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metric, labels, out SeriesId again));
+            Assert.Equal(first, again);
+        }
+
+        Label[] copies = [.. labels.Select(l => new Label(Text(l.Name), Text(l.Value)))];
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd(Text(metric), copies, out SeriesId byValue));
+        Assert.Equal(first, byValue);
+
+        Label[] reordered = [labels[2], labels[0], labels[1]];
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metric, reordered, out SeriesId reorderedId));
+        Assert.Equal(first, reorderedId);
+        Assert.Equal(1, registry.Count);
+    }
+
+    [Fact]
+    public void TryGetOrAdd_SameValueObjectUnderAnotherName_OtherSeries()
+    {
+        var registry = new SeriesRegistry();
+        string value = Text("x");
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("m", [new("a", value)], out SeriesId a));
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("m", [new("b", value)], out SeriesId b));
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("n", [new("a", value)], out SeriesId n));
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("m", [new("a", value), new("b", value)], out SeriesId ab));
+        Assert.Equal(4, new[] { a, b, n, ab }.Distinct().Count());
+        Assert.Equal(a, registry.GetOrAdd("m", [new("a", "x")]));
+    }
+
+    [Fact]
+    public void TryGetOrAdd_AfterCompactingCollections_StillTheRightSeries()
+    {
+        // Many series with run-time strings; collections move them, so their slots in the identity index
+        // go stale: every call must still land on its own series (found again by value, then remembered).
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 100_000 });
+        const int Series = 20_000;
+        var labels = new Label[Series][];
+        var ids = new SeriesId[Series];
+        for (int i = 0; i < Series; i++)
+        {
+            labels[i] = [new("method", i % 2 == 0 ? "GET" : "POST"), new("route", Text("/items/" + i)), new("status", Text((200 + (i % 7)).ToString(System.Globalization.CultureInfo.InvariantCulture)))];
+            Assert.Equal(RejectReason.None, registry.TryGetOrAdd("lat", labels[i], out ids[i]));
+        }
+
+        for (int round = 0; round < 3; round++)
+        {
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            for (int i = 0; i < Series; i++)
+            {
+                Assert.Equal(RejectReason.None, registry.TryGetOrAdd("lat", labels[i], out SeriesId id));
+                Assert.Equal(ids[i], id);
+            }
+        }
+
+        Assert.Equal(Series, registry.Count);
+        for (int i = 0; i < Series; i += 997)
+        {
+            SeriesDescriptor d = registry.GetDescriptor(ids[i]);
+            Assert.Equal("/items/" + i, d.Labels.AsSpan().ToArray().Single(l => l.Name == "route").Value);
+        }
+    }
+
+    [Fact]
+    public void TryGetOrAdd_ReclaimedSeries_SameObjectsGetTheNewIncarnation()
+    {
+        var registry = new SeriesRegistry();
+        Label[] labels = [new("pod", Text("p-1"))];
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("up", labels, out SeriesId old));
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("up", labels, out SeriesId cached));
+        Assert.Equal(old, cached);
+
+        // Unlisted (phase one of a reclaim): the same objects no longer resolve to the old id.
+        Assert.True(registry.Unlist(old));
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("up", labels, out SeriesId fresh));
+        Assert.NotEqual(old, fresh);
+        Assert.True(registry.Retire(old, reusableAt: 0) >= 0);
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("up", labels, out SeriesId again));
+        Assert.Equal(fresh, again);
+        Assert.Equal("p-1", registry.GetDescriptor(fresh).Labels[0].Value);
+    }
+
+    [Fact]
+    public void TryGetOrAdd_OverflowResolutions_CountedOnEveryCall()
+    {
+        // A label set beyond the metric's limit resolves to the overflow series and is counted each time:
+        // the identity index must not answer it.
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 1 });
+        Assert.Equal(RejectReason.None, registry.TryGetOrAdd("m", [new("k", "a")], out _));
+        Label[] beyond = [new("k", Text("b"))];
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Equal(RejectReason.None, registry.TryGetOrAdd("m", beyond, out SeriesId overflow));
+            Assert.True(registry.GetDescriptor(overflow).IsOverflow);
+        }
+
+        Assert.Equal(5, registry.GetOverflowResolutions("m"));
+    }
+
+    [Fact]
+    public void TryGetOrAdd_ManyThreadsSameObjects_OneIdPerSeries()
+    {
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 10_000 });
+        Label[][] labels = [.. Enumerable.Range(0, 2_000).Select(i => new Label[] { new("k", Text("v" + i)) })];
+        var seen = new SeriesId[4][];
+        Parallel.For(0, 4, t =>
+        {
+            seen[t] = new SeriesId[labels.Length];
+            for (int round = 0; round < 5; round++)
+            {
+                for (int i = 0; i < labels.Length; i++)
+                {
+                    int k = (i + (t * 613)) % labels.Length;
+                    Assert.Equal(RejectReason.None, registry.TryGetOrAdd("m", labels[k], out SeriesId id));
+                    if (round == 0)
+                    {
+                        seen[t][k] = id;
+                    }
+                    else
+                    {
+                        Assert.Equal(seen[t][k], id);
+                    }
+                }
+            }
+        });
+
+        Assert.Equal(labels.Length, registry.Count);
+        for (int t = 1; t < 4; t++)
+        {
+            Assert.Equal(seen[0], seen[t]);
+        }
+    }
+}
