@@ -74,7 +74,8 @@ public static class PrometheusTextWriter
         Counter(writer, "monitoring_stream_faults_total", "Faults the shards contained (a batch or a window that failed).", metrics.Faults);
         Counter(writer, "monitoring_stream_points_faulted_total", "Accepted points lost to a contained fault.", metrics.FaultedPoints);
         Counter(writer, "monitoring_stream_points_stale_total", "Accepted points refused because their series had been reclaimed.", metrics.StalePoints);
-        Counter(writer, "monitoring_stream_series_reclaimed_total", "Series reclaimed after the idle timeout without a point.", metrics.SeriesReclaimed);
+        Counter(writer, "monitoring_stream_series_reclaimed_total", "Series reclaimed (unlisted) after the idle timeout without a point.", metrics.SeriesReclaimed);
+        Counter(writer, "monitoring_stream_series_retired_total", "Reclaimed series whose ids are retired: nothing written before the reclaim can still arrive.", metrics.SeriesRetired);
         Counter(writer, "monitoring_stream_writer_misuse_total", "Writes refused because a per-thread writer was used from another thread.", metrics.WriterMisuse);
         Family(writer, "monitoring_stream_state", "gauge", "1 for the pipeline's current state, 0 for the others.");
         foreach (PipelineState state in Enum.GetValues<PipelineState>())

@@ -5,13 +5,14 @@ namespace Monitoring.Stream.Hosting.Instruments;
 
 /// <summary>
 /// A label set resolved to a series id, re-resolved when the registry has reclaimed idle series since:
-/// a handle bound long ago must not keep writing through an id whose series was reclaimed (its shard
-/// would refuse every point as stale).
+/// a handle bound long ago must not keep writing through an id whose series was reclaimed (once the
+/// engine retires that id, its shard refuses every point as stale).
 /// </summary>
 /// <remarks>
 /// PERF: the common path is one read of the registry's reclaim counter. Any reclaim anywhere makes every
 /// binding look its series up again once (a hash lookup), which finds the same id while its series lives.
-/// A reclaim that races a write can still cost that one point, which the engine counts as stale.
+/// A point written through the old id while the binding had not yet noticed is still aggregated: the
+/// engine retires an unlisted id only once every writer has flushed past the unlisting.
 /// </remarks>
 internal sealed class SeriesBinding
 {

@@ -664,8 +664,8 @@ public sealed class PointBatchDecoder
 
     private PointDecodeError ResolveSeries(ReadOnlySpan<byte> bytes, int count)
     {
-        // The registry reclaims idle series; an id cached from before would then be refused by its shard as
-        // stale. Any reclamation since the last message empties the cache (one read per message).
+        // The registry reclaims idle series; an id cached from before would be refused by its shard as stale
+        // once the engine retires it. Any reclamation since the last message empties the cache (one read per message).
         long reclaimed = _registry.Reclaimed;
         if (reclaimed != _reclaimedSeen)
         {

@@ -425,6 +425,12 @@ public sealed class PointWriter : IDisposable
         }
 
         _counters.Buffered = left;
+        if (!left)
+        {
+            // After Buffered: a shard that sees the new count reads sequences published before it.
+            Volatile.Write(ref _counters.ClearFlushes, _counters.ClearFlushes + 1);
+        }
+
         _lastFlush = _time.GetTimestamp();
     }
 

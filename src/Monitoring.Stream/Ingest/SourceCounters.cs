@@ -67,6 +67,14 @@ internal sealed class SourceCounters
     /// </summary>
     public volatile bool Buffered;
 
+    /// <summary>
+    /// Flushes that left nothing buffered (written by the source's flush, read by shards): once it has moved on
+    /// from its value at some moment, every point the source had written before that moment is handed over
+    /// or counted as dropped. A shard waits for that before it retires an unlisted series (see
+    /// <see cref="Series.SeriesRegistry.Unlist"/>).
+    /// </summary>
+    public long ClearFlushes;
+
     public ref long Offered => ref _offered.Value;
 
     /// <summary>Completes when a shard next acknowledges more of this source's batches.</summary>

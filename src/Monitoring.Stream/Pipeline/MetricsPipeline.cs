@@ -87,7 +87,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
                 AllowSynchronousContinuations = false,
             });
             _arrowWriters[i] = new ArrowWindowWriter(Registry, shardCount, Schema);
-            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), EmitAsync);
+            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), AllSources, EmitAsync);
         }
 
         ShardWriters = [.. _channels.Select(c => c.Writer)];
@@ -297,6 +297,15 @@ public sealed class MetricsPipeline : IAsyncDisposable
             _retiredWriters[s.Name]++;
             return true;
         });
+    }
+
+    /// <summary>Every source not yet folded into its name's totals: those that may still have batches on their way to a shard.</summary>
+    private SourceCounters[] AllSources()
+    {
+        lock (_sourcesGate)
+        {
+            return [.. _sources];
+        }
     }
 
     /// <summary>Writers' counter objects the pipeline holds: live ones and disposed ones not yet folded into their name's totals.</summary>
@@ -584,6 +593,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             FaultedPoints = faulted,
             StalePoints = _shards.Sum(s => s.Stale),
             SeriesReclaimed = Registry.Reclaimed,
+            SeriesRetired = Registry.Retired,
             HeldStateBytes = _shards.Sum(s => s.HeldBytes),
             Faults = _shards.Sum(s => s.Faults),
             LastFault = lastFault is null ? null : $"{lastFault.GetType().Name}: {lastFault.Message}",

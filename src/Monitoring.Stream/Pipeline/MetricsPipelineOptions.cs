@@ -50,10 +50,11 @@ public sealed class MetricsPipelineOptions
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// A series with no point for this long (in event time, behind the watermark) is reclaimed: its
-    /// registry entry and shard state are freed, and its index is reused after another such period
-    /// (default 15 min). A later point with its labels makes a new series; a point written through an
-    /// id held from before is refused and counted (<see cref="PipelineMetrics.StalePoints"/>).
+    /// A series with no point for this long (in event time, behind the watermark) is reclaimed (default
+    /// 15 min), in two phases: it is unlisted at once (a later lookup of its labels makes a new series), and
+    /// its id is retired once every point written before the unlisting has reached its shard (its state
+    /// freed, its index reused after another such period). A point written through the id before the
+    /// retirement is aggregated; after it, refused and counted (<see cref="PipelineMetrics.StalePoints"/>).
     /// <see cref="Timeout.InfiniteTimeSpan"/> keeps every series for the pipeline's life.
     /// </summary>
     public TimeSpan SeriesIdleTimeout { get; set; } = TimeSpan.FromMinutes(15);

@@ -61,11 +61,14 @@ public sealed class PipelineMetrics
     /// <summary>Points accepted but not yet taken off a shard's channel.</summary>
     public long Queued => Accepted - EmittedPoints - OpenWindowPoints - Late - FaultedPoints - StalePoints;
 
-    /// <summary>Accepted points refused by their shard because their series had been reclaimed (written through an id held from before).</summary>
+    /// <summary>Accepted points refused by their shard because their series' id had been retired (written through an id held from before its reclaim).</summary>
     public long StalePoints { get; init; }
 
-    /// <summary>Series reclaimed after <see cref="MetricsPipelineOptions.SeriesIdleTimeout"/> without a point.</summary>
+    /// <summary>Series reclaimed (unlisted: a new lookup of their labels interns a fresh series) after <see cref="MetricsPipelineOptions.SeriesIdleTimeout"/> without a point.</summary>
     public long SeriesReclaimed { get; init; }
+
+    /// <summary>Reclaimed series whose ids are retired too, once nothing written before the reclaim could still arrive; points through them are stale from then on.</summary>
+    public long SeriesRetired { get; init; }
 
     /// <summary>Bytes the shards hold for series state: open and spare windows with their sketches, and per-series arrays (as of each shard's last tick).</summary>
     public long HeldStateBytes { get; init; }

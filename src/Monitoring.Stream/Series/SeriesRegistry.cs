@@ -10,8 +10,9 @@ namespace Monitoring.Stream.Series;
 /// <remarks>
 /// Each metric holds at most <see cref="SeriesRegistryOptions.MaxSeriesPerMetric"/> series. Label sets
 /// beyond that resolve to one overflow series of the metric, labelled
-/// <c>otel_metric_overflow="true"</c>, and <see cref="GetOverflowResolutions"/> counts them. Series are
-/// never removed, so ids stay valid for the registry's lifetime; memory is bounded by the limits.
+/// <c>otel_metric_overflow="true"</c>, and <see cref="GetOverflowResolutions"/> counts them. The pipeline
+/// reclaims idle series in two phases (<see cref="Unlist"/>, then <see cref="Retire"/>), so memory is bounded
+/// by the limits and by the live series; an id stays valid until its series is retired.
 /// </remarks>
 public sealed class SeriesRegistry
 {
@@ -31,6 +32,7 @@ public sealed class SeriesRegistry
     private readonly Queue<(int Id, long ReusableAt)> _reclaimed = new();
     private int _live;
     private long _reclaimedTotal;
+    private long _retiredTotal;
     private static int s_nextTag;
     private readonly int _tag = Interlocked.Increment(ref s_nextTag);
     private int _count;
@@ -209,27 +211,30 @@ public sealed class SeriesRegistry
         }
     }
 
-    /// <summary>Series interned now: issued ids minus those reclaimed and not yet reused.</summary>
+    /// <summary>Series interned now: issued ids minus those reclaimed (unlisted) and not yet reused.</summary>
     public int LiveCount => Volatile.Read(ref _live);
 
-    /// <summary>Series reclaimed after being idle, over the registry's life.</summary>
+    /// <summary>Series reclaimed (unlisted) after being idle, over the registry's life; a change tells a cache of ids to resolve again.</summary>
     public long Reclaimed => Interlocked.Read(ref _reclaimedTotal);
 
+    /// <summary>Reclaimed series whose ids are retired too: points written through them are refused from then on.</summary>
+    public long Retired => Interlocked.Read(ref _retiredTotal);
+
     /// <summary>
-    /// Forgets an idle series (called by the shard that owns it): a later lookup of its labels gets a
-    /// fresh id, and points written through the old id are refused by the shard. The index is reused
-    /// only after <paramref name="reusableAt"/> (a <see cref="TimeProvider.GetTimestamp"/> value), so a
-    /// writer that looked the series up just before cannot land on a new series.
+    /// Phase one of reclaiming an idle series (called by the shard that owns it): the series leaves the
+    /// lookup table, so a later lookup of its labels interns a fresh id, and it stops counting as live. The
+    /// id itself stays valid: points already on their way through it are still aggregated, under its labels,
+    /// until the shard retires it (<see cref="Retire"/>).
     /// </summary>
-    /// <returns>The index's new generation, or -1 when the id is not current (or is an overflow series, kept for its metric's life).</returns>
-    internal int Reclaim(SeriesId id, long reusableAt)
+    /// <returns>False when the id is not current, already unlisted, or an overflow series (kept for its metric's life).</returns>
+    internal bool Unlist(SeriesId id)
     {
         lock (_gate)
         {
             if ((uint)id.Value >= (uint)_count || _generations[id.Value] != id.Generation || _byId[id.Value] is not { IsOverflow: false } descriptor
                 || !_table.Contains(descriptor))
             {
-                return -1;
+                return false;
             }
 
             _table.RemoveLocked(descriptor);
@@ -240,11 +245,33 @@ public sealed class SeriesRegistry
                 entry.SeriesCount--;
             }
 
+            Volatile.Write(ref _live, _live - 1);
+            Interlocked.Increment(ref _reclaimedTotal);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Phase two (called by the owning shard once nothing sent before <see cref="Unlist"/> can still arrive,
+    /// and no open window holds the series): the index's generation moves on, so any id issued before is
+    /// refused, and the index is reused only after <paramref name="reusableAt"/> (a
+    /// <see cref="TimeProvider.GetTimestamp"/> value).
+    /// </summary>
+    /// <returns>The index's new generation, or -1 when the id is not current or still listed.</returns>
+    internal int Retire(SeriesId id, long reusableAt)
+    {
+        lock (_gate)
+        {
+            if ((uint)id.Value >= (uint)_count || _generations[id.Value] != id.Generation || _byId[id.Value] is not { IsOverflow: false } descriptor
+                || _table.Contains(descriptor))
+            {
+                return -1;
+            }
+
             int generation = _generations[id.Value] + 1;
             Volatile.Write(ref _generations[id.Value], generation);
             _reclaimed.Enqueue((id.Value, reusableAt));
-            Volatile.Write(ref _live, _live - 1);
-            Interlocked.Increment(ref _reclaimedTotal);
+            Interlocked.Increment(ref _retiredTotal);
             return generation;
         }
     }

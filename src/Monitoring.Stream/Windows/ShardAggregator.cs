@@ -44,6 +44,9 @@ internal sealed class ShardAggregator
     private readonly int _maxBins;
     private readonly Func<WindowBuffer, int, long, Action<Sinks.WindowBatch, bool>, ValueTask> _emit;
     private readonly Func<SourceCounters[]> _liveSources;
+    private readonly Func<SourceCounters[]> _allSources;
+    private readonly HashSet<int> _unlistedSlots = [];
+    private readonly List<Retirement> _retirements = [];
     private SourceCounters[]? _knownLiveSources;
     private readonly ConcurrentDictionary<string, long> _lateByMetric;
     private readonly List<WindowBuffer> _open = [];
@@ -86,6 +89,7 @@ internal sealed class ShardAggregator
         MetricsPipelineSettings settings,
         ConcurrentDictionary<string, long> lateByMetric,
         Func<SourceCounters[]> liveSources,
+        Func<SourceCounters[]> allSources,
         Func<WindowBuffer, int, long, Action<Sinks.WindowBatch, bool>, ValueTask> emit)
     {
         _index = index;
@@ -103,6 +107,7 @@ internal sealed class ShardAggregator
         _maxBins = settings.MaxBins;
         _lateByMetric = lateByMetric;
         _liveSources = liveSources;
+        _allSources = allSources;
         _emit = emit;
     }
 
@@ -572,6 +577,8 @@ internal sealed class ShardAggregator
             ReclaimIdleSeries();
         }
 
+        AdvanceRetirements();
+
         PublishMemory();
     }
 
@@ -606,8 +613,10 @@ internal sealed class ShardAggregator
     }
 
     /// <summary>
-    /// Frees the series of this shard that had no point for the series idle timeout (behind the
-    /// watermark) and are in no open window: registry entry, sketches, and the slot's generation moves on.
+    /// Phase one of reclaiming the series of this shard that had no point for the series idle timeout (behind
+    /// the watermark) and are in no open window: they leave the registry's lookup table (a later lookup of
+    /// their labels gets a fresh id), but their ids stay valid for points already on their way. Phase two
+    /// (<see cref="AdvanceRetirements"/>) retires them once nothing sent before can still arrive.
     /// </summary>
     private void ReclaimIdleSeries()
     {
@@ -617,32 +626,144 @@ internal sealed class ShardAggregator
         }
 
         long threshold = _watermark - _seriesIdleMs;
-        long reusableAt = _time.GetTimestamp() + (long)(_seriesIdleMs / 1000.0 * _time.TimestampFrequency);
+        List<int>? unlisted = null;
         for (int slot = 0; slot < _lastActive.Length; slot++)
         {
             long last = _lastActive[slot];
-            if (last == 0 || last > threshold || InOpenWindow(slot))
+            if (last == 0 || last > threshold || _unlistedSlots.Contains(slot) || InOpenWindow(slot))
             {
                 continue;
             }
 
-            int generation = _registry.Reclaim(new SeriesId((slot * _shardCount) + _index, _registry.Tag, _slotGeneration[slot]), reusableAt);
             _lastActive[slot] = 0;
-            if (generation < 0)
+            if (_registry.Unlist(IdOf(slot, _slotGeneration[slot])))
+            {
+                _unlistedSlots.Add(slot);
+                (unlisted ??= []).Add(slot);
+            }
+        }
+
+        if (unlisted is not null)
+        {
+            // Taken after the unlisting (the registry's lock orders it): every source that may still send
+            // points resolved before it. A source created later can only hold an id kept from before (a bound
+            // handle), whose points count as stale once the id is retired.
+            _retirements.Add(new Retirement(unlisted, _allSources(), _index));
+        }
+    }
+
+    private SeriesId IdOf(int slot, int generation) => new((slot * _shardCount) + _index, _registry.Tag, generation);
+
+    /// <summary>
+    /// Phase two, at each tick: a batch of unlisted series whose every source has flushed since the unlisting,
+    /// and whose batches handed over until then this shard has processed, is sealed (the slots' generation
+    /// moves on, so a later point through the old ids is refused and counted as stale); a sealed series is
+    /// retired (registry generation, sketches, index reusable after the quarantine) once no open window holds
+    /// its points, which leave under its labels first.
+    /// </summary>
+    private void AdvanceRetirements()
+    {
+        if (_retirements.Count == 0)
+        {
+            return;
+        }
+
+        long reusableAt = _time.GetTimestamp() + (long)(_seriesIdleMs / 1000.0 * _time.TimestampFrequency);
+        for (int i = _retirements.Count - 1; i >= 0; i--)
+        {
+            Retirement retirement = _retirements[i];
+            if (!retirement.Sealed)
+            {
+                if (!NothingOnItsWay(retirement))
+                {
+                    continue;
+                }
+
+                foreach (int slot in retirement.Slots)
+                {
+                    _slotGeneration[slot]++;
+                }
+
+                retirement.Sealed = true;
+            }
+
+            List<int> slots = retirement.Slots;
+            for (int k = slots.Count - 1; k >= 0; k--)
+            {
+                if (!InOpenWindow(slots[k]))
+                {
+                    Retire(slots[k], reusableAt);
+                    slots.RemoveAt(k);
+                }
+            }
+
+            if (slots.Count == 0)
+            {
+                _retirements.RemoveAt(i);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Whether every point the retirement's sources wrote before its unlisting has been processed here (or
+    /// counted as dropped). Per source, either this shard has processed a batch numbered past the one the
+    /// source was handing over at the unlisting (its buffer for this shard then went out at the latest in
+    /// that batch), or the source has since flushed leaving nothing buffered (or retired) and this shard has
+    /// processed what it had handed over by then.
+    /// </summary>
+    private bool NothingOnItsWay(Retirement retirement)
+    {
+        bool clear = true;
+        for (int i = 0; i < retirement.Sources.Length; i++)
+        {
+            SourceCounters c = retirement.Sources[i];
+            long processed = _sources.TryGetValue(c, out ShardSource? source) ? source.ProcessedSeq : 0;
+            // A drained source this shard has forgotten had every batch acknowledged, so processed.
+            processed = Math.Max(processed, Volatile.Read(ref c.AckedSeq[_index]));
+            if (processed > retirement.SentAtUnlisting[i])
             {
                 continue;
             }
 
-            _slotGeneration[slot] = generation;
-            foreach (WindowBuffer w in _free)
+            if (retirement.Targets[i] < 0)
             {
-                w.Forget(slot);
+                bool flushed = c.Retired || !c.Buffered || Volatile.Read(ref c.ClearFlushes) != retirement.ClearFlushes[i];
+                if (!flushed)
+                {
+                    clear = false;
+                    continue;
+                }
+
+                retirement.Targets[i] = Volatile.Read(ref c.SentSeq[_index]);
             }
 
-            foreach (WindowBuffer w in _open)
+            // A sequence published for a batch that was then dropped (or left buffered by a timer's flush) is
+            // taken back: the lower value is what will come.
+            long target = Math.Min(retirement.Targets[i], Volatile.Read(ref c.SentSeq[_index]));
+            retirement.Targets[i] = target;
+            if (processed < target)
             {
-                w.Forget(slot);
+                clear = false;
             }
+        }
+
+        return clear;
+    }
+
+    private void Retire(int slot, long reusableAt)
+    {
+        int generation = _registry.Retire(IdOf(slot, _slotGeneration[slot] - 1), reusableAt);
+        System.Diagnostics.Debug.Assert(generation == _slotGeneration[slot], "The registry and the shard agree on the slot's generation.");
+        _unlistedSlots.Remove(slot);
+        _lastActive[slot] = 0;
+        foreach (WindowBuffer w in _free)
+        {
+            w.Forget(slot);
+        }
+
+        foreach (WindowBuffer w in _open)
+        {
+            w.Forget(slot);
         }
     }
 
@@ -818,6 +939,42 @@ internal sealed class ShardAggregator
         public long ProcessedSeq;
         public long MaxWindowEnd = long.MinValue;
         public bool Idle;
+    }
+
+    /// <summary>Series this shard unlisted at one scan, on their way to retirement, and what the sources had sent by then.</summary>
+    private sealed class Retirement
+    {
+        public Retirement(List<int> slots, SourceCounters[] sources, int shard)
+        {
+            Slots = slots;
+            Sources = sources;
+            ClearFlushes = new long[sources.Length];
+            SentAtUnlisting = new long[sources.Length];
+            Targets = new long[sources.Length];
+            for (int i = 0; i < sources.Length; i++)
+            {
+                ClearFlushes[i] = Volatile.Read(ref sources[i].ClearFlushes);
+                SentAtUnlisting[i] = Volatile.Read(ref sources[i].SentSeq[shard]);
+                Targets[i] = -1;
+            }
+        }
+
+        public readonly List<int> Slots;
+
+        /// <summary>Every source not yet folded into its name's totals at the unlisting.</summary>
+        public readonly SourceCounters[] Sources;
+
+        /// <summary>Per source, its <see cref="SourceCounters.ClearFlushes"/> at the unlisting.</summary>
+        public readonly long[] ClearFlushes;
+
+        /// <summary>Per source, the batch sequence to this shard published (being handed over, or handed over) at the unlisting.</summary>
+        public readonly long[] SentAtUnlisting;
+
+        /// <summary>Per source, the last batch sequence to this shard that may hold points from before the unlisting; -1 until the source has flushed.</summary>
+        public readonly long[] Targets;
+
+        /// <summary>Whether the slots' generation has moved on (points through the old ids are refused).</summary>
+        public bool Sealed;
     }
 
     /// <summary>An emitted window some sink is not done with yet.</summary>

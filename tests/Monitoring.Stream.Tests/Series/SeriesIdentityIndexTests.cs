@@ -93,9 +93,11 @@ public class SeriesIdentityIndexTests
         Assert.Equal(RejectReason.None, registry.TryGetOrAdd("up", labels, out SeriesId cached));
         Assert.Equal(old, cached);
 
-        Assert.True(registry.Reclaim(old, reusableAt: 0) >= 0);
+        // Unlisted (phase one of a reclaim): the same objects no longer resolve to the old id.
+        Assert.True(registry.Unlist(old));
         Assert.Equal(RejectReason.None, registry.TryGetOrAdd("up", labels, out SeriesId fresh));
         Assert.NotEqual(old, fresh);
+        Assert.True(registry.Retire(old, reusableAt: 0) >= 0);
         Assert.Equal(RejectReason.None, registry.TryGetOrAdd("up", labels, out SeriesId again));
         Assert.Equal(fresh, again);
         Assert.Equal("p-1", registry.GetDescriptor(fresh).Labels[0].Value);

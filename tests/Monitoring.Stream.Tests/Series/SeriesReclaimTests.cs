@@ -2,6 +2,8 @@ using Microsoft.Extensions.Time.Testing;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Sinks;
+using Monitoring.Stream.Tests.Hardening;
 using Monitoring.Stream.Tests.Support;
 
 namespace Monitoring.Stream.Tests.Series;
@@ -10,11 +12,11 @@ public class SeriesReclaimTests
 {
     private const long T0 = 1_800_000_000_000;
 
-    private static (MetricsPipeline Pipeline, CollectingSink Sink, FakeTimeProvider Time) Create(TimeSpan seriesIdle)
+    private static (MetricsPipeline Pipeline, CollectingSink Sink, FakeTimeProvider Time) Create(TimeSpan seriesIdle, TimeSpan? producerFlush = null)
     {
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
         var sink = new CollectingSink();
-        var pipeline = new MetricsPipeline(ReclaimScenario.Options(time, seriesIdle), [sink]);
+        var pipeline = new MetricsPipeline(ReclaimScenario.Options(time, seriesIdle, producerFlush), [sink]);
         pipeline.Start();
         return (pipeline, sink, time);
     }
@@ -59,6 +61,8 @@ public class SeriesReclaimTests
             Assert.True(pipeline.Registry.Count <= idsAfterWarmUp + 100, $"ids grew from {idsAfterWarmUp} to {pipeline.Registry.Count}");
             Assert.True(pipeline.Registry.Count < 1_000, $"{pipeline.Registry.Count} indexes for at most ~400 live series");
             Assert.True(m.SeriesReclaimed > 9_000, $"only {m.SeriesReclaimed} reclaimed");
+            // Every writer flushes each window, so each unlisted series is retired at the same tick or the next.
+            Assert.True(m.SeriesReclaimed - m.SeriesRetired <= 100, $"{m.SeriesReclaimed - m.SeriesRetired} series unlisted but not retired");
             Assert.True(m.SeriesActive < 600, $"{m.SeriesActive} live series");
             Assert.True(m.HeldStateBytes <= heldAfterWarmUp * 2, $"held state grew from {heldAfterWarmUp} to {m.HeldStateBytes} bytes");
         }
@@ -99,6 +103,192 @@ public class SeriesReclaimTests
         Assert.Equal(m.Accepted, m.EmittedPoints + m.Late + m.StalePoints + m.OpenWindowPoints);
         double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
         Assert.Equal([5.0, 9.0], values);
+    }
+
+    /// <summary>offered = accepted + rejected + dropped, and accepted = emitted + late + stale + faulted + open, exactly.</summary>
+    private static void AssertAccounted(PipelineMetrics m)
+    {
+        Assert.Equal(m.Offered, m.Accepted + m.Rejected + m.Dropped);
+        Assert.Equal(m.Accepted, m.EmittedPoints + m.Late + m.StalePoints + m.FaultedPoints + m.OpenWindowPoints);
+    }
+
+    [Fact]
+    public async Task Reclaim_PointBufferedInWriterWhenSeriesIsUnlisted_AggregatedNotStale()
+    {
+        // The writer never flushes by itself (flush interval of an hour): its point stays buffered across the reclaim.
+        var (pipeline, sink, time) = Create(TimeSpan.FromSeconds(30), producerFlush: TimeSpan.FromHours(1));
+        Label[] queue = [new Label("queue", "orders")];
+        SeriesId first;
+        await using (pipeline)
+        {
+            using PointWriter writer = pipeline.CreateWriter("app");
+            Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 1, T0));
+            writer.Flush();
+            await pipeline.DrainAsync();
+            first = pipeline.Registry.GetOrAdd("queue_depth", queue);
+
+            // 40 s on, at a window start: the series' last window ended 30 s ago, so the next scan reclaims it.
+            await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + 40_000, 60, "clock at T0 + 40 s");
+            Assert.Equal(0, pipeline.GetMetrics().SeriesReclaimed);
+            long now = time.GetUtcNow().ToUnixTimeMilliseconds();
+            Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 2, now));
+            await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesReclaimed == 1, 9, "the idle series unlisted");
+
+            // Unlisted: a new lookup gets another id, and the memory report no longer counts the series as active...
+            Assert.NotEqual(first, pipeline.Registry.GetOrAdd("queue_depth", queue));
+            Assert.Equal(1, pipeline.GetMetrics().SeriesActive);
+
+            // ...but the point written before is still on its way, and its id stays valid until it is in.
+            writer.Flush();
+            await pipeline.DrainAsync();
+            await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= now + 20_000, 30, "its window closed");
+            PipelineMetrics m = pipeline.GetMetrics();
+            Assert.Equal(0, m.StalePoints);
+            AssertAccounted(m);
+        }
+
+        PipelineMetrics done = pipeline.GetMetrics();
+        Assert.Equal(0, done.StalePoints);
+        Assert.Equal(2, done.Accepted);
+        AssertAccounted(done);
+        Assert.Equal(2, done.EmittedPoints);
+        double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
+        Assert.Equal([1.0, 2.0], values);
+    }
+
+    [Fact]
+    public async Task Reclaim_PointQueuedInShardChannelBehindTheUnlisting_AggregatedNotStale()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
+        var sink = new CollectingSink();
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stuck = new ProbeSink("stuck", call => new ValueTask(release.Task.WaitAsync(call.Token)));
+        MetricsPipelineOptions options = ReclaimScenario.Options(time, TimeSpan.FromSeconds(30));
+        options.ShardCount = 1;
+        options.ShardQueueBatches = 64;
+        var pipeline = new MetricsPipeline(options, [new SinkRegistration(sink), new SinkRegistration(stuck, new SinkOptions { QueueCapacity = 1 })]);
+        pipeline.Start();
+        Label[] queue = [new Label("queue", "orders")];
+        SeriesId first;
+        await using (pipeline)
+        {
+            try
+            {
+                using PointWriter writer = pipeline.CreateWriter("app");
+                Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 1, T0));
+                writer.Flush();
+                first = pipeline.Registry.GetOrAdd("queue_depth", queue);
+
+                // Two more windows with data: the stuck sink holds the first, its queue the second, and the shard
+                // waits on the third from the tick at T0 + 31 s on.
+                for (int w = 1; w <= 2; w++)
+                {
+                    await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + (w * 10_000), 20, $"window {w}");
+                    writer.Write("other", [], w, T0 + (w * 10_000));
+                    writer.Flush();
+                }
+
+                await stuck.NextCallAsync().Within("the stuck sink's first write");
+                await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + 30_000, 20, "clock at T0 + 30 s");
+                // At T0 + 31 s the source is idle, the clock closes the third window and the shard waits on the sink.
+                time.Advance(TimeSpan.FromSeconds(1));
+                await Signals.Until(() => pipeline.GetMetrics().Watermarks[0] >= T0 + 31_000, "the shard at the tick of T0 + 31 s");
+
+                // Ticks to T0 + 48 s queue behind the shard's wait; one of them scans for idle series past T0 + 40 s.
+                for (int t = 0; t < 17; t++)
+                {
+                    time.Advance(TimeSpan.FromSeconds(1));
+                }
+
+                Assert.Equal(0, pipeline.GetMetrics().SeriesReclaimed);
+                Assert.True(pipeline.GetMetrics().ShardQueueDepth[0] >= 17, "the ticks wait in the shard's channel");
+
+                // Resolved before the shard reaches the scan, handed over behind it.
+                long now = time.GetUtcNow().ToUnixTimeMilliseconds();
+                writer.Flush(); // nothing buffered: only reads the clock, so the point below is not taken for an outlier
+                Assert.Equal(RejectReason.None, writer.Write("queue_depth", queue, 2, now));
+                Assert.Equal(first, pipeline.Registry.GetOrAdd("queue_depth", queue));
+                writer.Flush();
+                release.SetResult();
+                await pipeline.DrainAsync().Within("drain");
+
+                PipelineMetrics m = pipeline.GetMetrics();
+                Assert.True(m.SeriesReclaimed >= 1, "the scan behind the wait unlisted the idle series");
+                Assert.NotEqual(first, pipeline.Registry.GetOrAdd("queue_depth", queue));
+                Assert.Equal(0, m.StalePoints);
+                await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= now + 10_000, 20, "its window closed");
+                await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesRetired >= 1, 10, "the id retired");
+            }
+            finally
+            {
+                release.TrySetResult();
+            }
+        }
+
+        PipelineMetrics done = pipeline.GetMetrics();
+        Assert.Equal(0, done.StalePoints);
+        Assert.Equal(4, done.EmittedPoints);
+        AssertAccounted(done);
+        double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
+        Assert.Equal([1.0, 2.0], values);
+    }
+
+    [Fact]
+    public async Task BoundHandle_HeldAcrossUnlistingAndRetirement_AggregatedUntilRetiredThenStale()
+    {
+        var (pipeline, sink, time) = Create(TimeSpan.FromSeconds(30), producerFlush: TimeSpan.FromHours(1));
+        Label[] queue = [new Label("queue", "orders")];
+        SeriesId held = pipeline.Registry.GetOrAdd("queue_depth", queue);
+        await using (pipeline)
+        {
+            using PointWriter app = pipeline.CreateWriter("app");
+            using PointWriter other = pipeline.CreateWriter("other");
+            app.Write(held, 1, T0);
+            app.Flush();
+            await ReclaimScenario.TickUntil(pipeline, time, () => time.GetUtcNow().ToUnixTimeMilliseconds() >= T0 + 40_000, 60, "clock at T0 + 40 s");
+
+            // A point of another series sits in a writer's buffer: the retirement waits for that writer's flush.
+            other.Write("unrelated", [], 3, time.GetUtcNow().ToUnixTimeMilliseconds());
+            await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesReclaimed == 1, 9, "the idle series unlisted");
+            for (int s = 0; s < 3; s++)
+            {
+                time.Advance(TimeSpan.FromSeconds(1));
+                await pipeline.DrainAsync();
+            }
+
+            Assert.Equal(0, pipeline.GetMetrics().SeriesRetired);
+
+            // Unlisted, not retired: the handle still writes to its series.
+            Assert.Equal(RejectReason.None, app.Write(held, 2, time.GetUtcNow().ToUnixTimeMilliseconds()));
+            app.Flush();
+            await pipeline.DrainAsync();
+            Assert.Equal(0, pipeline.GetMetrics().StalePoints);
+
+            // The other writer flushes: nothing written before the unlisting is on its way any more. The series'
+            // id is retired once its last window is out.
+            other.Flush();
+            await ReclaimScenario.TickUntil(pipeline, time, () => pipeline.GetMetrics().SeriesRetired == 1, 15, "the id retired");
+            Assert.Equal(1, pipeline.Registry.Retired);
+
+            // Retired: the handle's point is refused by its shard and counted, never written to another series.
+            Assert.Equal(RejectReason.None, app.Write(held, 4, time.GetUtcNow().ToUnixTimeMilliseconds()));
+            app.Flush();
+            await pipeline.DrainAsync();
+            Assert.Equal(1, pipeline.GetMetrics().StalePoints);
+
+            SeriesId fresh = pipeline.Registry.GetOrAdd("queue_depth", queue);
+            Assert.NotEqual(held, fresh);
+            app.Write(fresh, 8, time.GetUtcNow().ToUnixTimeMilliseconds());
+            app.Flush();
+        }
+
+        PipelineMetrics m = pipeline.GetMetrics();
+        AssertAccounted(m);
+        Assert.Equal(5, m.Offered);
+        Assert.Equal(1, m.StalePoints);
+        Assert.Equal(4, m.EmittedPoints);
+        double[] values = [.. sink.Rows.Where(r => r.Metric == "queue_depth").OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
+        Assert.Equal([1.0, 2.0, 8.0], values);
     }
 
     [Fact]

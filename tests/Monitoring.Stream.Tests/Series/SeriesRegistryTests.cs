@@ -198,6 +198,64 @@ public class SeriesRegistryTests
     }
 
     [Fact]
+    public void Unlist_LookupAfterwards_FreshIdWhileTheOldOneStaysIssuedAndDescribed()
+    {
+        var registry = new SeriesRegistry();
+        SeriesId old = registry.GetOrAdd("queue_depth", new Label("queue", "orders"));
+        registry.GetOrAdd("queue_depth", new Label("queue", "billing"));
+
+        Assert.True(registry.Unlist(old));
+        Assert.False(registry.Unlist(old));
+        Assert.Equal(1, registry.LiveCount);
+        Assert.Equal(1, registry.GetSeriesCount("queue_depth"));
+        Assert.Equal(1, registry.Reclaimed);
+        Assert.Equal(0, registry.Retired);
+
+        // The old id still belongs to the registry and still describes its series (points on their way use it).
+        Assert.True(registry.Owns(old));
+        Assert.Equal("orders", registry.GetDescriptor(old).Labels[0].Value);
+        SeriesId fresh = registry.GetOrAdd("queue_depth", new Label("queue", "orders"));
+        Assert.NotEqual(old.Value, fresh.Value);
+        Assert.Equal(2, registry.LiveCount);
+    }
+
+    [Fact]
+    public void Retire_OnlyUnlistedCurrentIds_IndexReusedAfterQuarantineWithNextGeneration()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var registry = new SeriesRegistry { Time = time };
+        SeriesId old = registry.GetOrAdd("jobs", new Label("id", "1"));
+        long quarantineEnd = time.GetTimestamp() + time.TimestampFrequency;
+
+        Assert.Equal(-1, registry.Retire(old, quarantineEnd));
+        Assert.True(registry.Unlist(old));
+        Assert.Equal(old.Generation + 1, registry.Retire(old, quarantineEnd));
+        Assert.Equal(-1, registry.Retire(old, quarantineEnd));
+        Assert.Equal(1, registry.Retired);
+
+        // Within the quarantine a new series takes a new index; after it, the retired one, a generation on.
+        SeriesId during = registry.GetOrAdd("jobs", new Label("id", "2"));
+        Assert.NotEqual(old.Value, during.Value);
+        time.Advance(TimeSpan.FromSeconds(1));
+        SeriesId reused = registry.GetOrAdd("jobs", new Label("id", "3"));
+        Assert.Equal(old.Value, reused.Value);
+        Assert.Equal(old.Generation + 1, reused.Generation);
+        Assert.NotEqual(old, reused);
+        Assert.Equal("3", registry.GetDescriptor(reused).Labels[0].Value);
+    }
+
+    [Fact]
+    public void Unlist_OverflowSeries_Refused()
+    {
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 1 });
+        registry.GetOrAdd("m", new Label("a", "1"));
+        SeriesId overflow = registry.GetOrAdd("m", new Label("a", "2"));
+        Assert.True(registry.GetDescriptor(overflow).IsOverflow);
+        Assert.False(registry.Unlist(overflow));
+        Assert.Equal(0, registry.Reclaimed);
+    }
+
+    [Fact]
     public void GetDescriptor_UnknownId_Throws()
     {
         var registry = new SeriesRegistry();
