@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Unicode;
 using MessagePack;
@@ -27,6 +28,11 @@ public sealed class PointBatchDecoder
     private readonly MessagePackSecurity _security;
     private readonly Dictionary<byte[], SeriesId> _cache = new(ByteKeyComparer.Instance);
     private readonly Dictionary<byte[], SeriesId>.AlternateLookup<ReadOnlySpan<byte>> _cacheBySpan;
+    private readonly Dictionary<byte[], int> _strings = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<byte[], int>.AlternateLookup<ReadOnlySpan<byte>> _stringsBySpan;
+    private int[] _stringIds = new int[64];
+    private int[] _keyIds = new int[16];
+    private int _stringCount;
     private int[] _stringStart = new int[64];
     private int[] _stringLength = new int[64];
     private int[] _seriesFirst = new int[16];
@@ -34,11 +40,11 @@ public sealed class PointBatchDecoder
     private SeriesId[] _seriesIds = new SeriesId[16];
     private RejectedSeries?[] _seriesRejected = new RejectedSeries?[16];
     private DecodedPoint[] _points = new DecodedPoint[256];
-    private byte[] _key = new byte[256];
     private long _reclaimedSeen;
     private int _tableStart, _tableEnd;
     private byte[] _lastTable = new byte[1024];
     private int _lastTableLength = -1;
+    private int _prepared;
 
     /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
     public PointBatchDecoder(SeriesRegistry registry, PointDecoderLimits? limits = null)
@@ -49,6 +55,7 @@ public sealed class PointBatchDecoder
         _limits.Validate();
         _security = MessagePackSecurity.UntrustedData.WithMaximumObjectGraphDepth(_limits.MaxDepth);
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<byte>>();
+        _stringsBySpan = _strings.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
     /// <summary>The limits this decoder enforces.</summary>
@@ -69,6 +76,17 @@ public sealed class PointBatchDecoder
     public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer, Span<int> refusedByReason)
     {
         ArgumentNullException.ThrowIfNull(writer);
+        PointDecodeResult prepared = Prepare(message);
+        return prepared.Succeeded ? prepared with { Refused = WritePrepared(writer, refusedByReason) } : prepared;
+    }
+
+    /// <summary>
+    /// Checks a message whole and resolves its series, keeping its points in the decoder (nothing refers to
+    /// <paramref name="message"/> afterwards, so its memory may be reused); <see cref="WritePrepared"/> writes them.
+    /// </summary>
+    internal PointDecodeResult Prepare(ReadOnlyMemory<byte> message)
+    {
+        _prepared = 0;
         PointDecodeResult parsed = Parse(message, out int points, out int seriesCount);
         if (!parsed.Succeeded)
         {
@@ -81,7 +99,16 @@ public sealed class PointBatchDecoder
             return new PointDecodeResult(error, 0, 0, -1);
         }
 
-        return new PointDecodeResult(PointDecodeError.None, points, WritePoints(writer, points, refusedByReason), -1);
+        _prepared = points;
+        return new PointDecodeResult(PointDecodeError.None, points, 0, -1);
+    }
+
+    /// <summary>Writes the points of the message last <see cref="Prepare"/>d (once); returns how many the writer refused.</summary>
+    internal int WritePrepared(PointWriter writer, Span<int> refusedByReason)
+    {
+        int count = _prepared;
+        _prepared = 0;
+        return WritePoints(writer, count, refusedByReason);
     }
 
     /// <summary>Checks a message whole without writing it: the error a <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/> would report before writing.</summary>
@@ -199,6 +226,7 @@ public sealed class PointBatchDecoder
 
         _tableStart = (int)reader.Consumed;
         error = ParseStrings(ref reader, bytes, out int stringCount);
+        _stringCount = stringCount;
         if (error == PointDecodeError.None)
         {
             error = ParseSeries(ref reader, bytes.Length, stringCount, out seriesCount);
@@ -669,15 +697,14 @@ public sealed class PointBatchDecoder
         long reclaimed = _registry.Reclaimed;
         if (reclaimed != _reclaimedSeen)
         {
-            _cache.Clear();
+            ClearCaches();
             _reclaimedSeen = reclaimed;
-            _lastTableLength = -1;
         }
 
         // PERF: a producer tends to send the same strings and series tables message after message. When this
         // message's tables are byte for byte the last resolved ones (and no id was reclaimed since), the ids in
         // _seriesIds are still this message's: one comparison of about a kilobyte instead of one cache lookup
-        // (a key built and hashed) per series entry.
+        // per series entry.
         ReadOnlySpan<byte> table = bytes[_tableStart.._tableEnd];
         if (table.Length == _lastTableLength && table.SequenceEqual(_lastTable.AsSpan(0, _lastTableLength)))
         {
@@ -685,12 +712,37 @@ public sealed class PointBatchDecoder
         }
 
         _lastTableLength = -1;
+
+        // PERF: two levels. Each string of the table is found by its bytes once per message (a number per distinct
+        // string seen), then each series entry by the numbers of its strings: the metric name and the label names
+        // and values that many series share are hashed once a message, not once per series, and an entry's key is
+        // 4 bytes a string whatever the strings' lengths. Nothing is allocated for known strings and series.
+        if (_strings.Count > _limits.MaxCachedStrings - _stringCount || _cache.Count > _limits.MaxCachedSeries - count)
+        {
+            ClearCaches();
+        }
+
+        int stringCount = _stringCount;
+        EnsureCapacity(ref _stringIds, stringCount);
+        int[] stringIds = _stringIds;
+        for (int i = 0; i < stringCount; i++)
+        {
+            ReadOnlySpan<byte> text = bytes.Slice(_stringStart[i], _stringLength[i]);
+            if (!_stringsBySpan.TryGetValue(text, out int number))
+            {
+                number = _strings.Count;
+                _stringsBySpan[text] = number;
+            }
+
+            stringIds[i] = number;
+        }
+
         bool anyRejected = false;
         for (int i = 0; i < count; i++)
         {
             int first = _seriesFirst[i];
             int strings = _seriesFirst[i + 1] - first;
-            ReadOnlySpan<byte> key = BuildKey(bytes, first, strings);
+            ReadOnlySpan<byte> key = BuildKey(first, strings);
             if (_cacheBySpan.TryGetValue(key, out SeriesId id))
             {
                 _seriesIds[i] = id;
@@ -709,6 +761,14 @@ public sealed class PointBatchDecoder
         }
 
         return PointDecodeError.None;
+    }
+
+    /// <summary>Forgets every string number and series id (string numbers are only meaningful with the series keys made of them).</summary>
+    private void ClearCaches()
+    {
+        _cache.Clear();
+        _strings.Clear();
+        _lastTableLength = -1;
     }
 
     private void RememberTable(ReadOnlySpan<byte> table)
@@ -739,11 +799,6 @@ public sealed class PointBatchDecoder
             return;
         }
 
-        if (_cache.Count >= _limits.MaxCachedSeries)
-        {
-            _cache.Clear();
-        }
-
         _cacheBySpan[key] = id;
         _seriesIds[entry] = id;
         _seriesRejected[entry] = null;
@@ -751,32 +806,19 @@ public sealed class PointBatchDecoder
 
     private string GetString(ReadOnlySpan<byte> bytes, int index) => Encoding.UTF8.GetString(bytes.Slice(_stringStart[index], _stringLength[index]));
 
-    /// <summary>The cache key of a series entry: each of its strings as a 4-byte length and its bytes.</summary>
-    private ReadOnlySpan<byte> BuildKey(ReadOnlySpan<byte> bytes, int first, int strings)
+    /// <summary>The cache key of a series entry: the numbers of its strings (<see cref="_stringIds"/>), 4 bytes each.</summary>
+    private ReadOnlySpan<byte> BuildKey(int first, int strings)
     {
-        int size = 0;
-        for (int j = 0; j < strings; j++)
+        EnsureCapacity(ref _keyIds, strings);
+        Span<int> key = _keyIds.AsSpan(0, strings);
+        int[] stringIds = _stringIds;
+        int[] seriesStrings = _seriesStrings;
+        for (int j = 0; j < key.Length; j++)
         {
-            size += 4 + _stringLength[_seriesStrings[first + j]];
+            key[j] = stringIds[seriesStrings[first + j]];
         }
 
-        if (size > _key.Length)
-        {
-            _key = new byte[Math.Max(size, _key.Length * 2)];
-        }
-
-        Span<byte> key = _key.AsSpan(0, size);
-        int at = 0;
-        for (int j = 0; j < strings; j++)
-        {
-            int s = _seriesStrings[first + j];
-            BinaryPrimitives.WriteInt32LittleEndian(key[at..], _stringLength[s]);
-            at += 4;
-            bytes.Slice(_stringStart[s], _stringLength[s]).CopyTo(key[at..]);
-            at += _stringLength[s];
-        }
-
-        return key;
+        return MemoryMarshal.AsBytes((ReadOnlySpan<int>)key);
     }
 
     private static void EnsureCapacity<T>(ref T[] array, int count)
