@@ -224,28 +224,29 @@ public sealed class PointBatchDecoder
             return PointDecodeError.TimestampOverflow;
         }
 
-        _tableStart = (int)reader.Consumed;
-        error = ParseStrings(ref reader, bytes, out int stringCount);
+        // PERF: the tables and the points, the bulk of a message, are read straight from the span; the
+        // MessagePackReader takes over again after them, for appended elements and the end check.
+        int position = (int)reader.Consumed;
+        _tableStart = position;
+        error = ParseStrings(bytes, ref position, out int stringCount);
         _stringCount = stringCount;
         if (error == PointDecodeError.None)
         {
-            error = ParseSeries(ref reader, bytes.Length, stringCount, out seriesCount);
-            _tableEnd = (int)reader.Consumed;
+            error = ParseSeries(bytes, ref position, stringCount, out seriesCount);
+            _tableEnd = position;
         }
 
         if (error == PointDecodeError.None)
         {
-            error = ParsePoints(ref reader, bytes.Length, out points);
+            error = ParsePoints(bytes, ref position, out points);
             if (error == PointDecodeError.None)
             {
-                // PERF: the points, the bulk of a message, are read straight from the span (ReadPoints); the
-                // MessagePackReader takes over again after them, for appended elements and the end check.
-                int position = (int)reader.Consumed;
                 error = ReadPoints(bytes, ref position, points, seriesCount, baseTimestamp);
-                readerStart = position;
-                reader = new MessagePackReader(message[position..]);
             }
         }
+
+        readerStart = position;
+        reader = new MessagePackReader(message[position..]);
 
         // Later minor additions to version 1 may append elements: they are skipped, within the depth limit.
         for (int i = PointMessageFormat.TopLevelElements; i < topLevel && error == PointDecodeError.None; i++)
@@ -342,9 +343,69 @@ public sealed class PointBatchDecoder
         return count > length - reader.Consumed ? PointDecodeError.Truncated : PointDecodeError.None;
     }
 
-    private PointDecodeError ParseStrings(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int count)
+    /// <summary>
+    /// Reads an array header at <paramref name="position"/> and checks the claimed length against a limit and the bytes
+    /// left (each element takes one byte or more); on success <paramref name="position"/> is past the header.
+    /// </summary>
+    private static PointDecodeError ReadArrayHeader(ReadOnlySpan<byte> bytes, ref int position, int limit, PointDecodeError overLimit, out int count)
     {
-        PointDecodeError error = ReadArrayHeader(ref reader, bytes.Length, _limits.MaxStrings, PointDecodeError.TooManyStrings, out count);
+        count = 0;
+        if ((uint)position >= (uint)bytes.Length)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        byte code = bytes[position];
+        int header;
+        long claimed;
+        if (code is >= MessagePackCode.MinFixArray and <= MessagePackCode.MaxFixArray)
+        {
+            header = 1;
+            claimed = code & 0x0F;
+        }
+        else if (code == MessagePackCode.Array16)
+        {
+            header = 3;
+            if (bytes.Length - position < header)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            claimed = BinaryPrimitives.ReadUInt16BigEndian(bytes.Slice(position + 1, 2));
+        }
+        else if (code == MessagePackCode.Array32)
+        {
+            header = 5;
+            if (bytes.Length - position < header)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            claimed = BinaryPrimitives.ReadUInt32BigEndian(bytes.Slice(position + 1, 4));
+        }
+        else
+        {
+            return PointDecodeError.UnexpectedType;
+        }
+
+        if (claimed > limit)
+        {
+            return overLimit == PointDecodeError.None ? PointDecodeError.Truncated : overLimit;
+        }
+
+        if (claimed > bytes.Length - position - header)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        position += header;
+        count = (int)claimed;
+        return PointDecodeError.None;
+    }
+
+    private PointDecodeError ParseStrings(ReadOnlySpan<byte> bytes, ref int position, out int count)
+    {
+        PointDecodeError error = ReadArrayHeader(bytes, ref position, _limits.MaxStrings, PointDecodeError.TooManyStrings, out count);
         if (error != PointDecodeError.None)
         {
             return error;
@@ -354,7 +415,7 @@ public sealed class PointBatchDecoder
         EnsureCapacity(ref _stringLength, count);
         for (int i = 0; i < count; i++)
         {
-            error = ReadStringBounds(ref reader, bytes, out _stringStart[i], out _stringLength[i]);
+            error = ReadStringBounds(bytes, ref position, out _stringStart[i], out _stringLength[i]);
             if (error != PointDecodeError.None)
             {
                 return error;
@@ -365,16 +426,15 @@ public sealed class PointBatchDecoder
     }
 
     /// <summary>Reads a string's header from the bytes themselves, so its claimed length is checked before anything uses it.</summary>
-    private PointDecodeError ReadStringBounds(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int start, out int length)
+    private PointDecodeError ReadStringBounds(ReadOnlySpan<byte> bytes, ref int position, out int start, out int length)
     {
         start = 0;
         length = 0;
-        if (reader.End)
+        if ((uint)position >= (uint)bytes.Length)
         {
             return PointDecodeError.Truncated;
         }
 
-        int position = (int)reader.Consumed;
         byte code = bytes[position];
         int header;
         long claimed;
@@ -435,13 +495,13 @@ public sealed class PointBatchDecoder
             return PointDecodeError.InvalidUtf8;
         }
 
-        reader.Skip();
+        position = start + length;
         return PointDecodeError.None;
     }
 
-    private PointDecodeError ParseSeries(ref MessagePackReader reader, int length, int stringCount, out int count)
+    private PointDecodeError ParseSeries(ReadOnlySpan<byte> bytes, ref int position, int stringCount, out int count)
     {
-        PointDecodeError error = ReadArrayHeader(ref reader, length, _limits.MaxSeries, PointDecodeError.TooManySeries, out count);
+        PointDecodeError error = ReadArrayHeader(bytes, ref position, _limits.MaxSeries, PointDecodeError.TooManySeries, out count);
         if (error != PointDecodeError.None)
         {
             return error;
@@ -454,7 +514,7 @@ public sealed class PointBatchDecoder
         int maxEntry = 1 + (2 * _limits.MaxLabelsPerSeries);
         for (int i = 0; i < count; i++)
         {
-            error = ReadArrayHeader(ref reader, length, int.MaxValue, PointDecodeError.None, out int entry);
+            error = ReadArrayHeader(bytes, ref position, int.MaxValue, PointDecodeError.None, out int entry);
             if (error != PointDecodeError.None)
             {
                 return error;
@@ -474,10 +534,12 @@ public sealed class PointBatchDecoder
             EnsureCapacity(ref _seriesStrings, next + entry);
             for (int j = 0; j < entry; j++)
             {
-                long index = reader.ReadInt64();
-                if ((ulong)index >= (ulong)stringCount)
+                int start = position;
+                error = ReadInteger(bytes, ref position, out long index);
+                if (error != PointDecodeError.None || (ulong)index >= (ulong)stringCount)
                 {
-                    return PointDecodeError.IndexOutOfRange;
+                    position = start;
+                    return error != PointDecodeError.None ? error : PointDecodeError.IndexOutOfRange;
                 }
 
                 _seriesStrings[next++] = (int)index;
@@ -489,11 +551,11 @@ public sealed class PointBatchDecoder
     }
 
     /// <summary>Reads the points array's header; the points themselves are read by <see cref="ReadPoints"/>.</summary>
-    private PointDecodeError ParsePoints(ref MessagePackReader reader, int length, out int count)
+    private PointDecodeError ParsePoints(ReadOnlySpan<byte> bytes, ref int position, out int count)
     {
         count = 0;
         int limit = _limits.MaxPointsPerMessage > int.MaxValue / 3 ? int.MaxValue : _limits.MaxPointsPerMessage * 3;
-        PointDecodeError error = ReadArrayHeader(ref reader, length, limit, PointDecodeError.TooManyPoints, out int elements);
+        PointDecodeError error = ReadArrayHeader(bytes, ref position, limit, PointDecodeError.TooManyPoints, out int elements);
         if (error != PointDecodeError.None)
         {
             return error;
@@ -576,6 +638,14 @@ public sealed class PointBatchDecoder
             {
                 value = (sbyte)code;
                 position++;
+                return PointDecodeError.None;
+            }
+
+            // A timestamp delta of 128 ms to 65 s: the common case after fixints.
+            if (code == MessagePackCode.UInt16 && bytes.Length - position >= 3)
+            {
+                value = BinaryPrimitives.ReadUInt16BigEndian(bytes.Slice(position + 1, 2));
+                position += 3;
                 return PointDecodeError.None;
             }
         }
