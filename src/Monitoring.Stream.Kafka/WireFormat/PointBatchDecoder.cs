@@ -23,6 +23,8 @@ namespace Monitoring.Stream.Kafka.WireFormat;
 /// </remarks>
 public sealed class PointBatchDecoder
 {
+    private const int RecentTables = 16;
+    private const int MaxRecentTableBytes = 64 * 1024;
     private readonly SeriesRegistry _registry;
     private readonly PointDecoderLimits _limits;
     private readonly MessagePackSecurity _security;
@@ -42,8 +44,8 @@ public sealed class PointBatchDecoder
     private DecodedPoint[] _points = new DecodedPoint[256];
     private long _reclaimedSeen;
     private int _tableStart, _tableEnd;
-    private byte[] _lastTable = new byte[1024];
-    private int _lastTableLength = -1;
+    private readonly RecentTable[] _recentTables = [.. Enumerable.Range(0, RecentTables).Select(_ => new RecentTable())];
+    private int _nextRecentTable;
     private int _prepared;
 
     /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
@@ -771,17 +773,20 @@ public sealed class PointBatchDecoder
             _reclaimedSeen = reclaimed;
         }
 
-        // PERF: a producer tends to send the same strings and series tables message after message. When this
-        // message's tables are byte for byte the last resolved ones (and no id was reclaimed since), the ids in
-        // _seriesIds are still this message's: one comparison of about a kilobyte instead of one cache lookup
-        // per series entry.
+        // PERF: a producer tends to send the same strings and series tables message after message (per partition,
+        // so a consumer of several partitions sees a few tables in turn). When this message's tables are byte for
+        // byte one of the last 16 resolved (and no id was reclaimed since), their ids are this message's: a length
+        // test per remembered table and one comparison of about a kilobyte instead of a lookup per string and series.
         ReadOnlySpan<byte> table = bytes[_tableStart.._tableEnd];
-        if (table.Length == _lastTableLength && table.SequenceEqual(_lastTable.AsSpan(0, _lastTableLength)))
+        foreach (RecentTable recent in _recentTables)
         {
-            return PointDecodeError.None;
+            if (recent.Length == table.Length && recent.Count == count && table.SequenceEqual(recent.Bytes.AsSpan(0, recent.Length)))
+            {
+                recent.Ids.AsSpan(0, count).CopyTo(_seriesIds);
+                Array.Clear(_seriesRejected, 0, count);
+                return PointDecodeError.None;
+            }
         }
-
-        _lastTableLength = -1;
 
         // PERF: two levels. Each string of the table is found by its bytes once per message (a number per distinct
         // string seen), then each series entry by the numbers of its strings: the metric name and the label names
@@ -825,9 +830,10 @@ public sealed class PointBatchDecoder
         }
 
         // Refused series are not remembered: a refusal (a cardinality limit) may not hold for the next message.
-        if (!anyRejected)
+        if (!anyRejected && table.Length <= MaxRecentTableBytes)
         {
-            RememberTable(table);
+            _recentTables[_nextRecentTable].Remember(table, _seriesIds.AsSpan(0, count));
+            _nextRecentTable = (_nextRecentTable + 1) % RecentTables;
         }
 
         return PointDecodeError.None;
@@ -838,18 +844,10 @@ public sealed class PointBatchDecoder
     {
         _cache.Clear();
         _strings.Clear();
-        _lastTableLength = -1;
-    }
-
-    private void RememberTable(ReadOnlySpan<byte> table)
-    {
-        if (table.Length > _lastTable.Length)
+        foreach (RecentTable recent in _recentTables)
         {
-            _lastTable = new byte[Math.Max(table.Length, _lastTable.Length * 2)];
+            recent.Forget();
         }
-
-        table.CopyTo(_lastTable);
-        _lastTableLength = table.Length;
     }
 
     private void ResolveSlow(ReadOnlySpan<byte> bytes, int entry, int first, int strings, ReadOnlySpan<byte> key)
@@ -901,4 +899,36 @@ public sealed class PointBatchDecoder
     }
 
     private sealed record RejectedSeries(string Metric, Label[] Labels);
+
+    /// <summary>A resolved message's string and series tables, as bytes, with the series ids they resolved to.</summary>
+    private sealed class RecentTable
+    {
+        public byte[] Bytes { get; private set; } = [];
+
+        public int Length { get; private set; } = -1;
+
+        public SeriesId[] Ids { get; private set; } = [];
+
+        public int Count { get; private set; }
+
+        public void Remember(ReadOnlySpan<byte> table, ReadOnlySpan<SeriesId> ids)
+        {
+            if (table.Length > Bytes.Length)
+            {
+                Bytes = new byte[Math.Max(table.Length, 1024)];
+            }
+
+            if (ids.Length > Ids.Length)
+            {
+                Ids = new SeriesId[Math.Max(ids.Length, 16)];
+            }
+
+            table.CopyTo(Bytes);
+            ids.CopyTo(Ids);
+            Length = table.Length;
+            Count = ids.Length;
+        }
+
+        public void Forget() => Length = -1;
+    }
 }
