@@ -12,8 +12,9 @@ namespace Monitoring.Stream.Benchmarks.Load;
 
 /// <summary>
 /// End to end through librdkafka's mock cluster, in this process: 1,000-point messages are produced once to a
-/// points topic, then read twice, from the same bytes: first by a plain Confluent consumer that does nothing with
-/// them (the mock consumer's own throughput, the reference), then by the engine (Kafka source, decoder, shards,
+/// points topic, then read three times a round, from the same bytes: by a plain Confluent consumer that does nothing
+/// with them (the mock consumer's own throughput, the reference), by the same consumer with a value deserializer that
+/// copies nothing (the stricter reference: the engine's source copies nothing either), then by the engine (Kafka source, decoder, shards,
 /// Kafka sink to an aggregates topic). Each phase is timed from its partitions' assignment (when fetching starts) to its last point handled, with
 /// the process's CPU time over the same span (the mock brokers run in this process too, so both phases include
 /// the brokers' cost; the difference is the engine's).
