@@ -164,6 +164,7 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
         // Deduplication by the source offsets each aggregate message carries (docs/kafka.md): a batch of the killed
         // instance all of whose ranges start at or above its last commit holds only points the restart read again.
         var deduplicated = new Dictionary<string, long>(StringComparer.Ordinal);
+        var straddlingBySeries = new Dictionary<string, long>(StringComparer.Ordinal);
         long droppedPoints = 0, straddlingPoints = 0;
         using (var reader = new KafkaAggregateReader(cluster.BootstrapServers, aggregatesTopic))
         {
@@ -199,6 +200,7 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
                     deduplicated[row.SeriesKey] = deduplicated.GetValueOrDefault(row.SeriesKey) + (duplicate ? 0 : row.Count);
                     droppedPoints += duplicate ? row.Count : 0;
                     straddlingPoints += straddling ? row.Count : 0;
+                    straddlingBySeries[row.SeriesKey] = straddlingBySeries.GetValueOrDefault(row.SeriesKey) + (straddling ? row.Count : 0);
                 }
             }
         }
@@ -246,6 +248,10 @@ public partial class KafkaCommandsTests(ITestOutputHelper output)
         output.WriteLine($"dropped by source offsets: {droppedPoints:N0} points; left: {remaining:N0} duplicates, within {straddlingPoints:N0} points of batches straddling the commit");
         Assert.All(expected, e => Assert.True(deduplicated[e.Key] >= e.Value, $"{e.Key}: {deduplicated[e.Key]} after dropping duplicates by source offsets, {e.Value} produced"));
         Assert.True(remaining <= straddlingPoints, $"{remaining} duplicates left, more than the {straddlingPoints} points of straddling batches");
+
+        // The bound a consumer can compute per series and window from the rows alone: the exact count lies between the
+        // deduplicated count minus the counts of that series in straddling batches, and the deduplicated count.
+        Assert.All(expected, e => Assert.True(deduplicated[e.Key] - straddlingBySeries.GetValueOrDefault(e.Key) <= e.Value, $"{e.Key}: {deduplicated[e.Key]} after dropping, {straddlingBySeries.GetValueOrDefault(e.Key)} in straddling batches, {e.Value} produced"));
     }
 
     [GeneratedRegex(@"produce --kafka-bootstrap ([^\s)]+)\)")]

@@ -11,7 +11,9 @@ namespace Monitoring.Stream.Benchmarks.Kafka;
 /// Where the time of decoding into the pipeline goes, by CPU time rather than wall time (which a shared machine
 /// stretches): the decoding thread's own CPU (Linux <c>/proc/thread-self/schedstat</c>, nanoseconds on a core) and
 /// the process's (the shards' threads included), per point, for the three cases of <see cref="PointDecodeBenchmarks"/>
-/// on the same message: parse only, decode into the pipeline, write the same points by id without decoding.
+/// on the same message: parse only, decode into the pipeline, write the same points by id without decoding; and
+/// decoding into the pipeline messages whose series tables vary from one message to the next (10 tables cycled, or a
+/// random 100 of 1,000 series a message), the series all known.
 /// </summary>
 /// <remarks>Usage: <c>dotnet Monitoring.Stream.Benchmarks.dll decode-cpu [--messages N] [--rounds N] [--shards N]</c>.</remarks>
 public static class DecodeCpuHarness
@@ -69,6 +71,38 @@ public static class DecodeCpuHarness
         }
 
         byte[] message = encoder.ToArray();
+
+        // Messages whose tables vary, all of known series (registered by the warm-up round): (a) 10 groups of 100
+        // series of 1,000, cycled, as a producer with 10 partitions' worth of series interleaved on one consumer (and
+        // as the kafka-e2e harness sends them); (b) 100 series drawn at random from the 1,000 for each of 64 messages,
+        // in random order, as a producer that batches whatever series arrived (no two tables alike).
+        byte[][] cycled = new byte[10][];
+        for (int g = 0; g < cycled.Length; g++)
+        {
+            encoder.Clear();
+            for (int i = 0; i < PointsPerMessage; i++)
+            {
+                int s = (g * SeriesPerMessage) + (i % SeriesPerMessage);
+                encoder.Add("http_server_request_duration_seconds", [new("route", "/api/" + s), new("method", "GET"), new("status", "200")], 0.001 * (i % 977), now + (i % 1000));
+            }
+
+            cycled[g] = encoder.ToArray();
+        }
+
+        var random = new Random(42);
+        byte[][] shuffled = new byte[64][];
+        for (int k = 0; k < shuffled.Length; k++)
+        {
+            encoder.Clear();
+            int[] drawn = [.. Enumerable.Range(0, 1_000).OrderBy(_ => random.Next()).Take(SeriesPerMessage)];
+            for (int i = 0; i < PointsPerMessage; i++)
+            {
+                int s = drawn[i % SeriesPerMessage];
+                encoder.Add("http_server_request_duration_seconds", [new("route", "/api/" + s), new("method", "GET"), new("status", "200")], 0.001 * (i % 977), now + (i % 1000));
+            }
+
+            shuffled[k] = encoder.ToArray();
+        }
         long points = (long)messages * PointsPerMessage;
         Console.WriteLine($"{messages:N0} messages of {PointsPerMessage:N0} points ({SeriesPerMessage} known series) a round, {rounds} rounds after one warm-up, {shards} shard(s); ns per point");
         Console.WriteLine($"{"case",-22} {"wall (loop)",12} {"thread CPU",12} {"wall to drained",16} {"process CPU to drained",24}");
@@ -119,6 +153,36 @@ public static class DecodeCpuHarness
             for (int m = 0; m < messages; m++)
             {
                 _ = decoder.Decode(message, writer);
+            }
+        });
+        // The decoder's whole work without the core's writer (parse, check, resolve the series; the points stay in
+        // the decoder): the decode cost itself, free of the writer's wait when the shard is the slower side.
+        Case("Prepare10Tables", () =>
+        {
+            for (int m = 0; m < messages; m++)
+            {
+                _ = decoder.Prepare(cycled[m % cycled.Length]);
+            }
+        });
+        Case("PrepareRandomTables", () =>
+        {
+            for (int m = 0; m < messages; m++)
+            {
+                _ = decoder.Prepare(shuffled[m % shuffled.Length]);
+            }
+        });
+        Case("Decode10Tables", () =>
+        {
+            for (int m = 0; m < messages; m++)
+            {
+                _ = decoder.Decode(cycled[m % cycled.Length], writer);
+            }
+        });
+        Case("DecodeRandomTables", () =>
+        {
+            for (int m = 0; m < messages; m++)
+            {
+                _ = decoder.Decode(shuffled[m % shuffled.Length], writer);
             }
         });
         Case("WriteOnly", () =>

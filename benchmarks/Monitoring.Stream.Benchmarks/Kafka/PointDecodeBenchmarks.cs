@@ -19,6 +19,7 @@ public class PointDecodeBenchmarks
     private PointWriter _writer = null!;
     private PointBatchDecoder _decoder = null!;
     private byte[] _message = [];
+    private byte[][] _cycled = [];
     private SeriesId[] _ids = [];
     private double[] _values = [];
     private long[] _timestamps = [];
@@ -57,6 +58,21 @@ public class PointDecodeBenchmarks
         }
 
         _decoder.Decode(_message, _writer);
+
+        // Ten messages of other series each (1,000 known series in all), cycled: no two consecutive tables alike.
+        _cycled = new byte[10][];
+        for (int g = 0; g < _cycled.Length; g++)
+        {
+            encoder.Clear();
+            for (int i = 0; i < PointsPerMessage; i++)
+            {
+                int s = (g * SeriesPerMessage) + (i % SeriesPerMessage);
+                encoder.Add("http_server_request_duration_seconds", [new("route", "/api/" + s), new("method", "GET"), new("status", "200")], 0.001 * (i % 977), now + (i % 1000));
+            }
+
+            _cycled[g] = encoder.ToArray();
+            _decoder.Decode(_cycled[g], _writer);
+        }
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Messages * 1_000)]
@@ -78,6 +94,19 @@ public class PointDecodeBenchmarks
         for (int m = 0; m < Messages; m++)
         {
             points += _decoder.Decode(_message, _writer).Points;
+        }
+
+        return points;
+    }
+
+    /// <summary>Decoding into the pipeline messages whose series tables differ from one message to the next (series all known).</summary>
+    [Benchmark(OperationsPerInvoke = Messages * 1_000)]
+    public int DecodeVaryingTablesIntoPipeline()
+    {
+        int points = 0;
+        for (int m = 0; m < Messages; m++)
+        {
+            points += _decoder.Decode(_cycled[m % _cycled.Length], _writer).Points;
         }
 
         return points;

@@ -12,8 +12,9 @@ namespace Monitoring.Stream.Benchmarks.Load;
 
 /// <summary>
 /// End to end through librdkafka's mock cluster, in this process: 1,000-point messages are produced once to a
-/// points topic, then read twice, from the same bytes: first by a plain Confluent consumer that does nothing with
-/// them (the mock consumer's own throughput, the reference), then by the engine (Kafka source, decoder, shards,
+/// points topic, then read three times a round, from the same bytes: by a plain Confluent consumer that does nothing
+/// with them (the mock consumer's own throughput, the reference), by the same consumer with a value deserializer that
+/// copies nothing (the stricter reference: the engine's source copies nothing either), then by the engine (Kafka source, decoder, shards,
 /// Kafka sink to an aggregates topic). Each phase is timed from its partitions' assignment (when fetching starts) to its last point handled, with
 /// the process's CPU time over the same span (the mock brokers run in this process too, so both phases include
 /// the brokers' cost; the difference is the engine's).
@@ -66,18 +67,24 @@ public static class KafkaEndToEndHarness
         var ratios = new List<double>();
         var enginePointsPerSecond = new List<double>();
         var plainPointsPerSecond = new List<double>();
+        var spanRatios = new List<double>();
+        var spanPointsPerSecond = new List<double>();
         var engineCpu = new List<double>();
         for (int round = 1 - warmups; round <= rounds; round++)
         {
             string label = round <= 0 ? "warm-up" : $"round {round}";
-            (TimeSpan plainWall, TimeSpan plainCpu) = ReadPlain(cluster.BootstrapServers, pointsTopic, messages);
+            (TimeSpan plainWall, TimeSpan plainCpu) = ReadPlain(cluster.BootstrapServers, pointsTopic, messages, Deserializers.ByteArray);
             Report($"{label}: plain consumer", points, bytes, plainWall, plainCpu);
+            (TimeSpan spanWall, TimeSpan spanCpu) = ReadPlain(cluster.BootstrapServers, pointsTopic, messages, new LengthOnly());
+            Report($"{label}: plain, no copy", points, bytes, spanWall, spanCpu);
             (TimeSpan engineWall, TimeSpan engineCpuTime, TimeSpan untilWindowsOut) = ReadWithEngine(cluster.BootstrapServers, pointsTopic, aggregatesTopic, points);
             Report($"{label}: engine", points, bytes, engineWall, engineCpuTime);
-            Console.WriteLine($"{label}: engine / plain consumer throughput {plainWall / engineWall:P0}; every window through the Kafka sink {untilWindowsOut.TotalSeconds:F2} s after the assignment");
+            Console.WriteLine($"{label}: engine / plain consumer throughput {plainWall / engineWall:P0} (/ plain without a copy {spanWall / engineWall:P0}); every window through the Kafka sink {untilWindowsOut.TotalSeconds:F2} s after the assignment");
             if (round > 0)
             {
                 ratios.Add(plainWall / engineWall);
+                spanRatios.Add(spanWall / engineWall);
+                spanPointsPerSecond.Add(points / spanWall.TotalSeconds);
                 enginePointsPerSecond.Add(points / engineWall.TotalSeconds);
                 plainPointsPerSecond.Add(points / plainWall.TotalSeconds);
                 engineCpu.Add(engineCpuTime.TotalNanoseconds / points);
@@ -87,7 +94,7 @@ public static class KafkaEndToEndHarness
         static string Summary(List<double> values, string format) =>
             $"{Median(values).ToString(format, CultureInfo.InvariantCulture)} ({values.Min().ToString(format, CultureInfo.InvariantCulture)}-{values.Max().ToString(format, CultureInfo.InvariantCulture)})";
         Console.WriteLine($"median (range) of {rounds} rounds: plain consumer {Summary(plainPointsPerSecond, "N0")} points/s; engine {Summary(enginePointsPerSecond, "N0")} points/s, " +
-            $"{Summary(engineCpu, "F0")} ns CPU/point; engine / plain {Summary(ratios, "P0")}");
+            $"{Summary(engineCpu, "F0")} ns CPU/point; engine / plain {Summary(ratios, "P0")}; plain without a copy {Summary(spanPointsPerSecond, "N0")} points/s, engine / that {Summary(spanRatios, "P0")}");
         return 0;
     }
 
@@ -147,7 +154,7 @@ public static class KafkaEndToEndHarness
         return bytes;
     }
 
-    private static (TimeSpan Wall, TimeSpan Cpu) ReadPlain(string bootstrap, string topic, int messages)
+    private static (TimeSpan Wall, TimeSpan Cpu) ReadPlain(string bootstrap, string topic, int messages, IDeserializer<byte[]> values)
     {
         long first = 0;
         TimeSpan cpuAtFirst = TimeSpan.Zero;
@@ -158,7 +165,7 @@ public static class KafkaEndToEndHarness
             AutoOffsetReset = AutoOffsetReset.Earliest,
             EnableAutoCommit = false,
             QueuedMaxMessagesKbytes = new KafkaPointSourceOptions { BootstrapServers = bootstrap, Topic = topic, GroupId = "x" }.PrefetchKilobytes,
-        }).SetLogHandler(static (_, _) => { }).SetPartitionsAssignedHandler((_, _) => Assigned()).Build();
+        }).SetValueDeserializer(values).SetLogHandler(static (_, _) => { }).SetPartitionsAssignedHandler((_, _) => Assigned()).Build();
         void Assigned()
         {
             // Timed from the assignment, when librdkafka starts fetching (the group join before it is not the consumer's speed).
@@ -188,6 +195,7 @@ public static class KafkaEndToEndHarness
 
             read++;
             length += result.Message.Value.Length;
+            length += LengthOnly.LastLength;
         }
 
         TimeSpan wall = Stopwatch.GetElapsedTime(first);
@@ -231,8 +239,13 @@ public static class KafkaEndToEndHarness
             Within($"all {points:N0} points through the shards ({m.Accepted:N0} accepted, {m.Queued:N0} queued)");
         }
 
-        TimeSpan wall = Stopwatch.GetElapsedTime(first);
+        long last = Stopwatch.GetTimestamp();
+        TimeSpan wall = Stopwatch.GetElapsedTime(first, last);
         TimeSpan cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuAtFirst;
+
+        // The timed span on the monotonic clock (Stopwatch is CLOCK_MONOTONIC on Linux), to cut a profile to it:
+        // `perf record -k CLOCK_MONOTONIC ...`, then `perf report --time <start>,<end>` in seconds.
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"engine span (monotonic s): {first / (double)Stopwatch.Frequency:F6},{last / (double)Stopwatch.Frequency:F6}"));
         if (m.Accepted != points || m.Late != 0)
         {
             throw new InvalidOperationException($"expected {points:N0} points accepted and none late: accepted {m.Accepted:N0}, late {m.Late:N0}, rejected {m.Rejected:N0}, dropped {m.Dropped:N0}");
@@ -250,5 +263,20 @@ public static class KafkaEndToEndHarness
         source.DisposeAsync().AsTask().GetAwaiter().GetResult();
         pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
         return (wall, cpu, untilWindowsOut);
+    }
+
+    /// <summary>
+    /// A value deserializer that copies nothing (the engine's source decodes from librdkafka's buffer the same way):
+    /// the stricter reference, a consumer that receives every message's bytes and only reads their length.
+    /// </summary>
+    private sealed class LengthOnly : IDeserializer<byte[]>
+    {
+        public static int LastLength { get; private set; }
+
+        public byte[] Deserialize(ReadOnlySpan<byte> data, bool isNull, SerializationContext context)
+        {
+            LastLength = data.Length;
+            return [];
+        }
     }
 }

@@ -23,6 +23,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly MetricsPipeline _pipeline;
     private readonly KafkaPointSourceOptions _options;
     private readonly PointBatchDecoder _decoder;
+    private readonly PointMessageDeserializer _deserializer;
     private readonly Dictionary<TopicPartition, PartitionPositions> _partitions = [];
     private readonly Lock _metricsGate = new();
     private readonly Dictionary<PointDecodeError, long> _deadLettered = [];
@@ -32,7 +33,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConsumerHealth _health = new();
     private PointWriter? _assignmentHold;
-    private IConsumer<byte[]?, byte[]?>? _consumer;
+    private IConsumer<byte[]?, PreparedPointMessage>? _consumer;
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
     private Task _completion = Task.CompletedTask;
@@ -52,6 +53,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         _pipeline = pipeline;
         _options = options;
         _decoder = new PointBatchDecoder(pipeline.Registry, options.Limits);
+        _deserializer = new PointMessageDeserializer(_decoder);
 
         // Until the group assigns partitions, a writer that never writes holds the pipeline's watermark (a source
         // that exists holds it with no progress, docs/event-time.md). Without it, the engine's clock (and its own
@@ -98,7 +100,8 @@ public sealed class KafkaPointSource : IAsyncDisposable
             producerConfig.Set(key, value);
         }
 
-        _consumer = new ConsumerBuilder<byte[]?, byte[]?>(consumerConfig)
+        _consumer = new ConsumerBuilder<byte[]?, PreparedPointMessage>(consumerConfig)
+            .SetValueDeserializer(_deserializer)
             .SetPartitionsAssignedHandler((_, partitions) => OnAssigned(partitions))
             .SetPartitionsRevokedHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: true))
             .SetPartitionsLostHandler((_, partitions) => OnRevoked(partitions.Select(p => p.TopicPartition), commit: false))
@@ -195,14 +198,14 @@ public sealed class KafkaPointSource : IAsyncDisposable
 
     private void Run(TaskCompletionSource done)
     {
-        IConsumer<byte[]?, byte[]?>? consumer = _consumer!;
+        IConsumer<byte[]?, PreparedPointMessage>? consumer = _consumer!;
         try
         {
             consumer.Subscribe(_options.Topic);
             _lastCommit = Stopwatch.GetTimestamp();
             while (!_stop.IsCancellationRequested)
             {
-                ConsumeResult<byte[]?, byte[]?>? result = consumer.Consume(TimeSpan.FromMilliseconds(50));
+                ConsumeResult<byte[]?, PreparedPointMessage>? result = consumer.Consume(TimeSpan.FromMilliseconds(50));
                 if (result is not null && !result.IsPartitionEOF)
                 {
                     Handle(consumer, result);
@@ -264,7 +267,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
     /// Messages the polls return are not handled: they are past the committed offsets and are read again by
     /// the partitions' next owner.
     /// </summary>
-    private static void LeaveAssignment(IConsumer<byte[]?, byte[]?> consumer, TimeSpan timeout)
+    private static void LeaveAssignment(IConsumer<byte[]?, PreparedPointMessage> consumer, TimeSpan timeout)
     {
         try
         {
@@ -282,14 +285,14 @@ public sealed class KafkaPointSource : IAsyncDisposable
     }
 
     /// <summary>Closes the consumer (final revoke callback, leave the group) on a helper thread, waiting at most <paramref name="timeout"/>.</summary>
-    private static bool CloseWithin(IConsumer<byte[]?, byte[]?> consumer, TimeSpan timeout)
+    private static bool CloseWithin(IConsumer<byte[]?, PreparedPointMessage> consumer, TimeSpan timeout)
     {
         var closing = new Thread(consumer.Close) { IsBackground = true, Name = "kafka-source-close" };
         closing.Start();
         return closing.Join(timeout);
     }
 
-    private void Handle(IConsumer<byte[]?, byte[]?> consumer, ConsumeResult<byte[]?, byte[]?> result)
+    private void Handle(IConsumer<byte[]?, PreparedPointMessage> consumer, ConsumeResult<byte[]?, PreparedPointMessage> result)
     {
         if (!_partitions.TryGetValue(result.TopicPartition, out PartitionPositions? partition))
         {
@@ -305,17 +308,23 @@ public sealed class KafkaPointSource : IAsyncDisposable
             _readRanges[p] = _readRanges.TryGetValue(p, out (long Low, long High) range) ? (Math.Min(range.Low, offset), Math.Max(range.High, offset)) : (offset, offset);
         }
 
-        byte[] value = result.Message.Value ?? [];
-        PointDecodeResult decoded = _decoder.Decode(value, partition.Writer);
+        // The message was checked and its series resolved by the deserializer, inside Consume; its points wait in the decoder.
+        PreparedPointMessage prepared = result.Message.Value;
+        PointDecodeResult decoded = prepared.Result;
+        if (decoded.Succeeded)
+        {
+            decoded = decoded with { Refused = _decoder.WritePrepared(partition.Writer, []) };
+        }
+
         lock (_metricsGate)
         {
             _messages++;
-            _bytes += value.Length;
+            _bytes += prepared.Length;
             _points += decoded.Points;
             _refused += decoded.Refused;
         }
 
-        if (!decoded.Succeeded && !DeadLetter(result, value, decoded))
+        if (!decoded.Succeeded && !DeadLetter(result, prepared.Raw ?? [], decoded))
         {
             // Not moved past: read the message again after the pause of the retry.
             consumer.Seek(result.TopicPartitionOffset);
@@ -325,7 +334,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         partition.Checkpoint(result.Offset.Value);
     }
 
-    private bool DeadLetter(ConsumeResult<byte[]?, byte[]?> result, byte[] value, PointDecodeResult decoded)
+    private bool DeadLetter(ConsumeResult<byte[]?, PreparedPointMessage> result, byte[] value, PointDecodeResult decoded)
     {
         var headers = new Headers
         {
@@ -366,7 +375,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         return false;
     }
 
-    private void CheckBackpressure(IConsumer<byte[]?, byte[]?> consumer)
+    private void CheckBackpressure(IConsumer<byte[]?, PreparedPointMessage> consumer)
     {
         if (_partitions.Count == 0 || Stopwatch.GetElapsedTime(_lastPressureCheck) < _options.BackpressureCheckInterval)
         {
@@ -482,7 +491,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
     }
 
-    private void CommitAcknowledged(IConsumer<byte[]?, byte[]?> consumer, List<KeyValuePair<TopicPartition, PartitionPositions>> partitions)
+    private void CommitAcknowledged(IConsumer<byte[]?, PreparedPointMessage> consumer, List<KeyValuePair<TopicPartition, PartitionPositions>> partitions)
     {
         List<TopicPartitionOffset> offsets = [];
         foreach ((TopicPartition tp, PartitionPositions p) in partitions)
@@ -546,5 +555,6 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
 
         _stop.Dispose();
+        _deserializer.Dispose();
     }
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Unicode;
 using MessagePack;
@@ -22,11 +23,18 @@ namespace Monitoring.Stream.Kafka.WireFormat;
 /// </remarks>
 public sealed class PointBatchDecoder
 {
+    private const int RecentTables = 16;
+    private const int MaxRecentTableBytes = 64 * 1024;
     private readonly SeriesRegistry _registry;
     private readonly PointDecoderLimits _limits;
     private readonly MessagePackSecurity _security;
     private readonly Dictionary<byte[], SeriesId> _cache = new(ByteKeyComparer.Instance);
     private readonly Dictionary<byte[], SeriesId>.AlternateLookup<ReadOnlySpan<byte>> _cacheBySpan;
+    private readonly Dictionary<byte[], int> _strings = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<byte[], int>.AlternateLookup<ReadOnlySpan<byte>> _stringsBySpan;
+    private int[] _stringIds = new int[64];
+    private int[] _keyIds = new int[16];
+    private int _stringCount;
     private int[] _stringStart = new int[64];
     private int[] _stringLength = new int[64];
     private int[] _seriesFirst = new int[16];
@@ -34,11 +42,11 @@ public sealed class PointBatchDecoder
     private SeriesId[] _seriesIds = new SeriesId[16];
     private RejectedSeries?[] _seriesRejected = new RejectedSeries?[16];
     private DecodedPoint[] _points = new DecodedPoint[256];
-    private byte[] _key = new byte[256];
     private long _reclaimedSeen;
     private int _tableStart, _tableEnd;
-    private byte[] _lastTable = new byte[1024];
-    private int _lastTableLength = -1;
+    private readonly RecentTable[] _recentTables = [.. Enumerable.Range(0, RecentTables).Select(_ => new RecentTable())];
+    private int _nextRecentTable;
+    private int _prepared;
 
     /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
     public PointBatchDecoder(SeriesRegistry registry, PointDecoderLimits? limits = null)
@@ -49,6 +57,7 @@ public sealed class PointBatchDecoder
         _limits.Validate();
         _security = MessagePackSecurity.UntrustedData.WithMaximumObjectGraphDepth(_limits.MaxDepth);
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<byte>>();
+        _stringsBySpan = _strings.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
     /// <summary>The limits this decoder enforces.</summary>
@@ -69,6 +78,17 @@ public sealed class PointBatchDecoder
     public PointDecodeResult Decode(ReadOnlyMemory<byte> message, PointWriter writer, Span<int> refusedByReason)
     {
         ArgumentNullException.ThrowIfNull(writer);
+        PointDecodeResult prepared = Prepare(message);
+        return prepared.Succeeded ? prepared with { Refused = WritePrepared(writer, refusedByReason) } : prepared;
+    }
+
+    /// <summary>
+    /// Checks a message whole and resolves its series, keeping its points in the decoder (nothing refers to
+    /// <paramref name="message"/> afterwards, so its memory may be reused); <see cref="WritePrepared"/> writes them.
+    /// </summary>
+    internal PointDecodeResult Prepare(ReadOnlyMemory<byte> message)
+    {
+        _prepared = 0;
         PointDecodeResult parsed = Parse(message, out int points, out int seriesCount);
         if (!parsed.Succeeded)
         {
@@ -81,7 +101,16 @@ public sealed class PointBatchDecoder
             return new PointDecodeResult(error, 0, 0, -1);
         }
 
-        return new PointDecodeResult(PointDecodeError.None, points, WritePoints(writer, points, refusedByReason), -1);
+        _prepared = points;
+        return new PointDecodeResult(PointDecodeError.None, points, 0, -1);
+    }
+
+    /// <summary>Writes the points of the message last <see cref="Prepare"/>d (once); returns how many the writer refused.</summary>
+    internal int WritePrepared(PointWriter writer, Span<int> refusedByReason)
+    {
+        int count = _prepared;
+        _prepared = 0;
+        return WritePoints(writer, count, refusedByReason);
     }
 
     /// <summary>Checks a message whole without writing it: the error a <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/> would report before writing.</summary>
@@ -197,27 +226,29 @@ public sealed class PointBatchDecoder
             return PointDecodeError.TimestampOverflow;
         }
 
-        _tableStart = (int)reader.Consumed;
-        error = ParseStrings(ref reader, bytes, out int stringCount);
+        // PERF: the tables and the points, the bulk of a message, are read straight from the span; the
+        // MessagePackReader takes over again after them, for appended elements and the end check.
+        int position = (int)reader.Consumed;
+        _tableStart = position;
+        error = ParseStrings(bytes, ref position, out int stringCount);
+        _stringCount = stringCount;
         if (error == PointDecodeError.None)
         {
-            error = ParseSeries(ref reader, bytes.Length, stringCount, out seriesCount);
-            _tableEnd = (int)reader.Consumed;
+            error = ParseSeries(bytes, ref position, stringCount, out seriesCount);
+            _tableEnd = position;
         }
 
         if (error == PointDecodeError.None)
         {
-            error = ParsePoints(ref reader, bytes.Length, out points);
+            error = ParsePoints(bytes, ref position, out points);
             if (error == PointDecodeError.None)
             {
-                // PERF: the points, the bulk of a message, are read straight from the span (ReadPoints); the
-                // MessagePackReader takes over again after them, for appended elements and the end check.
-                int position = (int)reader.Consumed;
                 error = ReadPoints(bytes, ref position, points, seriesCount, baseTimestamp);
-                readerStart = position;
-                reader = new MessagePackReader(message[position..]);
             }
         }
+
+        readerStart = position;
+        reader = new MessagePackReader(message[position..]);
 
         // Later minor additions to version 1 may append elements: they are skipped, within the depth limit.
         for (int i = PointMessageFormat.TopLevelElements; i < topLevel && error == PointDecodeError.None; i++)
@@ -314,9 +345,69 @@ public sealed class PointBatchDecoder
         return count > length - reader.Consumed ? PointDecodeError.Truncated : PointDecodeError.None;
     }
 
-    private PointDecodeError ParseStrings(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int count)
+    /// <summary>
+    /// Reads an array header at <paramref name="position"/> and checks the claimed length against a limit and the bytes
+    /// left (each element takes one byte or more); on success <paramref name="position"/> is past the header.
+    /// </summary>
+    private static PointDecodeError ReadArrayHeader(ReadOnlySpan<byte> bytes, ref int position, int limit, PointDecodeError overLimit, out int count)
     {
-        PointDecodeError error = ReadArrayHeader(ref reader, bytes.Length, _limits.MaxStrings, PointDecodeError.TooManyStrings, out count);
+        count = 0;
+        if ((uint)position >= (uint)bytes.Length)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        byte code = bytes[position];
+        int header;
+        long claimed;
+        if (code is >= MessagePackCode.MinFixArray and <= MessagePackCode.MaxFixArray)
+        {
+            header = 1;
+            claimed = code & 0x0F;
+        }
+        else if (code == MessagePackCode.Array16)
+        {
+            header = 3;
+            if (bytes.Length - position < header)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            claimed = BinaryPrimitives.ReadUInt16BigEndian(bytes.Slice(position + 1, 2));
+        }
+        else if (code == MessagePackCode.Array32)
+        {
+            header = 5;
+            if (bytes.Length - position < header)
+            {
+                return PointDecodeError.Truncated;
+            }
+
+            claimed = BinaryPrimitives.ReadUInt32BigEndian(bytes.Slice(position + 1, 4));
+        }
+        else
+        {
+            return PointDecodeError.UnexpectedType;
+        }
+
+        if (claimed > limit)
+        {
+            return overLimit == PointDecodeError.None ? PointDecodeError.Truncated : overLimit;
+        }
+
+        if (claimed > bytes.Length - position - header)
+        {
+            return PointDecodeError.Truncated;
+        }
+
+        position += header;
+        count = (int)claimed;
+        return PointDecodeError.None;
+    }
+
+    private PointDecodeError ParseStrings(ReadOnlySpan<byte> bytes, ref int position, out int count)
+    {
+        PointDecodeError error = ReadArrayHeader(bytes, ref position, _limits.MaxStrings, PointDecodeError.TooManyStrings, out count);
         if (error != PointDecodeError.None)
         {
             return error;
@@ -326,7 +417,7 @@ public sealed class PointBatchDecoder
         EnsureCapacity(ref _stringLength, count);
         for (int i = 0; i < count; i++)
         {
-            error = ReadStringBounds(ref reader, bytes, out _stringStart[i], out _stringLength[i]);
+            error = ReadStringBounds(bytes, ref position, out _stringStart[i], out _stringLength[i]);
             if (error != PointDecodeError.None)
             {
                 return error;
@@ -337,16 +428,15 @@ public sealed class PointBatchDecoder
     }
 
     /// <summary>Reads a string's header from the bytes themselves, so its claimed length is checked before anything uses it.</summary>
-    private PointDecodeError ReadStringBounds(ref MessagePackReader reader, ReadOnlySpan<byte> bytes, out int start, out int length)
+    private PointDecodeError ReadStringBounds(ReadOnlySpan<byte> bytes, ref int position, out int start, out int length)
     {
         start = 0;
         length = 0;
-        if (reader.End)
+        if ((uint)position >= (uint)bytes.Length)
         {
             return PointDecodeError.Truncated;
         }
 
-        int position = (int)reader.Consumed;
         byte code = bytes[position];
         int header;
         long claimed;
@@ -407,13 +497,13 @@ public sealed class PointBatchDecoder
             return PointDecodeError.InvalidUtf8;
         }
 
-        reader.Skip();
+        position = start + length;
         return PointDecodeError.None;
     }
 
-    private PointDecodeError ParseSeries(ref MessagePackReader reader, int length, int stringCount, out int count)
+    private PointDecodeError ParseSeries(ReadOnlySpan<byte> bytes, ref int position, int stringCount, out int count)
     {
-        PointDecodeError error = ReadArrayHeader(ref reader, length, _limits.MaxSeries, PointDecodeError.TooManySeries, out count);
+        PointDecodeError error = ReadArrayHeader(bytes, ref position, _limits.MaxSeries, PointDecodeError.TooManySeries, out count);
         if (error != PointDecodeError.None)
         {
             return error;
@@ -426,7 +516,7 @@ public sealed class PointBatchDecoder
         int maxEntry = 1 + (2 * _limits.MaxLabelsPerSeries);
         for (int i = 0; i < count; i++)
         {
-            error = ReadArrayHeader(ref reader, length, int.MaxValue, PointDecodeError.None, out int entry);
+            error = ReadArrayHeader(bytes, ref position, int.MaxValue, PointDecodeError.None, out int entry);
             if (error != PointDecodeError.None)
             {
                 return error;
@@ -446,10 +536,12 @@ public sealed class PointBatchDecoder
             EnsureCapacity(ref _seriesStrings, next + entry);
             for (int j = 0; j < entry; j++)
             {
-                long index = reader.ReadInt64();
-                if ((ulong)index >= (ulong)stringCount)
+                int start = position;
+                error = ReadInteger(bytes, ref position, out long index);
+                if (error != PointDecodeError.None || (ulong)index >= (ulong)stringCount)
                 {
-                    return PointDecodeError.IndexOutOfRange;
+                    position = start;
+                    return error != PointDecodeError.None ? error : PointDecodeError.IndexOutOfRange;
                 }
 
                 _seriesStrings[next++] = (int)index;
@@ -461,11 +553,11 @@ public sealed class PointBatchDecoder
     }
 
     /// <summary>Reads the points array's header; the points themselves are read by <see cref="ReadPoints"/>.</summary>
-    private PointDecodeError ParsePoints(ref MessagePackReader reader, int length, out int count)
+    private PointDecodeError ParsePoints(ReadOnlySpan<byte> bytes, ref int position, out int count)
     {
         count = 0;
         int limit = _limits.MaxPointsPerMessage > int.MaxValue / 3 ? int.MaxValue : _limits.MaxPointsPerMessage * 3;
-        PointDecodeError error = ReadArrayHeader(ref reader, length, limit, PointDecodeError.TooManyPoints, out int elements);
+        PointDecodeError error = ReadArrayHeader(bytes, ref position, limit, PointDecodeError.TooManyPoints, out int elements);
         if (error != PointDecodeError.None)
         {
             return error;
@@ -548,6 +640,14 @@ public sealed class PointBatchDecoder
             {
                 value = (sbyte)code;
                 position++;
+                return PointDecodeError.None;
+            }
+
+            // A timestamp delta of 128 ms to 65 s: the common case after fixints.
+            if (code == MessagePackCode.UInt16 && bytes.Length - position >= 3)
+            {
+                value = BinaryPrimitives.ReadUInt16BigEndian(bytes.Slice(position + 1, 2));
+                position += 3;
                 return PointDecodeError.None;
             }
         }
@@ -669,28 +769,55 @@ public sealed class PointBatchDecoder
         long reclaimed = _registry.Reclaimed;
         if (reclaimed != _reclaimedSeen)
         {
-            _cache.Clear();
+            ClearCaches();
             _reclaimedSeen = reclaimed;
-            _lastTableLength = -1;
         }
 
-        // PERF: a producer tends to send the same strings and series tables message after message. When this
-        // message's tables are byte for byte the last resolved ones (and no id was reclaimed since), the ids in
-        // _seriesIds are still this message's: one comparison of about a kilobyte instead of one cache lookup
-        // (a key built and hashed) per series entry.
+        // PERF: a producer tends to send the same strings and series tables message after message (per partition,
+        // so a consumer of several partitions sees a few tables in turn). When this message's tables are byte for
+        // byte one of the last 16 resolved (and no id was reclaimed since), their ids are this message's: a length
+        // test per remembered table and one comparison of about a kilobyte instead of a lookup per string and series.
         ReadOnlySpan<byte> table = bytes[_tableStart.._tableEnd];
-        if (table.Length == _lastTableLength && table.SequenceEqual(_lastTable.AsSpan(0, _lastTableLength)))
+        foreach (RecentTable recent in _recentTables)
         {
-            return PointDecodeError.None;
+            if (recent.Length == table.Length && recent.Count == count && table.SequenceEqual(recent.Bytes.AsSpan(0, recent.Length)))
+            {
+                recent.Ids.AsSpan(0, count).CopyTo(_seriesIds);
+                Array.Clear(_seriesRejected, 0, count);
+                return PointDecodeError.None;
+            }
         }
 
-        _lastTableLength = -1;
+        // PERF: two levels. Each string of the table is found by its bytes once per message (a number per distinct
+        // string seen), then each series entry by the numbers of its strings: the metric name and the label names
+        // and values that many series share are hashed once a message, not once per series, and an entry's key is
+        // 4 bytes a string whatever the strings' lengths. Nothing is allocated for known strings and series.
+        if (_strings.Count > _limits.MaxCachedStrings - _stringCount || _cache.Count > _limits.MaxCachedSeries - count)
+        {
+            ClearCaches();
+        }
+
+        int stringCount = _stringCount;
+        EnsureCapacity(ref _stringIds, stringCount);
+        int[] stringIds = _stringIds;
+        for (int i = 0; i < stringCount; i++)
+        {
+            ReadOnlySpan<byte> text = bytes.Slice(_stringStart[i], _stringLength[i]);
+            if (!_stringsBySpan.TryGetValue(text, out int number))
+            {
+                number = _strings.Count;
+                _stringsBySpan[text] = number;
+            }
+
+            stringIds[i] = number;
+        }
+
         bool anyRejected = false;
         for (int i = 0; i < count; i++)
         {
             int first = _seriesFirst[i];
             int strings = _seriesFirst[i + 1] - first;
-            ReadOnlySpan<byte> key = BuildKey(bytes, first, strings);
+            ReadOnlySpan<byte> key = BuildKey(first, strings);
             if (_cacheBySpan.TryGetValue(key, out SeriesId id))
             {
                 _seriesIds[i] = id;
@@ -703,23 +830,24 @@ public sealed class PointBatchDecoder
         }
 
         // Refused series are not remembered: a refusal (a cardinality limit) may not hold for the next message.
-        if (!anyRejected)
+        if (!anyRejected && table.Length <= MaxRecentTableBytes)
         {
-            RememberTable(table);
+            _recentTables[_nextRecentTable].Remember(table, _seriesIds.AsSpan(0, count));
+            _nextRecentTable = (_nextRecentTable + 1) % RecentTables;
         }
 
         return PointDecodeError.None;
     }
 
-    private void RememberTable(ReadOnlySpan<byte> table)
+    /// <summary>Forgets every string number and series id (string numbers are only meaningful with the series keys made of them).</summary>
+    private void ClearCaches()
     {
-        if (table.Length > _lastTable.Length)
+        _cache.Clear();
+        _strings.Clear();
+        foreach (RecentTable recent in _recentTables)
         {
-            _lastTable = new byte[Math.Max(table.Length, _lastTable.Length * 2)];
+            recent.Forget();
         }
-
-        table.CopyTo(_lastTable);
-        _lastTableLength = table.Length;
     }
 
     private void ResolveSlow(ReadOnlySpan<byte> bytes, int entry, int first, int strings, ReadOnlySpan<byte> key)
@@ -739,11 +867,6 @@ public sealed class PointBatchDecoder
             return;
         }
 
-        if (_cache.Count >= _limits.MaxCachedSeries)
-        {
-            _cache.Clear();
-        }
-
         _cacheBySpan[key] = id;
         _seriesIds[entry] = id;
         _seriesRejected[entry] = null;
@@ -751,32 +874,19 @@ public sealed class PointBatchDecoder
 
     private string GetString(ReadOnlySpan<byte> bytes, int index) => Encoding.UTF8.GetString(bytes.Slice(_stringStart[index], _stringLength[index]));
 
-    /// <summary>The cache key of a series entry: each of its strings as a 4-byte length and its bytes.</summary>
-    private ReadOnlySpan<byte> BuildKey(ReadOnlySpan<byte> bytes, int first, int strings)
+    /// <summary>The cache key of a series entry: the numbers of its strings (<see cref="_stringIds"/>), 4 bytes each.</summary>
+    private ReadOnlySpan<byte> BuildKey(int first, int strings)
     {
-        int size = 0;
-        for (int j = 0; j < strings; j++)
+        EnsureCapacity(ref _keyIds, strings);
+        Span<int> key = _keyIds.AsSpan(0, strings);
+        int[] stringIds = _stringIds;
+        int[] seriesStrings = _seriesStrings;
+        for (int j = 0; j < key.Length; j++)
         {
-            size += 4 + _stringLength[_seriesStrings[first + j]];
+            key[j] = stringIds[seriesStrings[first + j]];
         }
 
-        if (size > _key.Length)
-        {
-            _key = new byte[Math.Max(size, _key.Length * 2)];
-        }
-
-        Span<byte> key = _key.AsSpan(0, size);
-        int at = 0;
-        for (int j = 0; j < strings; j++)
-        {
-            int s = _seriesStrings[first + j];
-            BinaryPrimitives.WriteInt32LittleEndian(key[at..], _stringLength[s]);
-            at += 4;
-            bytes.Slice(_stringStart[s], _stringLength[s]).CopyTo(key[at..]);
-            at += _stringLength[s];
-        }
-
-        return key;
+        return MemoryMarshal.AsBytes((ReadOnlySpan<int>)key);
     }
 
     private static void EnsureCapacity<T>(ref T[] array, int count)
@@ -789,4 +899,36 @@ public sealed class PointBatchDecoder
     }
 
     private sealed record RejectedSeries(string Metric, Label[] Labels);
+
+    /// <summary>A resolved message's string and series tables, as bytes, with the series ids they resolved to.</summary>
+    private sealed class RecentTable
+    {
+        public byte[] Bytes { get; private set; } = [];
+
+        public int Length { get; private set; } = -1;
+
+        public SeriesId[] Ids { get; private set; } = [];
+
+        public int Count { get; private set; }
+
+        public void Remember(ReadOnlySpan<byte> table, ReadOnlySpan<SeriesId> ids)
+        {
+            if (table.Length > Bytes.Length)
+            {
+                Bytes = new byte[Math.Max(table.Length, 1024)];
+            }
+
+            if (ids.Length > Ids.Length)
+            {
+                Ids = new SeriesId[Math.Max(ids.Length, 16)];
+            }
+
+            table.CopyTo(Bytes);
+            ids.CopyTo(Ids);
+            Length = table.Length;
+            Count = ids.Length;
+        }
+
+        public void Forget() => Length = -1;
+    }
 }

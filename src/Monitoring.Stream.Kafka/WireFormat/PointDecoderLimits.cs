@@ -27,6 +27,9 @@ public sealed class PointDecoderLimits
     /// <summary>Series the decoder remembers across messages before it starts afresh (default 1,000,000).</summary>
     public int MaxCachedSeries { get; set; } = 1_000_000;
 
+    /// <summary>Distinct strings (metric and label names and values) the decoder remembers by their bytes before it starts afresh (default 2,000,000).</summary>
+    public int MaxCachedStrings { get; set; } = 2_000_000;
+
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageBytes, 1, nameof(MaxMessageBytes));
@@ -38,5 +41,6 @@ public sealed class PointDecoderLimits
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxDepth, 3, nameof(MaxDepth));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxDepth, 64, nameof(MaxDepth));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxCachedSeries, 1, nameof(MaxCachedSeries));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxCachedStrings, 1, nameof(MaxCachedStrings));
     }
 }

@@ -403,6 +403,37 @@ public class PointBatchDecoderTests
         }
     }
 
+    [Theory]
+    [InlineData(2_000_000)]
+    [InlineData(2)]
+    public async Task Decode_TablesSharingStringsInOtherOrders_EveryPointInItsOwnSeries(int maxCachedStrings)
+    {
+        // Series are found by the numbers of their strings: the same strings at other indices must find the same
+        // series, the same strings in another role (a label's name as a value) another series, and a cache of strings
+        // too small for one message (cleared before each) must change nothing.
+        object[] first = [1, T0, new[] { "m", "a", "b" }, new[] { new[] { 0, 1, 2 }, new[] { 0, 2, 1 } }, new object[] { 0, 0, 1.0, 1, 1, 2.0 }];
+        object[] second = [1, T0, new[] { "b", "a", "m" }, new[] { new[] { 2, 1, 0 }, new[] { 2, 0, 1 } }, new object[] { 0, 2, 4.0, 1, 3, 8.0 }];
+        object[] third = [1, T0, new[] { "m", "a", "b", "c" }, new[] { new[] { 0, 1, 3 }, new[] { 0, 1, 2 } }, new object[] { 0, 4, 16.0, 1, 5, 32.0 }];
+        var sink = new RowSink();
+        await using MetricsPipeline pipeline = Create(sink);
+        pipeline.Start();
+        var decoder = new PointBatchDecoder(pipeline.Registry, new PointDecoderLimits { MaxCachedStrings = maxCachedStrings });
+        using (PointWriter writer = pipeline.CreateWriter("kafka:test/0"))
+        {
+            foreach (object[] message in new[] { first, second, third, second })
+            {
+                Assert.Equal(new PointDecodeResult(PointDecodeError.None, 2, 0, -1), decoder.Decode(MessagePackSerializer.Serialize(message), writer));
+            }
+        }
+
+        await pipeline.StopAsync();
+        (long, double) Totals(string key) => sink.Rows.Where(x => x.SeriesKey == key).Aggregate((0L, 0.0), (t, x) => (t.Item1 + x.Count, t.Item2 + x.Sum));
+        Assert.Equal((4L, 1.0 + 4 + 32 + 4), Totals("m{a=\"b\"}"));
+        Assert.Equal((3L, 2.0 + 8 + 8), Totals("m{b=\"a\"}"));
+        Assert.Equal((1L, 16.0), Totals("m{a=\"c\"}"));
+        Assert.Equal(3, sink.Rows.Select(x => x.SeriesKey).Distinct().Count());
+    }
+
     [Fact]
     public async Task Decode_InvalidMetricName_RefusesItsPointsCountedBySource()
     {
