@@ -239,6 +239,17 @@ public class RunLifecycleProbeTests
             string reason = await File.ReadAllTextAsync(aside + ".reason.txt");
             Assert.Contains("ARROW1", reason, StringComparison.Ordinal);
 
+            // Reported to the operator: at start-up, and in /metrics beside the other counters docs/operations.md says to watch.
+            Assert.Contains("1 damaged file(s) set aside", second.Output, StringComparison.Ordinal);
+            Assert.Contains($"{damaged} -> {aside}", second.Output, StringComparison.Ordinal);
+            Assert.Contains("partial file(s) left by an earlier run", second.Output, StringComparison.Ordinal);
+            using var client = new HttpClient { BaseAddress = second.Address, Timeout = TimeSpan.FromSeconds(20) };
+            string text = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+            Assert.Equal(1, MetricsText.Value(text, "monitoring_stream_store_files_set_aside"));
+            Assert.True(MetricsText.Value(text, "monitoring_stream_store_partial_files_recovered_total") >= 1, "no partial file recovered");
+            Assert.Equal(0, MetricsText.Value(text, "monitoring_stream_store_pending_recoveries"));
+            Assert.Equal(0, MetricsText.Value(text, "monitoring_stream_store_write_errors_total"));
+
             second.Terminate();
             Assert.Equal(0, await second.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         }
