@@ -111,6 +111,12 @@ internal static class ApiEndpoints
             return BadQuery("metric", "is required.");
         }
 
+        if (query["metric"].Count > 1)
+        {
+            // Repeated, the values would read as one name joined by commas, which no metric has.
+            return BadQuery("metric", "takes one metric name.");
+        }
+
         TimeSpan window = TimeSpan.FromHours(1);
         string? windowText = query["window"];
         if (windowText is not null && !WindowParser.TryParse(windowText, out window))
@@ -124,7 +130,12 @@ internal static class ApiEndpoints
             if (key.StartsWith("label.", StringComparison.Ordinal))
             {
                 string name = key["label.".Length..];
-                if (name.Length == 0 || values.Count != 1)
+                if (name.Length == 0)
+                {
+                    return BadQuery(key, "names no label: use label.<name>=<value>.");
+                }
+
+                if (values.Count != 1)
                 {
                     return BadQuery(key, "takes one value per label name.");
                 }
