@@ -18,6 +18,7 @@ using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Prometheus;
 using Monitoring.Stream.Server.Service;
 using Monitoring.Stream.Sinks;
+using Monitoring.Stream.Store;
 
 namespace Monitoring.Stream.Server;
 
@@ -186,6 +187,14 @@ internal static class RunCommand
             Console.WriteLine($"monitoring-stream: listening on {string.Join(", ", addresses)}");
             Console.WriteLine($"  store: {(engine.ArrowStoreEnabled ? Path.GetFullPath(engine.ArrowStore.Directory) : "off")}; windows {engine.Pipeline.WindowSize.TotalSeconds:0.###} s, lateness {engine.Pipeline.AllowedLateness.TotalSeconds:0.###} s, {engine.Pipeline.ShardCount} shards" +
                 $"{(settings.DemoLoad ? $"; demo load {settings.DemoLoadPointsPerSecond} points/s" : string.Empty)}{(settings.ApiToken is null ? string.Empty : "; bearer token required")}");
+            if (engine.ArrowStoreEnabled && app.Services.GetService<ArrowFileStore>() is ArrowFileStore store)
+            {
+                foreach (string line in StoreReport.StartupLines(store))
+                {
+                    Console.WriteLine(line);
+                }
+            }
+
             if (settings.Kafka.Enabled)
             {
                 Console.WriteLine($"  kafka: {settings.Kafka.BootstrapServers}, points from '{settings.Kafka.PointsTopic}' (group {settings.Kafka.GroupId}), aggregates to '{settings.Kafka.AggregatesTopic}'");

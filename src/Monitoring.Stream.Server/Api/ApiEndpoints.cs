@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Primitives;
 using Monitoring.Stream.Hosting.Dashboard;
@@ -10,6 +11,7 @@ using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Prometheus;
 using Monitoring.Stream.Server.Service;
+using Monitoring.Stream.Store;
 
 namespace Monitoring.Stream.Server.Api;
 
@@ -81,6 +83,11 @@ internal static class ApiEndpoints
             }
 
             server.WriteTo(text);
+            if (context.RequestServices.GetService<ArrowFileStore>() is ArrowFileStore store)
+            {
+                StoreReport.WriteTo(text, store);
+            }
+
             PrometheusText.Family(text, "monitoring_stream_health_status", "gauge", "Health: 2 healthy, 1 degraded, 0 unhealthy; check=\"overall\" for the whole.");
             PrometheusText.Sample(text, "monitoring_stream_health_status", [("check", "overall")], (int)report.Status);
             foreach ((string name, HealthReportEntry entry) in report.Entries.OrderBy(e => e.Key, StringComparer.Ordinal))
@@ -104,6 +111,12 @@ internal static class ApiEndpoints
             return BadQuery("metric", "is required.");
         }
 
+        if (query["metric"].Count > 1)
+        {
+            // Repeated, the values would read as one name joined by commas, which no metric has.
+            return BadQuery("metric", "takes one metric name.");
+        }
+
         TimeSpan window = TimeSpan.FromHours(1);
         string? windowText = query["window"];
         if (windowText is not null && !WindowParser.TryParse(windowText, out window))
@@ -117,7 +130,12 @@ internal static class ApiEndpoints
             if (key.StartsWith("label.", StringComparison.Ordinal))
             {
                 string name = key["label.".Length..];
-                if (name.Length == 0 || values.Count != 1)
+                if (name.Length == 0)
+                {
+                    return BadQuery(key, "names no label: use label.<name>=<value>.");
+                }
+
+                if (values.Count != 1)
                 {
                     return BadQuery(key, "takes one value per label name.");
                 }

@@ -10,6 +10,11 @@ namespace Monitoring.Stream.Server.Service;
 /// </summary>
 internal sealed class JsonPointBatch
 {
+    private const int MaxDepth = 8;
+
+    private static readonly string[] s_bodyFields = ["points"];
+    private static readonly string[] s_pointFields = ["metric", "labels", "value", "timestamp"];
+
     private JsonPointBatch(string[] metrics, Label[][] labels, double[] values, long?[] timestamps)
     {
         Metrics = metrics;
@@ -36,11 +41,19 @@ internal sealed class JsonPointBatch
         error = null;
         try
         {
-            using JsonDocument document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 8 });
+            using JsonDocument document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = MaxDepth });
             JsonElement root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("points", out JsonElement points) || points.ValueKind != JsonValueKind.Array)
             {
                 error = "the body must be an object with a \"points\" array";
+                return null;
+            }
+
+            // JSON leaves duplicate names to the reader, which keeps one of them: a second "points" array would be
+            // dropped without a counter, so a batch that names a field twice is refused whole.
+            if (Duplicate(root, s_bodyFields) is string repeated)
+            {
+                error = $"the body names \"{repeated}\" more than once";
                 return null;
             }
 
@@ -62,6 +75,12 @@ internal sealed class JsonPointBatch
                 if (point.ValueKind != JsonValueKind.Object)
                 {
                     error = $"{where} must be an object";
+                    return null;
+                }
+
+                if (Duplicate(point, s_pointFields) is string twice)
+                {
+                    error = $"{where} names \"{twice}\" more than once";
                     return null;
                 }
 
@@ -109,7 +128,7 @@ internal sealed class JsonPointBatch
                     {
                         if (label.Value.ValueKind != JsonValueKind.String)
                         {
-                            error = $"{where}.labels.{label.Name} must be a string";
+                            error = $"{where}.labels.{Shorten(label.Name)} must be a string";
                             return null;
                         }
 
@@ -122,7 +141,7 @@ internal sealed class JsonPointBatch
                         string text = label.Value.GetString()!;
                         if (Encoding.UTF8.GetByteCount(label.Name) > maxStringBytes || Encoding.UTF8.GetByteCount(text) > maxStringBytes)
                         {
-                            error = $"{where}.labels.{label.Name} is longer than {maxStringBytes} bytes";
+                            error = $"{where}.labels.{Shorten(label.Name)} is longer than {maxStringBytes} bytes";
                             return null;
                         }
 
@@ -139,8 +158,32 @@ internal sealed class JsonPointBatch
         }
         catch (JsonException e)
         {
-            error = "not valid JSON: " + e.Message;
+            // Where, not the parser's message: no answer carries an exception message (docs/http-api.md).
+            error = e.LineNumber is long line && e.BytePositionInLine is long column
+                ? $"not valid JSON (or nested deeper than {MaxDepth} levels) at line {line + 1}, byte {column + 1} of that line"
+                : $"not valid JSON (or nested deeper than {MaxDepth} levels)";
             return null;
         }
     }
+
+    /// <summary>The first of <paramref name="fields"/> that <paramref name="element"/> names more than once, or null.</summary>
+    private static string? Duplicate(JsonElement element, string[] fields)
+    {
+        Span<int> seen = stackalloc int[fields.Length];
+        foreach (JsonProperty property in element.EnumerateObject())
+        {
+            for (int f = 0; f < fields.Length; f++)
+            {
+                if (property.NameEquals(fields[f]) && ++seen[f] > 1)
+                {
+                    return fields[f];
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A name from the body as an answer may quote it: at most 64 characters, so an answer never echoes a huge field.</summary>
+    private static string Shorten(string name) => name.Length <= 64 ? name : string.Concat(name.AsSpan(0, 64), "…");
 }
