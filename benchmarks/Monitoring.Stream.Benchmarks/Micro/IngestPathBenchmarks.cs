@@ -27,6 +27,7 @@ public class IngestPathBenchmarks
     private MetricsPipeline _pipeline = null!;
     private PointWriter _writer = null!;
     private Label[][] _labels = [];
+    private Label[][] _equalLabels = [];
     private SeriesId[] _ids = [];
     private int[] _visit = [];
     private double[] _values = [];
@@ -54,6 +55,9 @@ public class IngestPathBenchmarks
             _ids[i] = _pipeline.Registry.GetOrAdd(Metric, _labels[i]);
         }
 
+        // The same label sets again with other string objects of the same text: resolved by value, not identity.
+        _equalLabels = [.. _labels.Select(l => l.Select(x => new Label(new string(x.Name.AsSpan()), new string(x.Value.AsSpan()))).ToArray())];
+
         // Every series in one scrambled order, repeated to a power of two at least as long as the block.
         int[] order = [.. Enumerable.Range(0, SeriesCount)];
         new Random(7).Shuffle(order);
@@ -79,7 +83,7 @@ public class IngestPathBenchmarks
         _pipeline.StopAsync().GetAwaiter().GetResult();
     }
 
-    /// <summary>A labelled write: resolve the label set, then append to the writer's batch (producer thread only).</summary>
+    /// <summary>A labelled write with the series' own string objects (identity path): resolve, then append to the writer's batch (producer thread only).</summary>
     [Benchmark(OperationsPerInvoke = Calls, Description = "Write(metric, labels, v, ts): resolve per call")]
     public void ResolvedWrite()
     {
@@ -88,6 +92,20 @@ public class IngestPathBenchmarks
         {
             int k = (at + i) & (_visit.Length - 1);
             _writer.Write(Metric, _labels[_visit[k]], _values[k], _timestamp);
+        }
+
+        _next = (at + Calls) & (_visit.Length - 1);
+    }
+
+    /// <summary>A labelled write whose strings are not the series' own objects: resolved by hashing and comparing their text.</summary>
+    [Benchmark(OperationsPerInvoke = Calls, Description = "Write(metric, labels, v, ts): resolve per call, equal strings (by value)")]
+    public void ResolvedWriteByValue()
+    {
+        int at = _next;
+        for (int i = 0; i < Calls; i++)
+        {
+            int k = (at + i) & (_visit.Length - 1);
+            _writer.Write(Metric, _equalLabels[_visit[k]], _values[k], _timestamp);
         }
 
         _next = (at + Calls) & (_visit.Length - 1);
