@@ -119,4 +119,34 @@ public class IngestBodyProbeTests(SharedServer server)
         (status, _) = await PostJsonAsync($$"""{"points":[{"metric":"{{metric}}","value":1,"timestamp":9223372036854775808}]}""");
         Assert.Equal(HttpStatusCode.BadRequest, status);
     }
+
+    [Fact]
+    public async Task PostPoints_GzipCutShortOrFollowedByBytes_RefusedAsBadGzipNothingWritten()
+    {
+        // A gzip member whose end (CRC-32 and length) is missing or followed by other bytes is not a whole
+        // gzip body, even when the JSON inside happens to be whole; the same body whole is accepted.
+        string metric = ServiceApi.UniqueMetric("cutgzip");
+        byte[] json = Encoding.UTF8.GetBytes($$"""{"points":[{"metric":"{{metric}}","value":1}]}""");
+        using var packed = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(packed, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+        {
+            gzip.Write(json);
+        }
+
+        byte[] whole = packed.ToArray();
+        double before = await HttpPointsAcceptedAsync();
+        byte[][] broken = [whole[..^8], whole[..^4], whole[..^2], [.. whole, 0x00], [.. whole, .. "junk"u8.ToArray()]];
+        foreach (byte[] body in broken)
+        {
+            using HttpResponseMessage response = await ServiceApi.PostAsync(server.Client, body, "application/json", "gzip");
+            string text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"gzip body of {body.Length} of {whole.Length} bytes: {(int)response.StatusCode} {text}");
+            Assert.Contains("bad_gzip", text, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(before, await HttpPointsAcceptedAsync());
+        using HttpResponseMessage ok = await ServiceApi.PostAsync(server.Client, whole, "application/json", "gzip");
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal(before + 1, await HttpPointsAcceptedAsync());
+    }
 }

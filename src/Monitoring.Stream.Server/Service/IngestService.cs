@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.IO.Compression;
 using Microsoft.AspNetCore.Http;
@@ -160,6 +161,12 @@ internal sealed class IngestService : IDisposable
         }
     }
 
+    /// <summary>Whether the body's last eight bytes are the gzip trailer of <paramref name="decoded"/> (RFC 1952: CRC-32, then the length mod 2^32, little-endian).</summary>
+    private static bool HasGzipTrailer(ReadOnlySpan<byte> tail, ReadOnlySpan<byte> decoded) =>
+        tail.Length == 8
+        && BinaryPrimitives.ReadUInt32LittleEndian(tail) == System.IO.Hashing.Crc32.HashToUInt32(decoded)
+        && BinaryPrimitives.ReadUInt32LittleEndian(tail[4..]) == (uint)decoded.Length;
+
     private async Task<(byte[]? Body, int Length, long Received, IResult? Refusal)> ReadBodyAsync(HttpRequest request, bool gzip, long rawLimit, CancellationToken cancellationToken)
     {
         int decodedLimit = _settings.MaxDecompressedBodyBytes;
@@ -204,6 +211,14 @@ internal sealed class IngestService : IDisposable
             if (length == 0)
             {
                 return Fail("malformed", StatusCodes.Status400BadRequest, "Malformed body", "The body is empty.");
+            }
+
+            if (gzip && !HasGzipTrailer(counting.Tail, buffer.AsSpan(0, length)))
+            {
+                // The decoder stops at the end of the compressed data without looking at what follows: a body
+                // cut inside its trailer, or with bytes after it, would otherwise pass.
+                return Fail("bad_gzip", StatusCodes.Status400BadRequest, "Malformed body",
+                    "The body is not one whole gzip member: its trailer (CRC-32 and length) is missing, does not match the data, or is followed by other bytes.");
             }
 
             byte[] body = buffer;
