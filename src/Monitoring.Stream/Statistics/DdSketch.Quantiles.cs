@@ -228,15 +228,16 @@ public sealed partial class DdSketch
         }
 
         /// <summary>
-        /// Counts one-byte positive bins in index order, the set bits of an occupancy bitmap whose
-        /// word 0 covers the bins from <paramref name="wordBase"/>, until every pending rank is answered.
+        /// Counts one-byte positive bins, those at <paramref name="positions"/> (ascending, in the array
+        /// whose first counter is bin <paramref name="offset"/>), until every pending rank is answered.
         /// At most <see cref="StackQuantiles"/> ranks may be pending.
         /// </summary>
         /// <remarks>PERF: the window summary's rank pass (<see cref="WriteByteSummary"/>). The loop makes
         /// no call: it notes where each rank is crossed and the values are looked up after it. With a
         /// call inside (<see cref="Answer"/>, or the representative's table miss), the JIT kept the
-        /// running count and the bitmap word on the stack, a store and reload per bin.</remarks>
-        public void WalkOccupiedBytes(ref byte bins, scoped ReadOnlySpan<uint> words, int wordBase, int offset)
+        /// running count on the stack, a store and reload per bin.</remarks>
+        [SkipLocalsInit]
+        public void WalkOccupiedBytes(ref byte bins, scoped ReadOnlySpan<ushort> positions, int offset)
         {
             Debug.Assert(_to - _next <= StackQuantiles, "The caller checked the number of quantiles.");
             Span<int> crossedAt = stackalloc int[StackQuantiles];
@@ -247,26 +248,21 @@ public sealed partial class DdSketch
             int next = _next;
             int to = _to;
             int crossings = 0;
-            for (int w = 0; w < words.Length && threshold != ulong.MaxValue; w++)
+            for (int k = 0; k < positions.Length && threshold != ulong.MaxValue; k++)
             {
-                uint mask = words[w];
-                while (mask != 0)
+                int j = positions[k];
+                cumulative += Unsafe.Add(ref bins, j);
+                if (cumulative > threshold)
                 {
-                    int j = wordBase + (w << 5) + BitOperations.TrailingZeroCount(mask);
-                    mask &= mask - 1;
-                    cumulative += Unsafe.Add(ref bins, j);
-                    if (cumulative > threshold)
+                    do
                     {
-                        do
-                        {
-                            next++;
-                        }
-                        while (next < to && cumulative > thresholds[next]);
-
-                        crossedAt[crossings] = j;
-                        answeredTo[crossings++] = next;
-                        threshold = next < to ? thresholds[next] : ulong.MaxValue;
+                        next++;
                     }
+                    while (next < to && cumulative > thresholds[next]);
+
+                    crossedAt[crossings] = j;
+                    answeredTo[crossings++] = next;
+                    threshold = next < to ? thresholds[next] : ulong.MaxValue;
                 }
             }
 

@@ -56,6 +56,7 @@ public sealed partial class DdSketch
     /// bit counting; the write then visits the set bits (sparse) or copies 32 counts a store where all
     /// are below 128 and no pending rank falls inside them (dense).
     /// </remarks>
+    [SkipLocalsInit]
     private int WriteByteSummary(Span<byte> destination, byte[] bins, int offset, ref RankCursor ranks)
     {
         int length = bins.Length;
@@ -89,15 +90,9 @@ public sealed partial class DdSketch
             }
 
             words[w] = mask;
-            if (mask != 0)
-            {
-                occupied += BitOperations.PopCount(mask);
-                lastWord = w;
-                if (firstWord < 0)
-                {
-                    firstWord = w;
-                }
-            }
+            occupied += BitOperations.PopCount(mask);
+            lastWord = mask != 0 ? w : lastWord;
+            firstWord = firstWord < 0 && mask != 0 ? w : firstWord;
         }
 
         if (occupied == 0)
@@ -110,63 +105,83 @@ public sealed partial class DdSketch
         int hi = (lastWord << 5) + 31 - BitOperations.LeadingZeroCount(words[lastWord]);
         bool sparse = 2 * occupied < hi - lo + 1;
         int p = WriteHeader(destination, sparse ? SparseStoresFlag : (byte)0);
-        p += sparse
-            ? WriteByteSparse(destination[p..], ref start, words[firstWord..(lastWord + 1)], firstWord << 5, lo, occupied, offset, ref ranks)
-            : WriteByteDense(destination[p..], ref start, lo, hi, offset, ref ranks);
+        if (sparse)
+        {
+            // PERF: the set bits flattened into a list of bin positions first, eight a word without a
+            // branch (positions past the word's count are overwritten by the next word's), so that the
+            // writing and the rank loops below are counted loops: a loop over each word's bits mispredicted
+            // its exit once a word, twice a sketch over.
+            Span<ushort> positions = stackalloc ushort[FastSummaryMaxBins + 8];
+            int n = 0;
+            for (int w = firstWord; w <= lastWord; w++)
+            {
+                uint mask = words[w];
+                ushort wordStart = (ushort)(w << 5);
+                int count = BitOperations.PopCount(mask);
+                ref ushort into = ref positions[n];
+                for (int k = 0; k < 8; k++)
+                {
+                    Unsafe.Add(ref into, k) = (ushort)(wordStart + BitOperations.TrailingZeroCount(mask));
+                    mask &= mask - 1;
+                }
+
+                for (int k = 8; k < count; k++)
+                {
+                    Unsafe.Add(ref into, k) = (ushort)(wordStart + BitOperations.TrailingZeroCount(mask));
+                    mask &= mask - 1;
+                }
+
+                n += count;
+            }
+
+            p += WriteByteSparse(destination[p..], ref start, positions[..n], offset);
+            ranks.WalkOccupiedBytes(ref start, positions[..n], offset);
+        }
+        else
+        {
+            p += WriteByteDense(destination[p..], ref start, lo, hi, offset, ref ranks);
+        }
 
         // The negative store: empty (its length, 0).
         destination[p++] = 0;
         return p;
     }
 
-    /// <summary>The sparse positive store from the occupancy bitmap: count, first index, first count, then (gap, count) pairs.</summary>
+    /// <summary>The sparse positive store of the occupied bins at <paramref name="positions"/> (ascending): count, first index, first count, then (gap, count) pairs.</summary>
     /// <remarks>
-    /// PERF: two tight loops over the set bits rather than one: the first writes the bytes, the second
-    /// counts up to each pending rank. Fused, the loop held more live values than the registers that
-    /// survive the (rare) call answering a rank, and the JIT kept the running count and the pending rank
-    /// on the stack; apart, each loop stays in registers and the second stops at the last rank.
+    /// PERF: the bytes only; the ranks are counted by a second loop over the same positions
+    /// (<see cref="RankCursor.WalkOccupiedBytes"/>). Fused, the loop held more live values than there are
+    /// registers, and the JIT kept the running count on the stack.
     /// </remarks>
-    private static int WriteByteSparse(Span<byte> destination, ref byte bins, scoped ReadOnlySpan<uint> words, int wordBase, int lo, int occupied, int offset, ref RankCursor ranks)
+    private static int WriteByteSparse(Span<byte> destination, ref byte bins, scoped ReadOnlySpan<ushort> positions, int offset)
     {
-        int p = VarInt.Write(destination, (ulong)occupied);
+        int lo = positions[0];
+        int p = VarInt.Write(destination, (ulong)positions.Length);
         p += VarInt.Write(destination[p..], VarInt.ZigZag(offset + lo));
-        uint firstCount = Unsafe.Add(ref bins, lo);
-        p += WriteSmall(destination, p, firstCount);
+        p += WriteSmall(destination, p, Unsafe.Add(ref bins, lo));
         ref byte output = ref MemoryMarshal.GetReference(destination);
         int previous = lo;
-        for (int w = 0; w < words.Length; w++)
+        for (int k = 1; k < positions.Length; k++)
         {
-            uint mask = words[w];
-            if (w == 0)
+            int j = positions[k];
+            uint c = Unsafe.Add(ref bins, j);
+            uint gap = (uint)(j - previous);
+            previous = j;
+            if ((gap | c) < 0x80)
             {
-                mask &= mask - 1; // the first occupied bin, written above
+                // Both one-byte varints. The caller's destination holds SummaryBound bytes: room for
+                // every bin of the array, so these writes need no bounds check.
+                Unsafe.Add(ref output, p) = (byte)gap;
+                Unsafe.Add(ref output, p + 1) = (byte)c;
+                p += 2;
             }
-
-            int wordStart = wordBase + (w << 5);
-            while (mask != 0)
+            else
             {
-                int j = wordStart + BitOperations.TrailingZeroCount(mask);
-                mask &= mask - 1;
-                uint c = Unsafe.Add(ref bins, j);
-                uint gap = (uint)(j - previous);
-                previous = j;
-                if ((gap | c) < 0x80)
-                {
-                    // Both one-byte varints. The caller's destination holds SummaryBound bytes: room
-                    // for every bin of the array, so these writes need no bounds check.
-                    Unsafe.Add(ref output, p) = (byte)gap;
-                    Unsafe.Add(ref output, p + 1) = (byte)c;
-                    p += 2;
-                }
-                else
-                {
-                    p = PutVarInt(ref output, p, gap);
-                    p = PutVarInt(ref output, p, c);
-                }
+                p = PutVarInt(ref output, p, gap);
+                p = PutVarInt(ref output, p, c);
             }
         }
 
-        ranks.WalkOccupiedBytes(ref bins, words, wordBase, offset);
         return p;
     }
 
