@@ -82,6 +82,49 @@ internal sealed class ArrowWindowWriter
         keyOffsets.Write(0);
         valueOffsets.Write(0);
 
+        int pairs = FillRows(window, shard, rows, ref count, doubles, ref metricOffsets, ref metricData, ref mapOffsets,
+            ref keyOffsets, ref keyData, ref valueOffsets, ref valueData, ref sketchOffsets, ref sketchData);
+        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(), keyData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
+        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(), valueData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
+        var entries = new StructArray(WindowSchema.LabelsMapType.KeyValueType, pairs, [keys, values], ArrowBuffer.Empty, 0, 0);
+        bool sketches = window.WithSketches;
+        ArrowBuffer quantileValidity = sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows);
+        int quantileNulls = sketches ? 0 : rows;
+        var columns = new List<IArrowArray>(18)
+        {
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+            new StringArray(rows, metricOffsets.ToArrowBuffer(), metricData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0),
+            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(), entries, ArrowBuffer.Empty, 0, 0),
+            new Int64Array(count.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+        };
+        for (int i = 0; i < 8; i++)
+        {
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0));
+        }
+
+        for (int i = 8; i < 12; i++)
+        {
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), quantileValidity, rows, quantileNulls, 0));
+        }
+
+        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(), sketchData.ToArrowBuffer(),
+            sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows), sketches ? 0 : rows, 0));
+        return new RecordBatch(BatchSchema(window, shard, sequence), columns, rows);
+    }
+
+    /// <summary>Fills every row of the batch's columns from the window state; returns the number of label pairs written.</summary>
+    /// <remarks>
+    /// PERF: the row loop alone, optimized from the first call. A shard builds one batch a window (every
+    /// 10 s by default), so tiering ran this loop as on-stack-replaced code for minutes; and inside
+    /// <see cref="Build"/>, whose column and array set-up used up the inlining budget, the moments
+    /// getters, the names copy and the prefetches were calls per row.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int FillRows(WindowBuffer window, int shard, int rows, ref ColumnBytes count, ColumnBytes[] doubles, ref ColumnBytes metricOffsets,
+        ref ColumnBytes metricData, ref ColumnBytes mapOffsets, ref ColumnBytes keyOffsets, ref ColumnBytes keyData, ref ColumnBytes valueOffsets,
+        ref ColumnBytes valueData, ref ColumnBytes sketchOffsets, ref ColumnBytes sketchData)
+    {
         // PERF: fixed-width columns and row offsets are filled by row index through refs taken once,
         // rather than appended value by value through each column's length and capacity check (fifteen
         // read-modify-writes of column state per row).
@@ -172,33 +215,7 @@ internal sealed class ArrowWindowWriter
         }
 
         System.Array.Clear(ahead);
-        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(), keyData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
-        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(), valueData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
-        var entries = new StructArray(WindowSchema.LabelsMapType.KeyValueType, pairs, [keys, values], ArrowBuffer.Empty, 0, 0);
-        bool sketches = window.WithSketches;
-        ArrowBuffer quantileValidity = sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows);
-        int quantileNulls = sketches ? 0 : rows;
-        var columns = new List<IArrowArray>(18)
-        {
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-            new StringArray(rows, metricOffsets.ToArrowBuffer(), metricData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0),
-            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(), entries, ArrowBuffer.Empty, 0, 0),
-            new Int64Array(count.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-        };
-        for (int i = 0; i < 8; i++)
-        {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0));
-        }
-
-        for (int i = 8; i < 12; i++)
-        {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), quantileValidity, rows, quantileNulls, 0));
-        }
-
-        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(), sketchData.ToArrowBuffer(),
-            sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows), sketches ? 0 : rows, 0));
-        return new RecordBatch(BatchSchema(window, shard, sequence), columns, rows);
+        return pairs;
     }
 
     /// <summary>The schema with this batch's window, shard and sequence in its metadata, so a lone batch says where it comes from.</summary>
@@ -225,6 +242,7 @@ internal sealed class ArrowWindowWriter
     /// The descriptor looked up for the row 16 ahead is kept in a ring of 16 (<see cref="_ahead"/>),
     /// so each row asks the registry once, not three times.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void PrefetchRows(WindowBuffer window, int r)
     {
         int[] touched = window.Touched;

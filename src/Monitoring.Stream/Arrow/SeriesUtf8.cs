@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using Monitoring.Stream.Model;
@@ -37,6 +38,7 @@ internal static class SeriesUtf8
     /// Appends the string at <paramref name="at"/> to <paramref name="column"/>, which has room for the
     /// whole record reserved (<see cref="ColumnBytes.GetSpan"/>); returns where the next one starts.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Copy(byte[] utf8, int at, ref ColumnBytes column)
     {
         ReadOnlySpan<byte> record = utf8.AsSpan(at);
