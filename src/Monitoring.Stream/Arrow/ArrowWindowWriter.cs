@@ -22,6 +22,13 @@ internal sealed class ArrowWindowWriter
     // allocations). It keeps at most twice the columns of the largest recent window (ColumnArrayPool).
     private readonly ColumnArrayPool _pool = new();
 
+    /// <summary>How many rows ahead the descriptor and sketch objects are requested (a power of two).</summary>
+    private const int PrefetchDistance = 16;
+
+    /// <summary>The descriptors of the next <see cref="PrefetchDistance"/> rows, by row modulo the distance.</summary>
+    private readonly SeriesDescriptor[] _ahead = new SeriesDescriptor[PrefetchDistance];
+    private int _currentShard;
+
     public ArrowWindowWriter(SeriesRegistry registry, int shardCount, Schema schema)
     {
         _registry = registry;
@@ -45,6 +52,7 @@ internal sealed class ArrowWindowWriter
     public RecordBatch Build(WindowBuffer window, int shard, long sequence)
     {
         int rows = window.TouchedCount;
+        _currentShard = shard;
         _pool.Trim();
         // Rows in slot order: stable output, and series ids ascending within the shard.
         window.SortTouched();
@@ -74,6 +82,49 @@ internal sealed class ArrowWindowWriter
         keyOffsets.Write(0);
         valueOffsets.Write(0);
 
+        int pairs = FillRows(window, shard, rows, ref count, doubles, ref metricOffsets, ref metricData, ref mapOffsets,
+            ref keyOffsets, ref keyData, ref valueOffsets, ref valueData, ref sketchOffsets, ref sketchData);
+        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(), keyData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
+        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(), valueData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
+        var entries = new StructArray(WindowSchema.LabelsMapType.KeyValueType, pairs, [keys, values], ArrowBuffer.Empty, 0, 0);
+        bool sketches = window.WithSketches;
+        ArrowBuffer quantileValidity = sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows);
+        int quantileNulls = sketches ? 0 : rows;
+        var columns = new List<IArrowArray>(18)
+        {
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+            new StringArray(rows, metricOffsets.ToArrowBuffer(), metricData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0),
+            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(), entries, ArrowBuffer.Empty, 0, 0),
+            new Int64Array(count.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
+        };
+        for (int i = 0; i < 8; i++)
+        {
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0));
+        }
+
+        for (int i = 8; i < 12; i++)
+        {
+            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), quantileValidity, rows, quantileNulls, 0));
+        }
+
+        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(), sketchData.ToArrowBuffer(),
+            sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows), sketches ? 0 : rows, 0));
+        return new RecordBatch(BatchSchema(window, shard, sequence), columns, rows);
+    }
+
+    /// <summary>Fills every row of the batch's columns from the window state; returns the number of label pairs written.</summary>
+    /// <remarks>
+    /// PERF: the row loop alone, optimized from the first call. A shard builds one batch a window (every
+    /// 10 s by default), so tiering ran this loop as on-stack-replaced code for minutes; and inside
+    /// <see cref="Build"/>, whose column and array set-up used up the inlining budget, the moments
+    /// getters, the names copy and the prefetches were calls per row.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int FillRows(WindowBuffer window, int shard, int rows, ref ColumnBytes count, ColumnBytes[] doubles, ref ColumnBytes metricOffsets,
+        ref ColumnBytes metricData, ref ColumnBytes mapOffsets, ref ColumnBytes keyOffsets, ref ColumnBytes keyData, ref ColumnBytes valueOffsets,
+        ref ColumnBytes valueData, ref ColumnBytes sketchOffsets, ref ColumnBytes sketchData)
+    {
         // PERF: fixed-width columns and row offsets are filled by row index through refs taken once,
         // rather than appended value by value through each column's length and capacity check (fifteen
         // read-modify-writes of column state per row).
@@ -101,14 +152,25 @@ internal sealed class ArrowWindowWriter
         RunningMoments[] moments = window.Moments;
         int[] touched = window.Touched;
         int pairs = 0;
+        SeriesDescriptor[] ahead = _ahead;
+        for (int r = 0; r < Math.Min(rows, PrefetchDistance); r++)
+        {
+            ahead[r] = Describe(touched[r], shard);
+        }
+
         for (int r = 0; r < rows; r++)
         {
             int slot = touched[r];
-            PrefetchRows(window, shard, r);
-            SeriesDescriptor series = _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));
+            SeriesDescriptor series = ahead[r & (PrefetchDistance - 1)];
+            PrefetchRows(window, r);
             ref RunningMoments m = ref moments[slot];
-            // PERF: each series' names are encoded once, on its first window, and copied after.
+            // PERF: each series' names are encoded once, on its first window, and copied after. Each
+            // column has room for the whole record reserved once a row, so the strings are copied
+            // without a capacity check each.
             byte[] utf8 = series.Utf8 ??= SeriesUtf8.Encode(series);
+            metricData.GetSpan(utf8.Length);
+            keyData.GetSpan(utf8.Length);
+            valueData.GetSpan(utf8.Length);
             int at = SeriesUtf8.Copy(utf8, 0, ref metricData);
             Unsafe.Add(ref metricEnds, r + 1) = metricData.Length;
             // The label count comes from the bytes too: the labels array itself stays cold.
@@ -152,33 +214,8 @@ internal sealed class ArrowWindowWriter
             Unsafe.Add(ref sketchEnds, r + 1) = sketchData.Length;
         }
 
-        var keys = new StringArray(pairs, keyOffsets.ToArrowBuffer(), keyData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
-        var values = new StringArray(pairs, valueOffsets.ToArrowBuffer(), valueData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0);
-        var entries = new StructArray(WindowSchema.LabelsMapType.KeyValueType, pairs, [keys, values], ArrowBuffer.Empty, 0, 0);
-        bool sketches = window.WithSketches;
-        ArrowBuffer quantileValidity = sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows);
-        int quantileNulls = sketches ? 0 : rows;
-        var columns = new List<IArrowArray>(18)
-        {
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowStart.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-            new TimestampArray(WindowSchema.TimestampNanosUtcType, windowEnd.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-            new StringArray(rows, metricOffsets.ToArrowBuffer(), metricData.ToArrowBuffer(), ArrowBuffer.Empty, 0, 0),
-            new MapArray(WindowSchema.LabelsMapType, rows, mapOffsets.ToArrowBuffer(), entries, ArrowBuffer.Empty, 0, 0),
-            new Int64Array(count.ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0),
-        };
-        for (int i = 0; i < 8; i++)
-        {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), ArrowBuffer.Empty, rows, 0, 0));
-        }
-
-        for (int i = 8; i < 12; i++)
-        {
-            columns.Add(new DoubleArray(doubles[i].ToArrowBuffer(), quantileValidity, rows, quantileNulls, 0));
-        }
-
-        columns.Add(new BinaryArray(BinaryType.Default, rows, sketchOffsets.ToArrowBuffer(), sketchData.ToArrowBuffer(),
-            sketches ? ArrowBuffer.Empty : ColumnBytes.AllNull(rows), sketches ? 0 : rows, 0));
-        return new RecordBatch(BatchSchema(window, shard, sequence), columns, rows);
+        System.Array.Clear(ahead);
+        return pairs;
     }
 
     /// <summary>The schema with this batch's window, shard and sequence in its metadata, so a lone batch says where it comes from.</summary>
@@ -194,29 +231,39 @@ internal sealed class ArrowWindowWriter
         return new Schema(_schema.FieldsList, metadata);
     }
 
+    /// <summary>The descriptor of the series in <paramref name="slot"/> of <paramref name="shard"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private SeriesDescriptor Describe(int slot, int shard) => _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));
+
     /// <summary>
     /// PERF: each row is a pointer chase (descriptor, then its UTF-8 names; sketch, then its bins)
     /// into memory that is cold for a window of many series. The objects of the row 16 ahead and
     /// the arrays of the row 8 ahead are requested now, so their misses overlap this row's work.
+    /// The descriptor looked up for the row 16 ahead is kept in a ring of 16 (<see cref="_ahead"/>),
+    /// so each row asks the registry once, not three times.
     /// </summary>
-    private void PrefetchRows(WindowBuffer window, int shard, int r)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PrefetchRows(WindowBuffer window, int r)
     {
         int[] touched = window.Touched;
         int rows = window.TouchedCount;
-        if (r + 16 < rows)
+        if (r + PrefetchDistance < rows)
         {
-            int slot = touched[r + 16];
-            Prefetch.Object(_registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard)));
+            int slot = touched[r + PrefetchDistance];
+            SeriesDescriptor next = Describe(slot, _currentShard);
+            _ahead[r & (PrefetchDistance - 1)] = next;
+            Prefetch.Object(next);
             if (window.WithSketches)
             {
                 Prefetch.Object(window.Sketches[slot]);
             }
         }
 
-        if (r + 8 < rows)
+        const int Half = PrefetchDistance / 2;
+        if (r + Half < rows)
         {
-            int slot = touched[r + 8];
-            Prefetch.Array(_registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard)).Utf8, 2);
+            int slot = touched[r + Half];
+            Prefetch.Array(_ahead[(r + Half) & (PrefetchDistance - 1)].Utf8, 2);
             if (window.WithSketches)
             {
                 window.Sketches[slot]?.PrefetchBins();

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using Apache.Arrow;
 
 namespace Monitoring.Stream.Arrow;
@@ -66,6 +67,62 @@ internal struct ColumnBytes
         Span<T> values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(GetSpan(size)[..size]);
         _length += size;
         return values;
+    }
+
+    /// <summary>
+    /// Appends <paramref name="length"/> bytes from <paramref name="source"/> into room the caller
+    /// reserved with <see cref="GetSpan"/>: no capacity check, and strings up to 64 bytes (names and
+    /// label values) are copied inline with two overlapping loads and stores instead of a memmove call.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void WriteReserved(ref byte source, int length)
+    {
+        System.Diagnostics.Debug.Assert(_bytes.Length - _length >= length, "The caller reserved the room.");
+        ref byte target = ref Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_bytes), _length);
+        if (length <= 16)
+        {
+            if (length >= 8)
+            {
+                ulong head = Unsafe.ReadUnaligned<ulong>(ref source);
+                ulong tail = Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref source, length - 8));
+                Unsafe.WriteUnaligned(ref target, head);
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref target, length - 8), tail);
+            }
+            else if (length >= 4)
+            {
+                uint head = Unsafe.ReadUnaligned<uint>(ref source);
+                uint tail = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref source, length - 4));
+                Unsafe.WriteUnaligned(ref target, head);
+                Unsafe.WriteUnaligned(ref Unsafe.Add(ref target, length - 4), tail);
+            }
+            else
+            {
+                for (int i = 0; i < length; i++)
+                {
+                    Unsafe.Add(ref target, i) = Unsafe.Add(ref source, i);
+                }
+            }
+        }
+        else if (length <= 32)
+        {
+            Vector128<byte> head = Vector128.LoadUnsafe(ref source);
+            Vector128<byte> tail = Vector128.LoadUnsafe(ref source, (nuint)(length - 16));
+            head.StoreUnsafe(ref target);
+            tail.StoreUnsafe(ref target, (nuint)(length - 16));
+        }
+        else if (length <= 64)
+        {
+            Vector256<byte> head = Vector256.LoadUnsafe(ref source);
+            Vector256<byte> tail = Vector256.LoadUnsafe(ref source, (nuint)(length - 32));
+            head.StoreUnsafe(ref target);
+            tail.StoreUnsafe(ref target, (nuint)(length - 32));
+        }
+        else
+        {
+            Unsafe.CopyBlockUnaligned(ref target, ref source, (uint)length);
+        }
+
+        _length += length;
     }
 
     public void Write(ReadOnlySpan<byte> bytes)

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Series;
@@ -32,11 +34,16 @@ internal static class SeriesUtf8
         return bytes;
     }
 
-    /// <summary>Appends the string at <paramref name="at"/> to <paramref name="column"/>; returns where the next one starts.</summary>
+    /// <summary>
+    /// Appends the string at <paramref name="at"/> to <paramref name="column"/>, which has room for the
+    /// whole record reserved (<see cref="ColumnBytes.GetSpan"/>); returns where the next one starts.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int Copy(byte[] utf8, int at, ref ColumnBytes column)
     {
-        int length = BinaryPrimitives.ReadInt32LittleEndian(utf8.AsSpan(at));
-        column.Write(utf8.AsSpan(at + 4, length));
+        ReadOnlySpan<byte> record = utf8.AsSpan(at);
+        int length = BinaryPrimitives.ReadInt32LittleEndian(record);
+        column.WriteReserved(ref MemoryMarshal.GetReference(record[4..(4 + length)]), length);
         return at + 4 + length;
     }
 

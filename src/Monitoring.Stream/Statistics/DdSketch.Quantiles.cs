@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace Monitoring.Stream.Statistics;
 
@@ -224,6 +225,49 @@ public sealed partial class DdSketch
             }
 
             Cumulative = cumulative;
+        }
+
+        /// <summary>
+        /// Answers the pending ranks that fall in a positive store from the running counts after each of
+        /// its <paramref name="occupied"/> occupied bins (bin <paramref name="offset"/> + <c>positions[k]</c>
+        /// after <c>cumulative[k]</c>; padded past <paramref name="occupied"/> to whole vectors with
+        /// <see cref="uint.MaxValue"/>). Answers what <see cref="Answer"/> would while walking those bins.
+        /// </summary>
+        /// <remarks>PERF: a rank is answered by the first bin whose running count exceeds it, i.e. after
+        /// as many bins as have a running count not above it: counted eight bins a compare, no branch per
+        /// bin, instead of a test per bin that mispredicts at each crossing.</remarks>
+        public void AnswerFromCumulative(scoped ReadOnlySpan<uint> cumulative, int occupied, scoped ReadOnlySpan<ushort> positions, int offset)
+        {
+            ulong start = Cumulative;
+            int next = _next;
+            for (; next < _to; next++)
+            {
+                // Pending, so not below the counts before this store; counts within a store of one-byte
+                // counters fit 32 bits, and a rank beyond them stays pending.
+                ulong relative = _thresholds[next] - start;
+                if (relative >= uint.MaxValue)
+                {
+                    break;
+                }
+
+                var rank = Vector256.Create((uint)relative);
+                int passed = 0;
+                for (int k = 0; k < occupied; k += Vector256<uint>.Count)
+                {
+                    passed += BitOperations.PopCount(Vector256.LessThanOrEqual(Vector256.Create(cumulative[k..]), rank).ExtractMostSignificantBits());
+                }
+
+                if (passed == occupied)
+                {
+                    break;
+                }
+
+                _results[next] = Math.Clamp(_sketch.RepresentativeOf(offset + positions[passed]), _sketch._min, _sketch._max);
+            }
+
+            _next = next;
+            Cumulative = start + cumulative[occupied - 1];
+            Threshold = next < _to ? _thresholds[next] : ulong.MaxValue;
         }
 
         /// <summary>

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Monitoring.Stream.Statistics;
 
@@ -41,7 +42,11 @@ public sealed partial class DdSketch
     }
 
     /// <summary>An upper bound of the bytes <see cref="WriteSummary"/> writes, from array sizes alone.</summary>
-    internal int SummaryBound => MaxFixedBytes + (MaxBytesPerBin * (_positive.Capacity + _negative.Capacity));
+    internal int SummaryBound
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => MaxFixedBytes + (MaxBytesPerBin * (_positive.Capacity + _negative.Capacity));
+    }
 
     private static int DenseStoreSize<T>(ReadOnlySpan<T> counts, int first)
         where T : unmanaged, IBinaryInteger<T>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -595,6 +596,14 @@ internal struct DdSketchBinStore
         }
 
         return new Occupied(_bins.AsSpan((lo - _offset) << _shift, (hi - lo + 1) << _shift), _shift, lo);
+    }
+
+    /// <summary>The whole counter array and the bin index of its first counter, when the counters are one byte wide (the window summary's fast path reads them directly).</summary>
+    public readonly bool TryGetByteCounters([NotNullWhen(true)] out byte[]? bins, out int offset)
+    {
+        bins = _shift == 0 ? _bins : null;
+        offset = _offset;
+        return bins is not null;
     }
 
     /// <summary>The number of bins in the occupied range.</summary>

@@ -643,6 +643,53 @@ public class DdSketchTests
     }
 
     [Fact]
+    public void WriteSummary_LatencyLikeWindowsOfReusedSketches_EqualsSeparateQuantilesAndSerialization()
+    {
+        // The one-byte-counter fast path: narrow latency-like windows (sparse and dense stores, counts
+        // over 127, arrays shorter than 32 bins and of every length modulo 32), written by a sketch
+        // cleared and refilled as window states are, sometimes after a window with negative values.
+        double[] quantiles = [0, 0.5, 0.9, 0.95, 0.99, 1];
+        Gen.Select(Gen.Int[1, 400], Gen.Double[0.1, 4], Gen.Int[16, 300], Gen.Int[0, 2], Gen.Int[0, 100_000])
+            .Sample((points, spread, maxBins, previous, seed) =>
+            {
+                var random = new Random(seed);
+                var sketch = new DdSketch(0.01, maxBins);
+                if (previous == 1)
+                {
+                    sketch.Add(-3.5);
+                    sketch.Add(0.25);
+                }
+                else if (previous == 2)
+                {
+                    for (int i = 0; i < 50; i++)
+                    {
+                        sketch.Add(0.001 * Math.Exp(random.NextDouble() * 9));
+                    }
+                }
+
+                sketch.Clear();
+                bool onlyZeros = seed % 10 == 0; // a reused array with no positive bin left
+                for (int i = 0; i < points; i++)
+                {
+                    double v = 0.02 * Math.Exp(random.NextDouble() * spread);
+                    sketch.Add(onlyZeros || i % 97 == 5 ? 0.0 : v);
+                }
+
+                var expected = new double[quantiles.Length];
+                sketch.GetQuantiles(quantiles, expected);
+                byte[] expectedBytes = sketch.ToArray();
+
+                var actual = new double[quantiles.Length];
+                var bytes = new byte[sketch.SummaryBound];
+                int written = sketch.WriteSummary(quantiles, actual, bytes);
+
+                Assert.Equal(expected, actual);
+                Assert.Equal(expectedBytes, bytes.AsSpan(0, written).ToArray());
+                Assert.True(DdSketch.Deserialize(bytes.AsSpan(0, written)).ContentEquals(sketch));
+            }, iter: 2_000);
+    }
+
+    [Fact]
     public void WriteSummary_EmptySketch_NaNQuantilesAndValidBytes()
     {
         var sketch = new DdSketch();
