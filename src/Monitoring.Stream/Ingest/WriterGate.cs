@@ -7,6 +7,9 @@ namespace Monitoring.Stream.Ingest;
 /// quiet writer and drains it at a stop), and between two threads that call it at once (misuse, refused).
 /// </summary>
 /// <remarks>
+/// <para>PERF: the thread's id is read from a thread static of its own, which the JIT inlines;
+/// <see cref="Environment.CurrentManagedThreadId"/> is a call into the runtime per write (about a third of a
+/// bound write's CPU with the register spills around it).</para>
 /// <para>PERF: an interlocked compare-exchange per call cost about a fifth of a bound write's CPU (it
 /// drains the store buffer the point has just filled). The gate is instead biased to the thread that used
 /// it last: that thread enters and leaves with plain stores and loads. Anyone else (the engine, or another
@@ -45,7 +48,7 @@ internal struct WriterGate
     public bool Enter()
     {
         Bias bias = _bias;
-        if (bias.ThreadId == Environment.CurrentManagedThreadId)
+        if (bias.IsCurrentThread())
         {
             Volatile.Write(ref bias.Inside, 1);
             // The bias is read again: a thread that lost it while between calls may have read the old one
@@ -120,7 +123,7 @@ internal struct WriterGate
             spinner.SpinOnce(sleep1Threshold: -1);
         }
 
-        int me = Environment.CurrentManagedThreadId;
+        int me = WriterThread.Id;
         if (_bias.ThreadId != me)
         {
             if (!Revoke())
@@ -164,9 +167,39 @@ internal struct WriterGate
         return true;
     }
 
-    private sealed class Bias(int threadId)
+    private sealed unsafe class Bias
     {
-        public readonly int ThreadId = threadId;
+        public readonly int ThreadId;
         public int Inside;
+
+        // The holder's stack, when known: a stack is its thread's alone while the thread lives (a thread that
+        // later gets the same addresses can only follow a holder that has ended, and takes its place).
+        private readonly nuint _stackLow;
+        private readonly nuint _stackSize;
+
+        public Bias(int threadId)
+        {
+            ThreadId = threadId;
+            if (threadId != 0 && ThreadStack.TryGetCurrent(out nuint low, out nuint size))
+            {
+                _stackLow = low;
+                _stackSize = size;
+            }
+        }
+
+        /// <summary>Whether the calling thread holds this bias.</summary>
+        /// <remarks>PERF: where the stack is known, two compares on the address of a local; the thread's
+        /// id otherwise (a thread-static read through a runtime helper, and the register spills of a call).</remarks>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public bool IsCurrentThread()
+        {
+            if (_stackSize != 0)
+            {
+                byte probe = 0;
+                return (nuint)(&probe) - _stackLow < _stackSize;
+            }
+
+            return ThreadId == WriterThread.Id;
+        }
     }
 }

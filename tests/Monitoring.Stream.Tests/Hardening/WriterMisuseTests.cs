@@ -13,6 +13,44 @@ public class WriterMisuseTests
         [.. Enumerable.Range(0, n).Select(k => pipeline.Registry.GetOrAdd("misuse_total", [new Label("k", "k" + k)]))];
 
     [Fact]
+    public void ThreadStack_OnLinux_EachThreadsRangeHoldsItsOwnLocalsAndNotAnotherThreads()
+    {
+        // The writer's gate recognises its thread by its stack range: each range must contain the thread's
+        // own stack and not another thread's.
+        if (!OperatingSystem.IsLinux())
+        {
+            Assert.False(ThreadStack.TryGetCurrent(out _, out _));
+            return;
+        }
+
+        (nuint Low, nuint Size, nuint Local) Probe()
+        {
+            Assert.True(ThreadStack.TryGetCurrent(out nuint low, out nuint size));
+            nuint local = Local();
+            return (low, size, local);
+        }
+
+        (nuint Low, nuint Size, nuint Local) here = Probe();
+        (nuint Low, nuint Size, nuint Local) other = default;
+        var thread = new Thread(() => other = Probe());
+        thread.Start();
+        thread.Join();
+
+        Assert.InRange(here.Local - here.Low, 0u, here.Size - 1);
+        Assert.InRange(other.Local - other.Low, 0u, other.Size - 1);
+        Assert.False(other.Local - here.Low < here.Size, "another thread's stack lies in this thread's range");
+        Assert.False(here.Local - other.Low < other.Size, "this thread's stack lies in another thread's range");
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static nuint Local()
+    {
+        Span<byte> probe = stackalloc byte[1];
+        // The address as a number, without an unsafe context: the distance from null.
+        return (nuint)System.Runtime.CompilerServices.Unsafe.ByteOffset(ref System.Runtime.CompilerServices.Unsafe.NullRef<byte>(), ref System.Runtime.InteropServices.MemoryMarshal.GetReference(probe));
+    }
+
+    [Fact]
     public async Task Write_TwoThreadsHammerOneWriter_MisuseRefusedCountedAndNoShardDies()
     {
         var time = Scenario.Clock(Scenario.T0 + 30_000);
