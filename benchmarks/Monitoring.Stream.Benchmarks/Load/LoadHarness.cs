@@ -20,12 +20,13 @@ namespace Monitoring.Stream.Benchmarks.Load;
 /// a histogram, in the same process and run: 3 labels, 1,000 and 100,000 series, 2 producer threads.
 /// Also times a 100,000-series window into Arrow and measures memory per active series.
 /// </summary>
-/// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N] [--only throughput|arrow|memory|overload] [--arrow-runs N] [--arrow-shards N]</c>; the overload soak's options are on <see cref="OverloadSoak"/>.</remarks>
+/// <remarks>Usage: <c>dotnet run -c Release --project benchmarks/Monitoring.Stream.Benchmarks -- load [--points N] [--rounds N] [--only throughput|arrow|memory|overload] [--arrow-runs N] [--arrow-shards N] [--shard-queue N]</c>; the overload soak's options are on <see cref="OverloadSoak"/>.</remarks>
 public static partial class LoadHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
     private static int s_producers = 2;
     private static int s_arrowRuns = 10;
+    private static int s_shardQueue = new MetricsPipelineOptions().ShardQueueBatches;
     private static int s_arrowShards;
 
     public static int Run(string[] args)
@@ -61,6 +62,9 @@ public static partial class LoadHarness
                     break;
                 case "--series":
                     seriesCounts = [int.Parse(args[i + 1], CultureInfo.InvariantCulture)];
+                    break;
+                case "--shard-queue":
+                    s_shardQueue = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
                     break;
                 case "--arrow-runs":
                     s_arrowRuns = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
@@ -255,7 +259,7 @@ public static partial class LoadHarness
 
     private static Result RunPipeline(Label[][] labels, Workload work, bool boundHandles)
     {
-        var options = new MetricsPipelineOptions { ShardCount = Environment.ProcessorCount, WindowSize = TimeSpan.FromMinutes(10) };
+        var options = new MetricsPipelineOptions { ShardCount = Environment.ProcessorCount, WindowSize = TimeSpan.FromMinutes(10), ShardQueueBatches = s_shardQueue };
         var pipeline = new MetricsPipeline(options, []);
         SeriesId[] ids = [.. labels.Select(l => pipeline.Registry.GetOrAdd(Metric, l))];
         long ts = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
