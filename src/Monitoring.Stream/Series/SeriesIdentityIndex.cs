@@ -206,8 +206,9 @@ internal sealed class SeriesIdentityIndex
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Tag(uint hash) => (int)(hash | 1);
 
+    /// <summary>Whether <paramref name="labels"/> are the very objects of <paramref name="stored"/>, in the same order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool SameLabels(Label[] stored, ReadOnlySpan<Label> labels)
+    internal static bool SameLabels(Label[] stored, ReadOnlySpan<Label> labels)
     {
         if (stored.Length != labels.Length)
         {

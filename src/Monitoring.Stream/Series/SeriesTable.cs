@@ -70,7 +70,7 @@ internal sealed class SeriesTable
                 // A removed series keeps its hash as a tombstone (id -1) so probes run past it.
                 if (slot.Id >= 0 && SeriesDescriptor.Matches(slot.Metric, slot.Labels, metric, labels, order))
                 {
-                    sameObjects = SameObjects(slot.Metric, slot.Labels, metric, labels);
+                    sameObjects = ReferenceEquals(slot.Metric, metric) && SeriesIdentityIndex.SameLabels(slot.Labels, labels);
                     return slot.Id;
                 }
             }
@@ -79,24 +79,6 @@ internal sealed class SeriesTable
                 return -1;
             }
         }
-    }
-
-    private static bool SameObjects(string storedMetric, Label[] stored, string metric, ReadOnlySpan<Label> labels)
-    {
-        if (!ReferenceEquals(storedMetric, metric) || stored.Length != labels.Length)
-        {
-            return false;
-        }
-
-        for (int i = 0; i < stored.Length; i++)
-        {
-            if (!ReferenceEquals(stored[i].Name, labels[i].Name) || !ReferenceEquals(stored[i].Value, labels[i].Value))
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 
     /// <summary>Adds a descriptor known to be absent. The caller holds the registry's lock.</summary>
