@@ -22,7 +22,9 @@ internal enum BatchKind
 /// </summary>
 internal sealed class PointBatch
 {
-    public PointBatch(int capacity) => Points = new IngestPoint[capacity];
+    // Pinned: writers store points through a pointer (PointWriter.StorePoint). Batches are pooled for the
+    // pipeline's life, so the pinned heap holds a bounded set of them.
+    public PointBatch(int capacity) => Points = GC.AllocateArray<IngestPoint>(capacity, pinned: true);
 
     public IngestPoint[] Points { get; }
 
