@@ -131,6 +131,65 @@ public sealed partial class DdSketch
     /// <summary>Hints the processor to fetch the bins a summary will read (up to 16 cache lines).</summary>
     internal void PrefetchBins() => _positive.Prefetch(16);
 
+    /// <summary>
+    /// The bin index of |<paramref name="value"/>| for <see cref="AddWithIndex"/>, computed ahead by a caller
+    /// that holds one sketch of the accuracy as its mapping; 0 for a magnitude counted as zero.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int MagnitudeIndexOf(double value)
+    {
+        double magnitude = Math.Abs(value);
+        return magnitude > _minIndexable ? IndexOf(magnitude) : 0;
+    }
+
+    /// <summary>Hints the processor to fetch the counter that <see cref="AddWithIndex"/> will touch; never reads the bins.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void PrefetchBin(double value, int magnitudeIndex)
+    {
+        if (value > _minIndexable)
+        {
+            _positive.PrefetchBin(magnitudeIndex);
+        }
+        else if (value < -_minIndexable)
+        {
+            _negative.PrefetchBin(magnitudeIndex);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Add(double)"/> with the bin index of the value's magnitude already computed by
+    /// <see cref="MagnitudeIndexOf"/> of a sketch of the same relative accuracy.
+    /// </summary>
+    /// <remarks>PERF: lets a shard compute a point's index (the logarithm) a few points ahead and fetch
+    /// the counter it will touch, instead of waiting on the logarithm and then on the counter.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void AddWithIndex(double value, int magnitudeIndex)
+    {
+        _count = checked(_count + 1);
+        if (value > _minIndexable)
+        {
+            _positive.Increment(magnitudeIndex, _maxBins, collapseHighest: false);
+        }
+        else if (value < -_minIndexable)
+        {
+            _negative.Increment(magnitudeIndex, _maxBins, collapseHighest: true);
+        }
+        else
+        {
+            _zeroCount++;
+        }
+
+        if (value < _min)
+        {
+            _min = value;
+        }
+
+        if (value > _max)
+        {
+            _max = value;
+        }
+    }
+
     /// <summary>Adds one finite value.</summary>
     /// <exception cref="OverflowException">The count is already 2^64 - 1 (only a sketch read or merged near that count can be); nothing changes.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

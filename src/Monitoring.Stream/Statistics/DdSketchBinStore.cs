@@ -538,6 +538,19 @@ internal struct DdSketchBinStore
         }
     }
 
+    /// <summary>Hints the processor to fetch the counter of bin <paramref name="index"/>; an index outside the array is not hinted.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly unsafe void PrefetchBin(int index)
+    {
+        byte[]? bins = _bins;
+        int slot = index - _offset;
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && bins is not null && (uint)slot < (uint)(bins.Length >> _shift))
+        {
+            // A hint only: the address is not kept, so a moving collector cannot invalidate anything.
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(bins), slot << _shift)));
+        }
+    }
+
     /// <summary>Hints the processor to fetch the first <paramref name="lines"/> cache lines of the counts.</summary>
     public readonly void Prefetch(int lines) => Monitoring.Stream.Prefetch.Array(_bins, lines);
 

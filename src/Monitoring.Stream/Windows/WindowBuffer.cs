@@ -72,6 +72,25 @@ internal sealed class WindowBuffer
         Points++;
     }
 
+    /// <summary>As <see cref="Add(int, double, long)"/>, with the value's sketch bin index computed ahead (<see cref="DdSketch.MagnitudeIndexOf"/>).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Add(int slot, double value, long timestamp, int magnitudeIndex)
+    {
+        ref RunningMoments moments = ref Moments[slot];
+        if (moments.Count == 0)
+        {
+            Touched[TouchedCount++] = slot;
+        }
+
+        moments.Add(value, timestamp);
+        if (_withSketches)
+        {
+            (Sketches[slot] ?? NewSketch(slot)).AddWithIndex(value, magnitudeIndex);
+        }
+
+        Points++;
+    }
+
     private DdSketch NewSketch(int slot) => Sketches[slot] = _sketchPool.TryPop(out DdSketch? pooled) ? pooled : new DdSketch(_relativeAccuracy, _maxBins);
 
     public void Grow(int slots)

@@ -591,6 +591,36 @@ public class DdSketchTests
     }
 
     [Fact]
+    public void AddWithIndex_IndexFromAnotherSketchOfTheSameAccuracy_SameSketchAsAdd()
+    {
+        // A shard computes each point's bin index ahead with one sketch of its accuracy (the mapping) and
+        // hands it to the series' own sketch: the result must be the sketch Add gives, bin for bin.
+        Gen.Frequency(
+                (6, Gen.Double[-1e12, 1e12]),
+                (2, Gen.Double[1e-12, 1e-3]),
+                (1, Gen.OneOfConst(0.0, -0.0, 1e-320, -1e-320, double.Epsilon, 2.2250738585072014E-308)),
+                (1, Gen.Double.Unit))
+            .Array[1, 300]
+            .Select(Gen.OneOfConst(0.01, 0.005, 0.05))
+            .Sample(((double[] Values, double Alpha) c) =>
+            {
+                var mapping = new DdSketch(c.Alpha, 64);
+                var viaIndex = new DdSketch(c.Alpha, 64);
+                var viaAdd = new DdSketch(c.Alpha, 64);
+                foreach (double v in c.Values)
+                {
+                    viaIndex.AddWithIndex(v, mapping.MagnitudeIndexOf(v));
+                    viaAdd.Add(v);
+                }
+
+                Assert.Equal(viaAdd.ToArray(), viaIndex.ToArray());
+                Assert.Equal(viaAdd.Min, viaIndex.Min);
+                Assert.Equal(viaAdd.Max, viaIndex.Max);
+                Assert.True(mapping.IsEmpty);
+            }, iter: 300);
+    }
+
+    [Fact]
     public void Add_TinyMagnitudes_CountAsZero()
     {
         var sketch = new DdSketch();
