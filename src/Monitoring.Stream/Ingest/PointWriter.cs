@@ -26,11 +26,12 @@ public sealed class PointWriter : IDisposable
 {
     private const int ClockCheckEvery = 1024;
 
-    /// <summary>Spins (mostly yields) on a full shard before sleeping between tries: a few milliseconds.</summary>
-    private const int MaxYieldingSpins = 4000;
+    /// <summary>Spins on a full shard before sleeping until it has room (see <see cref="ShardSpace"/>): a few microseconds.</summary>
+    private const int MaxSpins = 10;
 
     private readonly MetricsPipeline _pipeline;
     private readonly ChannelWriter<PointBatch>[] _channels;
+    private readonly ShardSpace[] _spaces;
     private readonly ObjectPool<PointBatch> _pool;
     private readonly PointBatch?[] _pending;
     private readonly long[] _sentSeq;
@@ -70,6 +71,7 @@ public sealed class PointWriter : IDisposable
     {
         _pipeline = pipeline;
         _channels = pipeline.ShardWriters;
+        _spaces = pipeline.ShardSpaces;
         _pool = pipeline.BatchPool;
         _shardCount = _channels.Length;
         // Lemire's fast division: q = high64(ceil(2^64 / d) * n) is exact for 32-bit n and d > 1.
@@ -594,14 +596,12 @@ public sealed class PointWriter : IDisposable
     {
         int count = batch.Count;
         ChannelWriter<PointBatch> channel = _channels[shard];
-        // The producer chose Wait: hold this thread until the shard has room. A full shard usually
-        // frees a slot within microseconds, so this spins and yields the core (to the shard, on a
-        // machine with fewer cores than threads) for a few milliseconds, and only then escalates to
-        // 1 ms sleeps, so that a shard stalled for long costs no CPU. Sleeping early cost a third of
-        // the throughput at 1,000 series on 2 cores. The channel's blocking write is not used: its
-        // waiter object would be the one allocation a producer makes in steady state.
+        // The producer chose Wait: hold this thread until the shard has room. A full shard frees a slot within
+        // microseconds, so this spins a little, then sleeps until the shard has worked its queue down to half
+        // (ShardSpace): no CPU spent while waiting, and the shard keeps a backlog while this thread wakes.
+        // The channel's blocking write is not used: its waiter object would be the one allocation a producer
+        // makes in steady state, and it wakes a writer for every slot freed.
         var spinner = default(SpinWait);
-        int spins = 0;
         while (!channel.TryWrite(batch))
         {
             if (draining ? _pipeline.IsAborted : _pipeline.IsStopping)
@@ -617,14 +617,13 @@ public sealed class PointWriter : IDisposable
                 return;
             }
 
-            if (spins < MaxYieldingSpins)
+            if (spinner.Count < MaxSpins)
             {
-                spins++;
                 spinner.SpinOnce(sleep1Threshold: -1);
             }
-            else
+            else if (_spaces[shard].TryWriteOrSleep(channel, batch))
             {
-                spinner.SpinOnce();
+                break;
             }
         }
 

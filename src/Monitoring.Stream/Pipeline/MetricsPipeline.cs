@@ -75,6 +75,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         BatchPool = new DefaultObjectPool<PointBatch>(_batchPolicy, Settings.ShardCount * Settings.ShardQueueBatches * 2);
         int shardCount = Settings.ShardCount;
         _channels = new Channel<PointBatch>[shardCount];
+        ShardSpaces = new ShardSpace[shardCount];
         _shards = new ShardAggregator[shardCount];
         _arrowWriters = new ArrowWindowWriter[shardCount];
         for (int i = 0; i < shardCount; i++)
@@ -87,7 +88,8 @@ public sealed class MetricsPipeline : IAsyncDisposable
                 AllowSynchronousContinuations = false,
             });
             _arrowWriters[i] = new ArrowWindowWriter(Registry, shardCount, Schema);
-            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), AllSources, EmitAsync);
+            ShardSpaces[i] = new ShardSpace(Settings.ShardQueueBatches);
+            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, ShardSpaces[i], BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), AllSources, EmitAsync);
         }
 
         ShardWriters = [.. _channels.Select(c => c.Writer)];
@@ -121,6 +123,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
     internal MetricsPipelineSettings Settings { get; }
 
     internal ChannelWriter<PointBatch>[] ShardWriters { get; }
+
+    /// <summary>Where writers wait for room in each shard's queue.</summary>
+    internal ShardSpace[] ShardSpaces { get; }
 
     internal ObjectPool<PointBatch> BatchPool { get; }
 

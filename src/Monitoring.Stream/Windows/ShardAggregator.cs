@@ -33,6 +33,7 @@ internal sealed class ShardAggregator
     private readonly int _index;
     private readonly int _shardCount;
     private readonly ChannelReader<PointBatch> _reader;
+    private readonly ShardSpace _space;
     private readonly ObjectPool<PointBatch> _pool;
     private readonly SeriesRegistry _registry;
     private readonly long _windowMs;
@@ -100,6 +101,7 @@ internal sealed class ShardAggregator
         int index,
         int shardCount,
         ChannelReader<PointBatch> reader,
+        ShardSpace space,
         ObjectPool<PointBatch> pool,
         SeriesRegistry registry,
         MetricsPipelineSettings settings,
@@ -111,6 +113,7 @@ internal sealed class ShardAggregator
         _index = index;
         _shardCount = shardCount;
         _reader = reader;
+        _space = space;
         _pool = pool;
         _registry = registry;
         _windowMs = settings.WindowMs;
@@ -190,6 +193,7 @@ internal sealed class ShardAggregator
             {
                 while (_reader.TryRead(out PointBatch? batch))
                 {
+                    _space.OnTaken(_reader);
                     await ProcessAsync(batch).ConfigureAwait(false);
                 }
             }
