@@ -119,4 +119,46 @@ public class InstrumentsProbeTests
         Assert.Equal(calls - accepted, m.RejectedByReason.GetValueOrDefault(RejectReason.WriterClosed));
         Assert.Equal(m.Accepted, m.EmittedPoints + m.Late);
     }
+
+    [Fact]
+    public async Task Record_HostileLabelValues_NeverThrowsEachRefusalHasAReasonAndIsCounted()
+    {
+        // docs/sdk.md: "A call never throws. It returns RejectReason.None or why it was refused, and the refusal is counted."
+        await using MetricsPipeline pipeline = NewPipeline();
+        pipeline.Start();
+        using var collector = new MetricsCollector(pipeline, "probe");
+        MetricHistogram histogram = collector.CreateHistogram("probe_hostile_labels", ["a", "b"]);
+        MetricGauge gauge = collector.CreateGauge("probe_hostile_gauge", ["a"]);
+        MetricCounter counter = collector.CreateCounter("probe_hostile_total", ["a"]);
+        string huge = new('x', 100_000);
+        var calls = new List<(string What, Func<RejectReason> Call)>
+        {
+            ("a 100,000-character label value", () => histogram.Record(1, "x", huge)),
+            ("too few label values", () => histogram.Record(1, "x")),
+            ("too many label values", () => histogram.Record(1, "x", "y", "z")),
+            ("no label values", () => histogram.Record(1)),
+            ("long.MinValue timestamp", () => histogram.RecordAt(long.MinValue, 1, "x", "y")),
+            ("long.MaxValue timestamp", () => histogram.RecordAt(long.MaxValue, 1, "x", "y")),
+            ("a gauge at +infinity", () => gauge.Set(double.PositiveInfinity, "x")),
+            ("a counter increment of +infinity", () => counter.Add(double.PositiveInfinity, "x")),
+        };
+        foreach ((string what, Func<RejectReason> call) in calls)
+        {
+            RejectReason reason = RejectReason.None;
+            Exception? thrown = Record.Exception(() => reason = call());
+            Assert.True(thrown is null, $"{what}: threw {thrown}");
+            Assert.True(reason != RejectReason.None, $"{what}: accepted");
+        }
+
+        // A null label value is no error: like an empty value it means the label is absent (README, "Data model").
+        Assert.Equal(histogram.Bind("x", string.Empty).Series, histogram.Bind("x", null!).Series);
+        Assert.Equal(RejectReason.None, gauge.Set(1, [null!]));
+        Assert.Equal(RejectReason.None, counter.Add(1, [null!]));
+
+        await pipeline.StopAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        PipelineMetrics m = pipeline.GetMetrics();
+        long byCollector = Enum.GetValues<RejectReason>().Where(r => r != RejectReason.None).Sum(collector.GetRejectedCount);
+        Assert.Equal(calls.Count, m.Rejected + byCollector);
+        Assert.Equal(2, m.Accepted);
+    }
 }
