@@ -24,7 +24,7 @@ public sealed class RemoteWriteSinkOptions
     /// </summary>
     public string? CaCertificateFile { get; set; }
 
-    /// <summary>Longest one request may take, headers and body, before it is abandoned and retried (default 30 s).</summary>
+    /// <summary>Longest one request may take, headers and body, before it is abandoned and retried (default 30 s; positive, at most 1 day).</summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Extra headers sent with every request, such as <c>X-Scope-OrgID</c> for Mimir, Cortex or Loki tenants.</summary>
@@ -95,7 +95,12 @@ public sealed class RemoteWriteSinkOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConcurrentRequests, 1, nameof(MaxConcurrentRequests));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxConcurrentRequests, 256, nameof(MaxConcurrentRequests));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxTrackedSeries, 1, nameof(MaxTrackedSeries));
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(Timeout, TimeSpan.Zero, nameof(Timeout));
+        // The request's connect timeout and cancellation timer refuse spans beyond about 24.8 days; a day is plenty.
+        if (Timeout <= TimeSpan.Zero || Timeout > TimeSpan.FromDays(1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Timeout), Timeout, "The request timeout must be positive and at most 1 day.");
+        }
+
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(MinBackoff, TimeSpan.Zero, nameof(MinBackoff));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxBackoff, MinBackoff, nameof(MaxBackoff));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SeriesIdleTimeout, TimeSpan.Zero, nameof(SeriesIdleTimeout));

@@ -43,7 +43,8 @@ internal static class ProduceCommand
         using var stop = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            e.Cancel = true;
+            // The first Ctrl+C stops producing and cuts the final flush short; a second one ends the process at once.
+            e.Cancel = !stop.IsCancellationRequested;
             stop.Cancel();
         };
         Console.CancelKeyPress += onCancel;
@@ -105,6 +106,13 @@ internal static class ProduceCommand
                 }
                 catch (ProduceException<byte[], byte[]> e) when (e.Error.Code == ErrorCode.Local_QueueFull)
                 {
+                    if (stop.IsCancellationRequested)
+                    {
+                        // Interrupted while the queue is full (brokers unreachable): this message is not sent.
+                        Interlocked.Increment(ref failed);
+                        return;
+                    }
+
                     producer.Poll(TimeSpan.FromMilliseconds(50));
                 }
             }
@@ -152,7 +160,27 @@ internal static class ProduceCommand
             Send(g);
         }
 
-        int left = producer.Flush(TimeSpan.FromSeconds(30));
+        // Wait for delivery for at most 30 s, and not at all once interrupted: a broker that cannot be reached used to
+        // hold Ctrl+C and SIGTERM for the whole 30 s.
+        using (var flushDeadline = CancellationTokenSource.CreateLinkedTokenSource(stop.Token))
+        {
+            flushDeadline.CancelAfter(TimeSpan.FromSeconds(30));
+            try
+            {
+                producer.Flush(flushDeadline.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // Counted below as undelivered.
+            }
+        }
+
+        int left = producer.Flush(TimeSpan.Zero);
+        if (stop.IsCancellationRequested)
+        {
+            Console.WriteLine($"interrupted: {left:N0} messages not delivered are dropped");
+        }
+
         Console.CancelKeyPress -= onCancel;
         double seconds = clock.Elapsed.TotalSeconds;
         Console.WriteLine($"done: {produced:N0} points in {seconds:F2} s = {produced / seconds:N0} points/s; messages delivered {delivered:N0} ({bytes:N0} bytes), failed {failed:N0}, undelivered at exit {left:N0}{(lastError is null ? string.Empty : ", last error: " + lastError)}");

@@ -261,7 +261,7 @@ internal static class RunCommand
         // Sinks are registered as instances: the pipeline completes and disposes them, the container must not again.
         if (settings.RemoteWriteUrl is not null)
         {
-            var remoteWrite = new RemoteWriteSink(new RemoteWriteSinkOptions { Endpoint = new Uri(settings.RemoteWriteUrl) });
+            var remoteWrite = new RemoteWriteSink(RemoteWriteOptions(settings));
             builder.Services.AddSingleton(remoteWrite);
             builder.Services.AddSingleton<IWindowSink>(remoteWrite);
         }
@@ -306,6 +306,13 @@ internal static class RunCommand
             builder.Services.AddHostedService<DemoLoadService>();
         }
     }
+
+    /// <summary>The remote-write sink's options from the service's settings (<c>Server:RemoteWriteUrl</c>, <c>Server:RemoteWriteTimeout</c>).</summary>
+    internal static RemoteWriteSinkOptions RemoteWriteOptions(ServerSettings settings) => new()
+    {
+        Endpoint = new Uri(settings.RemoteWriteUrl ?? throw new ArgumentException("No remote-write URL is set.", nameof(settings))),
+        Timeout = settings.RemoteWriteTimeout,
+    };
 
     /// <summary>Environment variables <c>MONITORING_STREAM__A__B=v</c> as <c>MonitoringStream:A:B=v</c>.</summary>
     internal static Dictionary<string, string?> EnvironmentSettings()

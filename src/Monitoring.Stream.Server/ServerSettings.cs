@@ -68,6 +68,9 @@ internal sealed class ServerSettings
     /// <summary>Also send every window by Prometheus remote write to this URL.</summary>
     public string? RemoteWriteUrl { get; set; }
 
+    /// <summary>Longest one remote-write request may take, headers and body, before it is abandoned and retried.</summary>
+    public TimeSpan RemoteWriteTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Kafka source and sink.</summary>
     public KafkaSettings Kafka { get; set; } = new();
 
@@ -113,11 +116,15 @@ internal sealed class ServerSettings
         Check(MaxRequestHeadersBytes is >= 1024 and <= 1 << 20, "MaxRequestHeadersBytes", string.Empty, MaxRequestHeadersBytes, "must be between 1024 and 1048576.");
         Check(IngestConcurrency is >= 1 and <= 4096, "IngestConcurrency", string.Empty, IngestConcurrency, "must be between 1 and 4096.");
         Check(IngestQueueLimit is >= 0 and <= 65536, "IngestQueueLimit", string.Empty, IngestQueueLimit, "must be between 0 and 65536.");
-        Check(IngestQueueTimeout >= TimeSpan.Zero, "IngestQueueTimeout", string.Empty, IngestQueueTimeout, "cannot be negative.");
+        // Timeouts are capped at a day: the timers and waits that enforce them refuse longer ones (about 24.8 days
+        // for a semaphore's wait), which would otherwise fail every request that reaches them.
+        TimeSpan day = TimeSpan.FromDays(1);
+        Check(IngestQueueTimeout >= TimeSpan.Zero && IngestQueueTimeout <= day, "IngestQueueTimeout", string.Empty, IngestQueueTimeout, "must be from 0 to 1 day.");
         Check(SaturationQueueFill is > 0 and <= 1, "SaturationQueueFill", string.Empty, SaturationQueueFill, "must be above 0 and at most 1.");
-        Check(MinRequestBodyBytesPerSecond > 0, "MinRequestBodyBytesPerSecond", string.Empty, MinRequestBodyBytesPerSecond, "must be positive.");
-        Check(RequestBodyGracePeriod > TimeSpan.Zero, "RequestBodyGracePeriod", string.Empty, RequestBodyGracePeriod, "must be positive.");
-        Check(RequestHeadersTimeout > TimeSpan.Zero, "RequestHeadersTimeout", string.Empty, RequestHeadersTimeout, "must be positive.");
+        Check(MinRequestBodyBytesPerSecond > 0 && double.IsFinite(MinRequestBodyBytesPerSecond), "MinRequestBodyBytesPerSecond", string.Empty, MinRequestBodyBytesPerSecond, "must be positive and finite.");
+        Check(RequestBodyGracePeriod > TimeSpan.Zero && RequestBodyGracePeriod <= day, "RequestBodyGracePeriod", string.Empty, RequestBodyGracePeriod, "must be positive and at most 1 day.");
+        Check(RequestHeadersTimeout > TimeSpan.Zero && RequestHeadersTimeout <= day, "RequestHeadersTimeout", string.Empty, RequestHeadersTimeout, "must be positive and at most 1 day.");
+        Check(RemoteWriteTimeout > TimeSpan.Zero && RemoteWriteTimeout <= day, "RemoteWriteTimeout", string.Empty, RemoteWriteTimeout, "must be positive and at most 1 day (00:00:30 by default).");
         Check(RemoteWriteUrl is null || (Uri.TryCreate(RemoteWriteUrl, UriKind.Absolute, out Uri? rw) && (rw.Scheme == Uri.UriSchemeHttp || rw.Scheme == Uri.UriSchemeHttps)),
             "RemoteWriteUrl", "--remote-write-url", RemoteWriteUrl, "must be an http or https URL.");
         Check(!(Kafka.Mock && !string.IsNullOrWhiteSpace(Kafka.BootstrapServers)), "Kafka:Mock", "--kafka-mock", Kafka.Mock, "cannot be combined with Kafka:BootstrapServers (--kafka-bootstrap).");

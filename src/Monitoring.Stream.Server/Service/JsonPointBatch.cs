@@ -156,6 +156,13 @@ internal sealed class JsonPointBatch
 
             return new JsonPointBatch(metrics, labels, values, timestamps);
         }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json throws this, not a JsonException, when it unescapes a string (a value or a name) holding
+            // "\uD800" without its pair: valid JSON syntax, but not text. It used to escape as a 500.
+            error = "a string holds an escaped UTF-16 surrogate without its pair (\\uD800-\\uDFFF alone), which is not text";
+            return null;
+        }
         catch (JsonException e)
         {
             // Where, not the parser's message: no answer carries an exception message (docs/http-api.md).

@@ -23,6 +23,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private const int Running = 1;
     private const int Stopping = 2;
     private const int Stopped = 3;
+    private const int NotForced = 0;
+    private const int ForcedByDeadline = 1;
+    private const int ForcedBySignal = 2;
 
     private readonly Channel<PointBatch>[] _channels;
     private readonly ShardAggregator[] _shards;
@@ -44,6 +47,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private ITimer? _flusher;
     private Task? _stopTask;
     private int _state;
+    private int _forcedBy;
 
     /// <summary>Creates a stopped pipeline that will emit to <paramref name="sinks"/>, each with <paramref name="sinkOptions"/> (or the defaults).</summary>
     /// <exception cref="ArgumentNullException">An argument, or one of the sinks, is null.</exception>
@@ -408,8 +412,13 @@ public sealed class MetricsPipeline : IAsyncDisposable
     /// second stop signal — abandons what is left at once and throws <see cref="OperationCanceledException"/>;
     /// passing <see cref="MetricsPipelineOptions.ShutdownTimeout"/> does the same and throws
     /// <see cref="TimeoutException"/>. Either way every window a sink did not get is counted in its
-    /// abandoned counters. A concurrent second call waits for the same stop (its token is a second signal too).
+    /// abandoned counters. There is one stop: a concurrent or later call waits for it and ends as it ended
+    /// (its token is a second signal too while the stop runs): it returns when the stop was graceful, throws
+    /// <see cref="TimeoutException"/> only when the shutdown timeout did pass, and
+    /// <see cref="OperationCanceledException"/> when a signal (another caller's token, or its own) forced the stop.
     /// </summary>
+    /// <exception cref="OperationCanceledException">A second stop signal forced this stop, now or in an earlier call: what was left was abandoned (counted per sink).</exception>
+    /// <exception cref="TimeoutException">The stop did not finish within <see cref="MetricsPipelineOptions.ShutdownTimeout"/> (now or in an earlier call) and was forced.</exception>
     /// <exception cref="AggregateException">A shard's loop had died on an error it could not contain: the stop still emitted what the other shards held.</exception>
     public Task StopAsync(CancellationToken cancellationToken = default)
     {
@@ -436,21 +445,28 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     private async Task WaitForStopAsync(Task stop, CancellationToken cancellationToken)
     {
-        using CancellationTokenRegistration abortOnSignal = cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
+        using CancellationTokenRegistration abortOnSignal = cancellationToken.Register(static s => ((MetricsPipeline)s!).Force(ForcedBySignal), this);
         try
         {
             await stop.ConfigureAwait(false);
         }
-        catch (TimeoutException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException && cancellationToken.IsCancellationRequested)
         {
-            throw new OperationCanceledException("The stop was forced by a second signal; what was left was abandoned and counted in each sink's abandoned counters.", cancellationToken);
+            throw new OperationCanceledException("The stop was forced by a second signal; what was left was abandoned and counted in each sink's abandoned counters.", e, cancellationToken);
         }
+    }
+
+    /// <summary>Abandons what the stop has left, remembering the first cause so that every caller learns the true one.</summary>
+    private void Force(int cause)
+    {
+        Interlocked.CompareExchange(ref _forcedBy, cause, NotForced);
+        _abort.Cancel();
     }
 
     private async Task StopCoreAsync()
     {
         using var deadline = new CancellationTokenSource(Settings.ShutdownTimeout, Settings.TimeProvider);
-        using CancellationTokenRegistration abortOnDeadline = deadline.Token.Register(static s => ((CancellationTokenSource)s!).Cancel(), _abort);
+        using CancellationTokenRegistration abortOnDeadline = deadline.Token.Register(static s => ((MetricsPipeline)s!).Force(ForcedByDeadline), this);
         if (_flusher is not null)
         {
             await _flusher.DisposeAsync().ConfigureAwait(false);
@@ -526,9 +542,16 @@ public sealed class MetricsPipeline : IAsyncDisposable
             }
 
             // The work that raced the abort may have finished anyway; either way the caller learns the
-            // stop was not graceful, and the sinks' abandoned counters say what it cost.
-            throw new TimeoutException(
-                $"The pipeline did not stop gracefully within {Settings.ShutdownTimeout.TotalSeconds:0.###} s, or a second stop signal came; what was left was abandoned and counted in each sink's abandoned counters.");
+            // stop was not graceful, why (this task's outcome is what every later StopAsync reports), and the
+            // sinks' abandoned counters say what it cost.
+            if (Volatile.Read(ref _forcedBy) == ForcedByDeadline)
+            {
+                throw new TimeoutException(
+                    $"The pipeline did not stop gracefully within its shutdown timeout ({Settings.ShutdownTimeout.TotalSeconds:0.###} s); what was left was abandoned and counted in each sink's abandoned counters.");
+            }
+
+            throw new OperationCanceledException(
+                "The pipeline's stop was forced by a second stop signal (a StopAsync caller's token) before it finished gracefully; what was left was abandoned and counted in each sink's abandoned counters.");
         }
 
         Exception[] faults = [.. _shardTasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.InnerExceptions)];

@@ -45,7 +45,7 @@ public sealed class MetricsPipelineOptions
     /// <summary>
     /// Longest a graceful stop may take (default 30 s). Past it the stop abandons what is left, as a
     /// second stop signal would, counts it per sink, and <see cref="MetricsPipeline.StopAsync"/> throws
-    /// <see cref="TimeoutException"/>. <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.
+    /// <see cref="TimeoutException"/>. At most 1 day (a timer's range); <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.
     /// </summary>
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -77,6 +77,9 @@ public sealed class MetricsPipelineOptions
     /// <summary>Limits of the series registry.</summary>
     public SeriesRegistryOptions Registry { get; set; } = new();
 
+    /// <summary>Longest finite <see cref="ShutdownTimeout"/> (1 day): well inside the range of the timers that enforce it.</summary>
+    private static readonly TimeSpan s_maxTimeout = TimeSpan.FromDays(1);
+
     /// <summary>Checks every setting and throws <see cref="ArgumentException"/> naming the first one out of range.</summary>
     public void Validate() => ToSettings();
 
@@ -104,9 +107,11 @@ public sealed class MetricsPipelineOptions
             RequireRange(SeriesIdleTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromDays(366), nameof(SeriesIdleTimeout));
         }
 
-        if (ShutdownTimeout <= TimeSpan.Zero && ShutdownTimeout != Timeout.InfiniteTimeSpan)
+        // A finite timeout above a timer's range (about 49.7 days) would pass here and throw from the stop itself,
+        // losing the open windows: refuse it when the options are checked instead.
+        if ((ShutdownTimeout <= TimeSpan.Zero || ShutdownTimeout > s_maxTimeout) && ShutdownTimeout != Timeout.InfiniteTimeSpan)
         {
-            throw new ArgumentOutOfRangeException(nameof(ShutdownTimeout), ShutdownTimeout, "The shutdown timeout must be positive, or infinite.");
+            throw new ArgumentOutOfRangeException(nameof(ShutdownTimeout), ShutdownTimeout, "The shutdown timeout must be positive and at most 1 day, or infinite.");
         }
 
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));

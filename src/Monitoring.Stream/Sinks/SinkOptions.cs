@@ -20,7 +20,7 @@ public sealed class SinkOptions
     /// <summary>
     /// Longest one write may take (default 30 s). Past it the attempt counts as failed and is retried;
     /// the pipeline stops waiting for it, while the batch's memory stays valid until the write really returns.
-    /// <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.
+    /// At most 1 day; <see cref="Timeout.InfiniteTimeSpan"/> waits for ever.
     /// </summary>
     public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -30,8 +30,11 @@ public sealed class SinkOptions
     /// <summary>Delay before the first retry; doubles each time (default 100 ms).</summary>
     public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>Longest delay between retries (default 10 s).</summary>
+    /// <summary>Longest delay between retries (default 10 s, at most 1 day).</summary>
     public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Longest finite <see cref="AttemptTimeout"/> and <see cref="MaxBackoff"/> (1 day).</summary>
+    private static readonly TimeSpan s_maxTimeout = TimeSpan.FromDays(1);
 
     /// <summary>Checks the settings and returns an immutable copy.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A setting is out of range; the message names it.</exception>
@@ -45,14 +48,21 @@ public sealed class SinkOptions
             throw new ArgumentOutOfRangeException(nameof(QueuePolicy), QueuePolicy, "Unknown queue policy.");
         }
 
-        if (AttemptTimeout <= TimeSpan.Zero && AttemptTimeout != Timeout.InfiniteTimeSpan)
+        // Timers refuse a due time beyond about 49.7 days: a longer finite value would pass here and throw
+        // inside the sink's runner on its first write or retry.
+        if ((AttemptTimeout <= TimeSpan.Zero || AttemptTimeout > s_maxTimeout) && AttemptTimeout != Timeout.InfiniteTimeSpan)
         {
-            throw new ArgumentOutOfRangeException(nameof(AttemptTimeout), AttemptTimeout, "The attempt timeout must be positive, or infinite.");
+            throw new ArgumentOutOfRangeException(nameof(AttemptTimeout), AttemptTimeout, "The attempt timeout must be positive and at most 1 day, or infinite.");
         }
 
         if (InitialBackoff < TimeSpan.Zero || MaxBackoff < InitialBackoff)
         {
             throw new ArgumentOutOfRangeException(nameof(InitialBackoff), InitialBackoff, "Backoffs must be non-negative and InitialBackoff at most MaxBackoff.");
+        }
+
+        if (MaxBackoff > s_maxTimeout)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxBackoff), MaxBackoff, "The longest backoff must be at most 1 day.");
         }
 
         return new SinkOptions
