@@ -23,7 +23,7 @@ public sealed class BoundCounter
     public RejectReason Add(double increment)
     {
         RejectReason reason = PointValidator.ValidateCounterIncrement(increment);
-        return reason != RejectReason.None ? _collector.CountRejected(reason) : _collector.Writer.Write(Series, increment);
+        return reason != RejectReason.None ? _collector.CountRejected(reason) : _binding.Write(increment);
     }
 
     /// <summary>Adds a non-negative increment at an explicit event time (ms since the Unix epoch).</summary>
@@ -31,6 +31,6 @@ public sealed class BoundCounter
     public RejectReason Add(double increment, long timestampUnixMs)
     {
         RejectReason reason = PointValidator.ValidateCounterIncrement(increment);
-        return reason != RejectReason.None ? _collector.CountRejected(reason) : _collector.Writer.Write(Series, increment, timestampUnixMs);
+        return reason != RejectReason.None ? _collector.CountRejected(reason) : _binding.Write(increment, timestampUnixMs);
     }
 }
