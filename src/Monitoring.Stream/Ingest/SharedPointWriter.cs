@@ -170,6 +170,9 @@ public sealed class SharedPointWriter : IDisposable
         return hot is not null && hot.IsCurrentThread() ? hot.Writer : CurrentWriterCold();
     }
 
+    /// <summary>Whether the calling thread's writer is the hot slot (found without a thread-static read); for tests.</summary>
+    internal bool IsHotThread => _hot?.IsCurrentThread() == true;
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private PointWriter CurrentWriterCold()
     {
