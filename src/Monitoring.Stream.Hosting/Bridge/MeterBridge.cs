@@ -167,9 +167,10 @@ public sealed class MeterBridge : IDisposable
         }
 
         // PERF: the label set is built on the stack: no thread-static read (a call into the C library here)
-        // and no GC write barrier per reference, as stores into a heap array have.
+        // and no GC write barrier per reference, as stores into a heap array have. More tags than the buffer
+        // holds take the thread's scratch array.
         LabelBuffer buffer = default;
-        Span<Label> labels = tags.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..tags.Length] : new Label[tags.Length];
+        Span<Label> labels = tags.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..tags.Length] : LabelScratch.Rent(tags.Length);
         string[] validKeys = target.ValidKeys;
         bool keysKnown = validKeys.Length == tags.Length;
         bool sorted = true;
@@ -204,6 +205,10 @@ public sealed class MeterBridge : IDisposable
         }
 
         _writer.Write(target.Metric, labels, value);
+        if (labels.Length > LabelBuffer.Length)
+        {
+            labels.Clear();
+        }
     }
 
     private static void RememberKeys(Bridged target, ReadOnlySpan<KeyValuePair<string, object?>> tags)

@@ -78,9 +78,9 @@ public abstract class MetricInstrument
 
         // PERF: the label set is built on the stack (no thread-static read, which is a call into the C
         // library here, and no GC write barrier per reference, as stores into a heap array have); more labels
-        // than the buffer holds take an array.
+        // than the buffer holds take the thread's scratch array.
         LabelBuffer buffer = default;
-        Span<Label> labels = labelValues.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..labelValues.Length] : new Label[labelValues.Length];
+        Span<Label> labels = labelValues.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..labelValues.Length] : LabelScratch.Rent(labelValues.Length);
         // PERF: in the registry's own order, so a caller passing the same value strings every time is
         // answered from the strings' identity, without reading them.
         int[] order = _canonicalOrder;
@@ -92,6 +92,11 @@ public abstract class MetricInstrument
         }
 
         RejectReason reason = _registry.TryGetOrAdd(Name, labels, out SeriesId id);
+        if (labels.Length > LabelBuffer.Length)
+        {
+            labels.Clear();
+        }
+
         if (reason != RejectReason.None)
         {
             return Collector.CountRejected(reason);
