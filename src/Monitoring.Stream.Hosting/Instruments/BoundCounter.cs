@@ -7,7 +7,10 @@ public sealed class BoundCounter
 {
     private readonly MetricsCollector _collector;
 
-    private readonly SeriesBinding _binding;
+    // Not readonly: the binding is a mutable struct that re-resolves in place (a readonly field would be copied per call).
+#pragma warning disable IDE0044
+    private SeriesBinding _binding;
+#pragma warning restore IDE0044
 
     internal BoundCounter(MetricsCollector collector, SeriesBinding binding)
     {

@@ -5,7 +5,10 @@ namespace Monitoring.Stream.Hosting.Instruments;
 /// <summary>A histogram series whose labels were resolved once: each call writes by series id, with no lookup.</summary>
 public sealed class BoundHistogram
 {
-    private readonly SeriesBinding _binding;
+    // Not readonly: the binding is a mutable struct that re-resolves in place (a readonly field would be copied per call).
+#pragma warning disable IDE0044
+    private SeriesBinding _binding;
+#pragma warning restore IDE0044
 
     internal BoundHistogram(SeriesBinding binding)
     {

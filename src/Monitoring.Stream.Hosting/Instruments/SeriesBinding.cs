@@ -15,8 +15,11 @@ namespace Monitoring.Stream.Hosting.Instruments;
 /// binding look its series up again once (a hash lookup), which finds the same id while its series lives.
 /// A point written through the old id while the binding had not yet noticed is still aggregated: the
 /// engine retires an unlisted id only once every writer has flushed past the unlisting.
+/// <para>PERF: a struct held inline by its handle (a field that is never copied: not readonly), so a call
+/// reads the handle and the resolved id, not a binding object in between: at 100,000 handles each of those
+/// is a cache miss.</para>
 /// </remarks>
-internal sealed class SeriesBinding
+internal struct SeriesBinding
 {
     private readonly SeriesRegistry _registry;
     private readonly SharedPointWriter _writer;
