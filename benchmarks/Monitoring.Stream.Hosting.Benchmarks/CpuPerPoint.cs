@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Monitoring.Stream.Hosting.Bridge;
 using Monitoring.Stream.Hosting.Instruments;
 using Monitoring.Stream.Pipeline;
@@ -16,21 +18,31 @@ namespace Monitoring.Stream.Hosting.Benchmarks;
 /// the shards and emitted every window). Not a BenchmarkDotNet benchmark: it counts every thread's CPU.
 /// </summary>
 /// <remarks>
-/// Usage: <c>cpu [--points N] [--rounds R]</c>. Each case runs one untimed round (JIT), then R timed rounds on
+/// Usage: <c>cpu [--points N] [--rounds R] [--series S] [--paths opentelemetry,engine-labels,engine-bound,meter-bridge]</c>
+/// (default: 1,000 and 100,000 series, every path). Each case runs one untimed round of the same size (JIT), then R timed rounds on
 /// fresh instances; the median and range are printed. Process CPU time includes the GC, the JIT's background
 /// work and the engine's timer: what a deployment would pay.
 /// </remarks>
 internal static class CpuPerPoint
 {
+    private const int Chunk = 4096;
+
+    private const int ClockThreadCpuTime = 3;
+
+    /// <summary>The producer thread's own CPU time over the calls of the last round (the calls alone: no drain, no shard work).</summary>
+    private static long s_producerNs;
+
     private const string Metric = "http_server_request_duration_seconds";
 
     public static void Run(string[] args)
     {
         int points = Option(args, "--points", 2_000_000);
         int rounds = Option(args, "--rounds", 3);
+        int onlySeries = Option(args, "--series", 0);
+        string[] paths = TextOption(args, "--paths")?.Split(',') ?? ["opentelemetry", "engine-labels", "engine-bound", "meter-bridge"];
         Console.WriteLine($"CPU per point: {points:N0} points per round, {rounds} rounds, {Environment.ProcessorCount} processors, load {File.ReadAllText("/proc/loadavg").Trim()}");
-        Console.WriteLine("series | path | CPU ns/point median (range) | wall Mpoints/s median | allocated B/point | dropped");
-        foreach (int series in new[] { 1_000, 100_000 })
+        Console.WriteLine("series | path | CPU ns/point median (range) | producer thread CPU ns/call median (range) | wall Mpoints/s median | allocated B/point | dropped");
+        foreach (int series in onlySeries > 0 ? [onlySeries] : new[] { 1_000, 100_000 })
         {
             var random = new Random(7);
             int[] visit = [.. Enumerable.Range(0, 1 << 20).Select(_ => random.Next(series))];
@@ -39,10 +51,10 @@ internal static class CpuPerPoint
             {
                 i % 2 == 0 ? "GET" : "POST", "/api/items/" + (i / 4).ToString(CultureInfo.InvariantCulture), (200 + (i % 4)).ToString(CultureInfo.InvariantCulture),
             })];
-            foreach (string path in new[] { "opentelemetry", "engine-labels", "engine-bound", "meter-bridge" })
+            foreach (string path in paths)
             {
-                Measure(series, path, points / 4, labels, visit, values);
-                var results = new List<(double CpuNs, double Mps, double Alloc, long Dropped)>();
+                Measure(series, path, points, labels, visit, values);
+                var results = new List<(double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs)>();
                 for (int r = 0; r < rounds; r++)
                 {
                     results.Add(Measure(series, path, points, labels, visit, values));
@@ -50,18 +62,18 @@ internal static class CpuPerPoint
 
                 double[] cpu = [.. results.Select(x => x.CpuNs).Order()];
                 double[] mps = [.. results.Select(x => x.Mps).Order()];
+                double[] producer = [.. results.Select(x => x.ProducerNs).Order()];
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{series:N0} | {path} | {cpu[cpu.Length / 2]:F0} ({cpu[0]:F0}–{cpu[^1]:F0}) | {mps[mps.Length / 2]:F2} | {results.Average(x => x.Alloc):F3} | {string.Join('/', results.Select(x => x.Dropped))}"));
+                    $"{series:N0} | {path} | {cpu[cpu.Length / 2]:F0} ({cpu[0]:F0}–{cpu[^1]:F0}) | {producer[producer.Length / 2]:F1} ({producer[0]:F1}–{producer[^1]:F1}) | {mps[mps.Length / 2]:F2} | {results.Average(x => x.Alloc):F3} | {string.Join('/', results.Select(x => x.Dropped))}"));
             }
         }
     }
 
-    private static (double CpuNs, double Mps, double Alloc, long Dropped) Measure(int series, string path, int points, string[][] labels, int[] visit, double[] values)
+    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs) Measure(int series, string path, int points, string[][] labels, int[] visit, double[] values)
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
         using Process process = Process.GetCurrentProcess();
-        int mask = visit.Length - 1;
         if (path == "opentelemetry")
         {
             string name = "cpu-otel-" + Guid.NewGuid().ToString("N");
@@ -75,10 +87,13 @@ internal static class CpuPerPoint
             TagList[] tags = [.. labels.Select(l => new TagList { { "method", l[0] }, { "route", l[1] }, { "status", l[2] } })];
             return Timed(process, points, () =>
             {
-                for (int i = 0; i < points; i++)
+                long t0 = ThreadCpuNs();
+                for (int i = 0; i < points; i += Chunk)
                 {
-                    histogram.Record(values[i & mask], tags[visit[i & mask]]);
+                    RecordOpenTelemetry(histogram, tags, visit, values, i, Math.Min(Chunk, points - i));
                 }
+
+                s_producerNs = ThreadCpuNs() - t0;
 
                 provider.ForceFlush();
                 return 0;
@@ -96,10 +111,13 @@ internal static class CpuPerPoint
                 case "engine-labels":
                     return Timed(process, points, () =>
                     {
-                        for (int i = 0; i < points; i++)
+                        long t0 = ThreadCpuNs();
+                        for (int i = 0; i < points; i += Chunk)
                         {
-                            histogram.Record(values[i & mask], labels[visit[i & mask]]);
+                            RecordLabelled(histogram, labels, visit, values, i, Math.Min(Chunk, points - i));
                         }
+
+                        s_producerNs = ThreadCpuNs() - t0;
 
                         return Drain(collector, pipeline);
                     });
@@ -107,10 +125,13 @@ internal static class CpuPerPoint
                     BoundHistogram[] handles = [.. labels.Select(l => histogram.Bind(l))];
                     return Timed(process, points, () =>
                     {
-                        for (int i = 0; i < points; i++)
+                        long t0 = ThreadCpuNs();
+                        for (int i = 0; i < points; i += Chunk)
                         {
-                            handles[visit[i & mask]].Record(values[i & mask]);
+                            RecordBound(handles, visit, values, i, Math.Min(Chunk, points - i));
                         }
+
+                        s_producerNs = ThreadCpuNs() - t0;
 
                         return Drain(collector, pipeline);
                     });
@@ -123,10 +144,13 @@ internal static class CpuPerPoint
                         TagList[] tags = [.. labels.Select(l => new TagList { { "method", l[0] }, { "route", l[1] }, { "status", l[2] } })];
                         return Timed(process, points, () =>
                         {
-                            for (int i = 0; i < points; i++)
+                            long t0 = ThreadCpuNs();
+                            for (int i = 0; i < points; i += Chunk)
                             {
-                                bridged.Record(values[i & mask], tags[visit[i & mask]]);
+                                RecordOpenTelemetry(bridged, tags, visit, values, i, Math.Min(Chunk, points - i));
                             }
+
+                            s_producerNs = ThreadCpuNs() - t0;
 
                             return Drain(collector, pipeline);
                         });
@@ -136,6 +160,39 @@ internal static class CpuPerPoint
         finally
         {
             pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    // PERF (of the harness): the calls run in a method called once per Chunk points, as an application's
+    // handlers are called often; one loop of millions of iterations would run as the JIT's on-stack-replacement
+    // code instead of a fully optimised method (the core's load harness does the same, docs/benchmarks.md).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void RecordOpenTelemetry(Histogram<double> histogram, TagList[] tags, int[] visit, double[] values, int start, int count)
+    {
+        int mask = visit.Length - 1;
+        for (int i = start; i < start + count; i++)
+        {
+            histogram.Record(values[i & mask], tags[visit[i & mask]]);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void RecordLabelled(MetricHistogram histogram, string[][] labels, int[] visit, double[] values, int start, int count)
+    {
+        int mask = visit.Length - 1;
+        for (int i = start; i < start + count; i++)
+        {
+            histogram.Record(values[i & mask], labels[visit[i & mask]]);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void RecordBound(BoundHistogram[] handles, int[] visit, double[] values, int start, int count)
+    {
+        int mask = visit.Length - 1;
+        for (int i = start; i < start + count; i++)
+        {
+            handles[visit[i & mask]].Record(values[i & mask]);
         }
     }
 
@@ -153,18 +210,40 @@ internal static class CpuPerPoint
         return m.Dropped;
     }
 
-    private static (double CpuNs, double Mps, double Alloc, long Dropped) Timed(Process process, int points, Func<long> run)
+    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs) Timed(Process process, int points, Func<long> run)
     {
         process.Refresh();
         TimeSpan cpu0 = process.TotalProcessorTime;
         long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
+        s_producerNs = 0;
         var wall = Stopwatch.StartNew();
         long dropped = run();
         wall.Stop();
         long alloc = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
         process.Refresh();
         double cpuNs = (process.TotalProcessorTime - cpu0).TotalNanoseconds / points;
-        return (cpuNs, points / wall.Elapsed.TotalSeconds / 1e6, alloc / (double)points, dropped);
+        return (cpuNs, points / wall.Elapsed.TotalSeconds / 1e6, alloc / (double)points, dropped, s_producerNs / (double)points);
+    }
+
+    /// <summary>The calling thread's CPU time (Linux <c>CLOCK_THREAD_CPUTIME_ID</c>): what the calls cost their caller, whatever else the machine runs.</summary>
+    private static long ThreadCpuNs() =>
+        ClockGetTime(ClockThreadCpuTime, out Timespec t) == 0 ? (t.Seconds * 1_000_000_000L) + t.Nanoseconds : 0;
+
+    [DllImport("libc", EntryPoint = "clock_gettime")]
+#pragma warning disable SYSLIB1054 // a blittable signature: no marshalling code to generate
+    private static extern int ClockGetTime(int clock, out Timespec time);
+#pragma warning restore SYSLIB1054
+
+    private struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    private static string? TextOption(string[] args, string name)
+    {
+        int at = Array.IndexOf(args, name);
+        return at >= 0 && at + 1 < args.Length ? args[at + 1] : null;
     }
 
     private static int Option(string[] args, string name, int fallback)

@@ -7,7 +7,10 @@ public sealed class BoundCounter
 {
     private readonly MetricsCollector _collector;
 
-    private readonly SeriesBinding _binding;
+    // Not readonly: the binding is a mutable struct that re-resolves in place (a readonly field would be copied per call).
+#pragma warning disable IDE0044
+    private SeriesBinding _binding;
+#pragma warning restore IDE0044
 
     internal BoundCounter(MetricsCollector collector, SeriesBinding binding)
     {
@@ -23,7 +26,7 @@ public sealed class BoundCounter
     public RejectReason Add(double increment)
     {
         RejectReason reason = PointValidator.ValidateCounterIncrement(increment);
-        return reason != RejectReason.None ? _collector.CountRejected(reason) : _collector.Writer.Write(Series, increment);
+        return reason != RejectReason.None ? _collector.CountRejected(reason) : _binding.Write(increment);
     }
 
     /// <summary>Adds a non-negative increment at an explicit event time (ms since the Unix epoch).</summary>
@@ -31,6 +34,6 @@ public sealed class BoundCounter
     public RejectReason Add(double increment, long timestampUnixMs)
     {
         RejectReason reason = PointValidator.ValidateCounterIncrement(increment);
-        return reason != RejectReason.None ? _collector.CountRejected(reason) : _collector.Writer.Write(Series, increment, timestampUnixMs);
+        return reason != RejectReason.None ? _collector.CountRejected(reason) : _binding.Write(increment, timestampUnixMs);
     }
 }

@@ -5,13 +5,13 @@ namespace Monitoring.Stream.Hosting.Instruments;
 /// <summary>A histogram series whose labels were resolved once: each call writes by series id, with no lookup.</summary>
 public sealed class BoundHistogram
 {
-    private readonly MetricsCollector _collector;
+    // Not readonly: the binding is a mutable struct that re-resolves in place (a readonly field would be copied per call).
+#pragma warning disable IDE0044
+    private SeriesBinding _binding;
+#pragma warning restore IDE0044
 
-    private readonly SeriesBinding _binding;
-
-    internal BoundHistogram(MetricsCollector collector, SeriesBinding binding)
+    internal BoundHistogram(SeriesBinding binding)
     {
-        _collector = collector;
         _binding = binding;
     }
 
@@ -20,9 +20,9 @@ public sealed class BoundHistogram
 
     /// <summary>Records one observation, stamped with the engine clock.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the value was refused (counted by the engine).</returns>
-    public RejectReason Record(double value) => _collector.Writer.Write(Series, value);
+    public RejectReason Record(double value) => _binding.Write(value);
 
     /// <summary>Records one observation at an explicit event time (ms since the Unix epoch).</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the value was refused (counted by the engine).</returns>
-    public RejectReason Record(double value, long timestampUnixMs) => _collector.Writer.Write(Series, value, timestampUnixMs);
+    public RejectReason Record(double value, long timestampUnixMs) => _binding.Write(value, timestampUnixMs);
 }

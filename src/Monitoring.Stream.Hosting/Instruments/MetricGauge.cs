@@ -23,5 +23,5 @@ public sealed class MetricGauge : MetricInstrument
 
     /// <summary>Resolves the label values once and returns a handle that writes to that series by id.</summary>
     /// <exception cref="ArgumentException">The number of values differs from the label names, or a value breaks a limit.</exception>
-    public BoundGauge Bind(params ReadOnlySpan<string> labelValues) => new(Collector, ResolveOrThrow(labelValues));
+    public BoundGauge Bind(params ReadOnlySpan<string> labelValues) => new(ResolveOrThrow(labelValues));
 }

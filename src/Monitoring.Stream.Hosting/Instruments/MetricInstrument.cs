@@ -1,4 +1,6 @@
+using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
+using Monitoring.Stream.Series;
 
 namespace Monitoring.Stream.Hosting.Instruments;
 
@@ -8,15 +10,11 @@ namespace Monitoring.Stream.Hosting.Instruments;
 /// </summary>
 public abstract class MetricInstrument
 {
-    private const int MaxScratchLabels = 64;
-
-    // Thread statics take the t_ prefix (dotnet/runtime style), which .editorconfig cannot tell apart from s_.
-#pragma warning disable IDE1006
-    [ThreadStatic]
-    private static Label[]? t_scratch;
-#pragma warning restore IDE1006
-
     private readonly string[] _labelNames;
+
+    private readonly SeriesRegistry _registry;
+
+    private readonly SharedPointWriter _writer;
 
     /// <summary>Label positions in the registry's canonical (ordinal) order of names.</summary>
     private readonly int[] _canonicalOrder;
@@ -24,6 +22,8 @@ public abstract class MetricInstrument
     private protected MetricInstrument(MetricsCollector collector, string name, InstrumentKind kind, string[] labelNames, string? description, string? unit)
     {
         Collector = collector;
+        _registry = collector.Pipeline.Registry;
+        _writer = collector.Writer.Shared;
         Name = name;
         Kind = kind;
         _labelNames = labelNames;
@@ -49,8 +49,6 @@ public abstract class MetricInstrument
 
     private protected MetricsCollector Collector { get; }
 
-    private protected EngineWriter Writer => Collector.Writer;
-
     /// <summary>Resolves label values to a series binding; throws on a bad count or value, for bind-time use.</summary>
     private protected SeriesBinding ResolveOrThrow(ReadOnlySpan<string> labelValues)
     {
@@ -67,7 +65,7 @@ public abstract class MetricInstrument
             labels[i] = new Label(_labelNames[i], labelValues[i] ?? string.Empty);
         }
 
-        return new SeriesBinding(Writer.Pipeline.Registry, Name, labels);
+        return new SeriesBinding(_registry, _writer, Name, labels);
     }
 
     /// <summary>Writes one value for the series named by the label values; refusals are counted and returned.</summary>
@@ -78,31 +76,33 @@ public abstract class MetricInstrument
             return Collector.CountRejected(RejectReason.LabelCountMismatch);
         }
 
-        Label[] scratch = t_scratch ??= new Label[MaxScratchLabels];
-        if (labelValues.Length > scratch.Length)
-        {
-            scratch = new Label[labelValues.Length];
-        }
-
-        Span<Label> labels = scratch.AsSpan(0, labelValues.Length);
+        // PERF: the label set is built on the stack (no thread-static read, which is a call into the C
+        // library here, and no GC write barrier per reference, as stores into a heap array have); more labels
+        // than the buffer holds take the thread's scratch array.
+        LabelBuffer buffer = default;
+        Span<Label> labels = labelValues.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..labelValues.Length] : LabelScratch.Rent(labelValues.Length);
         // PERF: in the registry's own order, so a caller passing the same value strings every time is
         // answered from the strings' identity, without reading them.
         int[] order = _canonicalOrder;
+        string[] names = _labelNames;
         for (int i = 0; i < labels.Length; i++)
         {
             int k = order[i];
-            labels[i] = new Label(_labelNames[k], labelValues[k] ?? string.Empty);
+            labels[i] = new Label(names[k], labelValues[k] ?? string.Empty);
         }
 
-        RejectReason reason = Writer.Pipeline.Registry.TryGetOrAdd(Name, labels, out SeriesId id);
-        // Clear the references so the scratch array does not keep label strings alive.
-        labels.Clear();
+        RejectReason reason = _registry.TryGetOrAdd(Name, labels, out SeriesId id);
+        if (labels.Length > LabelBuffer.Length)
+        {
+            labels.Clear();
+        }
+
         if (reason != RejectReason.None)
         {
             return Collector.CountRejected(reason);
         }
 
-        return timestampUnixMs is long ts ? Writer.Write(id, value, ts) : Writer.Write(id, value);
+        return timestampUnixMs is long ts ? _writer.Write(id, value, ts) : _writer.Write(id, value);
     }
 
     internal bool HasSameShape(InstrumentKind kind, ReadOnlySpan<string> labelNames) =>

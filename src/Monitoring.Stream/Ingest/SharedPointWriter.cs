@@ -17,9 +17,15 @@ namespace Monitoring.Stream.Ingest;
 /// </remarks>
 public sealed class SharedPointWriter : IDisposable
 {
+    /// <summary>Calls a thread makes through the thread-static lookup before it takes the hot slot over.</summary>
+    private const int MissesBeforeTakeover = 64;
+
     private readonly MetricsPipeline _pipeline;
     [ThreadStatic]
     private static Slot? s_lastSlotOfThread;
+
+    /// <summary>The slot of the thread that wrote most lately, recognised by its stack (see <see cref="CurrentWriter"/>).</summary>
+    private Slot? _hot;
 
     private readonly ThreadLocal<Slot> _local;
     private readonly List<Slot> _slots = [];
@@ -143,28 +149,81 @@ public sealed class SharedPointWriter : IDisposable
     }
 
     /// <summary>
-    /// This thread's writer. PERF: a thread-static slot remembers the shared writer it belongs to, so the
-    /// common case (one shared writer per process) costs one thread-static read and a compare instead of a
-    /// <see cref="ThreadLocal{T}"/> lookup.
+    /// This thread's writer.
     /// </summary>
+    /// <remarks>
+    /// <para>PERF: a thread-static read is a call into the C library here (<c>__tls_get_addr</c>, with the
+    /// register spills of a call around it). The hot slot, that of the thread writing most, is recognised
+    /// instead by two compares on the address of a local against its thread's stack, as the writer's gate
+    /// recognises its thread. Any other thread takes the thread-static slot (which remembers the shared
+    /// writer it belongs to), then the <see cref="ThreadLocal{T}"/>; after <see cref="MissesBeforeTakeover"/>
+    /// such calls it takes the hot slot over, so two busy threads trade it once per that many calls each.</para>
+    /// <para>The hot slot is read and written without a fence: whichever slot a thread reads, it uses it only
+    /// when the slot's stack holds the thread's own local. A stack is its thread's alone while the thread
+    /// lives; a thread that later gets a dead thread's stack addresses may use the dead thread's writer,
+    /// which nobody else can be using (the writer's gate recognises threads the same way).</para>
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private PointWriter CurrentWriter()
     {
-        Slot? slot = s_lastSlotOfThread;
-        return slot is not null && ReferenceEquals(slot.Owner, this) ? slot.Writer : CurrentWriterSlow();
+        Slot? hot = _hot;
+        return hot is not null && hot.IsCurrentThread() ? hot.Writer : CurrentWriterCold();
     }
 
+    /// <summary>Whether the calling thread's writer is the hot slot (found without a thread-static read); for tests.</summary>
+    internal bool IsHotThread => _hot?.IsCurrentThread() == true;
+
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private PointWriter CurrentWriterSlow()
+    private PointWriter CurrentWriterCold()
     {
-        Slot slot = _local.Value!;
-        s_lastSlotOfThread = slot;
+        Slot? slot = s_lastSlotOfThread;
+        if (slot is null || !ReferenceEquals(slot.Owner, this))
+        {
+            slot = _local.Value!;
+            s_lastSlotOfThread = slot;
+        }
+
+        if (slot.HasStack && ++slot.Misses >= MissesBeforeTakeover)
+        {
+            slot.Misses = 0;
+            _hot = slot;
+        }
+
         return slot.Writer;
     }
 
-    private sealed class Slot(SharedPointWriter owner, PointWriter writer)
+    private sealed unsafe class Slot
     {
-        public readonly SharedPointWriter Owner = owner;
-        public readonly PointWriter Writer = writer;
+        public readonly SharedPointWriter Owner;
+        public readonly PointWriter Writer;
+
+        /// <summary>Calls of this slot's thread that did not find it hot (touched by that thread only).</summary>
+        public int Misses;
+
+        private readonly nuint _stackLow;
+        private readonly nuint _stackSize;
+
+        /// <summary>Created on the thread the slot is for (the <see cref="ThreadLocal{T}"/>'s factory runs there).</summary>
+        public Slot(SharedPointWriter owner, PointWriter writer)
+        {
+            Owner = owner;
+            Writer = writer;
+            if (ThreadStack.TryGetCurrent(out nuint low, out nuint size))
+            {
+                _stackLow = low;
+                _stackSize = size;
+            }
+        }
+
+        /// <summary>Whether the thread's stack is known, so the slot can be recognised without a thread-static read.</summary>
+        public bool HasStack => _stackSize != 0;
+
+        /// <summary>Whether the calling thread is the slot's: the address of a local lies in the slot's stack.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public bool IsCurrentThread()
+        {
+            byte probe = 0;
+            return (nuint)(&probe) - _stackLow < _stackSize;
+        }
     }
 }

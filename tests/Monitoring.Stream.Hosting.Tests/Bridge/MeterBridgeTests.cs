@@ -58,6 +58,31 @@ public class MeterBridgeTests
     }
 
     [Fact]
+    public async Task Bridge_TenTagsInAnyOrder_OneSeriesWithEveryTagExactValues()
+    {
+        // More tags than fit in the stack buffer take the thread's scratch array; the same tags in another
+        // order are the same series.
+        string meterName = "Test.App." + Guid.NewGuid().ToString("N");
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 1_000);
+        using var meter = new Meter(meterName);
+        Histogram<double> wide = meter.CreateHistogram<double>("wide.duration");
+        using var bridge = new MeterBridge(engine.Collector, new MeterBridgeOptions { Meters = { meterName } }, engine.Time);
+        KeyValuePair<string, object?>[] tags = [.. Enumerable.Range(0, 10).Select(i => new KeyValuePair<string, object?>("t" + (9 - i), i))];
+
+        wide.Record(1.5, tags);
+        wide.Record(2.5, [.. tags.Reverse()]);
+        wide.Record(4.0, new KeyValuePair<string, object?>("t0", "x"));
+        await engine.StopAsync();
+
+        Label[] labels = [.. Enumerable.Range(0, 10).Select(i => new Label("t" + (9 - i), i.ToString(System.Globalization.CultureInfo.InvariantCulture)))];
+        MetricStatistics? all = Query(engine, "wide_duration", labels);
+        Assert.Equal(2, all!.Count);
+        Assert.Equal(4.0, all.Sum);
+        Assert.Equal(4.0, Query(engine, "wide_duration", new Label("t0", "x"))!.Sum);
+        Assert.Equal(3, bridge.Measurements);
+    }
+
+    [Fact]
     public async Task Bridge_ObservableCounterAndUpDownCounter_IncreasesAndNetChange()
     {
         string meterName = "Test.App." + Guid.NewGuid().ToString("N");

@@ -44,6 +44,53 @@ public class MetricsCollectorTests
         Assert.Throws<MetricValidationException>(() => engine.Collector.CreateCounter("jobs_total", ["queue", "host"]));
     }
 
+    [Theory]
+    [InlineData(3)]
+    [InlineData(8)]
+    [InlineData(10)]
+    public async Task Record_LabelsPerCall_ResolvesTheSeriesOfTheNamedLabelsAndAllocatesNothing(int labelCount)
+    {
+        // Labels per call are built on the stack (up to LabelBuffer.Length) or in the thread's scratch array
+        // (more): either way in the registry's order of names, whatever order they were declared in.
+        await using var engine = new EngineFixture();
+        string[] names = [.. Enumerable.Range(0, labelCount).Select(i => "l" + (labelCount - i).ToString("D2", System.Globalization.CultureInfo.InvariantCulture))];
+        string[][] values = [.. Enumerable.Range(0, 4).Select(s => Enumerable.Range(0, labelCount).Select(i => $"v{s}_{i}").ToArray())];
+        MetricHistogram histogram = engine.Collector.CreateHistogram("wide", names);
+        for (int round = 0; round < 5; round++)
+        {
+            for (int i = 0; i < 400; i++)
+            {
+                Assert.Equal(RejectReason.None, histogram.RecordAt(T0 + 1_000, 1, values[i & 3]));
+            }
+
+            engine.Collector.Flush();
+            await engine.Pipeline.DrainAsync();
+        }
+
+        // After the awaits this may be another thread: its first calls (its writer, its scratch) are not measured.
+        for (int i = 0; i < 100; i++)
+        {
+            histogram.RecordAt(T0 + 1_000, 1, values[i & 3]);
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 400; i++)
+        {
+            histogram.RecordAt(T0 + 1_000, 1, values[i & 3]);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        for (int s = 0; s < values.Length; s++)
+        {
+            SeriesId id = engine.Pipeline.Registry.GetOrAdd("wide", [.. names.Zip(values[s], (n, v) => new Label(n, v))]);
+            Assert.Equal(
+                names.Zip(values[s], (n, v) => $"{n}={v}").Order(StringComparer.Ordinal),
+                engine.Pipeline.Registry.GetDescriptor(id).Labels.AsSpan().ToArray().Select(l => $"{l.Name}={l.Value}"));
+        }
+
+        Assert.Equal(4, engine.Pipeline.Registry.LiveCount);
+    }
+
     [Fact]
     public async Task Add_NegativeOrNaNIncrement_RefusedWithReasonAndCounted()
     {

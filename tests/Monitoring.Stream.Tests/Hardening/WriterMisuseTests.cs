@@ -272,6 +272,83 @@ public class WriterMisuseTests
     }
 
     [Fact]
+    public async Task SharedWriter_TwoThreadsTakeTurns_HotSlotFollowsTheBusyThreadEachKeepsItsOwnWriter()
+    {
+        // The shared writer finds the busiest thread's writer by the thread's stack, not a thread-static read:
+        // a thread that writes often takes that place over, and the other thread's writes still go through
+        // its own writer (two writers, no misuse refused, every point counted).
+        var time = Scenario.Clock(Scenario.T0 + 30_000);
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time, shards: 2), [sink]);
+        SeriesId[] ids = Register(pipeline, 4);
+        pipeline.Start();
+        using SharedPointWriter shared = pipeline.CreateSharedWriter("app");
+        bool linux = OperatingSystem.IsLinux();
+        using var aTurn = new SemaphoreSlim(0);
+        using var bTurn = new SemaphoreSlim(0);
+        var seen = new List<string>();
+
+        void Burst(string who, int n)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                Assert.Equal(RejectReason.None, shared.Write(ids[i & 3], 1.0, Scenario.T0 + 10_000 + i));
+            }
+
+            lock (seen)
+            {
+                seen.Add($"{who}:{n}:{shared.IsHotThread}");
+            }
+        }
+
+        Exception? failed = null;
+        Thread Run(string who, SemaphoreSlim mine, SemaphoreSlim other, bool first) => new(() =>
+        {
+            try
+            {
+                for (int round = 0; round < 3; round++)
+                {
+                    if (!first || round > 0)
+                    {
+                        Assert.True(mine.Wait(Signals.Bound), "the other thread did not hand over");
+                    }
+
+                    Burst(who, 10);
+                    Burst(who, 200);
+                    other.Release();
+                }
+            }
+            catch (Exception e)
+            {
+                failed = e;
+                other.Release(10);
+            }
+        }) { IsBackground = true };
+
+        Thread a = Run("a", aTurn, bTurn, first: true);
+        Thread b = Run("b", bTurn, aTurn, first: false);
+        a.Start();
+        b.Start();
+        Assert.True(a.Join(Signals.Bound * 2) && b.Join(Signals.Bound * 2), "a writing thread did not finish");
+        Assert.Null(failed);
+
+        // After 200 writes a thread holds the hot slot (where its stack can be read); after 10 writes following
+        // the other thread's 200, it does not yet.
+        string[] expected = linux
+            ? ["a:10:False", "a:200:True", "b:10:False", "b:200:True", "a:10:False", "a:200:True", "b:10:False", "b:200:True", "a:10:False", "a:200:True", "b:10:False", "b:200:True"]
+            : ["a:10:False", "a:200:False", "b:10:False", "b:200:False", "a:10:False", "a:200:False", "b:10:False", "b:200:False", "a:10:False", "a:200:False", "b:10:False", "b:200:False"];
+        Assert.Equal(expected, seen);
+        shared.Flush();
+        await pipeline.DrainAsync().Within("drain");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Identities.AssertSettled(m);
+        Assert.Equal(2 * 3 * 210, m.Offered);
+        Assert.Equal(2 * 3 * 210, m.Accepted);
+        Assert.Equal(0, m.WriterMisuse);
+        Assert.Equal(2, Assert.Single(m.Sources).Writers);
+    }
+
+    [Fact]
     public async Task SharedWriter_EightThreads_ExactTotalsNoException()
     {
         const int Threads = 8;
