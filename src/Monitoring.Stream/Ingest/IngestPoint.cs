@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 namespace Monitoring.Stream.Ingest;
 
 /// <summary>One point on its way to a shard: the series' slot in that shard, the value, the event time.</summary>
-// The layout is relied on: PointWriter.StorePoint writes Slot and Generation as one 8-byte word, then Value, then the timestamp.
 [StructLayout(LayoutKind.Sequential)]
 internal struct IngestPoint
 {

@@ -22,9 +22,7 @@ internal enum BatchKind
 /// </summary>
 internal sealed class PointBatch
 {
-    // Pinned: writers store points through a pointer (PointWriter.StorePoint). Batches are pooled for the
-    // pipeline's life, so the pinned heap holds a bounded set of them.
-    public PointBatch(int capacity) => Points = GC.AllocateArray<IngestPoint>(capacity, pinned: true);
+    public PointBatch(int capacity) => Points = new IngestPoint[capacity];
 
     public IngestPoint[] Points { get; }
 

@@ -218,7 +218,11 @@ public sealed class PointWriter : IDisposable
             ThrowBatchOverfilled();
         }
 
-        StorePoint(ref points[index], (uint)slot, series.Generation, value, timestampUnixMs);
+        ref IngestPoint point = ref points[index];
+        point.Slot = (int)slot;
+        point.Generation = series.Generation;
+        point.Value = value;
+        point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)
         {
             FlushShard(shard, NowMs(), urgent: false);
@@ -227,39 +231,6 @@ public sealed class PointWriter : IDisposable
         {
             CheckClock();
         }
-    }
-
-    /// <summary>
-    /// Stores a point into a batch, bypassing the caches where the CPU can (x64): the shard that reads the
-    /// batch runs on another core, and so did the last reader of this pooled batch.
-    /// </summary>
-    /// <remarks>
-    /// PERF: with ordinary stores each cache line of a batch crossed between the cores twice: the producer's
-    /// store had to take it from the core of the shard that last read the batch (a read-for-ownership), and
-    /// the shard then read it back from the producer's core; on 2 cores both stalled on those transfers
-    /// (about 40 % of the CPU of a bound point, docs/benchmarks.md). Non-temporal stores fill whole lines in
-    /// write-combining buffers and go to memory without a read for ownership, and the shard's sequential
-    /// reads of them are prefetched. Batch arrays are pinned (<see cref="PointBatch"/>), so the pointer is
-    /// stable. Ordering: the writer fences (<c>sfence</c>) before it hands a batch over; a batch taken
-    /// over by another thread passes the gate's process-wide barrier first, which drains the writer core's
-    /// write-combining buffers too (an interrupt on that core, or a context switch).
-    /// </remarks>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void StorePoint(ref IngestPoint point, uint slot, int generation, double value, long timestampUnixMs)
-    {
-        if (System.Runtime.Intrinsics.X86.Sse2.X64.IsSupported)
-        {
-            long* p = (long*)Unsafe.AsPointer(ref point);
-            System.Runtime.Intrinsics.X86.Sse2.X64.StoreNonTemporal(p, (long)(((ulong)(uint)generation << 32) | slot));
-            System.Runtime.Intrinsics.X86.Sse2.X64.StoreNonTemporal(p + 1, BitConverter.DoubleToInt64Bits(value));
-            System.Runtime.Intrinsics.X86.Sse2.X64.StoreNonTemporal(p + 2, timestampUnixMs);
-            return;
-        }
-
-        point.Slot = (int)slot;
-        point.Generation = generation;
-        point.Value = value;
-        point.TimestampUnixMs = timestampUnixMs;
     }
 
     [DoesNotReturn]
@@ -564,12 +535,6 @@ public sealed class PointWriter : IDisposable
         {
             Drop(batch, DropReason.PipelineStopped, shard);
             return;
-        }
-
-        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
-        {
-            // The points went out with non-temporal stores (StorePoint): globally visible before the batch is.
-            System.Runtime.Intrinsics.X86.Sse.StoreFence();
         }
 
         Stamp(batch, shard, now);
