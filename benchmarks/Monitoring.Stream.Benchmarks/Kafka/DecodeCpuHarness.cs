@@ -202,6 +202,28 @@ public static class DecodeCpuHarness
                 _ = decoder.Decode(shuffled[m % shuffled.Length], writer);
             }
         });
+        // The same, paced as the Kafka source paces itself (it pauses its partitions at 75 % queue fill): every 32
+        // messages the harness waits, asleep, while the shard's queue is more than half full, so the decoding thread
+        // never finds it full. Unpaced, the single shard (slower than the decoder) fills its queue and the core's writer
+        // then spins and yields on every batch (PointWriter: up to 4,000 yielding spins before it sleeps), and that
+        // waiting is in the thread's CPU: the faster the decoder, the more of it. The snapshot the check takes every
+        // 32,000 points is counted in the thread's CPU.
+        Case("DecodeRandomTablesPaced", () =>
+        {
+            for (int m = 0; m < messages; m++)
+            {
+                if (m % 32 == 0)
+                {
+                    PipelineMetrics metrics;
+                    while ((metrics = pipeline.GetMetrics()).ShardQueueDepth.Max() * 2 > metrics.ShardQueueCapacity)
+                    {
+                        Thread.Sleep(1);
+                    }
+                }
+
+                _ = decoder.Decode(shuffled[m % shuffled.Length], writer);
+            }
+        });
         Case("WriteOnly", () =>
         {
             for (int m = 0; m < messages; m++)
