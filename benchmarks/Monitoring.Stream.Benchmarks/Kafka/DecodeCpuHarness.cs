@@ -15,7 +15,8 @@ namespace Monitoring.Stream.Benchmarks.Kafka;
 /// decoding into the pipeline messages whose series tables vary from one message to the next (10 tables cycled, or a
 /// random 100 of 1,000 series a message), the series all known.
 /// </summary>
-/// <remarks>Usage: <c>dotnet Monitoring.Stream.Benchmarks.dll decode-cpu [--messages N] [--rounds N] [--shards N]</c>.</remarks>
+/// <remarks>Usage: <c>dotnet Monitoring.Stream.Benchmarks.dll decode-cpu [--messages N] [--rounds N] [--shards N] [--warmup N] [--only case]</c>
+/// (<c>--warmup</c>: untimed rounds before each case, 1 by default; <c>--only</c>: one case, by its name, for a profile).</remarks>
 public static class DecodeCpuHarness
 {
     private const int PointsPerMessage = 1_000;
@@ -26,8 +27,16 @@ public static class DecodeCpuHarness
         int messages = 5_000;
         int rounds = 5;
         int shards = 1;
+        int warmups = 1;
+        string? only = null;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
+            if (args[i] == "--only")
+            {
+                only = args[i + 1];
+                continue;
+            }
+
             int value = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
             switch (args[i])
             {
@@ -39,6 +48,9 @@ public static class DecodeCpuHarness
                     break;
                 case "--shards":
                     shards = value;
+                    break;
+                case "--warmup":
+                    warmups = value;
                     break;
                 default:
                     Console.Error.WriteLine($"unknown argument {args[i]}");
@@ -104,15 +116,20 @@ public static class DecodeCpuHarness
             shuffled[k] = encoder.ToArray();
         }
         long points = (long)messages * PointsPerMessage;
-        Console.WriteLine($"{messages:N0} messages of {PointsPerMessage:N0} points ({SeriesPerMessage} known series) a round, {rounds} rounds after one warm-up, {shards} shard(s); ns per point");
+        Console.WriteLine($"{messages:N0} messages of {PointsPerMessage:N0} points ({SeriesPerMessage} known series) a round, {rounds} rounds after {warmups} warm-up round(s) a case, {shards} shard(s); ns per point");
         Console.WriteLine($"{"case",-22} {"wall (loop)",12} {"thread CPU",12} {"wall to drained",16} {"process CPU to drained",24}");
         void Case(string name, Action body)
         {
+            if (only is not null && !name.Equals(only, StringComparison.OrdinalIgnoreCase))
+            {
+                return;
+            }
+
             var wall = new List<double>();
             var thread = new List<double>();
             var drainedWall = new List<double>();
             var drainedCpu = new List<double>();
-            for (int round = 0; round <= rounds; round++)
+            for (int round = 1 - warmups; round <= rounds; round++)
             {
                 TimeSpan cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
                 long thread0 = ThreadCpuNanoseconds();
@@ -182,6 +199,28 @@ public static class DecodeCpuHarness
         {
             for (int m = 0; m < messages; m++)
             {
+                _ = decoder.Decode(shuffled[m % shuffled.Length], writer);
+            }
+        });
+        // The same, paced as the Kafka source paces itself (it pauses its partitions at 75 % queue fill): every 32
+        // messages the harness waits, asleep, while the shard's queue is more than half full, so the decoding thread
+        // never finds it full. Unpaced, the single shard (slower than the decoder) fills its queue and the core's writer
+        // then spins and yields on every batch (PointWriter: up to 4,000 yielding spins before it sleeps), and that
+        // waiting is in the thread's CPU: the faster the decoder, the more of it. The snapshot the check takes every
+        // 32,000 points is counted in the thread's CPU.
+        Case("DecodeRandomTablesPaced", () =>
+        {
+            for (int m = 0; m < messages; m++)
+            {
+                if (m % 32 == 0)
+                {
+                    PipelineMetrics metrics;
+                    while ((metrics = pipeline.GetMetrics()).ShardQueueDepth.Max() * 2 > metrics.ShardQueueCapacity)
+                    {
+                        Thread.Sleep(1);
+                    }
+                }
+
                 _ = decoder.Decode(shuffled[m % shuffled.Length], writer);
             }
         });

@@ -383,8 +383,8 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
 
         _lastPressureCheck = Stopwatch.GetTimestamp();
-        PipelineMetrics metrics = _pipeline.GetMetrics();
-        double fill = metrics.ShardQueueDepth.Max() / (double)metrics.ShardQueueCapacity;
+        // The fullest shard queue's fill alone, not a whole metrics snapshot (which allocated on every check).
+        double fill = _pipeline.ShardQueueFill;
         if (!_paused && fill >= _options.PauseAtQueueFill)
         {
             consumer.Pause(_partitions.Keys);

@@ -28,10 +28,8 @@ public sealed class PointBatchDecoder
     private readonly SeriesRegistry _registry;
     private readonly PointDecoderLimits _limits;
     private readonly MessagePackSecurity _security;
-    private readonly Dictionary<byte[], SeriesId> _cache = new(ByteKeyComparer.Instance);
-    private readonly Dictionary<byte[], SeriesId>.AlternateLookup<ReadOnlySpan<byte>> _cacheBySpan;
-    private readonly Dictionary<byte[], int> _strings = new(ByteKeyComparer.Instance);
-    private readonly Dictionary<byte[], int>.AlternateLookup<ReadOnlySpan<byte>> _stringsBySpan;
+    private readonly ByteKeyTable<SeriesId> _cache = new();
+    private readonly ByteKeyTable<int> _strings = new();
     private int[] _stringIds = new int[64];
     private int[] _keyIds = new int[16];
     private int _stringCount;
@@ -47,6 +45,7 @@ public sealed class PointBatchDecoder
     private readonly RecentTable[] _recentTables = [.. Enumerable.Range(0, RecentTables).Select(_ => new RecentTable())];
     private int _nextRecentTable;
     private int _prepared;
+    private bool _anyRejected;
 
     /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
     public PointBatchDecoder(SeriesRegistry registry, PointDecoderLimits? limits = null)
@@ -56,8 +55,6 @@ public sealed class PointBatchDecoder
         _limits = limits ?? new PointDecoderLimits();
         _limits.Validate();
         _security = MessagePackSecurity.UntrustedData.WithMaximumObjectGraphDepth(_limits.MaxDepth);
-        _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<byte>>();
-        _stringsBySpan = _strings.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
     /// <summary>The limits this decoder enforces.</summary>
@@ -116,14 +113,39 @@ public sealed class PointBatchDecoder
     /// <summary>Checks a message whole without writing it: the error a <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/> would report before writing.</summary>
     public PointDecodeResult Validate(ReadOnlyMemory<byte> message) => Parse(message, out _, out _);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int WritePoints(PointWriter writer, int count, Span<int> refusedByReason)
     {
         // PERF: the per-point loop is an array walk and one writer call; the series id was resolved
         // once per series entry of the message, not per point.
         DecodedPoint[] points = _points;
         SeriesId[] ids = _seriesIds;
-        RejectedSeries?[] rejected = _seriesRejected;
         int refused = 0;
+        if (!_anyRejected)
+        {
+            // Every series of the message resolved (the common case): no refused series to test per point.
+            // PERF: indexed without bounds checks: count <= points.Length (ParsePoints) and every p.Series was
+            // checked against the message's series count, <= ids.Length (ParseSeries), when it was read.
+            ref DecodedPoint first = ref MemoryMarshal.GetArrayDataReference(points);
+            ref SeriesId firstId = ref MemoryMarshal.GetArrayDataReference(ids);
+            for (int i = 0; i < count; i++)
+            {
+                ref DecodedPoint p = ref Unsafe.Add(ref first, i);
+                RejectReason reason = writer.Write(Unsafe.Add(ref firstId, p.Series), p.Value, p.TimestampUnixMs);
+                if (reason != RejectReason.None)
+                {
+                    refused++;
+                    if ((uint)reason < (uint)refusedByReason.Length)
+                    {
+                        refusedByReason[(int)reason]++;
+                    }
+                }
+            }
+
+            return refused;
+        }
+
+        RejectedSeries?[] rejected = _seriesRejected;
         for (int i = 0; i < count; i++)
         {
             ref DecodedPoint p = ref points[i];
@@ -185,6 +207,7 @@ public sealed class PointBatchDecoder
 
     private static PointDecodeResult Fail(PointDecodeError error, long offset) => new(error, 0, 0, offset);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private PointDecodeError ParseMessage(ref MessagePackReader reader, ReadOnlyMemory<byte> message, ref long readerStart, out int points, out int seriesCount)
     {
         ReadOnlySpan<byte> bytes = message.Span;
@@ -405,6 +428,7 @@ public sealed class PointBatchDecoder
         return PointDecodeError.None;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private PointDecodeError ParseStrings(ReadOnlySpan<byte> bytes, ref int position, out int count)
     {
         PointDecodeError error = ReadArrayHeader(bytes, ref position, _limits.MaxStrings, PointDecodeError.TooManyStrings, out count);
@@ -501,6 +525,7 @@ public sealed class PointBatchDecoder
         return PointDecodeError.None;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private PointDecodeError ParseSeries(ReadOnlySpan<byte> bytes, ref int position, int stringCount, out int count)
     {
         PointDecodeError error = ReadArrayHeader(bytes, ref position, _limits.MaxSeries, PointDecodeError.TooManySeries, out count);
@@ -577,11 +602,20 @@ public sealed class PointBatchDecoder
     /// Reads <paramref name="count"/> points (series index, timestamp delta, value) from <paramref name="bytes"/> at
     /// <paramref name="position"/>, which ends after the last one read; on an error it stays at the bad element.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private PointDecodeError ReadPoints(ReadOnlySpan<byte> bytes, ref int position, int count, int seriesCount, long baseTimestamp)
     {
         DecodedPoint[] points = _points;
         for (int i = 0; i < count; i++)
         {
+            // The common encodings in bulk; each point the fast loop stops at is read (or refused) here, and the
+            // fast loop goes on after it (a producer that writes integral values as integers mixes encodings).
+            i = ReadPointsFast(bytes, ref position, i, count, seriesCount, baseTimestamp);
+            if (i == count)
+            {
+                break;
+            }
+
             int start = position;
             PointDecodeError error = ReadInteger(bytes, ref position, out long series);
             if (error != PointDecodeError.None || (ulong)series >= (ulong)seriesCount)
@@ -620,6 +654,112 @@ public sealed class PointBatchDecoder
         }
 
         return PointDecodeError.None;
+    }
+
+    /// <summary>The most bytes a point takes on the fast path: a uint16 series index, a uint16 delta, a float64.</summary>
+    private const int MaxFastPointBytes = 3 + 3 + 9;
+
+    /// <summary>
+    /// Reads the points written the common way — a series index up to 65,535 as fixint, uint8 or uint16, a timestamp
+    /// delta from -128 to 65,535 ms as fixint, int8, uint8 or uint16, a float64 value — while at least
+    /// <see cref="MaxFastPointBytes"/> bytes are left, so no element needs a bounds check of its own. Stops at the first
+    /// point written any other way, or with an index out of range, and returns the index of that point (or
+    /// <paramref name="count"/>): the general loop of <see cref="ReadPoints"/> reads (or refuses) it, at <paramref name="position"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int ReadPointsFast(ReadOnlySpan<byte> bytes, ref int position, int from, int count, int seriesCount, long baseTimestamp)
+    {
+        // PERF: the bulk of a message. One length test per point instead of one per element, the common encodings
+        // tested inline, the array written without bounds checks (ParsePoints sized it to count).
+        if (baseTimestamp > long.MaxValue - ushort.MaxValue || baseTimestamp < long.MinValue - sbyte.MinValue)
+        {
+            return from; // a delta could overflow: the general loop checks each one
+        }
+
+        ref byte data = ref MemoryMarshal.GetReference(bytes);
+        ref DecodedPoint points = ref MemoryMarshal.GetArrayDataReference(_points);
+        int last = bytes.Length - MaxFastPointBytes;
+        int pos = position;
+        int i = from;
+        while (i < count && pos <= last)
+        {
+            // Every read below is within [pos, pos + MaxFastPointBytes), inside the message.
+            int series;
+            byte code = Unsafe.Add(ref data, pos);
+            int next;
+            if (code <= MessagePackCode.MaxFixInt)
+            {
+                series = code;
+                next = pos + 1;
+            }
+            else if (code == MessagePackCode.UInt8)
+            {
+                series = Unsafe.Add(ref data, pos + 1);
+                next = pos + 2;
+            }
+            else if (code == MessagePackCode.UInt16)
+            {
+                series = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref data, pos + 1)));
+                next = pos + 3;
+            }
+            else
+            {
+                break;
+            }
+
+            if ((uint)series >= (uint)seriesCount)
+            {
+                break;
+            }
+
+            long delta;
+            code = Unsafe.Add(ref data, next);
+            if (code <= MessagePackCode.MaxFixInt)
+            {
+                delta = code;
+                next++;
+            }
+            else if (code >= MessagePackCode.MinNegativeFixInt)
+            {
+                delta = (sbyte)code;
+                next++;
+            }
+            else if (code == MessagePackCode.UInt16)
+            {
+                delta = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref data, next + 1)));
+                next += 3;
+            }
+            else if (code == MessagePackCode.UInt8)
+            {
+                delta = Unsafe.Add(ref data, next + 1);
+                next += 2;
+            }
+            else if (code == MessagePackCode.Int8)
+            {
+                delta = (sbyte)Unsafe.Add(ref data, next + 1);
+                next += 2;
+            }
+            else
+            {
+                break;
+            }
+
+            if (Unsafe.Add(ref data, next) != MessagePackCode.Float64)
+            {
+                break;
+            }
+
+            ulong bits = BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<ulong>(ref Unsafe.Add(ref data, next + 1)));
+            ref DecodedPoint point = ref Unsafe.Add(ref points, i);
+            point.Series = series;
+            point.TimestampUnixMs = baseTimestamp + delta;
+            point.Value = BitConverter.UInt64BitsToDouble(bits);
+            pos = next + 9;
+            i++;
+        }
+
+        position = pos;
+        return i;
     }
 
     /// <summary>Reads a MessagePack integer of any width that fits in 64 signed bits (a larger uint64 is <see cref="PointDecodeError.IndexOutOfRange"/>, as before).</summary>
@@ -762,6 +902,7 @@ public sealed class PointBatchDecoder
         return error;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private PointDecodeError ResolveSeries(ReadOnlySpan<byte> bytes, int count)
     {
         // The registry reclaims idle series; an id cached from before would be refused by its shard as stale
@@ -784,6 +925,7 @@ public sealed class PointBatchDecoder
             {
                 recent.Ids.AsSpan(0, count).CopyTo(_seriesIds);
                 Array.Clear(_seriesRejected, 0, count);
+                _anyRejected = false;
                 return PointDecodeError.None;
             }
         }
@@ -803,10 +945,10 @@ public sealed class PointBatchDecoder
         for (int i = 0; i < stringCount; i++)
         {
             ReadOnlySpan<byte> text = bytes.Slice(_stringStart[i], _stringLength[i]);
-            if (!_stringsBySpan.TryGetValue(text, out int number))
+            if (!_strings.TryGetValue(text, out int number))
             {
                 number = _strings.Count;
-                _stringsBySpan[text] = number;
+                _strings.Add(text, number);
             }
 
             stringIds[i] = number;
@@ -818,7 +960,7 @@ public sealed class PointBatchDecoder
             int first = _seriesFirst[i];
             int strings = _seriesFirst[i + 1] - first;
             ReadOnlySpan<byte> key = BuildKey(first, strings);
-            if (_cacheBySpan.TryGetValue(key, out SeriesId id))
+            if (_cache.TryGetValue(key, out SeriesId id))
             {
                 _seriesIds[i] = id;
                 _seriesRejected[i] = null;
@@ -828,6 +970,8 @@ public sealed class PointBatchDecoder
             ResolveSlow(bytes, i, first, strings, key);
             anyRejected |= _seriesRejected[i] is not null;
         }
+
+        _anyRejected = anyRejected;
 
         // Refused series are not remembered: a refusal (a cardinality limit) may not hold for the next message.
         if (!anyRejected && table.Length <= MaxRecentTableBytes)
@@ -867,7 +1011,7 @@ public sealed class PointBatchDecoder
             return;
         }
 
-        _cacheBySpan[key] = id;
+        _cache.Add(key, id);
         _seriesIds[entry] = id;
         _seriesRejected[entry] = null;
     }

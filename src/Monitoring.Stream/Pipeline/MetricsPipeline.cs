@@ -712,4 +712,23 @@ public sealed class MetricsPipeline : IAsyncDisposable
         // Not disposed: shard and sink tasks abandoned by a forced stop may still observe the token.
         _abort.Cancel();
     }
+
+    /// <summary>
+    /// The fill of the fullest shard's queue, batches waiting over <see cref="MetricsPipelineOptions.ShardQueueBatches"/>
+    /// (0 to 1): what <see cref="PipelineMetrics.ShardQueueDepth"/> tells, without taking a whole snapshot, for
+    /// sources that poll it often to decide when to pause (it allocates nothing).
+    /// </summary>
+    public double ShardQueueFill
+    {
+        get
+        {
+            int fullest = 0;
+            foreach (Channel<PointBatch> channel in _channels)
+            {
+                fullest = Math.Max(fullest, channel.Reader.Count);
+            }
+
+            return fullest / (double)Settings.ShardQueueBatches;
+        }
+    }
 }

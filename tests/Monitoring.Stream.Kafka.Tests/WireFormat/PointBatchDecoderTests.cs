@@ -453,6 +453,162 @@ public class PointBatchDecoderTests
         Assert.Equal(2, pipeline.GetMetrics().RejectedByReason[RejectReason.InvalidMetricName]);
     }
 
+    /// <summary>The series of <see cref="MixedMessage"/>: index i is <c>m{k="v&lt;i&gt;"}</c>; over 256, so indices take all three encodings.</summary>
+    private const int MixedSeries = 300;
+
+    /// <summary>
+    /// A long message with every encoding a stock writer produces for each element, in random order: series index as
+    /// fixint, uint8 or uint16; timestamp delta as fixint, negative fixint, int8, uint8, uint16, int16, uint32; value as
+    /// float64, float32, integer or uint64. Optionally one bad element at point <paramref name="badAt"/>, whose byte
+    /// offset is returned.
+    /// </summary>
+    private static (byte[] Bytes, List<(int Series, long Delta, double Value)> Points, long BadOffset) MixedMessage(int points, int badAt = -1, string bad = "")
+    {
+        long[] deltas = [0, 5, 127, -1, -32, -100, 200, 1_000, 65_535, -1_000, 70_000];
+        var random = new Random(17);
+        var expected = new List<(int, long, double)>();
+        var buffer = new ArrayBufferWriter<byte>();
+        var writer = new MessagePackWriter(buffer);
+        long badOffset = -1;
+        writer.WriteArrayHeader(5);
+        writer.Write(1);
+        writer.Write(T0);
+        writer.WriteArrayHeader(2 + MixedSeries);
+        writer.Write("m");
+        writer.Write("k");
+        for (int s = 0; s < MixedSeries; s++)
+        {
+            writer.Write("v" + s);
+        }
+
+        writer.WriteArrayHeader(MixedSeries);
+        for (int s = 0; s < MixedSeries; s++)
+        {
+            writer.WriteArrayHeader(3);
+            writer.Write(0);
+            writer.Write(1);
+            writer.Write(2 + s);
+        }
+
+        writer.WriteArrayHeader(3 * points);
+        for (int i = 0; i < points; i++)
+        {
+            int series = random.Next(MixedSeries);
+            long delta = deltas[random.Next(deltas.Length)];
+            int k = random.Next(-1_000, 1_000);
+            if (i == badAt && bad == "index")
+            {
+                writer.Flush();
+                badOffset = buffer.WrittenCount;
+                writer.Write(MixedSeries);
+            }
+            else
+            {
+                writer.Write(series);
+            }
+
+            if (i == badAt && bad == "delta")
+            {
+                writer.Flush();
+                badOffset = buffer.WrittenCount;
+                writer.Write(1.5);
+            }
+            else
+            {
+                writer.Write(delta);
+            }
+
+            if (i == badAt && bad == "value")
+            {
+                writer.Flush();
+                badOffset = buffer.WrittenCount;
+                writer.Write("1.0");
+                continue;
+            }
+
+            double value;
+            switch (random.Next(8))
+            {
+                case 0:
+                    value = k * 0.5;
+                    writer.Write((float)value);
+                    break;
+                case 1:
+                    value = k;
+                    writer.Write(k);
+                    break;
+                case 2:
+                    value = (ulong)(k + 1_000);
+                    writer.Write((ulong)(k + 1_000));
+                    break;
+                default:
+                    value = k * 0.25;
+                    writer.Write(value);
+                    break;
+            }
+
+            expected.Add((series, delta, value));
+        }
+
+        writer.Flush();
+        return (buffer.WrittenMemory.ToArray(), expected, badOffset);
+    }
+
+    [Fact]
+    public async Task Decode_LongMessageMixingEveryEncoding_EveryPointExact()
+    {
+        // The fast loop reads the common encodings while 15 bytes are left; every other point, and the last few, are read
+        // by the general one, and the fast loop resumes after each: every point must land in its series with its value.
+        (byte[] message, List<(int Series, long Delta, double Value)> points, _) = MixedMessage(5_000);
+        var sink = new RowSink();
+        await using var pipeline = new MetricsPipeline(
+            new MetricsPipelineOptions
+            {
+                ShardCount = 2,
+                AllowedLateness = TimeSpan.FromHours(1),
+                TimeProvider = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0)),
+            },
+            [sink]);
+        pipeline.Start();
+        var decoder = new PointBatchDecoder(pipeline.Registry);
+        using (PointWriter writer = pipeline.CreateWriter("kafka:test/0"))
+        {
+            Assert.Equal(new PointDecodeResult(PointDecodeError.None, 5_000, 0, -1), decoder.Decode(message, writer));
+        }
+
+        await pipeline.StopAsync();
+        Assert.Equal(0, pipeline.GetMetrics().Late);
+        for (int s = 0; s < MixedSeries; s++)
+        {
+            double[] values = [.. points.Where(p => p.Series == s).Select(p => p.Value)];
+            AggregateRow[] rows = [.. sink.Rows.Where(r => r.SeriesKey == "m{k=\"v" + s + "\"}")];
+            Assert.Equal(values.Length, rows.Sum(r => r.Count));
+            Assert.Equal(values.Sum(), rows.Sum(r => r.Sum));
+            Assert.Equal(values.Min(), rows.Min(r => r.Min));
+            Assert.Equal(values.Max(), rows.Max(r => r.Max));
+        }
+
+        // Every window a point's delta put it in: each delta's window holds exactly the points with it.
+        foreach (IGrouping<long, (int Series, long Delta, double Value)> window in points.GroupBy(p => (T0 + p.Delta) / 10_000 * 10_000))
+        {
+            Assert.Equal(window.Count(), sink.Rows.Where(r => r.WindowStartUnixMs == window.Key).Sum(r => r.Count));
+        }
+    }
+
+    [Theory]
+    [InlineData("index", 2_500, PointDecodeError.IndexOutOfRange)]
+    [InlineData("delta", 2_500, PointDecodeError.UnexpectedType)]
+    [InlineData("value", 2_500, PointDecodeError.UnexpectedType)]
+    [InlineData("index", 4_999, PointDecodeError.IndexOutOfRange)]
+    [InlineData("value", 4_999, PointDecodeError.UnexpectedType)]
+    public void Decode_BadElementInsideLongMessage_RefusedAtItsOffsetWritingNothing(string bad, int at, PointDecodeError error)
+    {
+        (byte[] message, _, long offset) = MixedMessage(5_000, at, bad);
+        (PointDecodeResult result, PipelineMetrics metrics) = DecodeOne(message);
+        Assert.Equal(new PointDecodeResult(error, 0, 0, offset), result);
+        Assert.Equal(0, metrics.Offered);
+    }
+
     [Fact]
     public void Encode_WritesTheDocumentedLayout()
     {
