@@ -1,4 +1,5 @@
 using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 
@@ -115,7 +116,12 @@ public class InstrumentsProbeTests
         Assert.Null(thrown);
         PipelineMetrics m = pipeline.GetMetrics();
         Assert.Equal(calls, m.Offered);
-        Assert.Equal(accepted, m.Accepted);
+        // The SDK's writer is DropNewest: a call that returned None was buffered, and its batch then reached a
+        // shard (Accepted) or found the shard's queue full, or the pipeline stopping, and was dropped and counted.
+        // Shards still running unoptimized code at the start make a full queue possible here.
+        Assert.Equal(0, m.Pending);
+        Assert.Equal(accepted, m.Accepted + m.Dropped);
+        Assert.Equal(0, m.DroppedByReason.GetValueOrDefault(DropReason.ShardFault));
         Assert.Equal(calls - accepted, m.RejectedByReason.GetValueOrDefault(RejectReason.WriterClosed));
         Assert.Equal(m.Accepted, m.EmittedPoints + m.Late);
     }
