@@ -80,7 +80,6 @@ public sealed class MetricsPipeline : IAsyncDisposable
         int shardCount = Settings.ShardCount;
         _channels = new Channel<PointBatch>[shardCount];
         ShardSpaces = new ShardSpace[shardCount];
-        ShardBells = new ShardBell[shardCount];
         _shards = new ShardAggregator[shardCount];
         _arrowWriters = new ArrowWindowWriter[shardCount];
         for (int i = 0; i < shardCount; i++)
@@ -94,8 +93,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             });
             _arrowWriters[i] = new ArrowWindowWriter(Registry, shardCount, Schema);
             ShardSpaces[i] = new ShardSpace(Settings.ShardQueueBatches);
-            ShardBells[i] = new ShardBell(_channels[i].Reader, Settings.ShardQueueBatches);
-            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, ShardSpaces[i], ShardBells[i], BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), AllSources, EmitAsync);
+            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, ShardSpaces[i], BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), AllSources, EmitAsync);
         }
 
         ShardWriters = [.. _channels.Select(c => c.Writer)];
@@ -132,9 +130,6 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     /// <summary>Where writers wait for room in each shard's queue.</summary>
     internal ShardSpace[] ShardSpaces { get; }
-
-    /// <summary>How each shard is woken after a write to its queue.</summary>
-    internal ShardBell[] ShardBells { get; }
 
     internal ObjectPool<PointBatch> BatchPool { get; }
 
@@ -249,11 +244,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         {
             // A full channel means data is flowing; the shard then takes the tick with the next batch handed
             // over after it, so idle and disposed sources still stop holding the watermark under overload.
-            if (_channels[i].Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now }))
-            {
-                ShardBells[i].Ring(urgent: true);
-            }
-            else
+            if (!_channels[i].Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now }))
             {
                 _shards[i].DeferTick(now);
             }
@@ -371,7 +362,6 @@ public sealed class MetricsPipeline : IAsyncDisposable
             try
             {
                 await _channels[i].Writer.WriteAsync(new PointBatch(0) { Kind = BatchKind.Barrier, Barrier = done }, cancellationToken).ConfigureAwait(false);
-                ShardBells[i].Ring(urgent: true);
             }
             catch (ChannelClosedException)
             {
@@ -497,10 +487,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
             writer.FlushForStop();
         }
 
-        for (int i = 0; i < _channels.Length; i++)
+        foreach (Channel<PointBatch> channel in _channels)
         {
-            _channels[i].Writer.TryComplete();
-            ShardBells[i].Ring(urgent: true);
+            channel.Writer.TryComplete();
         }
 
         bool forced;
@@ -564,12 +553,6 @@ public sealed class MetricsPipeline : IAsyncDisposable
     /// <summary>A snapshot of the self-metrics.</summary>
     public PipelineMetrics GetMetrics()
     {
-        // Batches waiting for a lazy wake-up (ShardBell) are taken now, so what is read here is current.
-        foreach (ShardBell bell in ShardBells)
-        {
-            bell.Nudge();
-        }
-
         SourceCounters[] sources;
         var folded = new Dictionary<string, int>(StringComparer.Ordinal);
         lock (_sourcesGate)
