@@ -32,6 +32,7 @@ public sealed class PointWriter : IDisposable
     private readonly MetricsPipeline _pipeline;
     private readonly ChannelWriter<PointBatch>[] _channels;
     private readonly ShardSpace[] _spaces;
+    private readonly ShardBell[] _bells;
     private readonly ObjectPool<PointBatch> _pool;
     private readonly PointBatch?[] _pending;
     private readonly long[] _sentSeq;
@@ -72,6 +73,7 @@ public sealed class PointWriter : IDisposable
         _pipeline = pipeline;
         _channels = pipeline.ShardWriters;
         _spaces = pipeline.ShardSpaces;
+        _bells = pipeline.ShardBells;
         _pool = pipeline.BatchPool;
         _shardCount = _channels.Length;
         // Lemire's fast division: q = high64(ceil(2^64 / d) * n) is exact for 32-bit n and d > 1.
@@ -223,7 +225,7 @@ public sealed class PointWriter : IDisposable
         point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)
         {
-            FlushShard(shard, NowMs());
+            FlushShard(shard, NowMs(), urgent: false);
         }
         else if (++_sinceClockCheck >= ClockCheckEvery)
         {
@@ -460,7 +462,11 @@ public sealed class PointWriter : IDisposable
         _pending[shard] = null;
         Stamp(mark, shard, now);
         mark.Seq = 0;
-        if (!_channels[shard].TryWrite(mark))
+        if (_channels[shard].TryWrite(mark))
+        {
+            _bells[shard].Ring(urgent: true);
+        }
+        else
         {
             _pool.Return(mark);
         }
@@ -508,7 +514,8 @@ public sealed class PointWriter : IDisposable
         }
     }
 
-    private void FlushShard(int shard, long now, bool canWait = true, bool draining = false)
+    // urgent: false for a batch handed over because it filled; the shard may take it with the next few (ShardBell).
+    private void FlushShard(int shard, long now, bool canWait = true, bool draining = false, bool urgent = true)
     {
         PointBatch? batch = _pending[shard];
         if (batch is null)
@@ -534,6 +541,7 @@ public sealed class PointWriter : IDisposable
         Volatile.Write(ref _counters.SentSeq[shard], batch.Seq);
         if (_channels[shard].TryWrite(batch))
         {
+            _bells[shard].Ring(urgent);
             _sentSeq[shard]++;
             _counters.Accepted += count;
             return;
@@ -554,6 +562,7 @@ public sealed class PointWriter : IDisposable
         }
 
         WaitAndWrite(shard, batch, draining);
+        _bells[shard].Ring(urgent);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -730,6 +739,7 @@ public sealed class PointWriter : IDisposable
             try
             {
                 await _channels[shard].WriteAsync(close, cancellationToken).ConfigureAwait(false);
+                _bells[shard].Ring(urgent: true);
             }
             catch (System.Threading.Channels.ChannelClosedException)
             {

@@ -80,6 +80,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         int shardCount = Settings.ShardCount;
         _channels = new Channel<PointBatch>[shardCount];
         ShardSpaces = new ShardSpace[shardCount];
+        ShardBells = new ShardBell[shardCount];
         _shards = new ShardAggregator[shardCount];
         _arrowWriters = new ArrowWindowWriter[shardCount];
         for (int i = 0; i < shardCount; i++)
@@ -93,7 +94,8 @@ public sealed class MetricsPipeline : IAsyncDisposable
             });
             _arrowWriters[i] = new ArrowWindowWriter(Registry, shardCount, Schema);
             ShardSpaces[i] = new ShardSpace(Settings.ShardQueueBatches);
-            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, ShardSpaces[i], BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), AllSources, EmitAsync);
+            ShardBells[i] = new ShardBell(_channels[i].Reader, Settings.ShardQueueBatches);
+            _shards[i] = new ShardAggregator(i, shardCount, _channels[i].Reader, ShardSpaces[i], ShardBells[i], BatchPool, Registry, Settings, _lateByMetric, () => Volatile.Read(ref _liveSources), AllSources, EmitAsync);
         }
 
         ShardWriters = [.. _channels.Select(c => c.Writer)];
@@ -130,6 +132,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     /// <summary>Where writers wait for room in each shard's queue.</summary>
     internal ShardSpace[] ShardSpaces { get; }
+
+    /// <summary>How each shard is woken after a write to its queue.</summary>
+    internal ShardBell[] ShardBells { get; }
 
     internal ObjectPool<PointBatch> BatchPool { get; }
 
@@ -244,7 +249,11 @@ public sealed class MetricsPipeline : IAsyncDisposable
         {
             // A full channel means data is flowing; the shard then takes the tick with the next batch handed
             // over after it, so idle and disposed sources still stop holding the watermark under overload.
-            if (!_channels[i].Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now }))
+            if (_channels[i].Writer.TryWrite(new PointBatch(0) { Kind = BatchKind.Tick, SentAt = now }))
+            {
+                ShardBells[i].Ring(urgent: true);
+            }
+            else
             {
                 _shards[i].DeferTick(now);
             }
@@ -362,6 +371,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             try
             {
                 await _channels[i].Writer.WriteAsync(new PointBatch(0) { Kind = BatchKind.Barrier, Barrier = done }, cancellationToken).ConfigureAwait(false);
+                ShardBells[i].Ring(urgent: true);
             }
             catch (ChannelClosedException)
             {
@@ -487,9 +497,10 @@ public sealed class MetricsPipeline : IAsyncDisposable
             writer.FlushForStop();
         }
 
-        foreach (Channel<PointBatch> channel in _channels)
+        for (int i = 0; i < _channels.Length; i++)
         {
-            channel.Writer.TryComplete();
+            _channels[i].Writer.TryComplete();
+            ShardBells[i].Ring(urgent: true);
         }
 
         bool forced;
@@ -553,6 +564,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
     /// <summary>A snapshot of the self-metrics.</summary>
     public PipelineMetrics GetMetrics()
     {
+        // Batches waiting for a lazy wake-up (ShardBell) are taken now, so what is read here is current.
+        foreach (ShardBell bell in ShardBells)
+        {
+            bell.Nudge();
+        }
+
         SourceCounters[] sources;
         var folded = new Dictionary<string, int>(StringComparer.Ordinal);
         lock (_sourcesGate)

@@ -34,6 +34,7 @@ internal sealed class ShardAggregator
     private readonly int _shardCount;
     private readonly ChannelReader<PointBatch> _reader;
     private readonly ShardSpace _space;
+    private readonly ShardBell _bell;
     private readonly ObjectPool<PointBatch> _pool;
     private readonly SeriesRegistry _registry;
     private readonly long _windowMs;
@@ -102,6 +103,7 @@ internal sealed class ShardAggregator
         int shardCount,
         ChannelReader<PointBatch> reader,
         ShardSpace space,
+        ShardBell bell,
         ObjectPool<PointBatch> pool,
         SeriesRegistry registry,
         MetricsPipelineSettings settings,
@@ -114,6 +116,7 @@ internal sealed class ShardAggregator
         _shardCount = shardCount;
         _reader = reader;
         _space = space;
+        _bell = bell;
         _pool = pool;
         _registry = registry;
         _windowMs = settings.WindowMs;
@@ -189,13 +192,22 @@ internal sealed class ShardAggregator
     {
         try
         {
-            while (await _reader.WaitToReadAsync().ConfigureAwait(false))
+            while (true)
             {
+                _bell.BeforeDrain();
                 while (_reader.TryRead(out PointBatch? batch))
                 {
                     _space.OnTaken(_reader);
                     await ProcessAsync(batch).ConfigureAwait(false);
                 }
+
+                if (_reader.Completion.IsCompleted)
+                {
+                    break;
+                }
+
+                // Woken at once for what must not wait, for full batches only once a few are queued (ShardBell).
+                await _bell.WaitAsync().ConfigureAwait(false);
             }
 
             // The channel is complete: the pipeline is stopping, so every open window goes out now.

@@ -42,4 +42,42 @@ public class QuietWriterTests
         Assert.Equal(300, m.EmittedPoints);
         Assert.Equal(300, sink.Rows.Sum(r => r.Count));
     }
+
+    [Fact]
+    public async Task FullBatchesFewerThanTheLazyWakeCount_NoFlushNoTick_GetMetricsShowsThemAggregated()
+    {
+        // Full batches wake a shard only a few at a time (ShardBell); a look at the metrics wakes it at once,
+        // so a reader of GetMetrics never waits for a flush or a tick to see points it has handed over.
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
+        await using var pipeline = new MetricsPipeline(
+            new MetricsPipelineOptions { ShardCount = 1, BatchSize = 16, WindowSize = TimeSpan.FromSeconds(10), TimeProvider = time },
+            [new CollectingSink()]);
+        SeriesId id = pipeline.Registry.GetOrAdd("lazy_batches");
+        pipeline.Start();
+        using PointWriter writer = pipeline.CreateWriter("lazy");
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (!pipeline.ShardBells[0].IsParked)
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), "the idle shard never went to sleep");
+            await Task.Delay(5);
+        }
+
+        for (int i = 0; i < 2 * 16; i++)
+        {
+            Assert.Equal(RejectReason.None, writer.Write(id, i, T0));
+        }
+
+        Assert.True(pipeline.ShardBells[0].IsParked, "two full batches woke the shard: the test shows nothing");
+        watch.Restart();
+        PipelineMetrics m = pipeline.GetMetrics();
+        while (m.OpenWindowPoints != 32)
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"{m.OpenWindowPoints} of 32 points aggregated, {m.Queued} queued");
+            await Task.Delay(5);
+            m = pipeline.GetMetrics();
+        }
+
+        Assert.Equal(32, m.Accepted);
+        Assert.Equal(0, m.Queued);
+    }
 }
