@@ -165,6 +165,7 @@ public sealed partial class DdSketch
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void AddWithIndex(double value, int magnitudeIndex)
     {
+        // Checked first, so a refused value changes nothing; the branch is never taken in practice.
         _count = checked(_count + 1);
         if (value > _minIndexable)
         {
@@ -193,33 +194,7 @@ public sealed partial class DdSketch
     /// <summary>Adds one finite value.</summary>
     /// <exception cref="OverflowException">The count is already 2^64 - 1 (only a sketch read or merged near that count can be); nothing changes.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Add(double value)
-    {
-        // Checked first, so a refused value changes nothing; the branch is never taken in practice.
-        _count = checked(_count + 1);
-        if (value > _minIndexable)
-        {
-            _positive.Increment(IndexOf(value), _maxBins, collapseHighest: false);
-        }
-        else if (value < -_minIndexable)
-        {
-            _negative.Increment(IndexOf(-value), _maxBins, collapseHighest: true);
-        }
-        else
-        {
-            _zeroCount++;
-        }
-
-        if (value < _min)
-        {
-            _min = value;
-        }
-
-        if (value > _max)
-        {
-            _max = value;
-        }
-    }
+    public void Add(double value) => AddWithIndex(value, MagnitudeIndexOf(value));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int IndexOf(double magnitude) => (int)Math.Ceiling(Math.Log(magnitude) * _multiplier);

@@ -376,14 +376,8 @@ internal sealed class ShardAggregator
                 window.Grow(point.Slot + 1);
             }
 
-            if (mapping is not null)
-            {
-                window.Add(point.Slot, point.Value, ts, binIndex[k & (IndexRing - 1)]);
-            }
-            else
-            {
-                window.Add(point.Slot, point.Value, ts);
-            }
+            // Without sketches the ring is never filled and the index is not used.
+            window.Add(point.Slot, point.Value, ts, binIndex[k & (IndexRing - 1)]);
 
             aggregated++;
         }

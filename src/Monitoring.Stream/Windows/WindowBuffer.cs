@@ -55,22 +55,8 @@ internal sealed class WindowBuffer
     public int Capacity => Moments.Length;
 
     /// <summary>Adds a point of the series in <paramref name="slot"/>; the caller ensured capacity.</summary>
-    public void Add(int slot, double value, long timestamp)
-    {
-        ref RunningMoments moments = ref Moments[slot];
-        if (moments.Count == 0)
-        {
-            Touched[TouchedCount++] = slot;
-        }
-
-        moments.Add(value, timestamp);
-        if (_withSketches)
-        {
-            (Sketches[slot] ?? NewSketch(slot)).Add(value);
-        }
-
-        Points++;
-    }
+    public void Add(int slot, double value, long timestamp) =>
+        Add(slot, value, timestamp, _withSketches ? (Sketches[slot] ?? NewSketch(slot)).MagnitudeIndexOf(value) : 0);
 
     /// <summary>As <see cref="Add(int, double, long)"/>, with the value's sketch bin index computed ahead (<see cref="DdSketch.MagnitudeIndexOf"/>).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
