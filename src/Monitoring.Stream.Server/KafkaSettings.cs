@@ -22,6 +22,12 @@ internal sealed class KafkaSettings
     public string? DeadLetterTopic { get; set; }
 
     /// <summary>
+    /// How often the source cuts its partitions into commit segments, so that after a crash a consumer removes
+    /// every duplicate exactly (docs/kafka.md); <c>00:00:00</c> turns segments off.
+    /// </summary>
+    public TimeSpan SegmentInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// librdkafka settings applied to every Kafka client of the instance (source consumer, dead-letter and
     /// aggregate producers), e.g. <c>security.protocol</c>, <c>sasl.*</c> or <c>session.timeout.ms</c>.
     /// </summary>

@@ -273,7 +273,7 @@ internal static class RunCommand
             if (!string.IsNullOrWhiteSpace(settings.Kafka.AggregatesTopic))
             {
                 // Each aggregate message names the offsets of the points topic its points can come from (docs/kafka.md).
-                var sinkOptions = new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic, SourceOffsets = () => source?.DescribeSourceOffsets() };
+                var sinkOptions = new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = settings.Kafka.AggregatesTopic, SourceOffsets = batch => source?.DescribeSourceOffsets(batch) };
                 foreach ((string key, string value) in settings.Kafka.ClientSettings)
                 {
                     sinkOptions.ClientSettings[key] = value;
@@ -290,6 +290,7 @@ internal static class RunCommand
                     Topic = settings.Kafka.PointsTopic,
                     GroupId = settings.Kafka.GroupId,
                     DeadLetterTopic = settings.Kafka.DeadLetterTopic ?? settings.Kafka.PointsTopic + ".dlq",
+                    SegmentInterval = settings.Kafka.SegmentInterval,
                 };
                 foreach ((string key, string value) in settings.Kafka.ClientSettings)
                 {

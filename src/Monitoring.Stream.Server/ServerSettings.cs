@@ -133,6 +133,7 @@ internal sealed class ServerSettings
             Check(!string.IsNullOrWhiteSpace(Kafka.PointsTopic) || !string.IsNullOrWhiteSpace(Kafka.AggregatesTopic), "Kafka:PointsTopic", "--points-topic", Kafka.PointsTopic,
                 "Kafka needs a points topic, an aggregates topic, or both.");
             Check(!string.IsNullOrWhiteSpace(Kafka.GroupId), "Kafka:GroupId", "--group", Kafka.GroupId, "must not be empty.");
+            Check(Kafka.SegmentInterval >= TimeSpan.Zero && Kafka.SegmentInterval <= day, "Kafka:SegmentInterval", string.Empty, Kafka.SegmentInterval, "must be from 0 (off) to 1 day (00:00:10 by default).");
         }
 
         return failures;

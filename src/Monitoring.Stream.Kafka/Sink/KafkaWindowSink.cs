@@ -94,7 +94,7 @@ public sealed class KafkaWindowSink : IWindowSink
         };
 
         // Read now, while the batch is not yet acknowledged: its points lie at or above the committed offsets (docs/kafka.md).
-        if (_options.SourceOffsets?.Invoke() is { Length: > 0 } offsets)
+        if (_options.SourceOffsets?.Invoke(batch) is { Length: > 0 } offsets)
         {
             message.Headers.Add(AggregateHeaders.SourceOffsets, Encoding.UTF8.GetBytes(offsets));
         }

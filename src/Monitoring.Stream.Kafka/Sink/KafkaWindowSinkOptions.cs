@@ -17,7 +17,7 @@ public sealed class KafkaWindowSinkOptions
     /// <see cref="AggregateHeaders.SourceOffsets"/> (<see cref="Source.KafkaPointSource.DescribeSourceOffsets"/> of the
     /// instance's source). Null or an empty text: no header.
     /// </summary>
-    public Func<string?>? SourceOffsets { get; set; }
+    public Func<Monitoring.Stream.Sinks.WindowBatch, string?>? SourceOffsets { get; set; }
 
     /// <summary>Extra librdkafka producer settings (security, client id, compression).</summary>
     public IDictionary<string, string> ClientSettings { get; } = new Dictionary<string, string>(StringComparer.Ordinal);

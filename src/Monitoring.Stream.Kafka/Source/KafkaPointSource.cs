@@ -32,11 +32,21 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _assigned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ConsumerHealth _health = new();
+    private readonly CommitSegments? _segments;
+
+    /// <summary>
+    /// Per partition this instance gave up after every sink acknowledged its points through an offset: if the
+    /// partition comes back and that offset is read again (the revoke's commit failed), those messages are skipped.
+    /// </summary>
+    private readonly Dictionary<int, long> _deliveredThrough = [];
     private PointWriter? _assignmentHold;
     private IConsumer<byte[]?, PreparedPointMessage>? _consumer;
     private IProducer<byte[]?, byte[]?>? _deadLetters;
     private Thread? _thread;
     private Task _completion = Task.CompletedTask;
+    private long _cuts, _cutTimeouts, _skippedMessages, _skippedPoints;
+    private bool _readSinceCut;
+    private long _lastCut;
     private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts, _closeTimeouts;
     private int _assignedCount;
     private string? _lastCommitError;
@@ -54,6 +64,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         _options = options;
         _decoder = new PointBatchDecoder(pipeline.Registry, options.Limits);
         _deserializer = new PointMessageDeserializer(_decoder);
+        _segments = options.SegmentInterval > TimeSpan.Zero ? new CommitSegments() : null;
 
         // Until the group assigns partitions, a writer that never writes holds the pipeline's watermark (a source
         // that exists holds it with no progress, docs/event-time.md). Without it, the engine's clock (and its own
@@ -151,15 +162,19 @@ public sealed class KafkaPointSource : IAsyncDisposable
     }
 
     /// <summary>
-    /// The header text of <see cref="Sink.AggregateHeaders.SourceOffsets"/> for a batch written now: per assigned
-    /// partition this source has read from, the offsets its points in a not yet acknowledged batch can come from
-    /// (<see cref="Sink.SourceOffsetRange"/>). Thread-safe; for <see cref="Sink.KafkaWindowSinkOptions.SourceOffsets"/>.
+    /// The header text of <see cref="Sink.AggregateHeaders.SourceOffsets"/> for <paramref name="batch"/>, written
+    /// now and not yet acknowledged: per partition, the offsets its points can come from
+    /// (<see cref="Sink.SourceOffsetRange"/>). With segments (<see cref="KafkaPointSourceOptions.SegmentInterval"/>),
+    /// those of the batch's segment, found by its shard and sequence; without, every offset this instance read
+    /// that is not committed. Thread-safe; for <see cref="Sink.KafkaWindowSinkOptions.SourceOffsets"/>.
     /// </summary>
-    public string DescribeSourceOffsets()
+    public string DescribeSourceOffsets(Monitoring.Stream.Sinks.WindowBatch batch)
     {
+        ArgumentNullException.ThrowIfNull(batch);
         lock (_metricsGate)
         {
-            return Sink.SourceOffsetRange.Format(_readRanges.Select(r => new Sink.SourceOffsetRange(_options.Topic, r.Key, r.Value.Low, r.Value.High)));
+            IEnumerable<KeyValuePair<int, (long Low, long High)>> ranges = _segments is null ? _readRanges : _segments.RangesOf(batch.Shard, batch.Sequence);
+            return Sink.SourceOffsetRange.Format(ranges.Select(r => new Sink.SourceOffsetRange(_options.Topic, r.Key, r.Value.Low, r.Value.High)));
         }
     }
 
@@ -178,6 +193,10 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 DeadLettered = new Dictionary<PointDecodeError, long>(_deadLettered),
                 DeadLetterFailures = _deadLetterFailures,
                 Commits = _commits,
+                Cuts = _cuts,
+                CutTimeouts = _cutTimeouts,
+                SkippedMessages = _skippedMessages,
+                SkippedPoints = _skippedPoints,
                 CommitFailures = _commitFailures,
                 LastCommitError = _lastCommitError,
                 Pauses = _pauses,
@@ -203,6 +222,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         {
             consumer.Subscribe(_options.Topic);
             _lastCommit = Stopwatch.GetTimestamp();
+            _lastCut = _lastCommit;
             while (!_stop.IsCancellationRequested)
             {
                 ConsumeResult<byte[]?, PreparedPointMessage>? result = consumer.Consume(TimeSpan.FromMilliseconds(50));
@@ -220,6 +240,12 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 }
 
                 CheckBackpressure(consumer);
+                if (_segments is not null && Stopwatch.GetElapsedTime(_lastCut) >= _options.SegmentInterval)
+                {
+                    Cut();
+                    _lastCut = Stopwatch.GetTimestamp();
+                }
+
                 if (Stopwatch.GetElapsedTime(_lastCommit) >= _options.CommitInterval)
                 {
                     CommitAcknowledged(consumer, [.. _partitions]);
@@ -300,16 +326,44 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
 
         _health.OnMessage(result.Partition.Value);
+        PreparedPointMessage prepared = result.Message.Value;
+        if (_deliveredThrough.TryGetValue(result.Partition.Value, out long delivered))
+        {
+            if (result.Offset.Value <= delivered)
+            {
+                // Read again because this instance's own commit at the revoke failed: every sink has these points.
+                lock (_metricsGate)
+                {
+                    _messages++;
+                    _bytes += prepared.Length;
+                    _skippedMessages++;
+                    _skippedPoints += prepared.Result.Succeeded ? prepared.Result.Points : 0;
+                }
+
+                partition.Checkpoint(result.Offset.Value);
+                return;
+            }
+
+            _deliveredThrough.Remove(result.Partition.Value);
+        }
+
         lock (_metricsGate)
         {
             // Before the message's points are written: a batch written from now on may hold them.
             int p = result.Partition.Value;
             long offset = result.Offset.Value;
-            _readRanges[p] = _readRanges.TryGetValue(p, out (long Low, long High) range) ? (Math.Min(range.Low, offset), Math.Max(range.High, offset)) : (offset, offset);
+            if (_segments is null)
+            {
+                _readRanges[p] = _readRanges.TryGetValue(p, out (long Low, long High) range) ? (Math.Min(range.Low, offset), Math.Max(range.High, offset)) : (offset, offset);
+            }
+            else
+            {
+                _segments.OnRead(p, offset);
+                _readSinceCut = true;
+            }
         }
 
         // The message was checked and its series resolved by the deserializer, inside Consume; its points wait in the decoder.
-        PreparedPointMessage prepared = result.Message.Value;
         PointDecodeResult decoded = prepared.Result;
         if (decoded.Succeeded)
         {
@@ -462,7 +516,11 @@ public sealed class KafkaPointSource : IAsyncDisposable
         {
             // Hand the open windows over (close them now), then commit as far as the sinks acknowledged:
             // all of it, unless a sink is slower than the revoke timeout; the next owner re-reads the rest.
-            if (!PartitionPositions.CloseAndWaitForAcknowledged(positions, _options.RevokeTimeout))
+            // With segments the cut covers every partition held (a segment is committed whole: see CommitSegments).
+            bool acknowledged = _segments is null
+                ? PartitionPositions.CloseAndWaitForAcknowledged(positions, _options.RevokeTimeout)
+                : Cut() && PartitionPositions.WaitForAcknowledged([.. _partitions.Values], _options.RevokeTimeout);
+            if (!acknowledged)
             {
                 lock (_metricsGate)
                 {
@@ -471,6 +529,14 @@ public sealed class KafkaPointSource : IAsyncDisposable
             }
 
             CommitAcknowledged(_consumer!, leaving);
+            foreach ((TopicPartition tp, PartitionPositions p) in leaving)
+            {
+                if (p.Checkpointed >= 0 && p.AcknowledgedPosition >= p.Checkpointed)
+                {
+                    // Should the commit have failed and the partition come back here, these are not aggregated twice.
+                    _deliveredThrough[tp.Partition.Value] = p.Checkpointed;
+                }
+            }
         }
 
         foreach ((TopicPartition tp, PartitionPositions p) in leaving)
@@ -484,6 +550,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             foreach ((TopicPartition tp, _) in leaving)
             {
                 _readRanges.Remove(tp.Partition.Value);
+                _segments?.Forget(tp.Partition.Value);
             }
 
             _revocations++;
@@ -491,8 +558,59 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Cuts every partition held into a new segment: emits now the open windows holding their points and seals
+    /// the segment with the shards' last sequences. False when the shards did not emit within the revoke timeout
+    /// (the segment then goes on: its commit waits for a later cut).
+    /// </summary>
+    private bool Cut()
+    {
+        var positions = new Dictionary<int, long>();
+        foreach ((TopicPartition tp, PartitionPositions p) in _partitions)
+        {
+            if (p.Checkpointed >= 0)
+            {
+                positions[tp.Partition.Value] = p.Checkpointed + 1;
+            }
+        }
+
+        bool read;
+        lock (_metricsGate)
+        {
+            read = _readSinceCut;
+        }
+
+        if (positions.Count == 0 || !read)
+        {
+            // Nothing read since the last cut: the last segment's batches are all there is.
+            return true;
+        }
+
+        long[]? emittedThrough = PartitionPositions.CloseOpenWindows([.. _partitions.Values], _options.RevokeTimeout);
+        lock (_metricsGate)
+        {
+            if (emittedThrough is null)
+            {
+                _cutTimeouts++;
+                return false;
+            }
+
+            _segments!.Seal(positions, emittedThrough);
+            _readSinceCut = false;
+            _cuts++;
+        }
+
+        return true;
+    }
+
     private void CommitAcknowledged(IConsumer<byte[]?, PreparedPointMessage> consumer, List<KeyValuePair<TopicPartition, PartitionPositions>> partitions)
     {
+        if (_segments is not null)
+        {
+            CommitSegment(consumer);
+            return;
+        }
+
         List<TopicPartitionOffset> offsets = [];
         foreach ((TopicPartition tp, PartitionPositions p) in partitions)
         {
@@ -509,6 +627,52 @@ public sealed class KafkaPointSource : IAsyncDisposable
             }
         }
 
+        Commit(consumer, offsets);
+    }
+
+    /// <summary>Commits the cut of the newest segment every held partition of which is acknowledged, for every partition held.</summary>
+    private void CommitSegment(IConsumer<byte[]?, PreparedPointMessage> consumer)
+    {
+        var acknowledged = new Dictionary<int, long>();
+        foreach ((TopicPartition tp, PartitionPositions p) in _partitions)
+        {
+            acknowledged[tp.Partition.Value] = p.AcknowledgedPosition;
+        }
+
+        IReadOnlyDictionary<int, long>? cut;
+        lock (_metricsGate)
+        {
+            cut = _segments!.TakeCommittable(p => acknowledged.TryGetValue(p, out long acked) ? acked : null);
+        }
+
+        if (cut is null)
+        {
+            return;
+        }
+
+        List<TopicPartitionOffset> offsets = [];
+        foreach ((TopicPartition tp, _) in _partitions)
+        {
+            if (cut.TryGetValue(tp.Partition.Value, out long position))
+            {
+                long committed;
+                lock (_metricsGate)
+                {
+                    committed = _committed.GetValueOrDefault(tp.Partition.Value, -1);
+                }
+
+                if (position > committed)
+                {
+                    offsets.Add(new TopicPartitionOffset(tp, position));
+                }
+            }
+        }
+
+        Commit(consumer, offsets);
+    }
+
+    private void Commit(IConsumer<byte[]?, PreparedPointMessage> consumer, List<TopicPartitionOffset> offsets)
+    {
         if (offsets.Count == 0)
         {
             return;

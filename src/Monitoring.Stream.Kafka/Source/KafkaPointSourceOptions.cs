@@ -23,6 +23,18 @@ public sealed class KafkaPointSourceOptions
     /// <summary>How often acknowledged offsets are committed (default 1 s).</summary>
     public TimeSpan CommitInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How often the source cuts its partitions into commit segments (default 10 s; <see cref="TimeSpan.Zero"/>
+    /// turns segments off). At a cut the open windows holding the source's points are emitted now, as partial
+    /// aggregates that a consumer merges like any re-emission, and offsets are committed only at cuts: no
+    /// aggregate message then holds points from both sides of a committed offset, so after a crash a consumer
+    /// removes every duplicate exactly (docs/kafka.md, "Duplicates and how to remove them"). The price: a window
+    /// open across a cut leaves in more than one message, and commits lag the read position by up to this
+    /// interval plus the sinks' acknowledgement. Off: windows leave only when they close, commits follow the
+    /// acknowledgements, and duplicates after a crash are bounded but not all removable.
+    /// </summary>
+    public TimeSpan SegmentInterval { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Longest wait for a dead-letter write's acknowledgement before the message is read again (default 30 s).</summary>
     public TimeSpan DeadLetterTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
@@ -63,6 +75,11 @@ public sealed class KafkaPointSourceOptions
         if (CommitInterval <= TimeSpan.Zero || DeadLetterTimeout <= TimeSpan.Zero || RevokeTimeout <= TimeSpan.Zero || CloseTimeout <= TimeSpan.Zero || BackpressureCheckInterval <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(CommitInterval), "Intervals and timeouts must be positive.");
+        }
+
+        if (SegmentInterval < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SegmentInterval), SegmentInterval, "The segment interval must be zero (off) or positive.");
         }
 
         if (!(ResumeBelowQueueFill >= 0 && ResumeBelowQueueFill < PauseAtQueueFill && PauseAtQueueFill <= 1))

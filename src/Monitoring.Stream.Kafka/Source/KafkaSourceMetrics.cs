@@ -32,6 +32,21 @@ public sealed record KafkaSourceMetrics
     /// <summary>The last commit error, if any.</summary>
     public string? LastCommitError { get; init; }
 
+    /// <summary>Cuts made (see <see cref="KafkaPointSourceOptions.SegmentInterval"/>): open windows emitted so that commits fall between messages.</summary>
+    public long Cuts { get; init; }
+
+    /// <summary>Cuts given up because the shards did not emit the windows within the revoke timeout (the segment went on; nothing is lost).</summary>
+    public long CutTimeouts { get; init; }
+
+    /// <summary>
+    /// Messages read again after this instance got a partition back whose revoke commit had failed, and skipped:
+    /// their points were in windows every sink had acknowledged before the revoke.
+    /// </summary>
+    public long SkippedMessages { get; init; }
+
+    /// <summary>Points of those skipped messages (aggregated once, before the revoke; not counted in <see cref="Points"/> again).</summary>
+    public long SkippedPoints { get; init; }
+
     /// <summary>Times the source paused its partitions because the shards were full.</summary>
     public long Pauses { get; init; }
 

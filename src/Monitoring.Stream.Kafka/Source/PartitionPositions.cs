@@ -25,6 +25,61 @@ internal sealed class PartitionPositions(PointWriter writer)
     public long AcknowledgedPosition => Writer.AcknowledgedPosition;
 
     /// <summary>
+    /// Has the shards emit now the open windows holding these partitions' points; returns per shard the highest
+    /// sequence emitted by the closes (every batch of that shard above it holds none of the points written before),
+    /// or null when they were not all done within <paramref name="timeout"/>.
+    /// </summary>
+    /// <remarks>Called on the thread that owns the writers.</remarks>
+    public static long[]? CloseOpenWindows(IReadOnlyCollection<PartitionPositions> partitions, TimeSpan timeout)
+    {
+        using var expired = new CancellationTokenSource(timeout);
+        Task<IReadOnlyList<long>>[] closing = [.. partitions.Select(p => p.Writer.CloseOpenWindowsAsync(expired.Token).AsTask())];
+        try
+        {
+            Task.WaitAll(closing, expired.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+        catch (AggregateException)
+        {
+            // Canceled, or the pipeline stopping (its channels closed): not a cut either way.
+            return null;
+        }
+
+        long[] through = new long[closing.Length == 0 ? 0 : closing[0].Result.Count];
+        foreach (Task<IReadOnlyList<long>> close in closing)
+        {
+            for (int shard = 0; shard < through.Length; shard++)
+            {
+                through[shard] = Math.Max(through[shard], close.Result[shard]);
+            }
+        }
+
+        return through;
+    }
+
+    /// <summary>Waits until every partition's last checkpoint is acknowledged; returns whether all were within <paramref name="timeout"/>.</summary>
+    public static bool WaitForAcknowledged(IReadOnlyCollection<PartitionPositions> partitions, TimeSpan timeout)
+    {
+        using var expired = new CancellationTokenSource(timeout);
+        try
+        {
+            Task.WaitAll([.. partitions.Select(p => p.Writer.WaitForAcknowledgedAsync(p.Checkpointed, expired.Token))], expired.Token);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+        catch (AggregateException e) when (e.InnerExceptions.All(x => x is OperationCanceledException))
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
     /// Has the shards emit now the open windows holding these partitions' points, then waits until every
     /// partition's last checkpoint is acknowledged; returns whether all were within <paramref name="timeout"/>.
     /// </summary>

@@ -44,6 +44,9 @@ internal sealed class PointBatch
 
     public TaskCompletionSource? Barrier;
 
+    /// <summary>For <see cref="BatchKind.CloseSource"/>: the sequence of the last window batch the shard had emitted once the close was done, set before <see cref="Barrier"/> completes.</summary>
+    public long EmittedThrough;
+
     public bool IsFull => Count == Points.Length;
 
     public void Reset()
@@ -55,5 +58,6 @@ internal sealed class PointBatch
         Progress = long.MinValue;
         SentAt = 0;
         Barrier = null;
+        EmittedThrough = 0;
     }
 }

@@ -714,12 +714,19 @@ public sealed class PointWriter : IDisposable
 
     /// <summary>
     /// Flushes, then has every shard emit now the open windows holding this source's points (for a
-    /// rebalance: the partition is about to move). Other sources' later points for those windows are
-    /// not late: they go to a new emission of the same window (a higher <see cref="Sinks.WindowBatch.Sequence"/>)
-    /// that a consumer merges. Returns when every shard has emitted them; acknowledgement follows when the sinks are done.
-    /// After a stop it returns at once: the stop emitted every open window.
+    /// rebalance: the partition is about to move; for a source that commits its positions only where no
+    /// emitted batch holds points from both sides: a cut). Other sources' later points for those windows, and
+    /// this source's own, are not late: they go to a new emission of the same window (a higher
+    /// <see cref="Sinks.WindowBatch.Sequence"/>) that a consumer merges. Returns when every shard has emitted
+    /// them; acknowledgement follows when the sinks are done. After a stop it returns at once: the stop emitted
+    /// every open window.
     /// </summary>
-    public async ValueTask CloseOpenWindowsAsync(CancellationToken cancellationToken = default)
+    /// <returns>
+    /// Per shard, the <see cref="Sinks.WindowBatch.Sequence"/> of the last batch it had emitted once the close was
+    /// done: every point this writer wrote before the call is in a batch of that shard at or below it, and a
+    /// later batch of that shard holds none of them. <see cref="long.MaxValue"/> for a shard that had stopped.
+    /// </returns>
+    public async ValueTask<IReadOnlyList<long>> CloseOpenWindowsAsync(CancellationToken cancellationToken = default)
     {
         Enter();
         try
@@ -732,6 +739,7 @@ public sealed class PointWriter : IDisposable
         }
 
         var barriers = new Task[_shardCount];
+        var closes = new PointBatch?[_shardCount];
         for (int shard = 0; shard < _shardCount; shard++)
         {
             var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -748,10 +756,18 @@ public sealed class PointWriter : IDisposable
                 continue;
             }
 
+            closes[shard] = close;
             barriers[shard] = done.Task;
         }
 
         await Task.WhenAll(barriers).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var emittedThrough = new long[_shardCount];
+        for (int shard = 0; shard < _shardCount; shard++)
+        {
+            emittedThrough[shard] = closes[shard] is { } close ? Volatile.Read(ref close.EmittedThrough) : long.MaxValue;
+        }
+
+        return emittedThrough;
     }
 
     /// <summary>Flushes what is buffered and retires the source: it stops holding back event time once its last batch is in.</summary>

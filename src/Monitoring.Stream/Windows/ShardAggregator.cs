@@ -274,6 +274,7 @@ internal sealed class ShardAggregator
                 break;
             case BatchKind.CloseSource:
                 await CloseSourceAsync(batch.Origin!).ConfigureAwait(false);
+                batch.EmittedThrough = _emitSequence;
                 batch.Barrier?.TrySetResult();
                 break;
         }
