@@ -34,6 +34,36 @@ public sealed class AggregateMessage : IDisposable
     /// <summary>The rows of every batch as typed values.</summary>
     public IReadOnlyList<AggregateRow> Rows { get; }
 
+    /// <summary>
+    /// Whether the message holds only points that the next owner of their partitions read again, given the offsets
+    /// <paramref name="committed"/> per partition of <paramref name="pointsTopic"/> once the writing instance was gone
+    /// (a crash; the group's committed offsets, where the next owner starts): every range of that topic starts at or
+    /// above its partition's committed offset. Such a message is a duplicate: drop it. With commit segments
+    /// (docs/kafka.md, "Segments") every other message of that instance lies wholly below the committed offsets:
+    /// keep it. False when the message names no range of the topic (its origin is unknown: keep it).
+    /// </summary>
+    public bool IsReadAgainAfter(string pointsTopic, IReadOnlyDictionary<int, long> committed)
+    {
+        ArgumentNullException.ThrowIfNull(pointsTopic);
+        ArgumentNullException.ThrowIfNull(committed);
+        bool any = false;
+        foreach (SourceOffsetRange range in SourceOffsets)
+        {
+            if (range.Topic != pointsTopic)
+            {
+                continue;
+            }
+
+            any = true;
+            if (range.Low < committed.GetValueOrDefault(range.Partition, 0))
+            {
+                return false;
+            }
+        }
+
+        return any;
+    }
+
     /// <summary>Disposes the record batches.</summary>
     public void Dispose()
     {
