@@ -19,7 +19,8 @@ namespace Monitoring.Stream.Benchmarks.Load;
 /// the process's CPU time over the same span (the mock brokers run in this process too, so both phases include
 /// the brokers' cost; the difference is the engine's).
 /// </summary>
-/// <remarks>Usage: <c>dotnet Monitoring.Stream.Benchmarks.dll kafka-e2e [--points N] [--series N] [--warmup N] [--rounds N]</c>.</remarks>
+/// <remarks>Usage: <c>dotnet Monitoring.Stream.Benchmarks.dll kafka-e2e [--points N] [--series N] [--warmup N] [--rounds N] [--segment-ms N]</c>
+/// (<c>--segment-ms</c>: the source's commit segment interval, 0 = off; default the source's own, 10 s).</remarks>
 public static class KafkaEndToEndHarness
 {
     private const string Metric = "http_server_request_duration_seconds";
@@ -31,6 +32,7 @@ public static class KafkaEndToEndHarness
         int series = 1_000;
         int rounds = 3;
         int warmups = 2;
+        TimeSpan? segments = null;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -46,6 +48,9 @@ public static class KafkaEndToEndHarness
                     break;
                 case "--rounds":
                     rounds = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
+                    break;
+                case "--segment-ms":
+                    segments = TimeSpan.FromMilliseconds(int.Parse(args[i + 1], CultureInfo.InvariantCulture));
                     break;
                 default:
                     Console.Error.WriteLine($"unknown argument {args[i]}");
@@ -77,7 +82,7 @@ public static class KafkaEndToEndHarness
             Report($"{label}: plain consumer", points, bytes, plainWall, plainCpu);
             (TimeSpan spanWall, TimeSpan spanCpu) = ReadPlain(cluster.BootstrapServers, pointsTopic, messages, new LengthOnly());
             Report($"{label}: plain, no copy", points, bytes, spanWall, spanCpu);
-            (TimeSpan engineWall, TimeSpan engineCpuTime, TimeSpan untilWindowsOut) = ReadWithEngine(cluster.BootstrapServers, pointsTopic, aggregatesTopic, points);
+            (TimeSpan engineWall, TimeSpan engineCpuTime, TimeSpan untilWindowsOut) = ReadWithEngine(cluster.BootstrapServers, pointsTopic, aggregatesTopic, points, segments);
             Report($"{label}: engine", points, bytes, engineWall, engineCpuTime);
             Console.WriteLine($"{label}: engine / plain consumer throughput {plainWall / engineWall:P0} (/ plain without a copy {spanWall / engineWall:P0}); every window through the Kafka sink {untilWindowsOut.TotalSeconds:F2} s after the assignment");
             if (round > 0)
@@ -205,12 +210,14 @@ public static class KafkaEndToEndHarness
         return (wall, cpu);
     }
 
-    private static (TimeSpan Wall, TimeSpan Cpu, TimeSpan UntilWindowsOut) ReadWithEngine(string bootstrap, string pointsTopic, string aggregatesTopic, long points)
+    private static (TimeSpan Wall, TimeSpan Cpu, TimeSpan UntilWindowsOut) ReadWithEngine(string bootstrap, string pointsTopic, string aggregatesTopic, long points, TimeSpan? segments)
     {
         var sink = new KafkaWindowSink(new KafkaWindowSinkOptions { BootstrapServers = bootstrap, Topic = aggregatesTopic });
         var pipeline = new MetricsPipeline(new MetricsPipelineOptions { Sketches = true, Instance = "bench" }, [sink]);
         pipeline.Start();
-        var source = new KafkaPointSource(pipeline, new KafkaPointSourceOptions { BootstrapServers = bootstrap, Topic = pointsTopic, GroupId = "engine-" + Guid.NewGuid().ToString("N") });
+        var sourceOptions = new KafkaPointSourceOptions { BootstrapServers = bootstrap, Topic = pointsTopic, GroupId = "engine-" + Guid.NewGuid().ToString("N") };
+        sourceOptions.SegmentInterval = segments ?? sourceOptions.SegmentInterval;
+        var source = new KafkaPointSource(pipeline, sourceOptions);
         source.Start();
         var deadline = Stopwatch.StartNew();
         void Within(string what)
@@ -267,6 +274,7 @@ public static class KafkaEndToEndHarness
             throw new InvalidOperationException($"windows: {m.EmittedPoints:N0} points emitted of {points:N0}, {sink.Delivered:N0} of {m.WindowsEmitted:N0} windows delivered");
         }
 
+        Console.WriteLine($"engine: {source.GetMetrics().Cuts} cuts, {m.WindowsEmitted:N0} window batches");
         source.DisposeAsync().AsTask().GetAwaiter().GetResult();
         pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
         return (wall, cpu, untilWindowsOut);
