@@ -45,7 +45,13 @@ public sealed class KafkaPointSource : IAsyncDisposable
     private Thread? _thread;
     private Task _completion = Task.CompletedTask;
     private long _cuts, _cutTimeouts, _skippedMessages, _skippedPoints;
-    private bool _readSinceCut;
+    /// <summary>
+    /// Whether a cut has something to seal: a message read (or skipped) since the last sealed cut, or a sealed cut whose
+    /// commit failed (<see cref="CommitSegments.TakeCommittable"/> dropped it). Without it, a partition whose only
+    /// messages since the last sealed cut were skipped, or whose last segment's commit was refused, was never committed
+    /// past them, not even by the stop.
+    /// </summary>
+    private bool _cutPending;
     private long _lastCut;
     private long _messages, _bytes, _points, _refused, _deadLetterFailures, _commits, _commitFailures, _pauses, _assignments, _revocations, _revokeTimeouts, _closeTimeouts;
     private int _assignedCount;
@@ -338,6 +344,9 @@ public sealed class KafkaPointSource : IAsyncDisposable
                     _bytes += prepared.Length;
                     _skippedMessages++;
                     _skippedPoints += prepared.Result.Succeeded ? prepared.Result.Points : 0;
+
+                    // The position moves past them: only a cut makes that committable with segments.
+                    _cutPending = true;
                 }
 
                 partition.Checkpoint(result.Offset.Value);
@@ -359,7 +368,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             else
             {
                 _segments.OnRead(p, offset);
-                _readSinceCut = true;
+                _cutPending = true;
             }
         }
 
@@ -577,7 +586,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         bool read;
         lock (_metricsGate)
         {
-            read = _readSinceCut;
+            read = _cutPending;
         }
 
         if (positions.Count == 0 || !read)
@@ -596,7 +605,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             }
 
             _segments!.Seal(positions, emittedThrough);
-            _readSinceCut = false;
+            _cutPending = false;
             _cuts++;
         }
 
@@ -627,7 +636,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
             }
         }
 
-        Commit(consumer, offsets);
+        _ = Commit(consumer, offsets);
     }
 
     /// <summary>Commits the cut of the newest segment every held partition of which is acknowledged, for every partition held.</summary>
@@ -668,14 +677,22 @@ public sealed class KafkaPointSource : IAsyncDisposable
             }
         }
 
-        Commit(consumer, offsets);
+        if (!Commit(consumer, offsets))
+        {
+            // The segment was taken: seal the same positions again at the next cut, or nothing commits them
+            // until more is read (not even the stop).
+            lock (_metricsGate)
+            {
+                _cutPending = true;
+            }
+        }
     }
 
-    private void Commit(IConsumer<byte[]?, PreparedPointMessage> consumer, List<TopicPartitionOffset> offsets)
+    private bool Commit(IConsumer<byte[]?, PreparedPointMessage> consumer, List<TopicPartitionOffset> offsets)
     {
         if (offsets.Count == 0)
         {
-            return;
+            return true;
         }
 
         try
@@ -694,6 +711,8 @@ public sealed class KafkaPointSource : IAsyncDisposable
                     }
                 }
             }
+
+            return true;
         }
         catch (KafkaException e)
         {
@@ -702,6 +721,8 @@ public sealed class KafkaPointSource : IAsyncDisposable
                 _commitFailures++;
                 _lastCommitError = e.Error.ToString();
             }
+
+            return false;
         }
     }
 
