@@ -226,16 +226,16 @@ public class SegmentProbeTests
         source.Start();
         await source.FirstAssignment.WaitAsync(s_timeout);
 
-        // 12 rounds, one message a partition each, 2.5 s of event time apart (the fake clock follows): 10 s windows close
+        // 8 rounds, one message a partition each, 3 s of event time apart (the fake clock follows): 10 s windows close
         // by event time (watermark = the partitions' progress - 5 s lateness) while cuts fall between and inside rounds.
-        const int Rounds = 12;
+        const int Rounds = 8;
         await using (var watcher = new CommitWatcher(source))
         {
             for (int round = 0; round < Rounds; round++)
             {
-                long ts = T0 + (round * 2500L);
+                long ts = T0 + (round * 3000L);
                 KafkaTestClient.Produce(cluster.BootstrapServers, points, Enumerable.Range(0, Partitions).Select(p => (p, Message(p, round, ts))));
-                time.Advance(TimeSpan.FromMilliseconds(2500));
+                time.Advance(TimeSpan.FromSeconds(3));
                 await Eventually.True(() => source.GetMetrics().Messages == (round + 1) * Partitions, s_timeout, () => source.GetMetrics().ToString());
             }
 
