@@ -338,6 +338,9 @@ public sealed class KafkaPointSource : IAsyncDisposable
                     _bytes += prepared.Length;
                     _skippedMessages++;
                     _skippedPoints += prepared.Result.Succeeded ? prepared.Result.Points : 0;
+
+                    // The next cut moves the commit past them, even if nothing else is read.
+                    _readSinceCut = true;
                 }
 
                 partition.Checkpoint(result.Offset.Value);
