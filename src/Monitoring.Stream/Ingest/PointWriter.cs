@@ -149,10 +149,10 @@ public sealed class PointWriter : IDisposable
         }
 
         // PERF: one branch covers every refusal: a foreign id, a value out of range (the magnitude
-        // test is false for NaN too), a timestamp out of bounds (a closed writer has bounds no
-        // timestamp meets), a stopping pipeline.
-        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
-            | _pipeline.IsStopping)
+        // test is false for NaN too), a timestamp out of bounds. A closed writer, and every writer of a
+        // stopping pipeline, has bounds no timestamp meets (see CloseBounds): the stop is not read per point,
+        // which cost two dependent loads into the pipeline a write.
+        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp)
         {
             return WriteSlow(series, value, timestampUnixMs);
         }
@@ -386,8 +386,9 @@ public sealed class PointWriter : IDisposable
 
     private void RefreshClock()
     {
-        if (_disposed)
+        if (_disposed || _pipeline.IsStopping)
         {
+            CloseBounds();
             return;
         }
 
@@ -480,20 +481,55 @@ public sealed class PointWriter : IDisposable
         batch.SentAt = now;
     }
 
+    /// <summary>Bounds no timestamp meets: every later write takes the slow path, which refuses it as closed.</summary>
+    private void CloseBounds()
+    {
+        _maxTimestamp = long.MinValue;
+        _minTimestamp = long.MaxValue;
+    }
+
+    /// <summary>
+    /// Called by the stop as soon as the pipeline is stopping, and by the pipeline for a writer registered while
+    /// it stops: closes the writer's timestamp bounds under its gate, waiting for a call under way to end (until
+    /// the stop is forced), so that every later write takes the slow path and is refused as closed, without the
+    /// fast path reading the pipeline's state. Points a call appended before that stay buffered for
+    /// <see cref="FlushForStop"/>.
+    /// </summary>
+    internal void CloseForStop()
+    {
+        if (!_gate.EnterEngine(_pipeline.IsAbortedCallback))
+        {
+            // Forced while a call was under way: that call, or the next clock check, sees the stop; what it
+            // buffers is dropped and counted when its batch goes out (FlushShard).
+            return;
+        }
+
+        try
+        {
+            CloseBounds();
+        }
+        finally
+        {
+            _gate.ExitEngine();
+        }
+    }
+
     /// <summary>
     /// Called by a graceful stop before the shard queues close: hands what this writer buffers to the shards,
     /// waiting for room (until the stop is forced), so points written before the stop are aggregated, not left
-    /// pending. Skipped when a call is under way on the writer: that call sees the stop and counts its points.
+    /// pending. Waits for a call under way to end (until the stop is forced): after <see cref="CloseForStop"/>
+    /// such a call is refused and adds nothing, so what is buffered then is all there will be.
     /// </summary>
     internal void FlushForStop()
     {
-        if (!_gate.TryEnterEngine())
+        if (!_gate.EnterEngine(_pipeline.IsAbortedCallback))
         {
             return;
         }
 
         try
         {
+            CloseBounds();
             if (_disposed)
             {
                 return;
@@ -830,8 +866,6 @@ public sealed class PointWriter : IDisposable
 
         _counters.Retired = true;
         _disposed = true;
-        // Bounds no timestamp meets: every later write takes the slow path and is refused as closed.
-        _maxTimestamp = long.MinValue;
-        _minTimestamp = long.MaxValue;
+        CloseBounds();
     }
 }

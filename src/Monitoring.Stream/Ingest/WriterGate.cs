@@ -94,6 +94,54 @@ internal struct WriterGate
         return true;
     }
 
+    /// <summary>
+    /// For the engine: enters, waiting for a call under way to end (a call never waits for the engine, so this
+    /// is microseconds, or one bounded sleep of a writer on a full shard), unless <paramref name="giveUp"/>
+    /// turns true first.
+    /// </summary>
+    /// <returns>False only when <paramref name="giveUp"/> turned true before the gate was entered.</returns>
+    /// <remarks>
+    /// Unlike retrying <see cref="TryEnterEngine"/>, which lowers <c>_revoked</c> again each time it finds the
+    /// biased thread inside (a thread writing in a loop is inside most of the time, so each try mostly fails),
+    /// this keeps the bias revoked while it waits: the biased thread's next call takes the slow path and waits
+    /// for the engine instead of entering again.
+    /// </remarks>
+    public bool EnterEngine(Func<bool> giveUp)
+    {
+        var spinner = default(SpinWait);
+        while (Interlocked.CompareExchange(ref _lock, HeldByEngine, Free) != Free)
+        {
+            if (giveUp())
+            {
+                return false;
+            }
+
+            spinner.SpinOnce();
+        }
+
+        Bias bias = _bias;
+        if (ReferenceEquals(bias, s_nobody))
+        {
+            return true;
+        }
+
+        Volatile.Write(ref _revoked, 1);
+        Interlocked.MemoryBarrierProcessWide();
+        spinner = default;
+        while (Volatile.Read(ref bias.Inside) != 0)
+        {
+            if (giveUp())
+            {
+                ExitEngine();
+                return false;
+            }
+
+            spinner.SpinOnce();
+        }
+
+        return true;
+    }
+
     /// <summary>Leaves what <see cref="TryEnterEngine"/> entered.</summary>
     public void ExitEngine()
     {
