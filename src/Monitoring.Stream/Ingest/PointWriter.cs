@@ -1,5 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Threading.Channels;
 using Microsoft.Extensions.ObjectPool;
 using Monitoring.Stream.Model;
@@ -208,7 +210,7 @@ public sealed class PointWriter : IDisposable
     private void Append(SeriesId series, double value, long timestampUnixMs)
     {
         uint id = (uint)series.Value;
-        uint slot = _shardDivisor == 0 ? id : (uint)Math.BigMul(_shardDivisor, id, out _);
+        uint slot = _shardDivisor == 0 ? id : ShardSlot(_shardDivisor, id);
         int shard = (int)(id - (slot * (uint)_shardCount));
         PointBatch batch = _pending[shard] ?? RentFor(shard);
         int index = batch.Count++;
@@ -219,9 +221,20 @@ public sealed class PointWriter : IDisposable
         }
 
         ref IngestPoint point = ref points[index];
-        point.Slot = (int)slot;
-        point.Generation = series.Generation;
-        point.Value = value;
+        // PERF: two stores instead of four. The producer's stores wait in order behind the miss on each new
+        // line of the batch (the shard's core read it last), so every store a point adds holds the ones after it.
+        if (Vector128.IsHardwareAccelerated && BitConverter.IsLittleEndian)
+        {
+            Vector128<ulong> head = Vector128.Create(slot | ((ulong)(uint)series.Generation << 32), BitConverter.DoubleToUInt64Bits(value));
+            Unsafe.WriteUnaligned(ref Unsafe.As<IngestPoint, byte>(ref point), head);
+        }
+        else
+        {
+            point.Slot = (int)slot;
+            point.Generation = series.Generation;
+            point.Value = value;
+        }
+
         point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)
         {
@@ -232,6 +245,12 @@ public sealed class PointWriter : IDisposable
             CheckClock();
         }
     }
+
+    /// <summary>The high half of the 128-bit product (Lemire's quotient).</summary>
+    /// <remarks>PERF: <see cref="Math.BigMul(ulong, ulong, out ulong)"/> stores the discarded low half to the stack: one more store per point.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint ShardSlot(ulong divisor, uint id) =>
+        Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags(divisor, id) : (uint)Math.BigMul(divisor, id, out _);
 
     [DoesNotReturn]
     [MethodImpl(MethodImplOptions.NoInlining)]

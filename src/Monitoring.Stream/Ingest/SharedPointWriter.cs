@@ -241,9 +241,11 @@ public sealed class SharedPointWriter : IDisposable
 
         /// <summary>Whether the calling thread is the slot's: the address of a local lies in the slot's stack.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [SkipLocalsInit]
         public bool IsCurrentThread()
         {
-            byte probe = 0;
+            // Neither written nor zeroed: only its address is used (see WriterGate's bias).
+            byte probe;
             return (nuint)(&probe) - _stackLow < _stackSize;
         }
     }

@@ -237,13 +237,16 @@ internal struct WriterGate
 
         /// <summary>Whether the calling thread holds this bias.</summary>
         /// <remarks>PERF: where the stack is known, two compares on the address of a local; the thread's
-        /// id otherwise (a thread-static read through a runtime helper, and the register spills of a call).</remarks>
+        /// id otherwise (a thread-static read through a runtime helper, and the register spills of a call). The
+        /// probe is neither written nor zeroed (only its address is used): that store per call waited in line
+        /// behind the writer's stores of the point.</remarks>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [SkipLocalsInit]
         public bool IsCurrentThread()
         {
             if (_stackSize != 0)
             {
-                byte probe = 0;
+                byte probe;
                 return (nuint)(&probe) - _stackLow < _stackSize;
             }
 
