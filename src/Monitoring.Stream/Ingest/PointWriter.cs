@@ -144,12 +144,28 @@ public sealed class PointWriter : IDisposable
     public RejectReason Write(SeriesId series, double value, long timestampUnixMs)
     {
         // PERF: two plain stores for the thread the gate is biased to (see WriterGate) make two threads
-        // at once impossible, not merely unlikely, and let the engine's timer flush a quiet writer.
-        if (!_gate.Enter())
+        // at once impossible, not merely unlikely, and let the engine's timer flush a quiet writer. Every
+        // other path is a call that ends the write (a tail), so nothing of the point outlives a call: what does
+        // is stored to the stack first, and those stores wait in line behind the point's.
+        return _gate.TryEnterBiased() ? WriteEntered(series, value, timestampUnixMs) : WriteEnteringSlowly(series, value, timestampUnixMs);
+    }
+
+    /// <summary>The write when the gate was not biased to the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason WriteEnteringSlowly(SeriesId series, double value, long timestampUnixMs)
+    {
+        if (!_gate.EnterSlow())
         {
             ThrowCalledFromTwoThreads();
         }
 
+        return WriteEntered(series, value, timestampUnixMs);
+    }
+
+    /// <summary>The write, holding the gate (which it releases).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private RejectReason WriteEntered(SeriesId series, double value, long timestampUnixMs)
+    {
         // PERF: one branch covers every refusal: a foreign id, a value out of range (the magnitude
         // test is false for NaN too), a timestamp out of bounds. A closed writer, and every writer of a
         // stopping pipeline, has bounds no timestamp meets (see CloseBounds): the stop is not read per point,
@@ -212,14 +228,17 @@ public sealed class PointWriter : IDisposable
         uint id = (uint)series.Value;
         uint slot = _shardDivisor == 0 ? id : ShardSlot(_shardDivisor, id);
         int shard = (int)(id - (slot * (uint)_shardCount));
-        PointBatch batch = _pending[shard] ?? RentFor(shard);
-        int index = batch.Count++;
-        IngestPoint[] points = batch.Points;
-        if ((uint)index >= (uint)points.Length)
+        PointBatch? batch = _pending[shard];
+        if (batch is null)
         {
-            ThrowBatchOverfilled();
+            AppendToNewBatch(shard, slot, series.Generation, value, timestampUnixMs);
+            return;
         }
 
+        int index = batch.Count++;
+        IngestPoint[] points = batch.Points;
+        // The gate keeps a second thread out, so the index is always in range; the array's own check stays (its
+        // failure is a runtime helper the JIT knows never returns, so nothing is kept on the stack for it).
         ref IngestPoint point = ref points[index];
         // PERF: two stores instead of four. The producer's stores wait in order behind the miss on each new
         // line of the batch (the shard's core read it last), so every store a point adds holds the ones after it.
@@ -236,6 +255,27 @@ public sealed class PointWriter : IDisposable
         }
 
         point.TimestampUnixMs = timestampUnixMs;
+        // From the locals: batch.IsFull would keep the batch alive past the stores to load it again.
+        if (index + 1 == points.Length)
+        {
+            FlushShard(shard, NowMs(), urgent: false);
+        }
+        else if (++_sinceClockCheck >= ClockCheckEvery)
+        {
+            CheckClock();
+        }
+    }
+
+    /// <summary>The first point of a new batch for <paramref name="shard"/>; a call of its own, so that the common path keeps nothing across it.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void AppendToNewBatch(int shard, uint slot, int generation, double value, long timestampUnixMs)
+    {
+        PointBatch batch = RentFor(shard);
+        ref IngestPoint point = ref batch.Points[batch.Count++];
+        point.Slot = (int)slot;
+        point.Generation = generation;
+        point.Value = value;
+        point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)
         {
             FlushShard(shard, NowMs(), urgent: false);
@@ -251,10 +291,6 @@ public sealed class PointWriter : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint ShardSlot(ulong divisor, uint id) =>
         Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags(divisor, id) : (uint)Math.BigMul(divisor, id, out _);
-
-    [DoesNotReturn]
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowBatchOverfilled() => throw new InvalidOperationException("A batch overfilled: a writer was used by two threads at once.");
 
     /// <summary>The refusals and their counters; entered holding the gate, which it releases.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -45,7 +45,13 @@ internal struct WriterGate
     /// <summary>Enters for the calling thread: with two plain stores when it holds the bias.</summary>
     /// <returns>False when another thread is inside a call (nothing entered): the caller refuses.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool Enter()
+    public bool Enter() => TryEnterBiased() || EnterSlow();
+
+    /// <summary>Enters with two plain stores when the calling thread holds the bias; false (nothing entered) otherwise.</summary>
+    /// <remarks>For a caller that puts everything else in a method of its own, <see cref="EnterSlow"/> included, so
+    /// that nothing of its fast path has to outlive a call (and be stored to the stack first).</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryEnterBiased()
     {
         Bias bias = _bias;
         if (bias.IsCurrentThread())
@@ -61,7 +67,7 @@ internal struct WriterGate
             Volatile.Write(ref bias.Inside, 0);
         }
 
-        return EnterSlow();
+        return false;
     }
 
     /// <summary>Leaves what <see cref="Enter"/> entered.</summary>
@@ -149,8 +155,9 @@ internal struct WriterGate
         Volatile.Write(ref _lock, Free);
     }
 
+    /// <summary>Enters through the gate's lock (after <see cref="TryEnterBiased"/> failed): false when another thread is inside a call.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool EnterSlow()
+    public bool EnterSlow()
     {
         var spinner = default(SpinWait);
         while (true)
