@@ -546,16 +546,16 @@ public sealed class PointWriter : IDisposable
     /// <summary>
     /// Called by the stop as soon as the pipeline is stopping, and by the pipeline for a writer registered while
     /// it stops: closes the writer's timestamp bounds under its gate, waiting for a call under way to end (until
-    /// the stop is forced), so that every later write takes the slow path and is refused as closed, without the
-    /// fast path reading the pipeline's state. Points a call appended before that stay buffered for
+    /// <paramref name="giveUp"/> says so), so that every later write takes the slow path and is refused as closed,
+    /// without the fast path reading the pipeline's state. Points a call appended before that stay buffered for
     /// <see cref="FlushForStop"/>.
     /// </summary>
-    internal void CloseForStop()
+    internal void CloseForStop(Func<bool> giveUp)
     {
-        if (!_gate.EnterEngine(_pipeline.IsAbortedCallback))
+        if (!_gate.EnterEngine(giveUp))
         {
-            // Forced while a call was under way: that call, or the next clock check, sees the stop; what it
-            // buffers is dropped and counted when its batch goes out (FlushShard).
+            // Given up while a call was under way (a thread stuck inside it): that call, or its writer's next clock
+            // check, sees the stop; what it buffers is dropped and counted when its batch goes out (FlushShard).
             return;
         }
 

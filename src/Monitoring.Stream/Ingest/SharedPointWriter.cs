@@ -92,7 +92,7 @@ public sealed class SharedPointWriter : IDisposable
     }
 
     /// <summary>The stop closes every thread's writer to later writes (see <see cref="PointWriter.CloseForStop"/>).</summary>
-    internal void CloseForStop()
+    internal void CloseForStop(Func<bool> giveUp)
     {
         Slot[] slots;
         lock (_slotsGate)
@@ -102,7 +102,7 @@ public sealed class SharedPointWriter : IDisposable
 
         foreach (Slot slot in slots)
         {
-            slot.Writer.CloseForStop();
+            slot.Writer.CloseForStop(giveUp);
         }
     }
 
@@ -138,7 +138,7 @@ public sealed class SharedPointWriter : IDisposable
                 {
                     // Created while the stop began: the stop may have listed the slots before this one was added.
                     // Not yet used by its thread (this runs on that thread, before its first write).
-                    slot.Writer.CloseForStop();
+                    slot.Writer.CloseForStop(_pipeline.IsAbortedCallback);
                 }
             }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading.Channels;
 using Apache.Arrow;
 using Microsoft.Extensions.ObjectPool;
@@ -231,7 +232,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
                 // Created while the stop began: its constructor may have read the state before the stop set it,
                 // and the stop's list of writers to close may have been taken before it was added. Not yet
                 // handed out, so nobody is inside it.
-                writer.CloseForStop();
+                writer.CloseForStop(IsAbortedCallback);
             }
         }
 
@@ -456,6 +457,13 @@ public sealed class MetricsPipeline : IAsyncDisposable
     /// </summary>
     private void CloseWritersForStop()
     {
+        // The wait for a call under way is microseconds; the bound (the shutdown timeout, on the real clock) is
+        // only for a thread stuck inside a call, which must not hang StopAsync before its task even exists.
+        TimeSpan timeout = Settings.ShutdownTimeout;
+        long deadline = timeout < TimeSpan.Zero
+            ? long.MaxValue
+            : Stopwatch.GetTimestamp() + (long)Math.Min(timeout.TotalSeconds * Stopwatch.Frequency, long.MaxValue / 2);
+        Func<bool> giveUp = () => IsAborted || Stopwatch.GetTimestamp() > deadline;
         PointWriter[] writers;
         SharedPointWriter[] shared;
         lock (_sourcesGate)
@@ -466,12 +474,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
         foreach (PointWriter writer in writers)
         {
-            writer.CloseForStop();
+            writer.CloseForStop(giveUp);
         }
 
         foreach (SharedPointWriter writer in shared)
         {
-            writer.CloseForStop();
+            writer.CloseForStop(giveUp);
         }
     }
 
