@@ -219,6 +219,14 @@ internal static class RunCommand
             PipelineMetrics m = app.Services.GetRequiredService<MetricsPipeline>().GetMetrics();
             Console.WriteLine($"monitoring-stream: stopped ({m.State}): offered {m.Offered:N0}, accepted {m.Accepted:N0} = emitted {m.EmittedPoints:N0} + late {m.Late:N0} + open {m.OpenWindowPoints:N0} + queued {m.Queued:N0}; " +
                 $"rejected {m.Rejected:N0}, dropped {m.Dropped:N0}; windows {m.WindowsEmitted:N0}; abandoned by sinks {m.Sinks.Sum(s => s.PointsAbandoned):N0} points");
+            if (app.Services.GetService<KafkaPointSource>() is { } kafka)
+            {
+                KafkaSourceMetrics k = kafka.GetMetrics();
+                Console.WriteLine($"  kafka source: messages {k.Messages:N0}, points {k.Points:N0} (refused {k.PointsRefused:N0}), dead-lettered {k.DeadLettered.Values.Sum():N0} " +
+                    $"(failed writes {k.DeadLetterFailures:N0}); commits {k.Commits:N0} (failed {k.CommitFailures:N0}), cuts {k.Cuts:N0} (timed out {k.CutTimeouts:N0}); " +
+                    $"re-read and skipped {k.SkippedMessages:N0} messages; revokes {k.Revocations:N0} (timed out {k.RevokeTimeouts:N0}); pauses {k.Pauses:N0}; consumer errors {k.ConsumerErrors:N0}");
+            }
+
             return 0;
         }
     }

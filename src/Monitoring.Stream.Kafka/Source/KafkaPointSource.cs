@@ -345,7 +345,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
                     _skippedMessages++;
                     _skippedPoints += prepared.Result.Succeeded ? prepared.Result.Points : 0;
 
-                    // The position moves past them: only a cut makes that committable with segments.
+                    // The next cut moves the commit past them, even if nothing else is read.
                     _cutPending = true;
                 }
 

@@ -1,5 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Threading.Channels;
 using Microsoft.Extensions.ObjectPool;
 using Monitoring.Stream.Model;
@@ -142,17 +144,33 @@ public sealed class PointWriter : IDisposable
     public RejectReason Write(SeriesId series, double value, long timestampUnixMs)
     {
         // PERF: two plain stores for the thread the gate is biased to (see WriterGate) make two threads
-        // at once impossible, not merely unlikely, and let the engine's timer flush a quiet writer.
-        if (!_gate.Enter())
+        // at once impossible, not merely unlikely, and let the engine's timer flush a quiet writer. Every
+        // other path is a call that ends the write (a tail), so nothing of the point outlives a call: what does
+        // is stored to the stack first, and those stores wait in line behind the point's.
+        return _gate.TryEnterBiased() ? WriteEntered(series, value, timestampUnixMs) : WriteEnteringSlowly(series, value, timestampUnixMs);
+    }
+
+    /// <summary>The write when the gate was not biased to the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason WriteEnteringSlowly(SeriesId series, double value, long timestampUnixMs)
+    {
+        if (!_gate.EnterSlow())
         {
             ThrowCalledFromTwoThreads();
         }
 
+        return WriteEntered(series, value, timestampUnixMs);
+    }
+
+    /// <summary>The write, holding the gate (which it releases).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private RejectReason WriteEntered(SeriesId series, double value, long timestampUnixMs)
+    {
         // PERF: one branch covers every refusal: a foreign id, a value out of range (the magnitude
-        // test is false for NaN too), a timestamp out of bounds (a closed writer has bounds no
-        // timestamp meets), a stopping pipeline.
-        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp
-            | _pipeline.IsStopping)
+        // test is false for NaN too), a timestamp out of bounds. A closed writer, and every writer of a
+        // stopping pipeline, has bounds no timestamp meets (see CloseBounds): the stop is not read per point,
+        // which cost two dependent loads into the pipeline a write.
+        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp)
         {
             return WriteSlow(series, value, timestampUnixMs);
         }
@@ -208,19 +226,54 @@ public sealed class PointWriter : IDisposable
     private void Append(SeriesId series, double value, long timestampUnixMs)
     {
         uint id = (uint)series.Value;
-        uint slot = _shardDivisor == 0 ? id : (uint)Math.BigMul(_shardDivisor, id, out _);
+        uint slot = _shardDivisor == 0 ? id : ShardSlot(_shardDivisor, id);
         int shard = (int)(id - (slot * (uint)_shardCount));
-        PointBatch batch = _pending[shard] ?? RentFor(shard);
-        int index = batch.Count++;
-        IngestPoint[] points = batch.Points;
-        if ((uint)index >= (uint)points.Length)
+        PointBatch? batch = _pending[shard];
+        if (batch is null)
         {
-            ThrowBatchOverfilled();
+            AppendToNewBatch(shard, slot, series.Generation, value, timestampUnixMs);
+            return;
         }
 
+        int index = batch.Count++;
+        IngestPoint[] points = batch.Points;
+        // The gate keeps a second thread out, so the index is always in range; the array's own check stays (its
+        // failure is a runtime helper the JIT knows never returns, so nothing is kept on the stack for it).
         ref IngestPoint point = ref points[index];
+        // PERF: two stores instead of four. The producer's stores wait in order behind the miss on each new
+        // line of the batch (the shard's core read it last), so every store a point adds holds the ones after it.
+        if (Vector128.IsHardwareAccelerated && BitConverter.IsLittleEndian)
+        {
+            Vector128<ulong> head = Vector128.Create(slot | ((ulong)(uint)series.Generation << 32), BitConverter.DoubleToUInt64Bits(value));
+            Unsafe.WriteUnaligned(ref Unsafe.As<IngestPoint, byte>(ref point), head);
+        }
+        else
+        {
+            point.Slot = (int)slot;
+            point.Generation = series.Generation;
+            point.Value = value;
+        }
+
+        point.TimestampUnixMs = timestampUnixMs;
+        // From the locals: batch.IsFull would keep the batch alive past the stores to load it again.
+        if (index + 1 == points.Length)
+        {
+            FlushShard(shard, NowMs(), urgent: false);
+        }
+        else if (++_sinceClockCheck >= ClockCheckEvery)
+        {
+            CheckClock();
+        }
+    }
+
+    /// <summary>The first point of a new batch for <paramref name="shard"/>; a call of its own, so that the common path keeps nothing across it.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void AppendToNewBatch(int shard, uint slot, int generation, double value, long timestampUnixMs)
+    {
+        PointBatch batch = RentFor(shard);
+        ref IngestPoint point = ref batch.Points[batch.Count++];
         point.Slot = (int)slot;
-        point.Generation = series.Generation;
+        point.Generation = generation;
         point.Value = value;
         point.TimestampUnixMs = timestampUnixMs;
         if (batch.IsFull)
@@ -233,9 +286,11 @@ public sealed class PointWriter : IDisposable
         }
     }
 
-    [DoesNotReturn]
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowBatchOverfilled() => throw new InvalidOperationException("A batch overfilled: a writer was used by two threads at once.");
+    /// <summary>The high half of the 128-bit product (Lemire's quotient).</summary>
+    /// <remarks>PERF: <see cref="Math.BigMul(ulong, ulong, out ulong)"/> stores the discarded low half to the stack: one more store per point.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint ShardSlot(ulong divisor, uint id) =>
+        Bmi2.X64.IsSupported ? (uint)Bmi2.X64.MultiplyNoFlags(divisor, id) : (uint)Math.BigMul(divisor, id, out _);
 
     /// <summary>The refusals and their counters; entered holding the gate, which it releases.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -386,8 +441,9 @@ public sealed class PointWriter : IDisposable
 
     private void RefreshClock()
     {
-        if (_disposed)
+        if (_disposed || _pipeline.IsStopping)
         {
+            CloseBounds();
             return;
         }
 
@@ -480,20 +536,55 @@ public sealed class PointWriter : IDisposable
         batch.SentAt = now;
     }
 
+    /// <summary>Bounds no timestamp meets: every later write takes the slow path, which refuses it as closed.</summary>
+    private void CloseBounds()
+    {
+        _maxTimestamp = long.MinValue;
+        _minTimestamp = long.MaxValue;
+    }
+
+    /// <summary>
+    /// Called by the stop as soon as the pipeline is stopping, and by the pipeline for a writer registered while
+    /// it stops: closes the writer's timestamp bounds under its gate, waiting for a call under way to end (until
+    /// <paramref name="giveUp"/> says so), so that every later write takes the slow path and is refused as closed,
+    /// without the fast path reading the pipeline's state. Points a call appended before that stay buffered for
+    /// <see cref="FlushForStop"/>.
+    /// </summary>
+    internal void CloseForStop(Func<bool> giveUp)
+    {
+        if (!_gate.EnterEngine(giveUp))
+        {
+            // Given up while a call was under way (a thread stuck inside it): that call, or its writer's next clock
+            // check, sees the stop; what it buffers is dropped and counted when its batch goes out (FlushShard).
+            return;
+        }
+
+        try
+        {
+            CloseBounds();
+        }
+        finally
+        {
+            _gate.ExitEngine();
+        }
+    }
+
     /// <summary>
     /// Called by a graceful stop before the shard queues close: hands what this writer buffers to the shards,
     /// waiting for room (until the stop is forced), so points written before the stop are aggregated, not left
-    /// pending. Skipped when a call is under way on the writer: that call sees the stop and counts its points.
+    /// pending. Waits for a call under way to end (until the stop is forced): after <see cref="CloseForStop"/>
+    /// such a call is refused and adds nothing, so what is buffered then is all there will be.
     /// </summary>
     internal void FlushForStop()
     {
-        if (!_gate.TryEnterEngine())
+        if (!_gate.EnterEngine(_pipeline.IsAbortedCallback))
         {
             return;
         }
 
         try
         {
+            CloseBounds();
             if (_disposed)
             {
                 return;
@@ -846,8 +937,6 @@ public sealed class PointWriter : IDisposable
 
         _counters.Retired = true;
         _disposed = true;
-        // Bounds no timestamp meets: every later write takes the slow path and is refused as closed.
-        _maxTimestamp = long.MinValue;
-        _minTimestamp = long.MaxValue;
+        CloseBounds();
     }
 }

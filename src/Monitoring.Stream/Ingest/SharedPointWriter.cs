@@ -91,6 +91,21 @@ public sealed class SharedPointWriter : IDisposable
         }
     }
 
+    /// <summary>The stop closes every thread's writer to later writes (see <see cref="PointWriter.CloseForStop"/>).</summary>
+    internal void CloseForStop(Func<bool> giveUp)
+    {
+        Slot[] slots;
+        lock (_slotsGate)
+        {
+            slots = [.. _slots];
+        }
+
+        foreach (Slot slot in slots)
+        {
+            slot.Writer.CloseForStop(giveUp);
+        }
+    }
+
     /// <summary>A graceful stop hands what each thread buffers to the shards (see <see cref="PointWriter.FlushForStop"/>).</summary>
     internal void FlushForStop()
     {
@@ -119,6 +134,12 @@ public sealed class SharedPointWriter : IDisposable
             else
             {
                 _slots.Add(slot);
+                if (_pipeline.IsStopping)
+                {
+                    // Created while the stop began: the stop may have listed the slots before this one was added.
+                    // Not yet used by its thread (this runs on that thread, before its first write).
+                    slot.Writer.CloseForStop(_pipeline.IsAbortedCallback);
+                }
             }
 
             return slot;
@@ -220,9 +241,11 @@ public sealed class SharedPointWriter : IDisposable
 
         /// <summary>Whether the calling thread is the slot's: the address of a local lies in the slot's stack.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [SkipLocalsInit]
         public bool IsCurrentThread()
         {
-            byte probe = 0;
+            // Neither written nor zeroed: only its address is used (see WriterGate's bias).
+            byte probe;
             return (nuint)(&probe) - _stackLow < _stackSize;
         }
     }

@@ -45,7 +45,13 @@ internal struct WriterGate
     /// <summary>Enters for the calling thread: with two plain stores when it holds the bias.</summary>
     /// <returns>False when another thread is inside a call (nothing entered): the caller refuses.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool Enter()
+    public bool Enter() => TryEnterBiased() || EnterSlow();
+
+    /// <summary>Enters with two plain stores when the calling thread holds the bias; false (nothing entered) otherwise.</summary>
+    /// <remarks>For a caller that puts everything else in a method of its own, <see cref="EnterSlow"/> included, so
+    /// that nothing of its fast path has to outlive a call (and be stored to the stack first).</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryEnterBiased()
     {
         Bias bias = _bias;
         if (bias.IsCurrentThread())
@@ -61,7 +67,7 @@ internal struct WriterGate
             Volatile.Write(ref bias.Inside, 0);
         }
 
-        return EnterSlow();
+        return false;
     }
 
     /// <summary>Leaves what <see cref="Enter"/> entered.</summary>
@@ -94,6 +100,54 @@ internal struct WriterGate
         return true;
     }
 
+    /// <summary>
+    /// For the engine: enters, waiting for a call under way to end (a call never waits for the engine, so this
+    /// is microseconds, or one bounded sleep of a writer on a full shard), unless <paramref name="giveUp"/>
+    /// turns true first.
+    /// </summary>
+    /// <returns>False only when <paramref name="giveUp"/> turned true before the gate was entered.</returns>
+    /// <remarks>
+    /// Unlike retrying <see cref="TryEnterEngine"/>, which lowers <c>_revoked</c> again each time it finds the
+    /// biased thread inside (a thread writing in a loop is inside most of the time, so each try mostly fails),
+    /// this keeps the bias revoked while it waits: the biased thread's next call takes the slow path and waits
+    /// for the engine instead of entering again.
+    /// </remarks>
+    public bool EnterEngine(Func<bool> giveUp)
+    {
+        var spinner = default(SpinWait);
+        while (Interlocked.CompareExchange(ref _lock, HeldByEngine, Free) != Free)
+        {
+            if (giveUp())
+            {
+                return false;
+            }
+
+            spinner.SpinOnce();
+        }
+
+        Bias bias = _bias;
+        if (ReferenceEquals(bias, s_nobody))
+        {
+            return true;
+        }
+
+        Volatile.Write(ref _revoked, 1);
+        Interlocked.MemoryBarrierProcessWide();
+        spinner = default;
+        while (Volatile.Read(ref bias.Inside) != 0)
+        {
+            if (giveUp())
+            {
+                ExitEngine();
+                return false;
+            }
+
+            spinner.SpinOnce();
+        }
+
+        return true;
+    }
+
     /// <summary>Leaves what <see cref="TryEnterEngine"/> entered.</summary>
     public void ExitEngine()
     {
@@ -101,8 +155,9 @@ internal struct WriterGate
         Volatile.Write(ref _lock, Free);
     }
 
+    /// <summary>Enters through the gate's lock (after <see cref="TryEnterBiased"/> failed): false when another thread is inside a call.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool EnterSlow()
+    public bool EnterSlow()
     {
         var spinner = default(SpinWait);
         while (true)
@@ -189,13 +244,16 @@ internal struct WriterGate
 
         /// <summary>Whether the calling thread holds this bias.</summary>
         /// <remarks>PERF: where the stack is known, two compares on the address of a local; the thread's
-        /// id otherwise (a thread-static read through a runtime helper, and the register spills of a call).</remarks>
+        /// id otherwise (a thread-static read through a runtime helper, and the register spills of a call). The
+        /// probe is neither written nor zeroed (only its address is used): that store per call waited in line
+        /// behind the writer's stores of the point.</remarks>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [SkipLocalsInit]
         public bool IsCurrentThread()
         {
             if (_stackSize != 0)
             {
-                byte probe = 0;
+                byte probe;
                 return (nuint)(&probe) - _stackLow < _stackSize;
             }
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading.Channels;
 using Apache.Arrow;
 using Microsoft.Extensions.ObjectPool;
@@ -77,6 +78,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         Schema = WindowSchema.Create(Settings.Instance);
         _batchPolicy = new PointBatchPolicy(Settings.BatchSize);
         BatchPool = new DefaultObjectPool<PointBatch>(_batchPolicy, Settings.ShardCount * Settings.ShardQueueBatches * 2);
+        IsAbortedCallback = () => _abort.IsCancellationRequested;
         int shardCount = Settings.ShardCount;
         _channels = new Channel<PointBatch>[shardCount];
         ShardSpaces = new ShardSpace[shardCount];
@@ -144,6 +146,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     /// <summary>A stop was forced (deadline passed, or a second signal): nothing waits any more.</summary>
     internal bool IsAborted => _abort.IsCancellationRequested;
+
+    /// <summary><see cref="IsAborted"/> as a delegate made once, for the writers' gates to give up waiting on.</summary>
+    internal Func<bool> IsAbortedCallback { get; }
 
     private static IEnumerable<SinkRegistration> ToRegistrations(IEnumerable<IWindowSink> sinks, SinkOptions? sinkOptions)
     {
@@ -220,6 +225,14 @@ public sealed class MetricsPipeline : IAsyncDisposable
             lock (_sourcesGate)
             {
                 _writers.Add(writer);
+            }
+
+            if (IsStopping)
+            {
+                // Created while the stop began: its constructor may have read the state before the stop set it,
+                // and the stop's list of writers to close may have been taken before it was added. Not yet
+                // handed out, so nobody is inside it.
+                writer.CloseForStop(IsAbortedCallback);
             }
         }
 
@@ -428,6 +441,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             if (_stopTask is null)
             {
                 int previous = Interlocked.Exchange(ref _state, Stopping);
+                CloseWritersForStop();
                 _stopTask = previous == Created ? MarkStopped() : StopCoreAsync();
             }
 
@@ -435,6 +449,38 @@ public sealed class MetricsPipeline : IAsyncDisposable
         }
 
         return WaitForStopAsync(stop, cancellationToken);
+    }
+
+    /// <summary>
+    /// Later writes are refused from here on: each writer's timestamp bounds are closed under its gate (see
+    /// <see cref="PointWriter.CloseForStop"/>), so the writers' fast path needs no read of the pipeline's state.
+    /// </summary>
+    private void CloseWritersForStop()
+    {
+        // The wait for a call under way is microseconds; the bound (the shutdown timeout, on the real clock) is
+        // only for a thread stuck inside a call, which must not hang StopAsync before its task even exists.
+        TimeSpan timeout = Settings.ShutdownTimeout;
+        long deadline = timeout < TimeSpan.Zero
+            ? long.MaxValue
+            : Stopwatch.GetTimestamp() + (long)Math.Min(timeout.TotalSeconds * Stopwatch.Frequency, long.MaxValue / 2);
+        Func<bool> giveUp = () => IsAborted || Stopwatch.GetTimestamp() > deadline;
+        PointWriter[] writers;
+        SharedPointWriter[] shared;
+        lock (_sourcesGate)
+        {
+            writers = [.. _writers];
+            shared = [.. _sharedWriters];
+        }
+
+        foreach (PointWriter writer in writers)
+        {
+            writer.CloseForStop(giveUp);
+        }
+
+        foreach (SharedPointWriter writer in shared)
+        {
+            writer.CloseForStop(giveUp);
+        }
     }
 
     private Task MarkStopped()

@@ -35,17 +35,9 @@ public class KafkaPointSourceSegmentTests
 
     private static KafkaPointSourceOptions Options(KafkaMockCluster cluster, string topic, string group, TimeSpan segments)
     {
-        var options = new KafkaPointSourceOptions
-        {
-            BootstrapServers = cluster.BootstrapServers,
-            Topic = topic,
-            GroupId = group,
-            CommitInterval = TimeSpan.FromMilliseconds(50),
-            SegmentInterval = segments,
-            RevokeTimeout = TimeSpan.FromSeconds(10),
-        };
-        options.ClientSettings["heartbeat.interval.ms"] = "100";
-        options.ClientSettings["session.timeout.ms"] = "6000";
+        KafkaPointSourceOptions options = KafkaPointSourceTests.Options(cluster, topic, group);
+        options.CommitInterval = TimeSpan.FromMilliseconds(50);
+        options.SegmentInterval = segments;
         return options;
     }
 

@@ -23,7 +23,8 @@ public class KafkaPointSourceTests
         return encoder.ToArray();
     }
 
-    private static KafkaPointSourceOptions Options(KafkaMockCluster cluster, string topic, string group)
+    /// <summary>Source settings for the mock cluster: quick commits, frequent heartbeats, a 6 s session.</summary>
+    internal static KafkaPointSourceOptions Options(KafkaMockCluster cluster, string topic, string group)
     {
         var options = new KafkaPointSourceOptions
         {

@@ -45,6 +45,51 @@ public class StopTests
     }
 
     [Fact]
+    public async Task StopAsync_WhileItRuns_EveryWriterRefusesLaterWritesAndItsBufferedPointsAreAggregated()
+    {
+        var time = Scenario.Clock(Scenario.T0 + 100_000);
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var slow = new ProbeSink("slow", call => new ValueTask(gate.Task.WaitAsync(call.Token)));
+        await using var pipeline = new MetricsPipeline(Scenario.Options(time), [slow]);
+        SeriesId id = pipeline.Registry.GetOrAdd("a_total");
+        pipeline.Start();
+        using (PointWriter first = pipeline.CreateWriter("first"))
+        {
+            Assert.Equal(9, Scenario.WriteWindows(first, id, 0, 3));
+        }
+
+        await slow.NextCallAsync().Within("the slow sink's first write");
+        using PointWriter own = pipeline.CreateWriter("own");
+        using SharedPointWriter shared = pipeline.CreateSharedWriter("shared", BackpressureMode.Wait);
+        // At the clock: in a window no watermark can have passed.
+        long ts = Scenario.T0 + 100_000;
+        Assert.Equal(RejectReason.None, own.Write(id, 2.0, ts));
+        Assert.Equal(RejectReason.None, shared.Write(id, 3.0, ts));
+
+        // The stop closes the writers as it begins (their fast path does not read the pipeline's state):
+        // while it still waits for the sink, every write is refused, from an existing thread's writer or a new one.
+        Task stop = pipeline.StopAsync();
+        Assert.Equal(PipelineState.Stopping, pipeline.State);
+        Assert.Equal(RejectReason.WriterClosed, own.Write(id, 4.0, ts));
+        Assert.Equal(RejectReason.WriterClosed, shared.Write(id, 4.0, ts));
+        Assert.Equal(RejectReason.WriterClosed, await Task.Run(() => shared.Write(id, 4.0, ts)).Within("a new thread's write"));
+        using PointWriter created = pipeline.CreateWriter("created-while-stopping");
+        Assert.Equal(RejectReason.WriterClosed, created.Write(id, 4.0, ts));
+        Assert.False(stop.IsCompleted, "the stop ended while the sink still held a window");
+
+        gate.SetResult();
+        await stop.Within("the stop");
+        PipelineMetrics m = pipeline.GetMetrics();
+        Identities.AssertStopped(m);
+        Assert.Equal(4, m.RejectedByReason[RejectReason.WriterClosed]);
+        Assert.Equal(0, m.Pending);
+        // The two points buffered before the stop reached a window beside the first writer's nine: the stop drained the writers.
+        Assert.Equal(15, m.Offered);
+        Assert.Equal(11, m.Accepted);
+        Assert.Equal(11, m.EmittedPoints);
+    }
+
+    [Fact]
     public async Task StopAsync_BeforeStart_StoppedAndWritesRefused()
     {
         var time = Scenario.Clock(Scenario.T0 + 100_000);

@@ -621,6 +621,29 @@ public class DdSketchTests
     }
 
     [Fact]
+    public void PrefetchBin_IndicesFarOutsideTheBins_NeitherThrowsNorChangesTheSketch()
+    {
+        // The hint reads no length (it would wait for the very line it fetches): an index outside the counters
+        // only hints an address outside them, which must never fault or touch the sketch.
+        var sketch = new DdSketch(0.01, 64);
+        sketch.PrefetchBin(5.0, sketch.MagnitudeIndexOf(5.0));
+        foreach (double v in new[] { 1e-9, 0.5, 5.0, 1e9 })
+        {
+            sketch.Add(v);
+        }
+
+        byte[] before = sketch.ToArray();
+        foreach (int index in new[] { int.MinValue, -1_000_000, -1, 0, 1, 1_000_000, int.MaxValue })
+        {
+            sketch.PrefetchBin(5.0, index);
+            sketch.PrefetchBin(-5.0, index);
+        }
+
+        Assert.Equal(before, sketch.ToArray());
+        Assert.Equal(4UL, sketch.Count);
+    }
+
+    [Fact]
     public void Add_TinyMagnitudes_CountAsZero()
     {
         var sketch = new DdSketch();
