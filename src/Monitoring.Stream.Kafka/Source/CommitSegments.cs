@@ -48,8 +48,20 @@ internal sealed class CommitSegments
         }
     }
 
-    /// <summary>Forgets a partition in the open segment (revoked or lost after the cut that sealed its points).</summary>
-    public void Forget(int partition) => _open.Remove(partition);
+    /// <summary>
+    /// Forgets a partition given up (revoked or lost): it leaves the open segment and the cut positions of the sealed
+    /// ones. Their ranges stay, for the headers of batches still to be written. Without this, a segment left
+    /// uncommitted (a revoke that timed out) could be committed later for the partition come back, at its old cut:
+    /// below what the partition's next owner had committed in between, moving the group's offset back.
+    /// </summary>
+    public void Forget(int partition)
+    {
+        _open.Remove(partition);
+        foreach (Sealed segment in _sealed)
+        {
+            segment.CutPositions.Remove(partition);
+        }
+    }
 
     /// <summary>The ranges of the segment that the batch <paramref name="sequence"/> of <paramref name="shard"/> belongs to.</summary>
     public IEnumerable<KeyValuePair<int, (long Low, long High)>> RangesOf(int shard, long sequence)

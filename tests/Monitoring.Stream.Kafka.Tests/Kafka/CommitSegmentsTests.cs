@@ -41,4 +41,24 @@ public class CommitSegmentsTests
         Assert.Equal(new Dictionary<int, long> { [0] = 2, [1] = 2 }, segments.TakeCommittable(p => p == 1 ? null : acked[p]));
         Assert.Equal(0, segments.SealedCount);
     }
+
+    [Fact]
+    public void Forget_PartitionGivenUpWithItsSegmentUncommitted_NeverCommittedFromItLater()
+    {
+        var segments = new CommitSegments();
+        segments.OnRead(0, 4);
+        segments.OnRead(1, 4);
+        segments.Seal(new Dictionary<int, long> { [0] = 5, [1] = 5 }, [3]);
+
+        // Partition 0 leaves before its segment is committed (a revoke that timed out); it comes back much later,
+        // after another instance committed it at 8, and everything of it is acknowledged.
+        segments.Forget(0);
+
+        // Its range stays, for the batches of that segment still to be written.
+        Assert.Contains(segments.RangesOf(0, 3), r => r.Key == 0);
+        var acked = new Dictionary<int, long> { [0] = 20, [1] = 4 };
+        IReadOnlyDictionary<int, long>? cut = segments.TakeCommittable(p => acked[p]);
+        Assert.NotNull(cut);
+        Assert.Equal(new Dictionary<int, long> { [1] = 5 }, cut);
+    }
 }
