@@ -531,9 +531,11 @@ public class SegmentProbeTests
             () => sourceA.GetMetrics() + " / " + sourceB.GetMetrics());
         KafkaSourceMetrics afterRebalance = sourceA.GetMetrics();
 
-        // A stops while the group is stable (nothing refuses its commit). B's stop can then meet the rebalance of A's
-        // leaving, and the mock refuses its commit: the documented residual case, not checked here.
+        // A stops, usually while the group is stable. B's stop can then meet the rebalance of A's leaving, and the mock
+        // refuses its commit: the documented residual case, not checked here.
+        long refusedBeforeStop = sourceA.GetMetrics().CommitFailures;
         await sourceA.StopAsync();
+        bool stopCommitRefused = sourceA.GetMetrics().CommitFailures > refusedBeforeStop;
         await sourceB.StopAsync();
         await a.StopAsync();
         await b.StopAsync();
@@ -547,9 +549,12 @@ public class SegmentProbeTests
 
         // A's partitions at the end are those B did not read (B read its own from the start). A stopped gracefully:
         // they are committed to their end, so that a restart does not aggregate them a second time.
+        // (Unless the group was rebalancing once more as A stopped, B's join having taken another round: then the mock
+        // refuses A's stop commit too, counted in CommitFailures, the same residual case. Before the fix nothing was
+        // even tried: no commit, no failure.)
         long[] committed = KafkaTestClient.Committed(cluster.BootstrapServers, "g-back", "probe-back", Partitions);
         int[] ofA = [.. Enumerable.Range(0, Partitions).Where(p => sinkB.AcknowledgedPoints(p) == 0)];
         Assert.NotEmpty(ofA);
-        Assert.True(ofA.All(p => committed[p] == PerPartition), $"A held {string.Join(",", ofA)}; committed {string.Join(",", committed)} after A's stop; A: {sourceA.GetMetrics()}");
+        Assert.True(stopCommitRefused || ofA.All(p => committed[p] == PerPartition), $"A held {string.Join(",", ofA)}; committed {string.Join(",", committed)} after A's stop; A: {sourceA.GetMetrics()}");
     }
 }
