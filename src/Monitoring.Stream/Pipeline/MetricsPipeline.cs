@@ -451,6 +451,15 @@ public sealed class MetricsPipeline : IAsyncDisposable
         return WaitForStopAsync(stop, cancellationToken);
     }
 
+    /// <summary>The writers and shared writers registered now.</summary>
+    private (PointWriter[] Writers, SharedPointWriter[] Shared) SnapshotWriters()
+    {
+        lock (_sourcesGate)
+        {
+            return ([.. _writers], [.. _sharedWriters]);
+        }
+    }
+
     /// <summary>
     /// Later writes are refused from here on: each writer's timestamp bounds are closed under its gate (see
     /// <see cref="PointWriter.CloseForStop"/>), so the writers' fast path needs no read of the pipeline's state.
@@ -464,13 +473,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             ? long.MaxValue
             : Stopwatch.GetTimestamp() + (long)Math.Min(timeout.TotalSeconds * Stopwatch.Frequency, long.MaxValue / 2);
         Func<bool> giveUp = () => IsAborted || Stopwatch.GetTimestamp() > deadline;
-        PointWriter[] writers;
-        SharedPointWriter[] shared;
-        lock (_sourcesGate)
-        {
-            writers = [.. _writers];
-            shared = [.. _sharedWriters];
-        }
+        (PointWriter[] writers, SharedPointWriter[] shared) = SnapshotWriters();
 
         foreach (PointWriter writer in writers)
         {
@@ -524,14 +527,8 @@ public sealed class MetricsPipeline : IAsyncDisposable
         }
 
         // Points written before the stop and still buffered in writers go to the shards first: a graceful
-        // stop leaves nothing pending (a writer busy in a call is skipped; that call counts its own points).
-        PointWriter[] writers;
-        SharedPointWriter[] shared;
-        lock (_sourcesGate)
-        {
-            writers = [.. _writers];
-            shared = [.. _sharedWriters];
-        }
+        // stop leaves nothing pending (a writer busy in a call is waited for: see PointWriter.FlushForStop).
+        (PointWriter[] writers, SharedPointWriter[] shared) = SnapshotWriters();
 
         foreach (PointWriter writer in writers)
         {
