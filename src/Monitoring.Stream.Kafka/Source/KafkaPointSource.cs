@@ -591,7 +591,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
 
         if (positions.Count == 0 || !read)
         {
-            // Nothing read since the last cut: the last segment's batches are all there is.
+            // Nothing read (or skipped, or left uncommitted) since the last cut: the last segment's batches are all there is.
             return true;
         }
 
@@ -624,13 +624,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         foreach ((TopicPartition tp, PartitionPositions p) in partitions)
         {
             long next = p.AcknowledgedPosition + 1;
-            long committed;
-            lock (_metricsGate)
-            {
-                committed = _committed.GetValueOrDefault(tp.Partition.Value, -1);
-            }
-
-            if (next > 0 && next > committed)
+            if (next > 0)
             {
                 offsets.Add(new TopicPartitionOffset(tp, next));
             }
@@ -664,16 +658,7 @@ public sealed class KafkaPointSource : IAsyncDisposable
         {
             if (cut.TryGetValue(tp.Partition.Value, out long position))
             {
-                long committed;
-                lock (_metricsGate)
-                {
-                    committed = _committed.GetValueOrDefault(tp.Partition.Value, -1);
-                }
-
-                if (position > committed)
-                {
-                    offsets.Add(new TopicPartitionOffset(tp, position));
-                }
+                offsets.Add(new TopicPartitionOffset(tp, position));
             }
         }
 
@@ -688,8 +673,14 @@ public sealed class KafkaPointSource : IAsyncDisposable
         }
     }
 
+    /// <summary>Commits those of <paramref name="offsets"/> above what this instance last committed; false when the commit failed.</summary>
     private bool Commit(IConsumer<byte[]?, PreparedPointMessage> consumer, List<TopicPartitionOffset> offsets)
     {
+        lock (_metricsGate)
+        {
+            offsets.RemoveAll(o => o.Offset.Value <= _committed.GetValueOrDefault(o.Partition.Value, -1));
+        }
+
         if (offsets.Count == 0)
         {
             return true;
