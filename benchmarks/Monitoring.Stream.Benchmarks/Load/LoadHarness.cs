@@ -216,7 +216,14 @@ public static partial class LoadHarness
         return 0;
     }
 
-    private sealed record Result(double PointsPerSecond, double AllocatedPerPoint, double CpuNsPerPoint, double PoolGrowthPerPoint = 0);
+    private sealed record Result(double PointsPerSecond, double AllocatedPerPoint, double CpuNsPerPoint, double PoolGrowthPerPoint = 0)
+    {
+        /// <summary>CPU of the producer threads alone over the timed phase, per point (the rest: shards, GC, stop).</summary>
+        public double ProducerCpuNsPerPoint { get; init; }
+    }
+
+    /// <summary>CPU time of the producer threads in the last <see cref="RunProducers"/>, in ns (Linux schedstat; 0 elsewhere).</summary>
+    private static long s_producerCpuNs;
 
     private static TimeSpan ProcessCpu() => Environment.CpuUsage.TotalTime;
 
@@ -301,6 +308,7 @@ public static partial class LoadHarness
         TimeSpan cpu = ProcessCpu();
         var clock = Stopwatch.StartNew();
         RunProducers(p => Produce(p, work.PerProducer));
+        long producerCpuNs = s_producerCpuNs;
         long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         // The batch pool allocates until it covers the most batches ever in flight (bounded by the
         // shard queues); a longer timed phase can reach a new peak. Reported apart from the rest.
@@ -323,7 +331,7 @@ public static partial class LoadHarness
         }
 
         pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed, Math.Min(poolGrowthBytes, allocatedWhileProducing) / (double)timed);
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed, Math.Min(poolGrowthBytes, allocatedWhileProducing) / (double)timed) { ProducerCpuNsPerPoint = producerCpuNs / (double)timed };
     }
 
     /// <summary>Points per call of the recording methods below; divides the pre-drawn sequence's length.</summary>
@@ -365,8 +373,37 @@ public static partial class LoadHarness
         }
     }
 
-    private static void RunProducers(Action<int> produce) =>
-        Task.WaitAll([.. Enumerable.Range(0, s_producers).Select(p => Task.Factory.StartNew(() => produce(p), TaskCreationOptions.LongRunning))]);
+    private static void RunProducers(Action<int> produce)
+    {
+        long total = 0;
+        Task.WaitAll([.. Enumerable.Range(0, s_producers).Select(p => Task.Factory.StartNew(
+            () =>
+            {
+                long start = ThreadCpuNanoseconds();
+                produce(p);
+                Interlocked.Add(ref total, ThreadCpuNanoseconds() - start);
+            },
+            TaskCreationOptions.LongRunning))]);
+        s_producerCpuNs = total;
+    }
+
+    /// <summary>Time the calling thread has run on a core, in ns (the first field of Linux's schedstat), or 0 where there is none.</summary>
+    private static long ThreadCpuNanoseconds()
+    {
+        try
+        {
+            string text = File.ReadAllText("/proc/thread-self/schedstat");
+            return long.Parse(text.AsSpan(0, text.IndexOf(' ', StringComparison.Ordinal)), CultureInfo.InvariantCulture);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
 
     private static Result RunOpenTelemetry(Label[][] labels, Workload work)
     {
@@ -398,6 +435,7 @@ public static partial class LoadHarness
         TimeSpan cpu = ProcessCpu();
         var clock = Stopwatch.StartNew();
         RunProducers(p => Record(p, work.PerProducer));
+        long producerCpuNs = s_producerCpuNs;
         long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         provider.ForceFlush();
         clock.Stop();
@@ -419,7 +457,7 @@ public static partial class LoadHarness
             throw new InvalidOperationException($"OpenTelemetry recorded {recorded} of {total} points");
         }
 
-        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed);
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed) { ProducerCpuNsPerPoint = producerCpuNs / (double)timed };
     }
 
     /// <summary>
@@ -450,6 +488,7 @@ public static partial class LoadHarness
         TimeSpan cpu = ProcessCpu();
         var clock = Stopwatch.StartNew();
         RunProducers(p => Observe(p, work.PerProducer));
+        long producerCpuNs = s_producerCpuNs;
         long allocatedWhileProducing = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         clock.Stop();
         cpu = ProcessCpu() - cpu;
@@ -461,11 +500,11 @@ public static partial class LoadHarness
             throw new InvalidOperationException($"prometheus-net recorded {recorded} of {total} points");
         }
 
-        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed);
+        return new Result(timed / clock.Elapsed.TotalSeconds, allocatedWhileProducing / (double)timed, cpu.TotalNanoseconds / timed) { ProducerCpuNsPerPoint = producerCpuNs / (double)timed };
     }
 
     private static string Describe(List<Result> results) =>
-        results.Count == 0 ? "-" : $"{results[^1].PointsPerSecond:N0}/s {results[^1].CpuNsPerPoint:F0} ns";
+        results.Count == 0 ? "-" : $"{results[^1].PointsPerSecond:N0}/s {results[^1].CpuNsPerPoint:F0} ns (producers {results[^1].ProducerCpuNsPerPoint:F1})";
 
     private static void Print(int series, string engine, List<Result> results, double otelMedian)
     {

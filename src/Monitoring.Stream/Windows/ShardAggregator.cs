@@ -58,20 +58,13 @@ internal sealed class ShardAggregator
     private readonly Dictionary<SourceCounters, ShardSource> _sources = new(ReferenceEqualityComparer.Instance);
     private readonly Lock _ackGate = new();
     private readonly List<InflightWindow> _inflight = [];
-    /// <summary>How many points ahead a point's sketch bin index is computed (and its counter fetched).</summary>
+    /// <summary>How many points ahead a point's sketch counter is fetched.</summary>
     private const int IndexLead = 4;
 
-    /// <summary>The ring of bin indices computed ahead: a power of two above <see cref="IndexLead"/>.</summary>
-    private const int IndexRing = 8;
+    /// <summary>The bin indices of the batch being aggregated (grown to the largest batch seen).</summary>
+    private int[] _binIndex = [];
 
-    /// <summary>The bin indices computed ahead, on the stack.</summary>
-    [InlineArray(IndexRing)]
-    private struct BinIndexRing
-    {
-        private int _first;
-    }
-
-    /// <summary>A sketch of the shard's accuracy, used only to compute bin indices ahead; null without sketches.</summary>
+    /// <summary>A sketch of the shard's accuracy, used only to compute a batch's bin indices; null without sketches.</summary>
     private readonly DdSketch? _mapping;
     private const int MaxFreeWindows = 2;
 
@@ -312,26 +305,24 @@ internal sealed class ShardAggregator
         // acknowledged as soon as the source's earlier windows are.
         long maxEnd = long.MinValue;
         ReadOnlySpan<IngestPoint> points = batch.Points.AsSpan(0, batch.Count);
-        // PERF: each point's sketch bin index (a logarithm) is computed IndexLead points ahead, kept in a
-        // ring, and the counter it names is fetched then: the point's own update then waits on neither.
-        // Not stackalloc: a method with one is compiled once, fully optimized but without tiering's profile.
-        var ring = default(BinIndexRing);
-        Span<int> binIndex = ring;
+        // PERF: the batch's sketch bin indices (a logarithm each) are computed first, four values a vector
+        // step; each point's counter is then fetched IndexLead points ahead, so its update waits on neither.
         DdSketch? mapping = _mapping;
-        if (mapping is not null)
+        int[] binIndex = _binIndex;
+        if (binIndex.Length < points.Length)
         {
-            for (int j = 0; j < IndexLead && j < points.Length; j++)
-            {
-                binIndex[j] = mapping.MagnitudeIndexOf(points[j].Value);
-            }
+            binIndex = _binIndex = new int[batch.Points.Length];
         }
+
+        // Without sketches the indices are not computed, and not used.
+        mapping?.MagnitudeIndicesOf(points, binIndex);
 
         for (int k = 0; k < points.Length; k++)
         {
             ref readonly IngestPoint point = ref points[k];
             if (mapping is not null && k + IndexLead < points.Length)
             {
-                AheadBinIndex(mapping, window, points, k + IndexLead, binIndex);
+                PrefetchBinAhead(window, points, k + IndexLead, binIndex);
             }
 
             int slot = point.Slot;
@@ -377,8 +368,7 @@ internal sealed class ShardAggregator
                 window.Grow(point.Slot + 1);
             }
 
-            // Without sketches the ring is never filled and the index is not used.
-            window.Add(point.Slot, point.Value, ts, binIndex[k & (IndexRing - 1)]);
+            window.Add(point.Slot, point.Value, ts, binIndex[k]);
 
             aggregated++;
         }
@@ -398,17 +388,15 @@ internal sealed class ShardAggregator
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void CountStale() => Volatile.Write(ref _counters.Stale, _counters.Stale + 1);
 
-    /// <summary>Computes the bin index of point <paramref name="ahead"/> into the ring and hints its counter.</summary>
+    /// <summary>Hints the counter that point <paramref name="ahead"/> will increment.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AheadBinIndex(DdSketch mapping, WindowBuffer? window, ReadOnlySpan<IngestPoint> points, int ahead, Span<int> ring)
+    private static void PrefetchBinAhead(WindowBuffer? window, ReadOnlySpan<IngestPoint> points, int ahead, int[] binIndex)
     {
         ref readonly IngestPoint point = ref points[ahead];
-        int index = mapping.MagnitudeIndexOf(point.Value);
-        ring[ahead & (IndexRing - 1)] = index;
         // The window of the point being aggregated: the usual case, and only a hint when it is not.
         if (window is not null && (uint)point.Slot < (uint)window.Sketches.Length)
         {
-            window.Sketches[point.Slot]?.PrefetchBin(point.Value, index);
+            window.Sketches[point.Slot]?.PrefetchBin(point.Value, binIndex[ahead]);
         }
     }
 
