@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Monitoring.Stream.Ingest;
@@ -38,7 +39,7 @@ public sealed partial class DdSketch
             Vector256<double> minIndexable = Vector256.Create(_minIndexable);
             Vector256<double> margin = Vector256.Create(VectorIndexMargin);
             Vector256<double> infinity = Vector256.Create(double.PositiveInfinity);
-            ref int first = ref indices[0];
+            ref int first = ref MemoryMarshal.GetReference(indices);
             for (; k + 4 <= points.Length; k += 4)
             {
                 Vector256<double> magnitude = Vector256.Abs(Vector256.Create(

@@ -81,6 +81,16 @@ public class DdSketchBatchIndexTests
     }
 
     [Fact]
+    public void MagnitudeIndicesOf_NoPointsAndNoRoom_WritesNothing()
+    {
+        // A shard's batch can carry no point (a flush that only reports progress) before its index array grew.
+        new DdSketch().MagnitudeIndicesOf([], []);
+        int[] indices = [7, 7];
+        new DdSketch().MagnitudeIndicesOf([], indices);
+        Assert.Equal([7, 7], indices);
+    }
+
+    [Fact]
     public void MagnitudeIndicesOf_IndexSpanShorterThanThePoints_Throws()
     {
         var sketch = new DdSketch();
