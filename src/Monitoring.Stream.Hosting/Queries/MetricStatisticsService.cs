@@ -124,7 +124,10 @@ public sealed class MetricStatisticsService
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(span, TimeSpan.Zero);
         DateTimeOffset now = _time.GetUtcNow();
-        return (now - span, now);
+
+        // A span reaching back before year 1 (TimeSpan.MaxValue: "everything kept") starts at the earliest time
+        // instead of failing in DateTimeOffset's arithmetic with an error that names neither the span nor the query.
+        return (span >= now - DateTimeOffset.MinValue ? DateTimeOffset.MinValue : now - span, now);
     }
 
     private void Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, DateTimeOffset from, DateTimeOffset to)
