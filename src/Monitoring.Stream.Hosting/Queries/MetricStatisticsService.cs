@@ -115,8 +115,12 @@ public sealed class MetricStatisticsService
             return accumulator;
         }, from, to);
 
+        // A series is routed to its group before its windows are checked against the span, so a group whose
+        // series have no window in the span has merged nothing: it is left out, not answered with null statistics.
         return [.. groups
-            .Select(g => new GroupedStatistics(g.Key, g.Value.ToStatistics(metric)!))
+            .Select(g => (g.Key, Statistics: g.Value.ToStatistics(metric)))
+            .Where(g => g.Statistics is not null)
+            .Select(g => new GroupedStatistics(g.Key, g.Statistics!))
             .OrderBy(g => g.Group.ToString(), StringComparer.Ordinal)];
     }
 

@@ -152,6 +152,30 @@ public class QueriesBlackBoxTests
     }
 
     [Fact]
+    public async Task GetGrouped_SpanWithoutWindowsOfSomeOrAllSeries_OnlyGroupsWithDataEachWithStatistics()
+    {
+        // GroupedStatistics.Statistics is not nullable, and "one answer per combination": a group none of whose series
+        // has a window in the span has no answer, so it must not be listed (it was, with null statistics).
+        await using var engine = new EngineFixture(nowUnixMs: T0 + (6 * WindowMs));
+        MetricHistogram histogram = engine.Collector.CreateHistogram("probe_sparse_seconds", ["route"]);
+        Assert.Equal(RejectReason.None, histogram.RecordAt(T0 + 1, 1, "/early"));
+        Assert.Equal(RejectReason.None, histogram.RecordAt(T0 + (5 * WindowMs) + 1, 2, "/late"));
+        await engine.StopAsync();
+
+        IReadOnlyList<GroupedStatistics> none = engine.Queries.GetGrouped("probe_sparse_seconds", LabelSet.Empty, ["route"],
+            DateTimeOffset.FromUnixTimeMilliseconds(T0 + (2 * WindowMs)), DateTimeOffset.FromUnixTimeMilliseconds(T0 + (4 * WindowMs)));
+        Assert.Empty(none);
+        IReadOnlyList<GroupedStatistics> lateOnly = engine.Queries.GetGrouped("probe_sparse_seconds", LabelSet.Empty, ["route"],
+            DateTimeOffset.FromUnixTimeMilliseconds(T0 + (3 * WindowMs)), DateTimeOffset.FromUnixTimeMilliseconds(T0 + (6 * WindowMs)));
+        GroupedStatistics late = Assert.Single(lateOnly);
+        Assert.Equal(LabelSet.Create(new Label("route", "/late")), late.Group);
+        Assert.NotNull(late.Statistics);
+        Assert.Equal(2, late.Statistics.Sum);
+        Assert.Null(engine.Queries.GetMatching("probe_sparse_seconds", LabelSet.Empty,
+            DateTimeOffset.FromUnixTimeMilliseconds(T0 + (2 * WindowMs)), DateTimeOffset.FromUnixTimeMilliseconds(T0 + (4 * WindowMs))));
+    }
+
+    [Fact]
     public async Task Queries_EmptyInvertedEndlessAndFutureSpans_AnswerWithoutThrowing()
     {
         (EngineFixture engine, List<Point> points) = await WriteAsync();
