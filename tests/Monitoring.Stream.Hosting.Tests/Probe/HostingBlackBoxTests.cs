@@ -75,6 +75,13 @@ public class HostingBlackBoxTests
         Assert.Equal(3, qa.GetMatching("probe_shared", LabelSet.Empty, span)!.Sum);
         Assert.Equal(3, qb.GetMatching("probe_shared", LabelSet.Empty, span)!.Sum);
         Assert.NotSame(a.Services.GetRequiredService<MetricsCollector>().Pipeline, b.Services.GetRequiredService<MetricsCollector>().Pipeline);
+
+        // After the host stopped, the application's instruments refuse (WriterClosed) and never throw.
+        MetricsCollector stopped = a.Services.GetRequiredService<MetricsCollector>();
+        Assert.Equal(RejectReason.WriterClosed, stopped.CreateCounter("probe_only_a_total").Add(1));
+        Assert.Equal(RejectReason.WriterClosed, stopped.CreateHistogram("probe_after_host_stop", ["k"]).Bind("v").Record(1));
+        Exception? afterStop = Record.Exception(() => meter.CreateCounter<long>("probe.after.stop").Add(1));
+        Assert.Null(afterStop);
     }
 
     [Theory]
