@@ -32,6 +32,13 @@ public sealed class MeterBridge : IDisposable
     private readonly ITimer? _observeTimer;
     private long _measurements;
     private long _refused;
+    private long _observableFailures;
+    private long _conflicts;
+    private string? _lastObservableError;
+
+    // Metric name -> the kind of the bridged instruments that write it and how many of them are live. Instruments
+    // are published and completed rarely, so a lock is enough.
+    private readonly Dictionary<string, (InstrumentKind Kind, int Instruments)> _claims = new(StringComparer.Ordinal);
 
     /// <summary>Starts listening to the selected meters; observable instruments are read on the configured interval of <paramref name="time"/>.</summary>
     public MeterBridge(MetricsCollector collector, MeterBridgeOptions options, TimeProvider? time = null)
@@ -46,7 +53,7 @@ public sealed class MeterBridge : IDisposable
         _collector = collector;
         _writer = collector.Writer.Shared;
         _options = options;
-        _listener = new MeterListener { InstrumentPublished = OnInstrumentPublished };
+        _listener = new MeterListener { InstrumentPublished = OnInstrumentPublished, MeasurementsCompleted = OnMeasurementsCompleted };
         _listener.SetMeasurementEventCallback<double>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
         _listener.SetMeasurementEventCallback<float>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
         _listener.SetMeasurementEventCallback<long>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, v, tags));
@@ -56,7 +63,7 @@ public sealed class MeterBridge : IDisposable
         _listener.SetMeasurementEventCallback<decimal>(static (i, v, tags, state) => ((Bridged)state!).Bridge.OnMeasurement((Bridged)state, (double)v, tags));
         _listener.Start();
         TimeProvider clock = time ?? TimeProvider.System;
-        _observeTimer = clock.CreateTimer(static s => ((MeterBridge)s!).RecordObservableInstruments(), this, options.ObservableInterval, options.ObservableInterval);
+        _observeTimer = clock.CreateTimer(static s => ((MeterBridge)s!).ObserveOnTimer(), this, options.ObservableInterval, options.ObservableInterval);
     }
 
     private sealed class Bridged(MeterBridge bridge, string metric, InstrumentKind kind, bool cumulative)
@@ -83,8 +90,35 @@ public sealed class MeterBridge : IDisposable
     /// <summary>Measurements refused before reaching the engine (a negative increment of a monotonic counter); the engine counts its own refusals.</summary>
     public long Refused => Interlocked.Read(ref _refused);
 
+    /// <summary>Observable callbacks that threw when the bridge read them on its interval; the other instruments were still read.</summary>
+    public long ObservableFailures => Interlocked.Read(ref _observableFailures);
+
+    /// <summary>The message of the last observable callback failure counted in <see cref="ObservableFailures"/>, or null.</summary>
+    public string? LastObservableError => Volatile.Read(ref _lastObservableError);
+
+    /// <summary>
+    /// Instruments not bridged because their metric name was taken by a bridged instrument of another kind
+    /// (names that differ only in characters outside <c>[a-zA-Z0-9_:]</c>, such as <c>a.b</c> and <c>a_b</c>).
+    /// </summary>
+    public long InstrumentConflicts => Interlocked.Read(ref _conflicts);
+
     /// <summary>Reads every observable instrument now (also done on the configured interval).</summary>
     public void RecordObservableInstruments() => _listener.RecordObservableInstruments();
+
+    private void ObserveOnTimer()
+    {
+        try
+        {
+            _listener.RecordObservableInstruments();
+        }
+        catch (AggregateException e)
+        {
+            // The listener reads every instrument and gathers the callbacks' exceptions into one. Escaping a timer
+            // callback, it would end the process: an application's faulty callback is counted instead.
+            Interlocked.Add(ref _observableFailures, e.InnerExceptions.Count);
+            Volatile.Write(ref _lastObservableError, e.InnerExceptions[^1].Message);
+        }
+    }
 
     /// <summary>Whether a meter of this name is selected by <paramref name="patterns"/> (exact names, or prefixes ending in <c>*</c>).</summary>
     public static bool IsSelected(string meterName, IEnumerable<string> patterns)
@@ -139,8 +173,44 @@ public sealed class MeterBridge : IDisposable
             "Histogram`1" => (InstrumentKind.Histogram, false),
             _ => (InstrumentKind.Gauge, false),
         };
+        lock (_claims)
+        {
+            if (_claims.TryGetValue(metric, out (InstrumentKind Kind, int Instruments) claim) && claim.Kind != kind)
+            {
+                // Two instruments whose names sanitise alike would mix a counter's increments with a gauge's levels
+                // in one metric: the first keeps the name.
+                Interlocked.Increment(ref _conflicts);
+                return;
+            }
+
+            _claims[metric] = (kind, claim.Instruments + 1);
+        }
+
         _metrics[metric] = kind;
         listener.EnableMeasurementEvents(instrument, new Bridged(this, metric, kind, cumulative));
+    }
+
+    private void OnMeasurementsCompleted(Instrument instrument, object? state)
+    {
+        if (state is not Bridged bridged)
+        {
+            return;
+        }
+
+        lock (_claims)
+        {
+            if (_claims.TryGetValue(bridged.Metric, out (InstrumentKind Kind, int Instruments) claim))
+            {
+                if (claim.Instruments <= 1)
+                {
+                    _claims.Remove(bridged.Metric);
+                }
+                else
+                {
+                    _claims[bridged.Metric] = (claim.Kind, claim.Instruments - 1);
+                }
+            }
+        }
     }
 
     private void OnMeasurement(Bridged target, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)

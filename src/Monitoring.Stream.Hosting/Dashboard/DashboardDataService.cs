@@ -53,6 +53,14 @@ public sealed class DashboardDataService
         TimeSpan span = window ?? DefaultWindow;
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(span, TimeSpan.Zero, nameof(window));
         DateTimeOffset to = _time.GetUtcNow();
+
+        // A window reaching back before year 1 (?minutes=2147483647, TimeSpan.MaxValue) starts at the earliest time
+        // rather than failing in DateTimeOffset's arithmetic (the endpoint answered 500).
+        if (span > to - DateTimeOffset.MinValue)
+        {
+            span = to - DateTimeOffset.MinValue;
+        }
+
         DateTimeOffset from = to - span;
         HealthData? health = null;
         if (_health is not null)

@@ -89,14 +89,26 @@ internal sealed class MonitoringStreamOptionsValidator : IValidateOptions<Monito
             }
         }
 
-        try
+        // Each health threshold by its own name, as configuration spells it (the engine check's own Validate names
+        // only the pair). NaN passes no comparison, so it fails the range checks.
+        var h = options.Health;
+        void Fraction(double degraded, double unhealthy, string pair)
         {
-            options.Health.Validate();
+            Check(degraded is >= 0 and <= 1, $"Health:{pair}Degraded", degraded, "must be a fraction in [0, 1].");
+            Check(unhealthy is >= 0 and <= 1, $"Health:{pair}Unhealthy", unhealthy, "must be a fraction in [0, 1].");
+            Check(!(degraded is >= 0 and <= 1 && unhealthy is >= 0 and <= 1) || degraded <= unhealthy,
+                $"Health:{pair}Degraded", degraded, $"must be at most Health:{pair}Unhealthy ({unhealthy}).");
         }
-        catch (ArgumentOutOfRangeException e)
-        {
-            failures.Add($"{S}:Health: {e.Message}");
-        }
+
+        Fraction(h.ShardQueueFillDegraded, h.ShardQueueFillUnhealthy, "ShardQueueFill");
+        Fraction(h.DropRateDegraded, h.DropRateUnhealthy, "DropRate");
+        Fraction(h.LateRateDegraded, h.LateRateUnhealthy, "LateRate");
+        Check(h.SinkStalledDegradedAfter > TimeSpan.Zero, "Health:SinkStalledDegradedAfter", h.SinkStalledDegradedAfter, "must be positive.");
+        Check(h.SinkStalledUnhealthyAfter > TimeSpan.Zero, "Health:SinkStalledUnhealthyAfter", h.SinkStalledUnhealthyAfter, "must be positive.");
+        Check(h.SinkStalledDegradedAfter <= TimeSpan.Zero || h.SinkStalledUnhealthyAfter >= h.SinkStalledDegradedAfter,
+            "Health:SinkStalledUnhealthyAfter", h.SinkStalledUnhealthyAfter, $"must be at least Health:SinkStalledDegradedAfter ({h.SinkStalledDegradedAfter}).");
+        Check(h.SinkStalledDegradedAfter <= TimeSpan.Zero || h.SinkStalledUnhealthyAfter >= h.SinkStalledDegradedAfter,
+            "Health:SinkStalledDegradedAfter", h.SinkStalledDegradedAfter, $"must be at most Health:SinkStalledUnhealthyAfter ({h.SinkStalledUnhealthyAfter}).");
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }

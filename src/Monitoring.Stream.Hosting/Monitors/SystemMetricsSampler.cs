@@ -158,8 +158,24 @@ public sealed class SystemMetricsSampler : IDisposable
             return null;
         }
 
-        // user nice system idle iowait irq softirq steal [guest guest_nice, already inside user and nice]
-        long[] f = [.. line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Take(8).Select(v => long.Parse(v, CultureInfo.InvariantCulture))];
+        // user nice system idle iowait irq softirq steal [guest guest_nice, already inside user and nice]. A line
+        // that does not read as that (another kernel's, or damaged) makes the figure absent: the sampler runs on a
+        // timer, where an exception would end the process.
+        string[] fields = [.. line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Take(8)];
+        long[] f = new long[fields.Length];
+        for (int i = 0; i < fields.Length; i++)
+        {
+            if (!long.TryParse(fields[i], NumberStyles.None, CultureInfo.InvariantCulture, out f[i]))
+            {
+                return null;
+            }
+        }
+
+        if (f.Length < 4)
+        {
+            return null;
+        }
+
         long total = f.Sum();
         long idle = f[3] + (f.Length > 4 ? f[4] : 0);
         return (total - idle, total);
@@ -176,7 +192,8 @@ public sealed class SystemMetricsSampler : IDisposable
         double? Field(string name)
         {
             string? line = lines.FirstOrDefault(l => l.StartsWith(name + ":", StringComparison.Ordinal));
-            return line is null ? null : 1024.0 * long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+            string[]? f = line?.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return f is { Length: >= 2 } && long.TryParse(f[1], NumberStyles.None, CultureInfo.InvariantCulture, out long kib) ? 1024.0 * kib : null;
         }
 
         double? total = Field("MemTotal");
@@ -244,8 +261,13 @@ public sealed class SystemMetricsSampler : IDisposable
 
             string name = line[..colon].Trim();
             string[] f = line[(colon + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            double received = double.Parse(f[0], CultureInfo.InvariantCulture);
-            double sent = double.Parse(f[8], CultureInfo.InvariantCulture);
+            if (f.Length < 9
+                || !double.TryParse(f[0], NumberStyles.None, CultureInfo.InvariantCulture, out double received)
+                || !double.TryParse(f[8], NumberStyles.None, CultureInfo.InvariantCulture, out double sent))
+            {
+                continue;   // a line that does not read as /proc/net/dev's: this interface is absent from the sample
+            }
+
             current[name] = (received, sent);
             double? receivedRate = null, sentRate = null;
             if (elapsedSeconds > 0 && _previousNet is not null && _previousNet.TryGetValue(name, out var previous)

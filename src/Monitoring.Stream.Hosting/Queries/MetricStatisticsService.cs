@@ -115,8 +115,12 @@ public sealed class MetricStatisticsService
             return accumulator;
         }, from, to);
 
+        // A series is routed to its group before its windows are checked against the span, so a group whose
+        // series have no window in the span has merged nothing: it is left out, not answered with null statistics.
         return [.. groups
-            .Select(g => new GroupedStatistics(g.Key, g.Value.ToStatistics(metric)!))
+            .Select(g => (g.Key, Statistics: g.Value.ToStatistics(metric)))
+            .Where(g => g.Statistics is not null)
+            .Select(g => new GroupedStatistics(g.Key, g.Statistics!))
             .OrderBy(g => g.Group.ToString(), StringComparer.Ordinal)];
     }
 
@@ -124,7 +128,10 @@ public sealed class MetricStatisticsService
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(span, TimeSpan.Zero);
         DateTimeOffset now = _time.GetUtcNow();
-        return (now - span, now);
+
+        // A span reaching back before year 1 (TimeSpan.MaxValue: "everything kept") starts at the earliest time
+        // instead of failing in DateTimeOffset's arithmetic with an error that names neither the span nor the query.
+        return (span >= now - DateTimeOffset.MinValue ? DateTimeOffset.MinValue : now - span, now);
     }
 
     private void Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, DateTimeOffset from, DateTimeOffset to)
