@@ -13,7 +13,7 @@ public sealed partial class DdSketch
     /// <see cref="Math.Log(double)"/>. <see cref="Vector256.Log(Vector256{double})"/> is within a few ulps of
     /// <see cref="Math.Log(double)"/> but not always equal, and an index only differs where the two products
     /// straddle an integer; the largest product (about 3.6e7 at the finest accuracy) has ulps near 7e-9,
-    /// so this margin covers hundreds of ulps and is crossed by about one value in ten million.
+    /// so this margin covers hundreds of ulps; about two values in a million fall inside it.
     /// </summary>
     private const double VectorIndexMargin = 1e-6;
 
