@@ -70,9 +70,6 @@ public sealed class PointWriter : IDisposable
     private long _ackedPosition = -1;
     private volatile bool _disposed;
 
-    /// <summary>Set, under the gate, as <see cref="DisposeHeld"/> begins: during a graceful stop its flush hands its points over itself.</summary>
-    private bool _disposing;
-
     internal PointWriter(MetricsPipeline pipeline, string source, BackpressureMode mode, SourceCounters counters, bool threadBound = true)
     {
         _pipeline = pipeline;
@@ -315,10 +312,7 @@ public sealed class PointWriter : IDisposable
         RejectReason reason = RejectReason.None;
         if (_disposed || _pipeline.IsStopping)
         {
-            // The stop may not have closed this writer's bounds yet (it sets the state first, then closes each
-            // writer): close them now, under the gate, so that a caller told WriterClosed is never told None later.
             reason = RejectReason.WriterClosed;
-            CloseBounds();
         }
         else if (series.Owner != _registryTag || !_pipeline.Registry.Owns(series))
         {
@@ -630,39 +624,18 @@ public sealed class PointWriter : IDisposable
 
         if (_pipeline.IsStopping && !draining)
         {
-            if (_pipeline.IsAborted)
-            {
-                Drop(batch, DropReason.PipelineStopped, shard);
-                return;
-            }
-
-            if (!_disposing)
-            {
-                KeepForStop(shard, batch);
-                return;
-            }
-
-            // Disposed while a graceful stop runs: the stop's flush (FlushForStop) skips a disposed writer, so the
-            // disposal hands its points over itself, as that flush would. The shard queues are still open: the stop
-            // closes them only after its flush of this writer, which waits for the gate held here.
-            draining = true;
+            Drop(batch, DropReason.PipelineStopped, shard);
+            return;
         }
 
         Stamp(batch, shard, now);
         Volatile.Write(ref _counters.SentSeq[shard], batch.Seq);
-        // Counted accepted before the shard can take it (and taken back if it does not enter), so that a snapshot
-        // never finds the shard holding points its writer has not counted (GetMetrics: queued never negative).
-        Volatile.Write(ref _counters.Accepted, _counters.Accepted + count);
         if (_channels[shard].TryWrite(batch))
         {
             _bells[shard].Ring(urgent);
             _sentSeq[shard]++;
+            _counters.Accepted += count;
             return;
-        }
-
-        if (Mode == BackpressureMode.DropNewest || !canWait)
-        {
-            Volatile.Write(ref _counters.Accepted, _counters.Accepted - count);
         }
 
         if (Mode == BackpressureMode.DropNewest)
@@ -698,24 +671,13 @@ public sealed class PointWriter : IDisposable
         {
             if (draining ? _pipeline.IsAborted : _pipeline.IsStopping)
             {
-                // Counted accepted before the first try (FlushShard): taken back, as the batch does not enter.
-                Volatile.Write(ref _counters.Accepted, _counters.Accepted - count);
-                if (!draining && !_pipeline.IsAborted)
-                {
-                    KeepForStop(shard, batch);
-                }
-                else
-                {
-                    Drop(batch, DropReason.PipelineStopped, shard);
-                }
-
+                Drop(batch, DropReason.PipelineStopped, shard);
                 return;
             }
 
             if (_pipeline.IsShardFaulted(shard))
             {
                 // The shard's loop has died: waiting would be for ever. The pipeline reports the fault.
-                Volatile.Write(ref _counters.Accepted, _counters.Accepted - count);
                 Drop(batch, DropReason.ShardFault, shard);
                 return;
             }
@@ -731,20 +693,7 @@ public sealed class PointWriter : IDisposable
         }
 
         _sentSeq[shard]++;
-    }
-
-    /// <summary>
-    /// Keeps <paramref name="batch"/> buffered for the graceful stop's <see cref="FlushForStop"/> (docs/event-time.md: a
-    /// call under way when the stop comes keeps its points buffered, and the stop hands them over), as the engine's
-    /// timer keeps a batch that finds its shard full; and closes the bounds, so the next call is refused as closed
-    /// and never appends to the kept batch, which may be full.
-    /// </summary>
-    private void KeepForStop(int shard, PointBatch batch)
-    {
-        Volatile.Write(ref _counters.SentSeq[shard], _sentSeq[shard]);
-        _pending[shard] = batch;
-        _wroteSinceFlush = true;
-        CloseBounds();
+        _counters.Accepted += count;
     }
 
     private void Drop(PointBatch batch, DropReason reason, int shard)
@@ -980,7 +929,6 @@ public sealed class PointWriter : IDisposable
             return;
         }
 
-        _disposing = true;
         FlushCore();
         for (int shard = 0; shard < _sentSeq.Length; shard++)
         {

@@ -514,10 +514,6 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     private async Task StopCoreAsync()
     {
-        // Off the caller's thread (and out of the stop's lock) before anything can wait: the flush of the writers below
-        // waits for room in full shard queues, which a sink that holds its window keeps full; run synchronously, that
-        // wait blocked StopAsync's caller before it got a task, and a second caller's signal could not force the stop.
-        await Task.Yield();
         using var deadline = new CancellationTokenSource(Settings.ShutdownTimeout, Settings.TimeProvider);
         using CancellationTokenRegistration abortOnDeadline = deadline.Token.Register(static s => ((MetricsPipeline)s!).Force(ForcedByDeadline), this);
         if (_flusher is not null)
@@ -617,18 +613,6 @@ public sealed class MetricsPipeline : IAsyncDisposable
             bell.Nudge();
         }
 
-        // Counters are read in the reverse of a point's life, so that every remainder of the snapshot (pending,
-        // queued, open) is a count, never negative, while points move: a point's later counter is always raised
-        // after its earlier one (a writer counts a batch accepted before the shard can take it; a shard counts a
-        // point aggregated before its window is emitted), so reading the later one first never sees a point there
-        // that the earlier one, read after, misses. The shards' counters come first, emitted before aggregated.
-        var shardCounts = new (long Emitted, long Aggregated, long Late, long Faulted, long Stale)[_shards.Length];
-        for (int i = 0; i < _shards.Length; i++)
-        {
-            long emitted = _shards[i].EmittedPoints;
-            shardCounts[i] = (emitted, _shards[i].Aggregated, _shards[i].Late, _shards[i].FaultedPoints, _shards[i].Stale);
-        }
-
         SourceCounters[] sources;
         var folded = new Dictionary<string, int>(StringComparer.Ordinal);
         lock (_sourcesGate)
@@ -646,17 +630,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
         long offered = 0, accepted = 0, misuse = 0;
         foreach (SourceCounters s in sources)
         {
-            // Dropped before accepted (a batch that fails to enter its shard is taken off accepted before it is
-            // counted dropped), both before offered.
             long sourceRejected = 0, sourceDropped = 0;
-            foreach (DropReason r in dropped.Keys)
-            {
-                long n = Volatile.Read(ref s.Dropped[(int)r]);
-                dropped[r] += n;
-                sourceDropped += n;
-            }
-
-            long sourceAccepted = Volatile.Read(ref s.Accepted);
             foreach (RejectReason r in rejected.Keys)
             {
                 long n = Volatile.Read(ref s.Rejected[(int)r]);
@@ -664,7 +638,15 @@ public sealed class MetricsPipeline : IAsyncDisposable
                 sourceRejected += n;
             }
 
+            foreach (DropReason r in dropped.Keys)
+            {
+                long n = Volatile.Read(ref s.Dropped[(int)r]);
+                dropped[r] += n;
+                sourceDropped += n;
+            }
+
             long sourceOffered = Volatile.Read(ref s.Offered);
+            long sourceAccepted = Volatile.Read(ref s.Accepted);
             offered += sourceOffered;
             accepted += sourceAccepted;
             misuse += Interlocked.Read(ref s.Misuse);
@@ -682,7 +664,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             totals[6] += s.Index >= 0 ? 1 : folded[s.Name];
         }
 
-        long faulted = shardCounts.Sum(c => c.Faulted);
+        long faulted = _shards.Sum(s => s.FaultedPoints);
         Exception? lastFault = _shards.Select(s => s.LastFault).LastOrDefault(e => e is not null);
         return new PipelineMetrics
         {
@@ -692,12 +674,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
             RejectedByReason = rejected,
             DroppedByReason = dropped,
             Sources = [.. bySource.Select(p => new SourceMetrics(p.Key, p.Value[0], p.Value[1], p.Value[2], p.Value[3], p.Value[4], p.Value[5], (int)p.Value[6]))],
-            Late = shardCounts.Sum(c => c.Late),
+            Late = _shards.Sum(s => s.Late),
             LateByMetric = new Dictionary<string, long>(_lateByMetric, StringComparer.Ordinal),
-            EmittedPoints = shardCounts.Sum(c => c.Emitted),
-            OpenWindowPoints = shardCounts.Sum(c => c.Aggregated - c.Emitted),
+            EmittedPoints = _shards.Sum(s => s.EmittedPoints),
+            OpenWindowPoints = _shards.Sum(s => s.Aggregated - s.EmittedPoints),
             FaultedPoints = faulted,
-            StalePoints = shardCounts.Sum(c => c.Stale),
+            StalePoints = _shards.Sum(s => s.Stale),
             SeriesReclaimed = Registry.Reclaimed,
             SeriesRetired = Registry.Retired,
             HeldStateBytes = _shards.Sum(s => s.HeldBytes),

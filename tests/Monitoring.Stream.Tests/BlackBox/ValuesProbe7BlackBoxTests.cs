@@ -98,8 +98,8 @@ public class ValuesProbe7BlackBoxTests
         var exact = new ExactMoments(accepted);
         Assert.Equal(accepted.Length, row.Count);
         // The exact sum is 1e99 (as a double) + 1 + 3 + 0.1 - 7.5 + terms below 1e-299: 3.4 below that double, far less
-        // than half its ulp (1.4e83), so the correctly rounded sum is that double. (ExactMoments.Sum rounds toward zero,
-        // one ulp below.)
+        // than half its ulp (1.4e83), so the correctly rounded sum is that double. (ExactMoments.Sum is correct to about
+        // one ulp, as its doc says: here one below.)
         Assert.Equal(1e99, row.Sum);
         Assert.True(Math.Abs(exact.Sum - row.Sum) <= Math.BitIncrement(1e99) - 1e99, $"sum {row.Sum:R}, exact {exact.Sum:R}");
         Assert.Equal(accepted.Min(), row.Min);
