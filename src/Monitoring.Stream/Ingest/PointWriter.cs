@@ -312,7 +312,10 @@ public sealed class PointWriter : IDisposable
         RejectReason reason = RejectReason.None;
         if (_disposed || _pipeline.IsStopping)
         {
+            // The stop may not have closed this writer's bounds yet (it sets the state first, then closes each
+            // writer): close them now, under the gate, so that a caller told WriterClosed is never told None later.
             reason = RejectReason.WriterClosed;
+            CloseBounds();
         }
         else if (series.Owner != _registryTag || !_pipeline.Registry.Owns(series))
         {
