@@ -18,7 +18,7 @@ public sealed class PipelineMemory
     /// <summary>Sketches in <see cref="SketchPoolBytes"/>.</summary>
     public long PooledSketches { get; init; }
 
-    /// <summary>The shards' per-series arrays outside windows (generation and last activity per slot).</summary>
+    /// <summary>The shards' per-series arrays outside windows (generation and last activity per slot), and each shard's array of a batch's sketch bin indices.</summary>
     public long SeriesSlotBytes { get; init; }
 
     /// <summary>Point batches allocated between producers and shards (in queues, in writers, or pooled).</summary>

@@ -167,7 +167,7 @@ internal sealed class ShardAggregator
     /// <summary>Sketches kept for later windows, as of the last tick.</summary>
     public long PooledSketches => Volatile.Read(ref _pooledSketches);
 
-    /// <summary>Bytes of the per-slot arrays outside windows, as of the last tick.</summary>
+    /// <summary>Bytes of the per-slot arrays outside windows and of the batch's bin indices, as of the last tick.</summary>
     public long SlotBytes => Volatile.Read(ref _slotBytes);
 
     /// <summary>
@@ -660,7 +660,8 @@ internal sealed class ShardAggregator
             pool += sketch.EstimatedBytes;
         }
 
-        long slots = (long)_slotGeneration.Length * (sizeof(int) + sizeof(long));
+        // With the batch's bin indices (one int per point of the largest batch seen).
+        long slots = ((long)_slotGeneration.Length * (sizeof(int) + sizeof(long))) + ((long)_binIndex.Length * sizeof(int));
         Volatile.Write(ref _openBytes, open);
         Volatile.Write(ref _spareBytes, spare);
         Volatile.Write(ref _sketchPoolBytes, pool);

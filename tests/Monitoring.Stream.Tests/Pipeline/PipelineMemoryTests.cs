@@ -116,6 +116,30 @@ public class PipelineMemoryTests
     }
 
     [Fact]
+    public async Task SeriesSlotBytes_LargeBatches_CountEachShardsArrayOfBinIndices()
+    {
+        // A shard keeps one bin index per point of the largest batch it has aggregated: 256 KiB per shard here.
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
+        MetricsPipelineOptions options = ReclaimScenario.Options(time, Timeout.InfiniteTimeSpan);
+        options.BatchSize = 65_536;
+        await using var pipeline = new MetricsPipeline(options, [new CountingSink()]);
+        pipeline.Start();
+        using PointWriter writer = pipeline.CreateWriter("large-batches");
+        SeriesId[] ids = [pipeline.Registry.GetOrAdd("m", [new Label("k", "a")]), pipeline.Registry.GetOrAdd("m", [new Label("k", "b")])];
+        for (int i = 0; i < 2 * 65_536; i++)
+        {
+            Assert.Equal(RejectReason.None, writer.Write(ids[i & 1], 1 + (i % 100), T0 + 1));
+        }
+
+        writer.Flush();
+        await pipeline.DrainAsync();
+        time.Advance(TimeSpan.FromSeconds(1));
+        await pipeline.DrainAsync();
+        PipelineMemory memory = pipeline.GetMetrics().Memory;
+        Assert.True(memory.SeriesSlotBytes >= 2 * 65_536 * sizeof(int), $"{memory.SeriesSlotBytes:N0} bytes of series slots counted");
+    }
+
+    [Fact]
     public async Task SketchPool_AfterABurstOfSeries_TrimmedToWhatRecentWindowsUse()
     {
         var (pipeline, _, time) = Create(Timeout.InfiniteTimeSpan);
