@@ -516,6 +516,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
     {
         using var deadline = new CancellationTokenSource(Settings.ShutdownTimeout, Settings.TimeProvider);
         using CancellationTokenRegistration abortOnDeadline = deadline.Token.Register(static s => ((MetricsPipeline)s!).Force(ForcedByDeadline), this);
+
+        // The deadline counts from the call; the rest runs off the caller's thread and out of the stop's lock: the
+        // flush of the writers below waits for room in full shard queues, which a sink holding its window keeps full;
+        // run synchronously, that wait blocked StopAsync's caller before it got a task, and a second caller's signal
+        // could not force the stop.
+        await Task.Yield();
         if (_flusher is not null)
         {
             await _flusher.DisposeAsync().ConfigureAwait(false);
