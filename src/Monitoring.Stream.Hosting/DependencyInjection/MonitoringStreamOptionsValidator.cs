@@ -105,10 +105,9 @@ internal sealed class MonitoringStreamOptionsValidator : IValidateOptions<Monito
         Fraction(h.LateRateDegraded, h.LateRateUnhealthy, "LateRate");
         Check(h.SinkStalledDegradedAfter > TimeSpan.Zero, "Health:SinkStalledDegradedAfter", h.SinkStalledDegradedAfter, "must be positive.");
         Check(h.SinkStalledUnhealthyAfter > TimeSpan.Zero, "Health:SinkStalledUnhealthyAfter", h.SinkStalledUnhealthyAfter, "must be positive.");
+        // One message for the pair's order, naming both settings: either may be the one set wrongly.
         Check(h.SinkStalledDegradedAfter <= TimeSpan.Zero || h.SinkStalledUnhealthyAfter >= h.SinkStalledDegradedAfter,
-            "Health:SinkStalledUnhealthyAfter", h.SinkStalledUnhealthyAfter, $"must be at least Health:SinkStalledDegradedAfter ({h.SinkStalledDegradedAfter}).");
-        Check(h.SinkStalledDegradedAfter <= TimeSpan.Zero || h.SinkStalledUnhealthyAfter >= h.SinkStalledDegradedAfter,
-            "Health:SinkStalledDegradedAfter", h.SinkStalledDegradedAfter, $"must be at most Health:SinkStalledUnhealthyAfter ({h.SinkStalledUnhealthyAfter}).");
+            "Health:SinkStalledDegradedAfter", h.SinkStalledDegradedAfter, $"must be at most {S}:Health:SinkStalledUnhealthyAfter ({h.SinkStalledUnhealthyAfter}).");
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
