@@ -70,6 +70,9 @@ public sealed class PointWriter : IDisposable
     private long _ackedPosition = -1;
     private volatile bool _disposed;
 
+    /// <summary>Set, under the gate, as <see cref="DisposeHeld"/> begins: during a graceful stop its flush hands its points over itself.</summary>
+    private bool _disposing;
+
     internal PointWriter(MetricsPipeline pipeline, string source, BackpressureMode mode, SourceCounters counters, bool threadBound = true)
     {
         _pipeline = pipeline;
@@ -627,18 +630,39 @@ public sealed class PointWriter : IDisposable
 
         if (_pipeline.IsStopping && !draining)
         {
-            Drop(batch, DropReason.PipelineStopped, shard);
-            return;
+            if (_pipeline.IsAborted || _pipeline.WritersFlushed)
+            {
+                Drop(batch, DropReason.PipelineStopped, shard);
+                return;
+            }
+
+            if (!_disposing)
+            {
+                KeepForStop(shard, batch);
+                return;
+            }
+
+            // Disposed while a graceful stop runs: the stop's flush (FlushForStop) skips a disposed writer, so the
+            // disposal hands its points over itself, as that flush would. The shard queues are still open: the stop
+            // closes them only after its flush of this writer, which waits for the gate held here.
+            draining = true;
         }
 
         Stamp(batch, shard, now);
         Volatile.Write(ref _counters.SentSeq[shard], batch.Seq);
+        // Counted accepted before the shard can take it (and taken back if it does not enter), so that a snapshot
+        // never finds the shard holding points its writer has not counted (GetMetrics: queued never negative).
+        Volatile.Write(ref _counters.Accepted, _counters.Accepted + count);
         if (_channels[shard].TryWrite(batch))
         {
             _bells[shard].Ring(urgent);
             _sentSeq[shard]++;
-            _counters.Accepted += count;
             return;
+        }
+
+        if (Mode == BackpressureMode.DropNewest || !canWait)
+        {
+            Volatile.Write(ref _counters.Accepted, _counters.Accepted - count);
         }
 
         if (Mode == BackpressureMode.DropNewest)
@@ -669,18 +693,33 @@ public sealed class PointWriter : IDisposable
         // (ShardSpace): no CPU spent while waiting, and the shard keeps a backlog while this thread wakes.
         // The channel's blocking write is not used: its waiter object would be the one allocation a producer
         // makes in steady state, and it wakes a writer for every slot freed.
+        // Each try is stamped with the clock at that try: the shard judges a source idle by when it last handed
+        // something over, and a batch that waited out a long stall of its shard is handed over now, not when the
+        // wait began (with the first stamp, the first tick after the stall found this source silent for longer
+        // than SourceIdleTimeout and its next in-order points late).
         var spinner = default(SpinWait);
         while (!channel.TryWrite(batch))
         {
-            if (draining ? _pipeline.IsAborted : _pipeline.IsStopping)
+            if (draining ? _pipeline.IsAborted || (_disposing && _pipeline.WritersFlushed) : _pipeline.IsStopping)
             {
-                Drop(batch, DropReason.PipelineStopped, shard);
+                // Counted accepted before the first try (FlushShard): taken back, as the batch does not enter.
+                Volatile.Write(ref _counters.Accepted, _counters.Accepted - count);
+                if (!draining && !_pipeline.IsAborted && !_pipeline.WritersFlushed)
+                {
+                    KeepForStop(shard, batch);
+                }
+                else
+                {
+                    Drop(batch, DropReason.PipelineStopped, shard);
+                }
+
                 return;
             }
 
             if (_pipeline.IsShardFaulted(shard))
             {
                 // The shard's loop has died: waiting would be for ever. The pipeline reports the fault.
+                Volatile.Write(ref _counters.Accepted, _counters.Accepted - count);
                 Drop(batch, DropReason.ShardFault, shard);
                 return;
             }
@@ -693,10 +732,27 @@ public sealed class PointWriter : IDisposable
             {
                 break;
             }
+            else
+            {
+                batch.SentAt = NowMs();
+            }
         }
 
         _sentSeq[shard]++;
-        _counters.Accepted += count;
+    }
+
+    /// <summary>
+    /// Keeps <paramref name="batch"/> buffered for the graceful stop's <see cref="FlushForStop"/> (docs/event-time.md: a
+    /// call under way when the stop comes keeps its points buffered, and the stop hands them over), as the engine's
+    /// timer keeps a batch that finds its shard full; and closes the bounds, so the next call is refused as closed
+    /// and never appends to the kept batch, which may be full.
+    /// </summary>
+    private void KeepForStop(int shard, PointBatch batch)
+    {
+        Volatile.Write(ref _counters.SentSeq[shard], _sentSeq[shard]);
+        _pending[shard] = batch;
+        _wroteSinceFlush = true;
+        CloseBounds();
     }
 
     private void Drop(PointBatch batch, DropReason reason, int shard)
@@ -932,6 +988,7 @@ public sealed class PointWriter : IDisposable
             return;
         }
 
+        _disposing = true;
         FlushCore();
         for (int shard = 0; shard < _sentSeq.Length; shard++)
         {

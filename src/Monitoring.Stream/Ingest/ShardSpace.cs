@@ -53,7 +53,8 @@ internal sealed class ShardSpace
 
     /// <summary>
     /// Writes <paramref name="batch"/> to <paramref name="writer"/> if there is room, or sleeps until the
-    /// shard wakes the writers or <see cref="MaxSleepMs"/> passes; true when written.
+    /// shard wakes the writers or <see cref="MaxSleepMs"/> passes; true when written. After a sleep it returns
+    /// false without trying again: the caller stamps the batch with the time of its next try (PointWriter.WaitAndWrite).
     /// </summary>
     public bool TryWriteOrSleep(ChannelWriter<PointBatch> writer, PointBatch batch)
     {
@@ -70,7 +71,7 @@ internal sealed class ShardSpace
                 }
 
                 Monitor.Wait(_gate, MaxSleepMs);
-                return writer.TryWrite(batch);
+                return false;
             }
             finally
             {

@@ -48,6 +48,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private ITimer? _flusher;
     private Task? _stopTask;
     private int _state;
+    private bool _writersFlushed;
     private int _forcedBy;
 
     /// <summary>Creates a stopped pipeline that will emit to <paramref name="sinks"/>, each with <paramref name="sinkOptions"/> (or the defaults).</summary>
@@ -141,6 +142,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
     internal ObjectPool<PointBatch> BatchPool { get; }
 
     internal bool IsStopping => Volatile.Read(ref _state) >= Stopping;
+
+    /// <summary>
+    /// The stop has handed every writer's buffer to the shards (or there was nothing to flush: stopped before it
+    /// started) and is closing the shard queues: a writer's batch can no longer enter, so it is dropped and counted.
+    /// </summary>
+    internal bool WritersFlushed => Volatile.Read(ref _writersFlushed);
 
     internal bool IsShardFaulted(int shard) => _shards[shard].IsDead;
 
@@ -488,6 +495,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
 
     private Task MarkStopped()
     {
+        Volatile.Write(ref _writersFlushed, true);
         Volatile.Write(ref _state, Stopped);
         return Task.CompletedTask;
     }
@@ -546,6 +554,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             writer.FlushForStop();
         }
 
+        Volatile.Write(ref _writersFlushed, true);
         for (int i = 0; i < _channels.Length; i++)
         {
             _channels[i].Writer.TryComplete();
@@ -619,6 +628,22 @@ public sealed class MetricsPipeline : IAsyncDisposable
             bell.Nudge();
         }
 
+        // Counters are read in the reverse of a point's life, so that every remainder of the snapshot (pending,
+        // queued, open) is a count, never negative, while points move: a point's later counter is always raised
+        // after its earlier one (a writer counts a batch accepted before the shard can take it; a shard counts a
+        // point aggregated before its window is emitted, and takes a window that fails off aggregated before it
+        // counts it faulted), so reading the later one first never sees a point there that the earlier one, read
+        // after, misses. The shards' counters come first: emitted, faulted, late and stale before aggregated.
+        var shardCounts = new (long Emitted, long Aggregated, long Late, long Faulted, long Stale)[_shards.Length];
+        for (int i = 0; i < _shards.Length; i++)
+        {
+            long emitted = _shards[i].EmittedPoints;
+            long shardFaulted = _shards[i].FaultedPoints;
+            long shardLate = _shards[i].Late;
+            long shardStale = _shards[i].Stale;
+            shardCounts[i] = (emitted, _shards[i].Aggregated, shardLate, shardFaulted, shardStale);
+        }
+
         SourceCounters[] sources;
         var folded = new Dictionary<string, int>(StringComparer.Ordinal);
         lock (_sourcesGate)
@@ -636,14 +661,9 @@ public sealed class MetricsPipeline : IAsyncDisposable
         long offered = 0, accepted = 0, misuse = 0;
         foreach (SourceCounters s in sources)
         {
+            // Dropped before accepted (a batch that fails to enter its shard is taken off accepted before it is
+            // counted dropped), both before offered.
             long sourceRejected = 0, sourceDropped = 0;
-            foreach (RejectReason r in rejected.Keys)
-            {
-                long n = Volatile.Read(ref s.Rejected[(int)r]);
-                rejected[r] += n;
-                sourceRejected += n;
-            }
-
             foreach (DropReason r in dropped.Keys)
             {
                 long n = Volatile.Read(ref s.Dropped[(int)r]);
@@ -651,8 +671,15 @@ public sealed class MetricsPipeline : IAsyncDisposable
                 sourceDropped += n;
             }
 
-            long sourceOffered = Volatile.Read(ref s.Offered);
             long sourceAccepted = Volatile.Read(ref s.Accepted);
+            foreach (RejectReason r in rejected.Keys)
+            {
+                long n = Volatile.Read(ref s.Rejected[(int)r]);
+                rejected[r] += n;
+                sourceRejected += n;
+            }
+
+            long sourceOffered = Volatile.Read(ref s.Offered);
             offered += sourceOffered;
             accepted += sourceAccepted;
             misuse += Interlocked.Read(ref s.Misuse);
@@ -670,7 +697,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
             totals[6] += s.Index >= 0 ? 1 : folded[s.Name];
         }
 
-        long faulted = _shards.Sum(s => s.FaultedPoints);
+        long faulted = shardCounts.Sum(c => c.Faulted);
         Exception? lastFault = _shards.Select(s => s.LastFault).LastOrDefault(e => e is not null);
         return new PipelineMetrics
         {
@@ -680,12 +707,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
             RejectedByReason = rejected,
             DroppedByReason = dropped,
             Sources = [.. bySource.Select(p => new SourceMetrics(p.Key, p.Value[0], p.Value[1], p.Value[2], p.Value[3], p.Value[4], p.Value[5], (int)p.Value[6]))],
-            Late = _shards.Sum(s => s.Late),
+            Late = shardCounts.Sum(c => c.Late),
             LateByMetric = new Dictionary<string, long>(_lateByMetric, StringComparer.Ordinal),
-            EmittedPoints = _shards.Sum(s => s.EmittedPoints),
-            OpenWindowPoints = _shards.Sum(s => s.Aggregated - s.EmittedPoints),
+            EmittedPoints = shardCounts.Sum(c => c.Emitted),
+            OpenWindowPoints = shardCounts.Sum(c => c.Aggregated - c.Emitted),
             FaultedPoints = faulted,
-            StalePoints = _shards.Sum(s => s.Stale),
+            StalePoints = shardCounts.Sum(c => c.Stale),
             SeriesReclaimed = Registry.Reclaimed,
             SeriesRetired = Registry.Retired,
             HeldStateBytes = _shards.Sum(s => s.HeldBytes),

@@ -58,7 +58,7 @@ public sealed class PipelineMetrics
     /// <summary>Points aggregated into windows that are still open.</summary>
     public long OpenWindowPoints { get; init; }
 
-    /// <summary>Points accepted but not yet taken off a shard's channel.</summary>
+    /// <summary>Points accepted but not yet taken off a shard's channel (a batch a waiting writer is still handing over included).</summary>
     public long Queued => Accepted - EmittedPoints - OpenWindowPoints - Late - FaultedPoints - StalePoints;
 
     /// <summary>Accepted points refused by their shard because their series' id had been retired (written through an id held from before its reclaim).</summary>

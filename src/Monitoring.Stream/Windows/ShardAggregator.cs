@@ -897,8 +897,10 @@ internal sealed class ShardAggregator
             catch (Exception e)
             {
                 // The window could not be built or handed over: its points are lost, and counted.
-                RecordFault(e, window.Points);
+                // Off aggregated before onto faulted: a snapshot reads faulted first (MetricsPipeline.GetMetrics), so it
+                // never finds these points in both.
                 Volatile.Write(ref _counters.Aggregated, _counters.Aggregated - window.Points);
+                RecordFault(e, window.Points);
                 OnWindowDone(inflight, abandoned: false);
             }
         }
