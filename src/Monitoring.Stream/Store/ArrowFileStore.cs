@@ -231,25 +231,35 @@ public sealed class ArrowFileStore : IWindowSink
             return ValueTask.FromCanceled(cancellationToken);
         }
 
-        lock (_gate)
+        // The write itself is synchronous (it returns once the batch is on disk), but its failures (a full disk, a
+        // folder that became read-only, a disposed store) come back in the returned task, as from any asynchronous
+        // write, not thrown at the call.
+        try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_completed)
+            lock (_gate)
             {
-                throw new InvalidOperationException($"The Arrow store '{_directory}' was completed: no batch can be written after CompleteAsync.");
-            }
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                if (_completed)
+                {
+                    throw new InvalidOperationException($"The Arrow store '{_directory}' was completed: no batch can be written after CompleteAsync.");
+                }
 
-            WriteLocked(batch.RecordBatch);
+                WriteLocked(batch.RecordBatch);
 
-            // Only after a write succeeded: while the disk is full, recovery would fail too, and trying
-            // it before every retried write would read whole files for nothing.
-            RetryRecoveriesLocked();
-            if (_stream!.Length >= _maxFileBytes || _time.GetUtcNow() - _openedAt >= _maxFileAge)
-            {
-                // The batch is durable in the partial file whatever happens here: a failed publication
-                // leaves that file to recovery and is counted, but does not fail this write.
-                TryPublishLocked();
+                // Only after a write succeeded: while the disk is full, recovery would fail too, and trying
+                // it before every retried write would read whole files for nothing.
+                RetryRecoveriesLocked();
+                if (_stream!.Length >= _maxFileBytes || _time.GetUtcNow() - _openedAt >= _maxFileAge)
+                {
+                    // The batch is durable in the partial file whatever happens here: a failed publication
+                    // leaves that file to recovery and is counted, but does not fail this write.
+                    TryPublishLocked();
+                }
             }
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
         }
 
         return ValueTask.CompletedTask;

@@ -10,6 +10,43 @@ namespace Monitoring.Stream.Tests.Store;
 public class ArrowFileStoreFailureTests
 {
     [Fact]
+    public async Task WriteAsync_DiskFullOrDisposed_FailureComesBackInTheTaskNotThrownAtTheCall()
+    {
+        // A caller that starts the write and awaits it later (or hands the task on) must find the failure in the task,
+        // as with any asynchronous write. Found by probe 7: the full disk threw from the call itself.
+        IReadOnlyList<WindowBatch> batches = await WindowBatchFactory.CreateAsync(windows: 2, series: 200);
+        using TmpfsMount disk = TmpfsMount.Create(2L << 20);
+        var store = new ArrowFileStore(new ArrowFileStoreOptions { Directory = Path.Combine(disk.Path, "windows") });
+        await store.WriteAsync(batches[0], CancellationToken.None);
+        Assert.True(TmpfsMount.Fill(Path.Combine(disk.Path, "filler")) > 0);
+
+        Task full = StartWrite(store, batches[1]);
+        Assert.True(full.IsFaulted, "the write neither failed nor was refused on a full disk");
+        await Assert.ThrowsAsync<StoreDiskFullException>(() => full);
+
+        await store.DisposeAsync();
+        Task disposed = StartWrite(store, batches[1]);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => disposed);
+
+        // Argument errors stay at the call.
+        Assert.Throws<ArgumentNullException>(() => { _ = store.WriteAsync(null!, CancellationToken.None).AsTask(); });
+    }
+
+    /// <summary>Starts a write, failing the test if the call itself throws.</summary>
+    private static Task StartWrite(ArrowFileStore store, WindowBatch batch)
+    {
+        try
+        {
+            return store.WriteAsync(batch, CancellationToken.None).AsTask();
+        }
+        catch (Exception e)
+        {
+            Assert.Fail($"WriteAsync threw at the call instead of returning a faulted task: {e}");
+            throw;
+        }
+    }
+
+    [Fact]
     public async Task WriteAsync_DiskFull_ClearErrorCountedAndStoreRecoversWhenSpaceReturns()
     {
         IReadOnlyList<WindowBatch> batches = await WindowBatchFactory.CreateAsync(windows: 5, series: 200);
