@@ -22,12 +22,7 @@ internal enum BatchKind
 /// </summary>
 internal sealed class PointBatch
 {
-    /// <remarks>
-    /// The points live on the pinned object heap: the writer stores them with non-temporal stores through a
-    /// pointer (<see cref="PointWriter"/>'s <c>StorePoint</c>), which a compacting GC must not move under it.
-    /// Batches are pooled, so these allocations are rare.
-    /// </remarks>
-    public PointBatch(int capacity) => Points = capacity == 0 ? [] : GC.AllocateArray<IngestPoint>(capacity, pinned: true);
+    public PointBatch(int capacity) => Points = new IngestPoint[capacity];
 
     public IngestPoint[] Points { get; }
 
