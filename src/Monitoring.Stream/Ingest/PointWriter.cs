@@ -73,6 +73,9 @@ public sealed class PointWriter : IDisposable
     /// <summary>Set, under the gate, as <see cref="DisposeHeld"/> begins: during a graceful stop its flush hands its points over itself.</summary>
     private bool _disposing;
 
+    /// <summary>Set with the closed bounds (a stop or a disposal): a call that finds the engine inside is refused without waiting.</summary>
+    private bool _closed;
+
     internal PointWriter(MetricsPipeline pipeline, string source, BackpressureMode mode, SourceCounters counters, bool threadBound = true)
     {
         _pipeline = pipeline;
@@ -157,8 +160,13 @@ public sealed class PointWriter : IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private RejectReason WriteEnteringSlowly(SeriesId series, double value, long timestampUnixMs)
     {
-        if (!_gate.EnterSlow())
+        if (!_gate.EnterSlow(ref _closed, out bool closedWhileEngineInside))
         {
+            if (closedWhileEngineInside)
+            {
+                return RefuseClosedOutsideTheGate();
+            }
+
             ThrowCalledFromTwoThreads();
         }
 
@@ -547,6 +555,20 @@ public sealed class PointWriter : IDisposable
     {
         _maxTimestamp = long.MinValue;
         _minTimestamp = long.MaxValue;
+        Volatile.Write(ref _closed, true);
+    }
+
+    /// <summary>
+    /// A write to a closed writer while the engine holds its gate (the stop's flush, which may wait for room in a full
+    /// shard): refused as <see cref="RejectReason.WriterClosed"/> at once, and counted without the gate. Only the owning
+    /// thread calls a writer, and the engine's flush never touches these two counters, so nothing else writes them now.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason RefuseClosedOutsideTheGate()
+    {
+        Interlocked.Increment(ref _counters.Offered);
+        Interlocked.Increment(ref _counters.Rejected[(int)RejectReason.WriterClosed]);
+        return RejectReason.WriterClosed;
     }
 
     /// <summary>
@@ -636,16 +658,10 @@ public sealed class PointWriter : IDisposable
                 return;
             }
 
-            if (!_disposing)
-            {
-                KeepForStop(shard, batch);
-                return;
-            }
-
-            // Disposed while a graceful stop runs: the stop's flush (FlushForStop) skips a disposed writer, so the
-            // disposal hands its points over itself, as that flush would. The shard queues are still open: the stop
-            // closes them only after its flush of this writer, which waits for the gate held here.
-            draining = true;
+            // Kept for the stop's flush; a writer being disposed hands it over itself after leaving its gate
+            // (DisposeHeld, HandOverAfterDisposal).
+            KeepForStop(shard, batch);
+            return;
         }
 
         Stamp(batch, shard, now);
@@ -929,16 +945,18 @@ public sealed class PointWriter : IDisposable
             return;
         }
 
+        List<(int Shard, PointBatch Batch)>? later;
         Enter();
         try
         {
-            DisposeHeld();
+            later = DisposeHeld();
         }
         finally
         {
             Exit();
         }
 
+        HandOverAfterDisposal(later);
         if (IsThreadBound)
         {
             _pipeline.Unregister(this);
@@ -964,11 +982,12 @@ public sealed class PointWriter : IDisposable
             spinner.SpinOnce(sleep1Threshold: -1);
         }
 
+        List<(int Shard, PointBatch Batch)>? later = null;
         try
         {
             if (dispose)
             {
-                DisposeHeld();
+                later = DisposeHeld();
             }
             else if (!_disposed && IsIdleSince(idleSince))
             {
@@ -979,24 +998,90 @@ public sealed class PointWriter : IDisposable
         {
             _gate.ExitEngine();
         }
+
+        HandOverAfterDisposal(later);
     }
 
-    private void DisposeHeld()
+    /// <summary>
+    /// Holding the gate: flushes and closes the writer for good. During a graceful stop that has not flushed the
+    /// writers yet, the batches its shards cannot take at once are returned instead, for
+    /// <see cref="HandOverAfterDisposal"/> to hand over once the gate is left, and the writer is retired after that.
+    /// </summary>
+    /// <remarks>
+    /// The stop's own flush skips a disposed writer, so the disposal hands its points over itself. It never waits for
+    /// room holding the gate: that wait held the stop's close of this writer (and with it the StopAsync call making it
+    /// and a second StopAsync's signal) and the writer's own later calls for as long as a sink kept the shard full
+    /// (probe 8). Outside the gate nothing else touches the batches' state: the writer is disposed, so its calls are
+    /// refused and the engine's flushes skip it.
+    /// </remarks>
+    private List<(int Shard, PointBatch Batch)>? DisposeHeld()
     {
         if (_disposed)
         {
-            return;
+            return null;
         }
 
         _disposing = true;
         FlushCore();
+        List<(int Shard, PointBatch Batch)>? later = null;
+        for (int shard = 0; shard < _pending.Length; shard++)
+        {
+            if (_pending[shard] is { Count: > 0 } kept)
+            {
+                // Only a stop keeps a batch here (FlushShard): FlushCore hands every other over or drops it.
+                (later ??= []).Add((shard, kept));
+                _pending[shard] = null;
+            }
+        }
+
+        _disposed = true;
+        CloseBounds();
+        if (later is null)
+        {
+            Retire();
+        }
+        else
+        {
+            // Under the gate: the stop's flush of this writer, which waits for the gate, comes after this, so the
+            // stop sees the hand-over begun and waits for it before it closes the shard queues.
+            _pipeline.DisposalHandOverBegins();
+        }
+
+        return later;
+    }
+
+    /// <summary>After <see cref="DisposeHeld"/>, outside the gate: hands the kept batches over (waiting for room until the stop has flushed every writer, or is forced), then retires the writer.</summary>
+    private void HandOverAfterDisposal(List<(int Shard, PointBatch Batch)>? later)
+    {
+        if (later is null)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach ((int shard, PointBatch batch) in later)
+            {
+                _pending[shard] = batch;
+                FlushShard(shard, NowMs(), canWait: true, draining: true);
+            }
+
+            _counters.Buffered = false;
+            Retire();
+        }
+        finally
+        {
+            _pipeline.DisposalHandOverEnds();
+        }
+    }
+
+    private void Retire()
+    {
         for (int shard = 0; shard < _sentSeq.Length; shard++)
         {
             _counters.FinalSeq[shard] = _sentSeq[shard];
         }
 
         _counters.Retired = true;
-        _disposed = true;
-        CloseBounds();
     }
 }

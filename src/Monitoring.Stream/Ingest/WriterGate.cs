@@ -48,7 +48,7 @@ internal struct WriterGate
     public bool Enter() => TryEnterBiased() || EnterSlow();
 
     /// <summary>Enters with two plain stores when the calling thread holds the bias; false (nothing entered) otherwise.</summary>
-    /// <remarks>For a caller that puts everything else in a method of its own, <see cref="EnterSlow"/> included, so
+    /// <remarks>For a caller that puts everything else in a method of its own, <see cref="EnterSlow()"/> included, so
     /// that nothing of its fast path has to outlive a call (and be stored to the stack first).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryEnterBiased()
@@ -156,9 +156,22 @@ internal struct WriterGate
     }
 
     /// <summary>Enters through the gate's lock (after <see cref="TryEnterBiased"/> failed): false when another thread is inside a call.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
     public bool EnterSlow()
     {
+        bool never = false;
+        return EnterSlow(ref never, out _);
+    }
+
+    /// <summary>
+    /// As <see cref="EnterSlow()"/>, but instead of waiting for the engine to leave, returns false with
+    /// <paramref name="closedWhileEngineInside"/> set once <paramref name="closed"/> is true: a closed writer's call is
+    /// refused without entering, never held behind the engine's flush (which, at a stop, may wait for room in a full
+    /// shard for as long as a sink holds it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public bool EnterSlow(ref bool closed, out bool closedWhileEngineInside)
+    {
+        closedWhileEngineInside = false;
         var spinner = default(SpinWait);
         while (true)
         {
@@ -174,7 +187,13 @@ internal struct WriterGate
                 break;
             }
 
-            // The engine flushing this writer: microseconds.
+            if (held == HeldByEngine && Volatile.Read(ref closed))
+            {
+                closedWhileEngineInside = true;
+                return false;
+            }
+
+            // The engine flushing this writer: microseconds (or, for a closed writer, refused above).
             spinner.SpinOnce(sleep1Threshold: -1);
         }
 

@@ -49,6 +49,7 @@ public sealed class MetricsPipeline : IAsyncDisposable
     private Task? _stopTask;
     private int _state;
     private bool _writersFlushed;
+    private int _disposalsHandingOver;
     private int _forcedBy;
 
     /// <summary>Creates a stopped pipeline that will emit to <paramref name="sinks"/>, each with <paramref name="sinkOptions"/> (or the defaults).</summary>
@@ -148,6 +149,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
     /// started) and is closing the shard queues: a writer's batch can no longer enter, so it is dropped and counted.
     /// </summary>
     internal bool WritersFlushed => Volatile.Read(ref _writersFlushed);
+
+    /// <summary>A writer disposed during a graceful stop begins handing its kept batches over outside its gate (called under the gate, before the stop's flush of that writer can run).</summary>
+    internal void DisposalHandOverBegins() => Interlocked.Increment(ref _disposalsHandingOver);
+
+    /// <summary>That hand-over has ended (its batches entered their shards, or were dropped and counted).</summary>
+    internal void DisposalHandOverEnds() => Interlocked.Decrement(ref _disposalsHandingOver);
 
     internal bool IsShardFaulted(int shard) => _shards[shard].IsDead;
 
@@ -552,6 +559,13 @@ public sealed class MetricsPipeline : IAsyncDisposable
         foreach (SharedPointWriter writer in shared)
         {
             writer.FlushForStop();
+        }
+
+        // A writer disposed during the stop hands its kept batches over itself, outside its gate (the flush above
+        // skips a disposed writer): the queues stay open until those hand-overs are done, or the stop is forced.
+        while (Volatile.Read(ref _disposalsHandingOver) > 0 && !IsAborted)
+        {
+            await Task.Delay(1).ConfigureAwait(false);
         }
 
         Volatile.Write(ref _writersFlushed, true);

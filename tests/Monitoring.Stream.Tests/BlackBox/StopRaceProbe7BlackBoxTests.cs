@@ -152,9 +152,11 @@ public class StopRaceProbe7BlackBoxTests
             long emitted = rows.Where(r => r.Metric == metric).Sum(r => r.Count);
             long late = m.LateByMetric.GetValueOrDefault(metric);
             Assert.Equal(s.Accepted, emitted + late);
-            if (source.First().Mode == BackpressureMode.Wait)
+            if (source.First().Mode == BackpressureMode.Wait && !source.First().DisposesEarly)
             {
                 // A graceful stop hands every buffered point over: nothing a Wait writer was told it took is dropped.
+                // (A writer disposed during the stop hands over only what its shard takes at once, and counts the rest
+                // as PipelineStopped: docs/event-time.md. Its points are in the identities above.)
                 Assert.True(s.Dropped == 0, $"{s.Source}: {s.Dropped} dropped ({string.Join(", ", m.DroppedByReason.Where(d => d.Value > 0))})");
             }
         }
