@@ -50,9 +50,31 @@ internal sealed class EngineFixture : IAsyncDisposable
         await Pipeline.StopAsync(timeout.Token);
     }
 
+    /// <summary>
+    /// Stops the pipeline, moving the fake clock while the stop waits: on this clock a sink's retry backoff and the stop's
+    /// own deadline fire only when a test moves time, and a test that ends with a sink in backoff (a timed-out attempt
+    /// after a clock jump) left the stop waiting for ever (one CI run: the test host idle for 10 minutes). Bounded: a
+    /// stop that has not ended after 10 minutes of fake time (about 6 s of real time) fails the test.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         Collector.Dispose();
+        Task stop = Pipeline.StopAsync();
+        for (int step = 0; step < 600 && !stop.IsCompleted; step++)
+        {
+            await Task.WhenAny(stop, Task.Delay(10));
+            if (!stop.IsCompleted)
+            {
+                Time.Advance(TimeSpan.FromSeconds(1));
+            }
+        }
+
+        if (!stop.IsCompleted)
+        {
+            throw new TimeoutException("The pipeline did not stop within 10 minutes of fake time while the fixture was disposed.");
+        }
+
+        await stop;
         await Pipeline.DisposeAsync();
     }
 }
