@@ -20,7 +20,7 @@ namespace Monitoring.Stream.Tests.BlackBox;
 public class Probe8StopBlackBoxTests
 {
     /// <summary>A sink whose call n waits for gate n (cancellable), then keeps the rows as <see cref="CollectingSink"/> does.</summary>
-    private sealed class GatedSink : IWindowSink
+    internal sealed class GatedSink : IWindowSink
     {
         private readonly CollectingSink _rows = new();
         private int _calls;
@@ -46,7 +46,7 @@ public class Probe8StopBlackBoxTests
     }
 
     /// <summary>One producing thread of the stop scenarios.</summary>
-    private sealed class StopProducer(int index, string source, BackpressureMode mode, bool shared, bool disposesOnStop)
+    internal sealed class StopProducer(int index, string source, BackpressureMode mode, bool shared, bool disposesOnStop)
     {
         private long _inCallSince;
 
@@ -87,7 +87,7 @@ public class Probe8StopBlackBoxTests
         public void Leave() => Interlocked.Exchange(ref _inCallSince, 0);
     }
 
-    private sealed record StopRig(
+    internal sealed record StopRig(
         MetricsPipeline Pipeline, GatedSink Sink, FakeTimeProvider Time, List<StopProducer> Producers, List<Thread> Threads,
         SharedPointWriter SharedWait, SharedPointWriter SharedDrop, ManualResetEventSlim Stopping, Probe8Ledger Closer);
 
@@ -97,7 +97,7 @@ public class Probe8StopBlackBoxTests
     /// window 4, which stays open: the fake clock does not move) fill the shards' queues until every Wait producer is
     /// inside a call for 300 ms.
     /// </summary>
-    private static async Task<StopRig> StartRig(int batchSize)
+    internal static async Task<StopRig> StartRig(int batchSize, int variant = 0)
     {
         FakeTimeProvider time = Scenario.Clock(Scenario.T0 + 4_500);
         MetricsPipelineOptions options = EventTimeBlackBoxTests.Options(time, shards: 2, windowMs: 1000, latenessMs: 0, idleMs: 3_600_000);
@@ -147,6 +147,21 @@ public class Probe8StopBlackBoxTests
             new(5, "shared-wait", BackpressureMode.Wait, shared: true, disposesOnStop: false),
             new(6, "shared-drop", BackpressureMode.DropNewest, shared: true, disposesOnStop: false),
         };
+
+        // Variants (Probe8FindingsTests): 1 without DropNewest producers, 2 without shared writers, 3 one own Wait writer.
+        if (variant == 1)
+        {
+            producers.RemoveAll(p => p.Mode == BackpressureMode.DropNewest);
+        }
+        else if (variant == 2)
+        {
+            producers.RemoveAll(p => p.Shared);
+        }
+        else if (variant == 3)
+        {
+            producers.RemoveAll(p => p.Index != 0);
+        }
+
         SharedPointWriter sharedWait = pipeline.CreateSharedWriter("shared-wait", BackpressureMode.Wait);
         SharedPointWriter sharedDrop = pipeline.CreateSharedWriter("shared-drop", BackpressureMode.DropNewest);
         var stopping = new ManualResetEventSlim();
@@ -168,7 +183,7 @@ public class Probe8StopBlackBoxTests
         return new StopRig(pipeline, sink, time, producers, threads, sharedWait, sharedDrop, stopping, closerLedger);
     }
 
-    private static void Produce(StopProducer p, PointWriter? own, SharedPointWriter? shared, ManualResetEventSlim stopping)
+    internal static void Produce(StopProducer p, PointWriter? own, SharedPointWriter? shared, ManualResetEventSlim stopping)
     {
         try
         {
@@ -228,7 +243,7 @@ public class Probe8StopBlackBoxTests
         }
     }
 
-    private static async Task UntilAllClosed(StopRig rig, Task stop)
+    internal static async Task UntilAllClosed(StopRig rig, Task stop)
     {
         try
         {
@@ -242,12 +257,12 @@ public class Probe8StopBlackBoxTests
         }
     }
 
-    private static string State(StopRig rig, Task stop) =>
+    internal static string State(StopRig rig, Task stop) =>
         string.Join(", ", rig.Producers.Select(p => $"{p.Source}#{p.Index} in call {p.InCall.TotalMilliseconds:F0} ms, closed {p.SawClosed}")) +
         $"; closer thread alive {rig.Threads[0].IsAlive}; stop task {stop.Status}";
 
     /// <summary>Every call is in exactly one counter, per source and per reason, and the counter says what the caller was told.</summary>
-    private static void AssertCallersMatchCounters(StopRig rig, PipelineMetrics m)
+    internal static void AssertCallersMatchCounters(StopRig rig, PipelineMetrics m)
     {
         List<Probe8Ledger> ledgers = [.. rig.Producers.Select(p => p.Ledger), rig.Closer];
         Assert.Equal(ledgers.Sum(l => l.Calls), m.Offered);
