@@ -5,6 +5,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Monitoring.Stream.Hosting.Bridge;
 using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Ingest;
+using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
@@ -19,9 +21,12 @@ namespace Monitoring.Stream.Hosting.Benchmarks;
 /// </summary>
 /// <remarks>
 /// Usage: <c>cpu [--points N] [--rounds R] [--series S] [--paths opentelemetry,engine-labels,engine-bound,meter-bridge]</c>
-/// (default: 1,000 and 100,000 series, every path). Each case runs one untimed round of the same size (JIT), then R timed rounds on
-/// fresh instances; the median and range are printed. Process CPU time includes the GC, the JIT's background
-/// work and the engine's timer: what a deployment would pay.
+/// (default: 1,000 and 100,000 series, those four paths; <c>shared-bound</c> and <c>writer-bound</c> time the
+/// engine's writers under the bound handle, to show what each layer adds). Each path first runs untimed rounds
+/// for two seconds (tiering), then R timed rounds, each on a fresh instance that has first recorded a quarter of
+/// the round's points untimed (every series created: a running application's steady state); the median and
+/// range are printed. Process CPU time includes the GC, the JIT's background work and the engine's timer:
+/// what a deployment would pay.
 /// </remarks>
 internal static class CpuPerPoint
 {
@@ -29,10 +34,17 @@ internal static class CpuPerPoint
 
     private const int ClockThreadCpuTime = 3;
 
-    /// <summary>The producer thread's own CPU time over the calls of the last round (the calls alone: no drain, no shard work).</summary>
-    private static long s_producerNs;
-
     private const string Metric = "http_server_request_duration_seconds";
+
+    /// <summary>How long each path runs untimed rounds before its timed ones.</summary>
+    private static readonly TimeSpan s_warmUpTime = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// The share of a round's points recorded untimed on the same instance before its timed points, so that
+    /// every series exists (OpenTelemetry's metric points, the engine's registry entries, window states and
+    /// sketches) and the timed part is a running application's steady state, not its first minute.
+    /// </summary>
+    private const int SteadyStateDivisor = 4;
 
     public static void Run(string[] args)
     {
@@ -53,7 +65,15 @@ internal static class CpuPerPoint
             })];
             foreach (string path in paths)
             {
-                Measure(series, path, points, labels, visit, values);
+                // Untimed rounds until the path has run for a while: tiering promotes a method only after its
+                // calls are counted, which starts 100 ms after the last method was first compiled, and the shard's
+                // methods are called once a batch; a single short round measured some of them before tier 1.
+                var warm = Stopwatch.StartNew();
+                do
+                {
+                    Measure(series, path, points, labels, visit, values);
+                }
+                while (warm.Elapsed < s_warmUpTime);
                 var results = new List<(double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs)>();
                 for (int r = 0; r < rounds; r++)
                 {
@@ -74,6 +94,7 @@ internal static class CpuPerPoint
         GC.Collect();
         GC.WaitForPendingFinalizers();
         using Process process = Process.GetCurrentProcess();
+        int warmUpPoints = points / SteadyStateDivisor;
         if (path == "opentelemetry")
         {
             string name = "cpu-otel-" + Guid.NewGuid().ToString("N");
@@ -85,16 +106,8 @@ internal static class CpuPerPoint
             using var meter = new Meter(name);
             Histogram<double> histogram = meter.CreateHistogram<double>(Metric);
             TagList[] tags = [.. labels.Select(l => new TagList { { "method", l[0] }, { "route", l[1] }, { "status", l[2] } })];
-            return Timed(process, points, () =>
+            return Timed(process, points, warmUpPoints, (i, n) => RecordOpenTelemetry(histogram, tags, visit, values, i, n), () => provider.ForceFlush(), () =>
             {
-                long t0 = ThreadCpuNs();
-                for (int i = 0; i < points; i += Chunk)
-                {
-                    RecordOpenTelemetry(histogram, tags, visit, values, i, Math.Min(Chunk, points - i));
-                }
-
-                s_producerNs = ThreadCpuNs() - t0;
-
                 provider.ForceFlush();
                 return 0;
             });
@@ -106,35 +119,42 @@ internal static class CpuPerPoint
         {
             using var collector = new MetricsCollector(pipeline, "cpu");
             MetricHistogram histogram = collector.CreateHistogram(Metric, ["method", "route", "status"]);
+            Action afterWarmUp = () =>
+            {
+                collector.Flush();
+                pipeline.DrainAsync().GetAwaiter().GetResult();
+            };
             switch (path)
             {
                 case "engine-labels":
-                    return Timed(process, points, () =>
-                    {
-                        long t0 = ThreadCpuNs();
-                        for (int i = 0; i < points; i += Chunk)
-                        {
-                            RecordLabelled(histogram, labels, visit, values, i, Math.Min(Chunk, points - i));
-                        }
-
-                        s_producerNs = ThreadCpuNs() - t0;
-
-                        return Drain(collector, pipeline);
-                    });
+                    return Timed(process, points, warmUpPoints, (i, n) => RecordLabelled(histogram, labels, visit, values, i, n), afterWarmUp, () => Drain(collector.Flush, pipeline));
                 case "engine-bound":
                     BoundHistogram[] handles = [.. labels.Select(l => histogram.Bind(l))];
-                    return Timed(process, points, () =>
+                    return Timed(process, points, warmUpPoints, (i, n) => RecordBound(handles, visit, values, i, n), afterWarmUp, () => Drain(collector.Flush, pipeline));
+                case "shared-bound":
+                case "writer-bound":
+                    // Diagnostic layers under the SDK's bound handle: the engine's thread-safe writer, and the
+                    // one-thread writer under it (both stamping the engine clock, both DropNewest as the SDK's is).
+                    SeriesId[] ids = [.. labels.Select(l => pipeline.Registry.GetOrAdd(Metric, [new Label("method", l[0]), new Label("route", l[1]), new Label("status", l[2])]))];
+                    if (path == "shared-bound")
                     {
-                        long t0 = ThreadCpuNs();
-                        for (int i = 0; i < points; i += Chunk)
+                        using SharedPointWriter shared = pipeline.CreateSharedWriter("cpu-shared");
+                        return Timed(process, points, warmUpPoints, (i, n) => WriteShared(shared, ids, visit, values, i, n), () =>
                         {
-                            RecordBound(handles, visit, values, i, Math.Min(Chunk, points - i));
-                        }
+                            shared.Flush();
+                            pipeline.DrainAsync().GetAwaiter().GetResult();
+                        }, () => Drain(shared.Flush, pipeline));
+                    }
 
-                        s_producerNs = ThreadCpuNs() - t0;
+                    using (PointWriter writer = pipeline.CreateWriter("cpu-writer", BackpressureMode.DropNewest))
+                    {
+                        return Timed(process, points, warmUpPoints, (i, n) => WriteSingle(writer, ids, visit, values, i, n), () =>
+                        {
+                            writer.Flush();
+                            pipeline.DrainAsync().GetAwaiter().GetResult();
+                        }, () => Drain(writer.Flush, pipeline));
+                    }
 
-                        return Drain(collector, pipeline);
-                    });
                 default:
                     string name = "cpu-bridged-" + Guid.NewGuid().ToString("N");
                     using (var bridge = new MeterBridge(collector, new MeterBridgeOptions { Meters = { name }, MetricPrefix = "bridged_" }))
@@ -142,18 +162,7 @@ internal static class CpuPerPoint
                     {
                         Histogram<double> bridged = meter.CreateHistogram<double>(Metric);
                         TagList[] tags = [.. labels.Select(l => new TagList { { "method", l[0] }, { "route", l[1] }, { "status", l[2] } })];
-                        return Timed(process, points, () =>
-                        {
-                            long t0 = ThreadCpuNs();
-                            for (int i = 0; i < points; i += Chunk)
-                            {
-                                RecordOpenTelemetry(bridged, tags, visit, values, i, Math.Min(Chunk, points - i));
-                            }
-
-                            s_producerNs = ThreadCpuNs() - t0;
-
-                            return Drain(collector, pipeline);
-                        });
+                        return Timed(process, points, warmUpPoints, (i, n) => RecordOpenTelemetry(bridged, tags, visit, values, i, n), afterWarmUp, () => Drain(collector.Flush, pipeline));
                     }
             }
         }
@@ -196,10 +205,30 @@ internal static class CpuPerPoint
         }
     }
 
-    /// <summary>Hands the buffered points over and stops the engine, which aggregates and emits everything; returns the points dropped.</summary>
-    private static long Drain(MetricsCollector collector, MetricsPipeline pipeline)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteShared(SharedPointWriter writer, SeriesId[] ids, int[] visit, double[] values, int start, int count)
     {
-        collector.Flush();
+        int mask = visit.Length - 1;
+        for (int i = start; i < start + count; i++)
+        {
+            writer.Write(ids[visit[i & mask]], values[i & mask]);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteSingle(PointWriter writer, SeriesId[] ids, int[] visit, double[] values, int start, int count)
+    {
+        int mask = visit.Length - 1;
+        for (int i = start; i < start + count; i++)
+        {
+            writer.Write(ids[visit[i & mask]], values[i & mask]);
+        }
+    }
+
+    /// <summary>Hands the buffered points over and stops the engine, which aggregates and emits everything; returns the points dropped.</summary>
+    private static long Drain(Action flush, MetricsPipeline pipeline)
+    {
+        flush();
         pipeline.StopAsync().GetAwaiter().GetResult();
         PipelineMetrics m = pipeline.GetMetrics();
         if (m.EmittedPoints + m.Dropped + m.Rejected + m.Late != m.Offered)
@@ -210,19 +239,41 @@ internal static class CpuPerPoint
         return m.Dropped;
     }
 
-    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs) Timed(Process process, int points, Func<long> run)
+    /// <summary>
+    /// Records <paramref name="warmUpPoints"/> untimed on the instance (then runs <paramref name="afterWarmUp"/>),
+    /// then times <paramref name="points"/> calls and <paramref name="finish"/>, which leaves every point aggregated.
+    /// </summary>
+    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs) Timed(
+        Process process, int points, int warmUpPoints, Action<int, int> record, Action afterWarmUp, Func<long> finish)
     {
+        // The warm-up walks the pre-drawn sequence backwards a chunk at a time, so it sees every series
+        // (the sequence has 2^20 entries: at least ten visits a series at 100,000) but not the timed chunks first.
+        int chunks = (1 << 20) / Chunk;
+        for (int i = 0, c = chunks - 1; i < warmUpPoints; i += Chunk, c = c == 0 ? chunks - 1 : c - 1)
+        {
+            record(c * Chunk, Math.Min(Chunk, warmUpPoints - i));
+        }
+
+        afterWarmUp();
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         process.Refresh();
         TimeSpan cpu0 = process.TotalProcessorTime;
         long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
-        s_producerNs = 0;
         var wall = Stopwatch.StartNew();
-        long dropped = run();
+        long t0 = ThreadCpuNs();
+        for (int i = 0; i < points; i += Chunk)
+        {
+            record(i, Math.Min(Chunk, points - i));
+        }
+
+        long producerNs = ThreadCpuNs() - t0;
+        long dropped = finish();
         wall.Stop();
         long alloc = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
         process.Refresh();
         double cpuNs = (process.TotalProcessorTime - cpu0).TotalNanoseconds / points;
-        return (cpuNs, points / wall.Elapsed.TotalSeconds / 1e6, alloc / (double)points, dropped, s_producerNs / (double)points);
+        return (cpuNs, points / wall.Elapsed.TotalSeconds / 1e6, alloc / (double)points, dropped, producerNs / (double)points);
     }
 
     /// <summary>The calling thread's CPU time (Linux <c>CLOCK_THREAD_CPUTIME_ID</c>): what the calls cost their caller, whatever else the machine runs.</summary>
