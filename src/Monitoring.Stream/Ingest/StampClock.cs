@@ -110,7 +110,18 @@ internal sealed class StampClock : IDisposable
 
             // Not a thread-pool thread: a stalled pool must not stall the clock points are stamped with.
             var thread = new Thread(Run) { IsBackground = true, Name = "Monitoring.Stream clock" };
-            thread.Start();
+            try
+            {
+                thread.Start();
+            }
+            catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+            {
+                // No thread to be had (a process at its thread limit): a write never fails for it. Writers keep
+                // reading the clock themselves, and no later batch tries again.
+                _disposed = true;
+                return;
+            }
+
             _thread = thread;
         }
     }
