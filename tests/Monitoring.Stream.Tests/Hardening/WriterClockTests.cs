@@ -11,8 +11,11 @@ public sealed class WriterClockTests
     public async Task StampNow_SystemClock_WithinTheCoarseTickOfTheWallClockAcrossReanchors()
     {
         // The system clock path stamps from the coarse monotonic tick plus an offset taken again every
-        // second: over 1.5 s (at least one re-anchor) every stamp lies within the wall clock read around it,
-        // give or take the tick's step (up to 4 ms on Linux; 20 ms allowed).
+        // second, or from the millisecond the clock thread publishes while the process's writers are busy
+        // (another test's may be): over 1.5 s (at least one re-anchor) every stamp lies within the wall clock
+        // read around it, at most the tick's step ahead (up to 4 ms on Linux; 20 ms allowed) and behind it by
+        // the tick's step or by the clock thread's delay, which a machine busy with other tests can stretch to
+        // tens of milliseconds (a second allowed: a wrong offset is off by far more).
         var options = new MetricsPipelineOptions { TimeProvider = TimeProvider.System };
         await using var pipeline = new MetricsPipeline(options, []);
         using PointWriter writer = pipeline.CreateWriter("clock");
@@ -24,8 +27,8 @@ public sealed class WriterClockTests
             long before = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
             long stamp = writer.StampNow();
             long after = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-            Assert.InRange(stamp, before - 20, after + 20);
-            Assert.True(stamp >= previous - 20, $"a stamp went back by {previous - stamp} ms");
+            Assert.InRange(stamp, before - 1_000, after + 20);
+            Assert.True(stamp >= previous - 1_000, $"a stamp went back by {previous - stamp} ms");
             previous = stamp;
             checkedStamps++;
         }
