@@ -22,7 +22,8 @@ namespace Monitoring.Stream.Ingest;
 /// a sleeping thread stamp from the coarse clock as before.</para>
 /// <para>A reader uses the field only when it is not 0, and the thread writes 0 before it sleeps, so a stamp
 /// never comes from a sleeping thread. It lags the wall clock by the thread's delay: about a millisecond, more
-/// if the machine starves that thread of CPU or right after a runtime pause, which stops the writers too.</para>
+/// if the machine starves that thread of CPU (tens of milliseconds beside a process of much higher CPU weight)
+/// or right after a runtime pause, which stops the writers too.</para>
 /// </remarks>
 internal sealed class StampClock : IDisposable
 {
