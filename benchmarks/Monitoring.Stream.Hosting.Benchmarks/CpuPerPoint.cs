@@ -22,7 +22,8 @@ namespace Monitoring.Stream.Hosting.Benchmarks;
 /// <remarks>
 /// Usage: <c>cpu [--points N] [--rounds R] [--series S] [--paths opentelemetry,engine-labels,engine-bound,meter-bridge]</c>
 /// (default: 1,000 and 100,000 series, those four paths; <c>shared-bound</c> and <c>writer-bound</c> time the
-/// engine's writers under the bound handle, to show what each layer adds). Each path first runs untimed rounds
+/// engine's writers under the bound handle, <c>writer-labels</c> and <c>registry-lookup</c> the engine's writer
+/// and registry under the labelled call, to show what each layer adds). Each path first runs untimed rounds
 /// for two seconds (tiering), then R timed rounds, each on a fresh instance that has first recorded as many
 /// points untimed (every series created, its sketch grown: a running application's steady state); the median
 /// and range are printed. Points/s counts only the points the engine took (its shared writers drop, and count,
@@ -141,6 +142,25 @@ internal static class CpuPerPoint
                 case "engine-bound":
                     BoundHistogram[] handles = [.. labels.Select(l => histogram.Bind(l))];
                     return Timed(process, points, warmUpPoints, (i, n) => RecordBound(handles, visit, values, i, n), afterWarmUp, () => Drain(collector.Flush, pipeline));
+                case "writer-labels":
+                case "registry-lookup":
+                    // Diagnostic layers under the SDK's labelled call: the engine's one-thread writer resolving the
+                    // labels itself (stamped, DropNewest as the SDK's), and the registry's lookup alone (nothing written).
+                    Label[][] sets = [.. labels.Select(l => new Label[] { new("method", l[0]), new("route", l[1]), new("status", l[2]) })];
+                    if (path == "registry-lookup")
+                    {
+                        return Timed(process, points, warmUpPoints, (i, n) => LookUp(pipeline.Registry, sets, visit, i, n), () => { }, () => 0);
+                    }
+
+                    using (PointWriter writer = pipeline.CreateWriter("cpu-writer", BackpressureMode.DropNewest))
+                    {
+                        return Timed(process, points, warmUpPoints, (i, n) => WriteLabelledSingle(writer, sets, visit, values, i, n), () =>
+                        {
+                            writer.Flush();
+                            pipeline.DrainAsync().GetAwaiter().GetResult();
+                        }, () => Drain(writer.Flush, pipeline));
+                    }
+
                 case "shared-bound":
                 case "writer-bound":
                     // Diagnostic layers under the SDK's bound handle: the engine's thread-safe writer, and the
@@ -214,6 +234,33 @@ internal static class CpuPerPoint
             handles[visit[i & mask]].Record(values[i & mask]);
         }
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void LookUp(Series.SeriesRegistry registry, Label[][] sets, int[] visit, int start, int count)
+    {
+        int mask = visit.Length - 1;
+        long sum = 0;
+        for (int i = start; i < start + count; i++)
+        {
+            registry.TryGetOrAdd(Metric, sets[visit[i & mask]], out SeriesId id);
+            sum += id.Value;
+        }
+
+        s_sink = sum;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void WriteLabelledSingle(PointWriter writer, Label[][] sets, int[] visit, double[] values, int start, int count)
+    {
+        int mask = visit.Length - 1;
+        for (int i = start; i < start + count; i++)
+        {
+            writer.Write(Metric, sets[visit[i & mask]], values[i & mask]);
+        }
+    }
+
+    /// <summary>Keeps the lookups' results alive.</summary>
+    private static long s_sink;
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void WriteShared(SharedPointWriter writer, SeriesId[] ids, int[] visit, double[] values, int start, int count)

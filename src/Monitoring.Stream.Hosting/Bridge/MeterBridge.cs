@@ -237,29 +237,47 @@ public sealed class MeterBridge : IDisposable
         }
 
         // PERF: the label set is built on the stack: no thread-static read (a call into the C library here)
-        // and no GC write barrier per reference, as stores into a heap array have. More tags than the buffer
-        // holds take the thread's scratch array.
+        // and no GC write barrier per reference, as stores into a heap array have. Up to four tags are stored at
+        // constant positions of the local, with plain stores; stored through a span (which could point into the
+        // heap) each reference took a checked write barrier call (docs/benchmarks.md, "Session 9"). More tags go
+        // through a span: the local's rest, or the thread's scratch array beyond its length.
         LabelBuffer buffer = default;
-        Span<Label> labels = tags.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..tags.Length] : LabelScratch.Rent(tags.Length);
         string[] validKeys = target.ValidKeys;
         bool keysKnown = validKeys.Length == tags.Length;
-        bool sorted = true;
-        for (int i = 0; i < tags.Length; i++)
+        scoped Span<Label> labels;
+        if (tags.Length <= 4)
         {
-            string key = tags[i].Key;
-            // PERF: the keys of a call site are the same objects every time: checked once, not per call.
-            // Keys usually are valid label names already; only the others cost a new string.
-            if (!(keysKnown && ReferenceEquals(validKeys[i], key)))
+            switch (tags.Length)
             {
-                keysKnown = false;
-                if (!PrometheusNames.IsValidLabelName(key))
-                {
-                    key = Sanitize(key, allowColon: false);
-                }
+                case 4:
+                    buffer[3] = ToLabel(tags, validKeys, 3, ref keysKnown);
+                    goto case 3;
+                case 3:
+                    buffer[2] = ToLabel(tags, validKeys, 2, ref keysKnown);
+                    goto case 2;
+                case 2:
+                    buffer[1] = ToLabel(tags, validKeys, 1, ref keysKnown);
+                    goto case 1;
+                case 1:
+                    buffer[0] = ToLabel(tags, validKeys, 0, ref keysKnown);
+                    break;
             }
 
-            labels[i] = new Label(key, ToLabelValue(tags[i].Value));
-            sorted &= i == 0 || string.CompareOrdinal(labels[i - 1].Name, key) < 0;
+            labels = ((Span<Label>)buffer)[..tags.Length];
+        }
+        else
+        {
+            labels = tags.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..tags.Length] : LabelScratch.Rent(tags.Length);
+            for (int i = 0; i < tags.Length; i++)
+            {
+                labels[i] = ToLabel(tags, validKeys, i, ref keysKnown);
+            }
+        }
+
+        bool sorted = true;
+        for (int i = 1; i < labels.Length; i++)
+        {
+            sorted &= string.CompareOrdinal(labels[i - 1].Name, labels[i].Name) < 0;
         }
 
         if (!keysKnown && tags.Length > 0)
@@ -279,6 +297,25 @@ public sealed class MeterBridge : IDisposable
         {
             labels.Clear();
         }
+    }
+
+    /// <summary>Tag <paramref name="i"/> as a label; clears <paramref name="keysKnown"/> when its key is not the one checked before.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Label ToLabel(ReadOnlySpan<KeyValuePair<string, object?>> tags, string[] validKeys, int i, ref bool keysKnown)
+    {
+        string key = tags[i].Key;
+        // PERF: the keys of a call site are the same objects every time: checked once, not per call.
+        // Keys usually are valid label names already; only the others cost a new string.
+        if (!(keysKnown && ReferenceEquals(validKeys[i], key)))
+        {
+            keysKnown = false;
+            if (!PrometheusNames.IsValidLabelName(key))
+            {
+                key = Sanitize(key, allowColon: false);
+            }
+        }
+
+        return new Label(key, ToLabelValue(tags[i].Value));
     }
 
     private static void RememberKeys(Bridged target, ReadOnlySpan<KeyValuePair<string, object?>> tags)

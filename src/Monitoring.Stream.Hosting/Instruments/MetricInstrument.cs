@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Series;
@@ -76,25 +77,41 @@ public abstract class MetricInstrument
             return Collector.CountRejected(RejectReason.LabelCountMismatch);
         }
 
-        // PERF: the label set is built on the stack (no thread-static read, which is a call into the C
-        // library here, and no GC write barrier per reference, as stores into a heap array have); more labels
-        // than the buffer holds take the thread's scratch array.
-        LabelBuffer buffer = default;
-        Span<Label> labels = labelValues.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..labelValues.Length] : LabelScratch.Rent(labelValues.Length);
-        // PERF: in the registry's own order, so a caller passing the same value strings every time is
-        // answered from the strings' identity, without reading them.
+        // PERF: the label set is built on the stack, in the registry's own order, so a caller passing the same
+        // value strings every time is answered from the strings' identity, without reading them. Up to four
+        // labels are stored at constant positions of a local: plain stores, where storing through a span (which
+        // could point into the heap) took a checked write barrier call per reference, 6 for 3 labels, about a
+        // third of the call (docs/benchmarks.md, "Session 9"). More labels go through a span: the local's rest,
+        // or the thread's scratch array beyond its length.
+        RejectReason reason;
+        SeriesId id;
         int[] order = _canonicalOrder;
         string[] names = _labelNames;
-        for (int i = 0; i < labels.Length; i++)
+        int count = labelValues.Length;
+        if (count <= 4)
         {
-            int k = order[i];
-            labels[i] = new Label(names[k], labelValues[k] ?? string.Empty);
-        }
+            LabelBuffer buffer = default;
+            switch (count)
+            {
+                case 4:
+                    buffer[3] = new Label(names[order[3]], labelValues[order[3]] ?? string.Empty);
+                    goto case 3;
+                case 3:
+                    buffer[2] = new Label(names[order[2]], labelValues[order[2]] ?? string.Empty);
+                    goto case 2;
+                case 2:
+                    buffer[1] = new Label(names[order[1]], labelValues[order[1]] ?? string.Empty);
+                    goto case 1;
+                case 1:
+                    buffer[0] = new Label(names[order[0]], labelValues[order[0]] ?? string.Empty);
+                    break;
+            }
 
-        RejectReason reason = _registry.TryGetOrAdd(Name, labels, out SeriesId id);
-        if (labels.Length > LabelBuffer.Length)
+            reason = _registry.TryGetOrAdd(Name, ((ReadOnlySpan<Label>)buffer)[..count], out id);
+        }
+        else
         {
-            labels.Clear();
+            reason = LookUpManyLabels(labelValues, out id);
         }
 
         if (reason != RejectReason.None)
@@ -103,6 +120,29 @@ public abstract class MetricInstrument
         }
 
         return timestampUnixMs is long ts ? _writer.Write(id, value, ts) : _writer.Write(id, value);
+    }
+
+    /// <summary>The lookup of a call with more than four labels (a rarer shape, kept out of the common call).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason LookUpManyLabels(ReadOnlySpan<string> labelValues, out SeriesId id)
+    {
+        LabelBuffer buffer = default;
+        Span<Label> labels = labelValues.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..labelValues.Length] : LabelScratch.Rent(labelValues.Length);
+        int[] order = _canonicalOrder;
+        string[] names = _labelNames;
+        for (int i = 0; i < labels.Length; i++)
+        {
+            int k = order[i];
+            labels[i] = new Label(names[k], labelValues[k] ?? string.Empty);
+        }
+
+        RejectReason reason = _registry.TryGetOrAdd(Name, labels, out id);
+        if (labels.Length > LabelBuffer.Length)
+        {
+            labels.Clear();
+        }
+
+        return reason;
     }
 
     internal bool HasSameShape(InstrumentKind kind, ReadOnlySpan<string> labelNames) =>

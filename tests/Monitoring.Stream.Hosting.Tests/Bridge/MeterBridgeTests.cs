@@ -82,6 +82,33 @@ public class MeterBridgeTests
         Assert.Equal(3, bridge.Measurements);
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(8)]
+    public async Task Bridge_TagsInDescendingOrderAndReversed_OneSeriesWithEveryTag(int tagCount)
+    {
+        // Up to four tags are stored at fixed positions of a local, five to eight through a span of it: either
+        // way a tag's key stays with its value, and either order of the same tags is the same series.
+        string meterName = "Test.App." + Guid.NewGuid().ToString("N");
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 1_000);
+        using var meter = new Meter(meterName);
+        Histogram<double> shaped = meter.CreateHistogram<double>("shaped.duration");
+        using var bridge = new MeterBridge(engine.Collector, new MeterBridgeOptions { Meters = { meterName } }, engine.Time);
+        KeyValuePair<string, object?>[] tags = [.. Enumerable.Range(0, tagCount).Select(i => new KeyValuePair<string, object?>("k" + (char)('z' - i), "v" + i))];
+
+        shaped.Record(1.5, tags);
+        shaped.Record(2.5, [.. tags.Reverse()]);
+        await engine.StopAsync();
+
+        Label[] labels = [.. Enumerable.Range(0, tagCount).Select(i => new Label("k" + (char)('z' - i), "v" + i))];
+        MetricStatistics? all = Query(engine, "shaped_duration", labels);
+        Assert.Equal(2, all!.Count);
+        Assert.Equal(4.0, all.Sum);
+        Assert.Equal(1, engine.Pipeline.Registry.GetSeriesCount("shaped_duration"));
+    }
+
     [Fact]
     public async Task Bridge_ObservableCounterAndUpDownCounter_IncreasesAndNetChange()
     {
