@@ -31,6 +31,41 @@ public class ArrowWindowWriterTests
         Assert.Equal(ExpectedWithoutSketches, Hash(files[1]));
     }
 
+    [Fact]
+    public void Build_IndexReusedByAnotherSeries_RowCarriesTheNewSeriesNames()
+    {
+        var registry = new SeriesRegistry();
+        SeriesId first = registry.GetOrAdd("requests_total", new Label("route", "/old"));
+        var writer = new ArrowWindowWriter(registry, 1, WindowSchema.Create("reuse"));
+        var window = new WindowBuffer(4, withSketches: true, 0.01, 2048) { Start = 0, End = 10_000 };
+        window.Add(first.Value, 1.5, 1);
+        using (RecordBatch batch = writer.Build(window, 0, 1))
+        {
+            Assert.Equal("/old", RouteOf(batch));
+        }
+
+        Assert.NotNull(registry.Names[first.Value]);
+        Assert.True(registry.Unlist(first));
+        Assert.True(registry.Retire(first, reusableAt: 0) > 0);
+        Assert.Null(registry.Names[first.Value]);
+        SeriesId second = registry.GetOrAdd("latency_seconds", new Label("route", "/new"));
+        Assert.Equal(first.Value, second.Value);
+        window.Reset();
+        window.Add(second.Value, 2.5, 2);
+        using (RecordBatch batch = writer.Build(window, 0, 2))
+        {
+            Assert.Equal("latency_seconds", ((StringArray)batch.Column(WindowSchema.Columns.ToList().IndexOf("metric"))).GetString(0));
+            Assert.Equal("/new", RouteOf(batch));
+        }
+    }
+
+    private static string RouteOf(RecordBatch batch)
+    {
+        var labels = (MapArray)batch.Column(WindowSchema.Columns.ToList().IndexOf("labels"));
+        var entries = (StructArray)labels.KeyValues;
+        return ((StringArray)entries.Fields[1]).GetString(labels.ValueOffsets[0]);
+    }
+
     private static string Hash(byte[] file) => Convert.ToHexString(SHA256.HashData(file));
 
     /// <summary>
