@@ -23,7 +23,7 @@ internal sealed class ArrowWindowWriter
     private readonly ColumnArrayPool _pool = new();
 
     /// <summary>How many rows ahead the sketch objects are requested; their arrays are requested half as far ahead.</summary>
-    private const int PrefetchDistance = 16;
+    private const int PrefetchDistance = 8;
 
     public ArrowWindowWriter(SeriesRegistry registry, int shardCount, Schema schema)
     {
