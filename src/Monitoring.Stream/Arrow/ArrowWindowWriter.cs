@@ -267,8 +267,9 @@ internal sealed class ArrowWindowWriter
 
     /// <summary>
     /// PERF: each row is a pointer chase (its UTF-8 names; sketch, then its bins) into memory that is
-    /// cold for a window of many series. The sketch object of the row 16 ahead and the arrays of the
-    /// row 8 ahead are requested now, so their misses overlap this row's work. The arrays are requested
+    /// cold for a window of many series. The sketch object of the row <see cref="PrefetchDistance"/> ahead
+    /// and the arrays of the row half as far ahead are requested now, so their misses overlap this row's
+    /// work (8 rows did better than 16 and 32, docs/benchmarks.md, session 9). The arrays are requested
     /// without reading their lengths (<see cref="Prefetch.Lines"/>): reading the length of a cold array
     /// to bound the hints was itself a miss that stalled the row (two of the profile's hottest
     /// instructions).
