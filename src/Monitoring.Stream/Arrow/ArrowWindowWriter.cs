@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using Apache.Arrow;
 using Apache.Arrow.Types;
 using Monitoring.Stream.Model;
@@ -181,6 +180,9 @@ internal sealed class ArrowWindowWriter
             Unsafe.Add(ref maxes, r) = m.Max;
             Unsafe.Add(ref means, r) = m.Mean;
             Unsafe.Add(ref m2s, r) = m.M2;
+            double variance = m.PopulationVariance;
+            Unsafe.Add(ref variances, r) = variance;
+            Unsafe.Add(ref deviations, r) = Math.Sqrt(variance);
             Unsafe.Add(ref lasts, r) = m.Last;
             DdSketch? s = sketchOf.Length > 0 ? sketchOf[slot] : null;
             if (s is not null)
@@ -200,47 +202,9 @@ internal sealed class ArrowWindowWriter
             }
 
             Unsafe.Add(ref sketchEnds, r + 1) = sketchData.Length;
-            if ((r & (VarianceChunk - 1)) == VarianceChunk - 1)
-            {
-                FillVariances(ref m2s, ref counts, ref variances, ref deviations, r + 1 - VarianceChunk, r + 1);
-            }
         }
 
-        FillVariances(ref m2s, ref counts, ref variances, ref deviations, rows & ~(VarianceChunk - 1), rows);
         return pairs;
-    }
-
-    /// <summary>Rows whose variance and deviation are computed together, once their M2 and count are written.</summary>
-    private const int VarianceChunk = 64;
-
-    /// <summary>
-    /// The variance (M2 / n, <see cref="RunningMoments.PopulationVariance"/>) and standard deviation of rows
-    /// <paramref name="from"/> to <paramref name="to"/>, from their M2 and count columns, four rows an instruction.
-    /// </summary>
-    /// <remarks>
-    /// PERF: a division and a square root per row, one after the other, were a long wait in the row loop
-    /// (the third hottest place of its profile); here they are vector instructions over rows still in the
-    /// cache. The same correctly rounded operations on the same operands: the bits are those of
-    /// <see cref="RunningMoments.PopulationVariance"/> and <see cref="Math.Sqrt"/> (an empty state's M2 is
-    /// NaN, and NaN / 0 is that NaN).
-    /// </remarks>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FillVariances(ref double m2s, ref long counts, ref double variances, ref double deviations, int from, int to)
-    {
-        int r = from;
-        for (; r + Vector256<double>.Count <= to; r += Vector256<double>.Count)
-        {
-            Vector256<double> variance = Vector256.LoadUnsafe(ref m2s, (nuint)r) / Vector256.ConvertToDouble(Vector256.LoadUnsafe(ref counts, (nuint)r));
-            variance.StoreUnsafe(ref variances, (nuint)r);
-            Vector256.Sqrt(variance).StoreUnsafe(ref deviations, (nuint)r);
-        }
-
-        for (; r < to; r++)
-        {
-            double variance = Unsafe.Add(ref m2s, r) / Unsafe.Add(ref counts, r);
-            Unsafe.Add(ref variances, r) = variance;
-            Unsafe.Add(ref deviations, r) = Math.Sqrt(variance);
-        }
     }
 
     /// <summary>Encodes the names of the series at <paramref name="index"/>, on its first window, and has the registry keep them.</summary>

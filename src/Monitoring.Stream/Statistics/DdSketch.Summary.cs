@@ -27,7 +27,6 @@ public sealed partial class DdSketch
     /// instruction.</para>
     /// </remarks>
     /// <returns>The number of bytes written.</returns>
-    [SkipLocalsInit]
     internal int WriteSummary(Span<byte> destination, ReadOnlySpan<double> sortedQuantiles, Span<double> results)
     {
         Span<ulong> thresholds = sortedQuantiles.Length <= RankCursor.StackQuantiles ? stackalloc ulong[RankCursor.StackQuantiles] : new ulong[sortedQuantiles.Length];
