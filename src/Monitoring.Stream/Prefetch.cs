@@ -50,6 +50,28 @@ internal static unsafe class Prefetch
         Sse.Prefetch0(start + 64);
     }
 
+    /// <summary>
+    /// Hints that the first <paramref name="lines"/> cache lines of <paramref name="instance"/> (an object
+    /// or an array, from its first field or its length) will be read soon, without reading the object:
+    /// <see cref="Array{T}"/> reads the array's length to bound its hints, a demand load of the very line
+    /// it is about to request, which stalls the caller for the whole miss. Lines past the object's end are
+    /// requested too (a hint never faults).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Lines(object? instance, int lines)
+    {
+        if (!Sse.IsSupported || instance is null)
+        {
+            return;
+        }
+
+        byte* start = (byte*)Unsafe.AsPointer(ref Unsafe.As<RawObject>(instance).FirstField);
+        for (int offset = 0; offset < lines * 64; offset += 64)
+        {
+            Sse.Prefetch0(start + offset);
+        }
+    }
+
 #pragma warning disable CS0649 // Never assigned: only its address is taken, to reach an object's first field.
     private sealed class RawObject
     {

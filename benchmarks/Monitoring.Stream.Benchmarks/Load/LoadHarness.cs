@@ -653,7 +653,7 @@ public static partial class LoadHarness
         for (int id = 0; id < pipeline.Registry.Count; id++)
         {
             SeriesDescriptor d = pipeline.Registry.GetDescriptor(new SeriesId(id));
-            d.Utf8 ??= SeriesUtf8.Encode(d);
+            pipeline.Registry.SetNames(id, SeriesUtf8.Encode(d));
         }
 
         long emitted = GC.GetTotalMemory(forceFullCollection: true);

@@ -120,10 +120,10 @@ public class StatisticsBenchmarks
     }
 
     [Benchmark(Description = "DdSketch.WriteSummary, a window of 20 latencies (sparse)")]
-    public int SketchSummarySparse() => _windowSketch.WriteSummary(s_four, _summaryResults, _summaryBytes);
+    public int SketchSummarySparse() => _windowSketch.WriteSummary(_summaryBytes, s_four, _summaryResults);
 
     [Benchmark(Description = "DdSketch.WriteSummary, 4,096 latencies (dense)")]
-    public int SketchSummaryDense() => _sketch.WriteSummary(s_four, _summaryResults, _summaryBytes);
+    public int SketchSummaryDense() => _sketch.WriteSummary(_summaryBytes, s_four, _summaryResults);
 
     [Benchmark(Description = "DdSketch.Merge (4,096 latency values)")]
     public ulong SketchMerge()

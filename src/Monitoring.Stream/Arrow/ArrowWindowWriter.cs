@@ -22,12 +22,8 @@ internal sealed class ArrowWindowWriter
     // allocations). It keeps at most twice the columns of the largest recent window (ColumnArrayPool).
     private readonly ColumnArrayPool _pool = new();
 
-    /// <summary>How many rows ahead the descriptor and sketch objects are requested (a power of two).</summary>
-    private const int PrefetchDistance = 16;
-
-    /// <summary>The descriptors of the next <see cref="PrefetchDistance"/> rows, by row modulo the distance.</summary>
-    private readonly SeriesDescriptor[] _ahead = new SeriesDescriptor[PrefetchDistance];
-    private int _currentShard;
+    /// <summary>How many rows ahead the sketch objects are requested; their arrays are requested half as far ahead.</summary>
+    private const int PrefetchDistance = 8;
 
     public ArrowWindowWriter(SeriesRegistry registry, int shardCount, Schema schema)
     {
@@ -52,7 +48,6 @@ internal sealed class ArrowWindowWriter
     public RecordBatch Build(WindowBuffer window, int shard, long sequence)
     {
         int rows = window.TouchedCount;
-        _currentShard = shard;
         _pool.Trim();
         // Rows in slot order: stable output, and series ids ascending within the shard.
         window.SortTouched();
@@ -152,25 +147,20 @@ internal sealed class ArrowWindowWriter
         RunningMoments[] moments = window.Moments;
         int[] touched = window.Touched;
         int pairs = 0;
-        SeriesDescriptor[] ahead = _ahead;
-        for (int r = 0; r < Math.Min(rows, PrefetchDistance); r++)
-        {
-            ahead[r] = Describe(touched[r], shard);
-        }
-
+        byte[]?[] names = _registry.Names;
         for (int r = 0; r < rows; r++)
         {
             int slot = touched[r];
-            SeriesDescriptor series = ahead[r & (PrefetchDistance - 1)];
-            PrefetchRows(window, r);
+            PrefetchRows(window, r, names, shard, _shardCount);
             ref RunningMoments m = ref moments[slot];
-            // PERF: each series' names are encoded once, on its first window, and copied after. Each
-            // column has room for the whole record reserved once a row, so the strings are copied
-            // without a capacity check each.
-            byte[] utf8 = series.Utf8 ??= SeriesUtf8.Encode(series);
-            metricData.GetSpan(utf8.Length);
-            keyData.GetSpan(utf8.Length);
-            valueData.GetSpan(utf8.Length);
+            // PERF: each series' names are encoded once, on its first window, and kept by the registry
+            // by id (read in id order here: the descriptor objects stay cold). Each column has room for
+            // the whole record reserved once a row, so the strings are copied without a capacity check each.
+            int id = (slot * _shardCount) + shard;
+            byte[] utf8 = ((uint)id < (uint)names.Length ? names[id] : null) ?? EncodeNames(id);
+            metricData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
+            keyData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
+            valueData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
             int at = SeriesUtf8.Copy(utf8, 0, ref metricData);
             Unsafe.Add(ref metricEnds, r + 1) = metricData.Length;
             // The label count comes from the bytes too: the labels array itself stays cold.
@@ -197,7 +187,7 @@ internal sealed class ArrowWindowWriter
             DdSketch? s = sketchOf.Length > 0 ? sketchOf[slot] : null;
             if (s is not null)
             {
-                sketchData.Advance(s.WriteSummary(WindowSchema.Quantiles, quantiles, sketchData.GetSpan(s.SummaryBound)));
+                sketchData.Advance(s.WriteSummary(sketchData.GetSpan(s.SummaryBound), WindowSchema.Quantiles, quantiles));
                 Unsafe.Add(ref p50, r) = quantiles[0];
                 Unsafe.Add(ref p90, r) = quantiles[1];
                 Unsafe.Add(ref p95, r) = quantiles[2];
@@ -214,8 +204,16 @@ internal sealed class ArrowWindowWriter
             Unsafe.Add(ref sketchEnds, r + 1) = sketchData.Length;
         }
 
-        System.Array.Clear(ahead);
         return pairs;
+    }
+
+    /// <summary>Encodes the names of the series at <paramref name="index"/>, on its first window, and has the registry keep them.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private byte[] EncodeNames(int index)
+    {
+        byte[] utf8 = SeriesUtf8.Encode(_registry.GetDescriptor(new SeriesId(index)));
+        _registry.SetNames(index, utf8);
+        return utf8;
     }
 
     /// <summary>The schema with this batch's window, shard and sequence in its metadata, so a lone batch says where it comes from.</summary>
@@ -231,39 +229,35 @@ internal sealed class ArrowWindowWriter
         return new Schema(_schema.FieldsList, metadata);
     }
 
-    /// <summary>The descriptor of the series in <paramref name="slot"/> of <paramref name="shard"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private SeriesDescriptor Describe(int slot, int shard) => _registry.GetDescriptor(new SeriesId((slot * _shardCount) + shard));
-
     /// <summary>
-    /// PERF: each row is a pointer chase (descriptor, then its UTF-8 names; sketch, then its bins)
-    /// into memory that is cold for a window of many series. The objects of the row 16 ahead and
-    /// the arrays of the row 8 ahead are requested now, so their misses overlap this row's work.
-    /// The descriptor looked up for the row 16 ahead is kept in a ring of 16 (<see cref="_ahead"/>),
-    /// so each row asks the registry once, not three times.
+    /// PERF: each row is a pointer chase (its UTF-8 names; sketch, then its bins) into memory that is
+    /// cold for a window of many series. The sketch object of the row <see cref="PrefetchDistance"/> ahead
+    /// and the arrays of the row half as far ahead are requested now, so their misses overlap this row's
+    /// work (8 rows did better than 16 and 32, docs/benchmarks.md, session 9). The arrays are requested
+    /// without reading their lengths (<see cref="Prefetch.Lines"/>): reading the length of a cold array
+    /// to bound the hints was itself a miss that stalled the row (two of the profile's hottest
+    /// instructions).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void PrefetchRows(WindowBuffer window, int r)
+    private static void PrefetchRows(WindowBuffer window, int r, byte[]?[] names, int shard, int shardCount)
     {
         int[] touched = window.Touched;
         int rows = window.TouchedCount;
-        if (r + PrefetchDistance < rows)
+        if (r + PrefetchDistance < rows && window.WithSketches)
         {
-            int slot = touched[r + PrefetchDistance];
-            SeriesDescriptor next = Describe(slot, _currentShard);
-            _ahead[r & (PrefetchDistance - 1)] = next;
-            Prefetch.Object(next);
-            if (window.WithSketches)
-            {
-                Prefetch.Object(window.Sketches[slot]);
-            }
+            Prefetch.Object(window.Sketches[touched[r + PrefetchDistance]]);
         }
 
         const int Half = PrefetchDistance / 2;
         if (r + Half < rows)
         {
             int slot = touched[r + Half];
-            Prefetch.Array(_ahead[(r + Half) & (PrefetchDistance - 1)].Utf8, 2);
+            int id = (slot * shardCount) + shard;
+            if ((uint)id < (uint)names.Length)
+            {
+                Prefetch.Lines(names[id], 2);
+            }
+
             if (window.WithSketches)
             {
                 window.Sketches[slot]?.PrefetchBins();

@@ -125,6 +125,24 @@ internal struct ColumnBytes
         _length += length;
     }
 
+    /// <summary>
+    /// Appends <paramref name="length"/> (at most 64) bytes from <paramref name="source"/> by copying 64
+    /// bytes at once: the caller guarantees 64 readable bytes at <paramref name="source"/> and reserved 64
+    /// bytes of room past <see cref="Length"/>. The bytes copied past the string are overwritten by the
+    /// next string or lie past the column's end, which no reader sees.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void WriteReserved64(ref byte source, int length)
+    {
+        System.Diagnostics.Debug.Assert(length <= 64 && _bytes.Length - _length >= 64, "The caller reserved the room.");
+        ref byte target = ref Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_bytes), _length);
+        Vector256<byte> head = Vector256.LoadUnsafe(ref source);
+        Vector256<byte> tail = Vector256.LoadUnsafe(ref source, 32);
+        head.StoreUnsafe(ref target);
+        tail.StoreUnsafe(ref target, 32);
+        _length += length;
+    }
+
     public void Write(ReadOnlySpan<byte> bytes)
     {
         bytes.CopyTo(GetSpan(bytes.Length));

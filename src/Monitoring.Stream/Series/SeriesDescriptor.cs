@@ -46,9 +46,6 @@ public sealed class SeriesDescriptor
         set => Volatile.Write(ref _unlisted, value);
     }
 
-    /// <summary>The metric and label names and values in UTF-8 (<c>SeriesUtf8</c> layout), made on first emission.</summary>
-    internal byte[]? Utf8 { get; set; }
-
     /// <summary>The canonical labels as stored, for the registry's table.</summary>
     internal Label[] CanonicalLabels => _labels;
 

@@ -29,6 +29,7 @@ public sealed class SeriesRegistry
     private readonly long[] _rejections = new long[(int)Enum.GetValues<RejectReason>().Max() + 1];
     private SeriesDescriptor[] _byId = new SeriesDescriptor[256];
     private int[] _generations = new int[256];
+    private byte[]?[] _names = new byte[]?[256];
     private readonly Queue<(int Id, long ReusableAt)> _reclaimed = new();
     private int _live;
     private long _reclaimedTotal;
@@ -273,6 +274,7 @@ public sealed class SeriesRegistry
 
             int generation = _generations[id.Value] + 1;
             Volatile.Write(ref _generations[id.Value], generation);
+            Volatile.Write(ref _names[id.Value], null);
             _reclaimed.Enqueue((id.Value, reusableAt));
             Interlocked.Increment(ref _retiredTotal);
             return generation;
@@ -293,6 +295,29 @@ public sealed class SeriesRegistry
         }
 
         return byId[id.Value];
+    }
+
+    /// <summary>
+    /// Each series' metric and label names in UTF-8 as the Arrow window writers lay them out
+    /// (<c>SeriesUtf8</c>), by id index; null before the series' first emitted window. An index's names
+    /// are cleared when it is retired and when it is reused.
+    /// </summary>
+    /// <remarks>
+    /// PERF: kept here, beside the descriptors, rather than on each descriptor: a window's rows read
+    /// this array in id order and never touch the descriptor objects, one cold object fewer per row.
+    /// A snapshot: series added after it are past its end, and names kept into it after the registry
+    /// has grown are lost (made again at the series' next window).
+    /// </remarks>
+    internal byte[]?[] Names => Volatile.Read(ref _names);
+
+    /// <summary>Keeps the UTF-8 names of the series at <paramref name="index"/> (see <see cref="Names"/>).</summary>
+    internal void SetNames(int index, byte[] utf8)
+    {
+        byte[]?[] names = Volatile.Read(ref _names);
+        if ((uint)index < (uint)names.Length)
+        {
+            Volatile.Write(ref names[index], utf8);
+        }
     }
 
     /// <summary>Resolutions of <paramref name="metric"/> that landed in its overflow series.</summary>
@@ -452,6 +477,7 @@ public sealed class SeriesRegistry
             // A reclaimed index past its quarantine: same slot in every shard array, new generation.
             _reclaimed.Dequeue();
             var reused = new SeriesDescriptor(new SeriesId(free.Id, _tag, _generations[free.Id]), metric, canonicalLabels, isOverflow, hash);
+            Volatile.Write(ref _names[free.Id], null);
             Volatile.Write(ref _byId[free.Id], reused);
             Volatile.Write(ref _live, _live + 1);
             _table.AddLocked(reused);
@@ -470,6 +496,11 @@ public sealed class SeriesRegistry
             int[] generations = _generations;
             Array.Resize(ref generations, byId.Length);
             Volatile.Write(ref _generations, generations);
+
+            // Names kept after this copy into the old array are lost: made again at their next window.
+            byte[]?[] names = _names;
+            Array.Resize(ref names, byId.Length);
+            Volatile.Write(ref _names, names);
         }
 
         // Publication order matters: the descriptor is in the array, the array is published and

@@ -558,7 +558,8 @@ internal struct DdSketchBinStore
     }
 
     /// <summary>Hints the processor to fetch the first <paramref name="lines"/> cache lines of the counts.</summary>
-    public readonly void Prefetch(int lines) => Monitoring.Stream.Prefetch.Array(_bins, lines);
+    /// <remarks>The array's length is not read (<see cref="Monitoring.Stream.Prefetch.Lines"/>): lines past its end are requested too.</remarks>
+    public readonly void Prefetch(int lines) => Monitoring.Stream.Prefetch.Lines(_bins, lines);
 
     /// <summary>Finds the lowest and highest bin index with a non-zero count.</summary>
     public readonly bool TryGetOccupiedRange(out int lo, out int hi) => _shift switch

@@ -57,13 +57,21 @@ public struct RunningMoments : IEquatable<RunningMoments>
     public readonly double Max => _count == 0 ? double.NaN : _max;
 
     /// <summary>Arithmetic mean, or NaN when empty.</summary>
-    public readonly double Mean => _count == 0 ? double.NaN : _shift + _mean;
+    public readonly double Mean
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _count == 0 ? double.NaN : _shift + _mean;
+    }
 
     /// <summary>Sum of squared deviations from the mean (M2); both variances derive from it.</summary>
     public readonly double M2 => _count == 0 ? double.NaN : _m2;
 
     /// <summary>Population variance, M2 / n, or NaN when empty.</summary>
-    public readonly double PopulationVariance => _count == 0 ? double.NaN : _m2 / _count;
+    public readonly double PopulationVariance
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _count == 0 ? double.NaN : _m2 / _count;
+    }
 
     /// <summary>Sample (unbiased) variance, M2 / (n - 1), or NaN when fewer than two values.</summary>
     public readonly double SampleVariance => _count < 2 ? double.NaN : _m2 / (_count - 1);

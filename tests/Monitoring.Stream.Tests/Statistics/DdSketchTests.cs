@@ -558,7 +558,7 @@ public class DdSketchTests
         var summary = new double[qs.Length];
 
         sketch.GetQuantiles(qs, results);
-        int written = sketch.WriteSummary(qs, summary, new byte[sketch.SummaryBound]);
+        int written = sketch.WriteSummary(new byte[sketch.SummaryBound], qs, summary);
 
         for (int i = 0; i < qs.Length; i++)
         {
@@ -688,7 +688,7 @@ public class DdSketchTests
 
                 var actual = new double[quantiles.Length];
                 var bytes = new byte[sketch.SummaryBound];
-                int written = sketch.WriteSummary(quantiles, actual, bytes);
+                int written = sketch.WriteSummary(bytes, quantiles, actual);
 
                 Assert.Equal(expected, actual);
                 Assert.Equal(expectedBytes, bytes.AsSpan(0, written).ToArray());
@@ -734,7 +734,7 @@ public class DdSketchTests
 
                 var actual = new double[quantiles.Length];
                 var bytes = new byte[sketch.SummaryBound];
-                int written = sketch.WriteSummary(quantiles, actual, bytes);
+                int written = sketch.WriteSummary(bytes, quantiles, actual);
 
                 Assert.Equal(expected, actual);
                 Assert.Equal(expectedBytes, bytes.AsSpan(0, written).ToArray());
@@ -748,7 +748,7 @@ public class DdSketchTests
         var sketch = new DdSketch();
         var results = new double[4];
         var bytes = new byte[sketch.SummaryBound];
-        int written = sketch.WriteSummary([0.5, 0.9, 0.95, 0.99], results, bytes);
+        int written = sketch.WriteSummary(bytes, [0.5, 0.9, 0.95, 0.99], results);
 
         Assert.All(results, r => Assert.True(double.IsNaN(r)));
         Assert.True(DdSketch.Deserialize(bytes.AsSpan(0, written)).IsEmpty);
