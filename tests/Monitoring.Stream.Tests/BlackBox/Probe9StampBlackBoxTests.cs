@@ -109,7 +109,7 @@ public class Probe9StampBlackBoxTests(ITestOutputHelper output)
     /// <summary>The stamps read back from 1 ms windows against the ledger.</summary>
     private sealed record StampReport(
         long Points, long MaxAheadMs, long PointsAhead, long PointsAheadBeyondTolerance, SortedDictionary<long, long> LagHistogram,
-        long MixedRowPoints, long MaxMixedLagMs, int DistinctStamps, long FirstStamp, long LastStamp)
+        long MixedRowPoints, long MaxMixedLagMs, int DistinctStamps, long FirstStamp, long LastStamp, int DistinctWallMs)
     {
         public long LagPercentile(double p)
         {
@@ -130,7 +130,7 @@ public class Probe9StampBlackBoxTests(ITestOutputHelper output)
         public string Describe()
         {
             string histogram = string.Join(", ", LagHistogram.Select(kv => $"{kv.Key}ms:{kv.Value}"));
-            return $"points {Points}, distinct stamps {DistinctStamps} over {LastStamp - FirstStamp + 1} ms, ahead (stamp - wall after) max {MaxAheadMs} ms, "
+            return $"points {Points}, distinct stamps {DistinctStamps} (distinct wall-clock ms with a write {DistinctWallMs}) over {LastStamp - FirstStamp + 1} ms, ahead (stamp - wall after) max {MaxAheadMs} ms, "
                 + $"points ahead {PointsAhead}, beyond {AheadToleranceMs} ms {PointsAheadBeyondTolerance}; lag (wall before - stamp) p50 {LagPercentile(0.5)} p99 {LagPercentile(0.99)} "
                 + $"p99.9 {LagPercentile(0.999)} max {(LagHistogram.Count == 0 ? 0 : LagHistogram.Keys.Max())} ms; rows mixing ms: {MixedRowPoints} points, lag up to {MaxMixedLagMs} ms; histogram [{histogram}]";
         }
@@ -181,7 +181,8 @@ public class Probe9StampBlackBoxTests(ITestOutputHelper output)
         }
 
         return new StampReport(points, maxAhead, ahead, beyond, lags, mixed, maxMixedLag, stamps.Count,
-            stamps.Count == 0 ? 0 : stamps.Min(), stamps.Count == 0 ? 0 : stamps.Max());
+            stamps.Count == 0 ? 0 : stamps.Min(), stamps.Count == 0 ? 0 : stamps.Max(),
+            Enumerable.Range(0, (int)LedgerSpanMs).Count(i => ledger.MaxAfter[i] != 0 && (include is null || include(ledger.BaseMs + i))));
     }
 
     private static async Task<PipelineMetrics> Stop(MetricsPipeline pipeline)
