@@ -17,6 +17,9 @@ namespace Monitoring.Stream.Tests.BlackBox;
 /// test keeps, per such millisecond, the latest wall clock read just after a write, so "ahead" is measured against an
 /// upper bound of the wall clock at the stamp and "lag" against a lower bound.
 /// </summary>
+// Alone, after the parallel classes: the lag and ahead figures it asserts are the engine's, not those of a machine
+// whose two cores the rest of the test project is using.
+[Collection(Probe9SerialGroup.Name)]
 public class Probe9StampBlackBoxTests(ITestOutputHelper output)
 {
     /// <summary>How far ahead of the wall clock a stamp may be: the coarse fallback's tick (4 ms documented) and some margin.</summary>
