@@ -6,6 +6,9 @@ using Monitoring.Stream.Pipeline;
 namespace Monitoring.Stream.Tests.Hardening;
 
 /// <summary>The clock thread whose millisecond stamps points written without a timestamp while writers are busy (each test has a clock of its own).</summary>
+/// <remarks>Alone, with the probe of the same clock: these tests spin writers for hundreds of milliseconds, which on 2 cores
+/// starves the classes running beside them.</remarks>
+[Collection(Monitoring.Stream.Tests.BlackBox.Probe9SerialGroup.Name)]
 public sealed class StampClockTests
 {
     private static readonly TimeSpan s_bound = TimeSpan.FromSeconds(10);
