@@ -587,9 +587,21 @@ public class EventTimeBlackBoxTests
             }
 
             // Windows close, the sink holds the first, its queue the second, the shard waits on the third; then the shard's
-            // channel fills and the producer waits inside a write.
+            // channel fills and the producer waits inside a write. Every part of that is checked before the stall, in this
+            // order, as each part stays once it holds. A CI run (twice) stalled the clock with a shard that was only slow
+            // (full channel, sink call made) and a producer that then finished its round: silent for 8 s of the clock, it
+            // was rightly idle, and its next 24 points late.
+            // 1. The shard is blocked for good: it closed the third window (round k touches window k only, and with 1 s of
+            //    lateness window k closes with round k + 2's batch), the sink holds the first and its queue the second,
+            //    and the third is not handed over.
+            // 2. Its channel is full: nothing, batch, progress mark or tick, enters until the release.
+            // 3. The producer is inside a managed wait while it has made 7 of its round's 8 writes: the 8th, which hands
+            //    the round's batch over (batch size 8) and so cannot return before the release. A thread between that
+            //    write's return and its count is not waiting; one waiting for its next permit has made 0 of 8.
+            long thirdEnd = start + 3000;
             permits.Release();
             int rounds = 0;
+            string state = "";
             await Signals.Until(
                 () =>
                 {
@@ -600,10 +612,17 @@ public class EventTimeBlackBoxTests
                         permits.Release();
                     }
 
-                    return pipeline.GetMetrics().ShardQueueDepth[0] == 2 && roundsDone.CurrentCount == 0 && sink.Calls >= 1;
+                    PipelineMetrics now = pipeline.GetMetrics();
+                    bool shardBlocked = sink.Calls == 1 && now.Sinks[0].QueueDepth == 1 && now.WindowsEmitted == 2 && now.Watermarks[0] >= thirdEnd;
+                    bool channelFull = shardBlocked && now.ShardQueueDepth[0] == 2;
+                    bool waiting = channelFull && (producer.ThreadState & ThreadState.WaitSleepJoin) != 0;
+                    bool inEighthWrite = waiting && Interlocked.Read(ref written) % 8 == 7;
+                    state = $"rounds {rounds}, sink calls {sink.Calls}, sink queue {now.Sinks[0].QueueDepth}, windows {now.WindowsEmitted}, "
+                        + $"watermark {now.Watermarks[0] - start} ms after start, depth {now.ShardQueueDepth[0]}, written {Interlocked.Read(ref written)}";
+                    return inEighthWrite;
                 },
-                "the producer blocked on a full shard");
-            Assert.True(rounds < 20, "the producer never blocked");
+                () => "the producer blocked on a full, blocked shard (last seen: " + state + ")");
+            Assert.True(rounds < 20, "the producer never blocked: " + state);
 
             // The stall: 8 s of the clock while the producer is held back.
             for (int s = 0; s < 8; s++)

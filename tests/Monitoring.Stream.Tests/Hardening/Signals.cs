@@ -25,12 +25,19 @@ internal static class Signals
     }
 
     /// <summary>Waits for a condition that a background task (a sink's loop) makes true; fails the test after <see cref="Bound"/>.</summary>
-    public static async Task Until(Func<bool> condition, string what)
+    public static Task Until(Func<bool> condition, string what) => Until(condition, () => what);
+
+    /// <summary>As <see cref="Until(Func{bool}, string)"/>, with a description read when the wait fails (the state last seen).</summary>
+    public static async Task Until(Func<bool> condition, Func<string> what)
     {
         var clock = Stopwatch.StartNew();
         while (!condition())
         {
-            Assert.True(clock.Elapsed < Bound, $"{what} did not happen within {Bound.TotalSeconds} s");
+            if (clock.Elapsed >= Bound)
+            {
+                Assert.Fail($"{what()} did not happen within {Bound.TotalSeconds} s");
+            }
+
             await Task.Delay(2);
         }
     }
