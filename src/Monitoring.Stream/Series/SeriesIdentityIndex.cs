@@ -14,13 +14,18 @@ namespace Monitoring.Stream.Series;
 /// about 100 ns a call at 1,000 series, and at 100,000 series each call misses the caches on the string
 /// objects as well as on the table. Here a call hashes the strings' current addresses, loads one slot
 /// and compares references.</para>
-/// <para>A slot holds, inline, what a hit needs: the metric and label-array references of one series, its
-/// id and a tag of the hash; a hit loads the slot and the series' label array, nothing else. A lookup
-/// compares the caller's metric and labels, in the caller's order, with the slot's, reference by
-/// reference, so a hit is always the right series; a miss (other string objects with the same text,
-/// another label order, a slot taken by another series, or objects the GC has moved since their slot was
-/// chosen) falls back to the lookup by value, which puts the series back here when the caller's strings
-/// are the series' own.</para>
+/// <para>A slot holds, inline, what a hit needs: for a series of at most <see cref="InlineValues"/> labels,
+/// its label values' references and a <see cref="Shape"/> shared by the series of its metric with the same
+/// name objects (the metric and the label names' references), its id and a tag of the hash; a hit loads the
+/// slot, and the shape, which the series of a metric share and so stays in the cache. A series of more
+/// labels, or whose names are not its metric's shape's, keeps its label array in the slot instead, and a hit
+/// loads that array too. A lookup compares the caller's metric and labels, in the caller's order, with the
+/// slot's, reference by reference, so a hit is always the right series; a miss (other string objects with
+/// the same text, another label order, a slot taken by another series, or objects the GC has moved since
+/// their slot was chosen) falls back to the lookup by value, which puts the series back here when the
+/// caller's strings are the series' own.</para>
+/// <para>PERF: at 100,000 series the label array was a cache miss of its own on every hit, after the slot's
+/// and dependent on it: about 90 ns of a labelled write's 330 ns of CPU (docs/benchmarks.md, session 10).</para>
 /// <para>A series has at most one slot (it remembers which; none when its window of slots is full), and every change happens under the
 /// registry's lock: a reclaimed series' slot is cleared as it is unlisted, so a hit is never a series
 /// reclaimed before the lookup began; one that races with the reclaim yields the old generation's id,
@@ -36,6 +41,15 @@ internal sealed class SeriesIdentityIndex
 
     private const int MinSlots = 256;
 
+    /// <summary>Label values a slot holds inline: series of more labels keep their label array in the slot.</summary>
+    internal const int InlineValues = 3;
+
+    /// <summary>
+    /// Shapes kept at most: callers that build a new metric or label-name string for each series would
+    /// otherwise add one per series. Beyond it a series keeps its label array in the slot.
+    /// </summary>
+    internal const int MaxShapes = 1024;
+
     /// <summary><see cref="SeriesDescriptor.IdentitySlot"/> of a series whose window was full.</summary>
     private const int NoRoom = -2;
 
@@ -43,6 +57,9 @@ internal sealed class SeriesIdentityIndex
     private const int RetryAfterFrees = 16;
 
     private int _frees;
+
+    /// <summary>The shapes by the identity of their metric and name objects (changed under the registry's lock).</summary>
+    private readonly Dictionary<ShapeKey, Shape> _shapes = [];
 
     private readonly int _owner;
     private Slot[] _slots = new Slot[MinSlots];
@@ -69,9 +86,8 @@ internal sealed class SeriesIdentityIndex
         {
             ref Slot slot = ref slots[(start + p) & mask];
             int version = Volatile.Read(ref slot.Version);
-            // PERF: the tag and the metric sit in the slot: a probe past another series costs no miss.
-            if (Volatile.Read(ref slot.Tag) == tag && ReferenceEquals(Volatile.Read(ref slot.Metric), metric)
-                && Volatile.Read(ref slot.Labels) is { } stored && SameLabels(stored, labels))
+            // PERF: the tag sits in the slot: a probe past another series costs no miss.
+            if (Volatile.Read(ref slot.Tag) == tag && Matches(ref slot, metric, labels))
             {
                 int value = Volatile.Read(ref slot.Value);
                 int generation = Volatile.Read(ref slot.Generation);
@@ -85,6 +101,35 @@ internal sealed class SeriesIdentityIndex
 
         id = default;
         return false;
+    }
+
+    /// <summary>Whether the slot holds these very objects: read field by field, checked by the caller's second read of the version.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool Matches(ref Slot slot, string metric, ReadOnlySpan<Label> labels)
+    {
+        object? key = Volatile.Read(ref slot.Key);
+        if (key is Shape shape)
+        {
+            if (!ReferenceEquals(shape.Metric, metric) || shape.Count != labels.Length)
+            {
+                return false;
+            }
+
+            // Names from the shared shape, values from the slot: no load past the slot's line but the shape's.
+            return labels.Length switch
+            {
+                0 => true,
+                1 => ReferenceEquals(shape.Name0, labels[0].Name) && ReferenceEquals(Volatile.Read(ref slot.Value0), labels[0].Value),
+                2 => ReferenceEquals(shape.Name0, labels[0].Name) && ReferenceEquals(Volatile.Read(ref slot.Value0), labels[0].Value)
+                    && ReferenceEquals(shape.Name1, labels[1].Name) && ReferenceEquals(Volatile.Read(ref slot.Value1), labels[1].Value),
+                _ => ReferenceEquals(shape.Name0, labels[0].Name) && ReferenceEquals(Volatile.Read(ref slot.Value0), labels[0].Value)
+                    && ReferenceEquals(shape.Name1, labels[1].Name) && ReferenceEquals(Volatile.Read(ref slot.Value1), labels[1].Value)
+                    && ReferenceEquals(shape.Name2, labels[2].Name) && ReferenceEquals(Volatile.Read(ref slot.Value2), labels[2].Value),
+            };
+        }
+
+        // A series kept with its label array: the metric in the first value's place.
+        return key is Label[] stored && ReferenceEquals(Volatile.Read(ref slot.Value0), metric) && SameLabels(stored, labels);
     }
 
     /// <summary>
@@ -107,7 +152,7 @@ internal sealed class SeriesIdentityIndex
         for (int p = 0; p < Probe; p++)
         {
             int i = (start + p) & mask;
-            if (slots[i].Labels is null || IsOwnedBy(ref slots[i], descriptor))
+            if (slots[i].Key is null || IsOwnedBy(ref slots[i], descriptor))
             {
                 target = i;
                 break;
@@ -124,11 +169,28 @@ internal sealed class SeriesIdentityIndex
             return;
         }
 
+        object key;
+        string? value0, value1 = null, value2 = null;
+        if (ShapeOfLocked(metric, labels) is { } shape)
+        {
+            key = shape;
+            value0 = labels.Length > 0 ? labels[0].Value : null;
+            value1 = labels.Length > 1 ? labels[1].Value : null;
+            value2 = labels.Length > 2 ? labels[2].Value : null;
+        }
+        else
+        {
+            key = descriptor.CanonicalLabels;
+            value0 = metric;
+        }
+
         ref Slot slot = ref slots[target];
         Volatile.Write(ref slot.Version, slot.Version + 1);
         Volatile.Write(ref slot.Tag, Tag(hash));
-        Volatile.Write(ref slot.Metric, metric);
-        Volatile.Write(ref slot.Labels, descriptor.CanonicalLabels);
+        Volatile.Write(ref slot.Key, key);
+        Volatile.Write(ref slot.Value0, value0);
+        Volatile.Write(ref slot.Value1, value1);
+        Volatile.Write(ref slot.Value2, value2);
         Volatile.Write(ref slot.Value, descriptor.Id.Value);
         Volatile.Write(ref slot.Generation, descriptor.Id.Generation);
         Volatile.Write(ref slot.Version, slot.Version + 1);
@@ -147,8 +209,10 @@ internal sealed class SeriesIdentityIndex
             ref Slot slot = ref slots[i];
             Volatile.Write(ref slot.Version, slot.Version + 1);
             Volatile.Write(ref slot.Tag, 0);
-            Volatile.Write(ref slot.Metric, null);
-            Volatile.Write(ref slot.Labels, null);
+            Volatile.Write(ref slot.Key, null);
+            Volatile.Write(ref slot.Value0, null);
+            Volatile.Write(ref slot.Value1, null);
+            Volatile.Write(ref slot.Value2, null);
             Volatile.Write(ref slot.Version, slot.Version + 1);
             Indexed--;
             Volatile.Write(ref _frees, _frees + 1);
@@ -165,8 +229,40 @@ internal sealed class SeriesIdentityIndex
     public bool HasNoRoom(SeriesDescriptor descriptor) =>
         descriptor.IdentitySlot == NoRoom && Volatile.Read(ref _frees) - descriptor.IdentityFreesSeen < RetryAfterFrees;
 
+    /// <summary>An id is never issued to two series (a reused index gets a new generation), so the id tells the owner.</summary>
     private static bool IsOwnedBy(ref Slot slot, SeriesDescriptor descriptor) =>
-        ReferenceEquals(slot.Labels, descriptor.CanonicalLabels) && slot.Value == descriptor.Id.Value && slot.Generation == descriptor.Id.Generation;
+        slot.Key is not null && slot.Value == descriptor.Id.Value && slot.Generation == descriptor.Id.Generation;
+
+    /// <summary>
+    /// Holding the registry's lock: the shape of a series of at most <see cref="InlineValues"/> labels with
+    /// these metric and name objects, made on first sight; null for more labels, or when
+    /// <see cref="MaxShapes"/> are kept and none is these objects'.
+    /// </summary>
+    private Shape? ShapeOfLocked(string metric, ReadOnlySpan<Label> labels)
+    {
+        if (labels.Length > InlineValues)
+        {
+            return null;
+        }
+
+        var key = new ShapeKey(metric, labels.Length > 0 ? labels[0].Name : null, labels.Length > 1 ? labels[1].Name : null, labels.Length > 2 ? labels[2].Name : null, labels.Length);
+        if (_shapes.TryGetValue(key, out Shape? shape))
+        {
+            return shape;
+        }
+
+        if (_shapes.Count >= MaxShapes)
+        {
+            return null;
+        }
+
+        shape = new Shape(metric, key.Name0, key.Name1, key.Name2, labels.Length);
+        _shapes.Add(key, shape);
+        return shape;
+    }
+
+    /// <summary>Shapes kept (at most <see cref="MaxShapes"/>).</summary>
+    internal int Shapes => _shapes.Count;
 
     /// <summary>Holding the registry's lock: grows the array for <paramref name="series"/> live series.</summary>
     /// <param name="series">Series now in the registry.</param>
@@ -174,7 +270,7 @@ internal sealed class SeriesIdentityIndex
     /// <param name="count">Indexes issued.</param>
     public void EnsureCapacityLocked(int series, SeriesDescriptor?[] all, int count)
     {
-        // PERF: up to 0.8 of the slots in use, 32 bytes a slot: 40 to 80 bytes per live series (memory per
+        // PERF: up to 0.8 of the slots in use, 48 bytes a slot: 60 to 120 bytes per live series (memory per
         // series is a target of its own); eight probes keep almost every series in its window at that load.
         if (series <= _slots.Length / 5 * 4)
         {
@@ -244,14 +340,44 @@ internal sealed class SeriesIdentityIndex
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Address(string? s) => (ulong)Unsafe.As<string?, nint>(ref s);
 
-    /// <summary>One series' identity, inline (32 bytes).</summary>
+    /// <summary>
+    /// One series' identity, inline (48 bytes): <see cref="Key"/> is its <see cref="Shape"/> with the label
+    /// values in <see cref="Value0"/> to <see cref="Value2"/>, or its label array with the metric in
+    /// <see cref="Value0"/>; null when the slot is free.
+    /// </summary>
     private struct Slot
     {
-        public string? Metric;
-        public Label[]? Labels;
+        public object? Key;
+        public string? Value0;
+        public string? Value1;
+        public string? Value2;
         public int Version;
         public int Tag;
         public int Value;
         public int Generation;
+    }
+
+    /// <summary>
+    /// The metric and label-name objects that series of a metric share, in the callers' order: one object for
+    /// all of them, which their hits read (so it stays in the cache) instead of each series' label array.
+    /// </summary>
+    private sealed class Shape(string metric, string? name0, string? name1, string? name2, int count)
+    {
+        public readonly string Metric = metric;
+        public readonly string? Name0 = name0;
+        public readonly string? Name1 = name1;
+        public readonly string? Name2 = name2;
+        public readonly int Count = count;
+    }
+
+    /// <summary>A shape's objects, compared and hashed by identity (the GC keeps an object's identity hash when it moves it).</summary>
+    private readonly record struct ShapeKey(string Metric, string? Name0, string? Name1, string? Name2, int Count)
+    {
+        public bool Equals(ShapeKey other) =>
+            ReferenceEquals(Metric, other.Metric) && ReferenceEquals(Name0, other.Name0) && ReferenceEquals(Name1, other.Name1)
+            && ReferenceEquals(Name2, other.Name2) && Count == other.Count;
+
+        public override int GetHashCode() =>
+            HashCode.Combine(RuntimeHelpers.GetHashCode(Metric), RuntimeHelpers.GetHashCode(Name0), RuntimeHelpers.GetHashCode(Name1), RuntimeHelpers.GetHashCode(Name2), Count);
     }
 }

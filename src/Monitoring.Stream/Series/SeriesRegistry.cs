@@ -197,7 +197,7 @@ public sealed class SeriesRegistry
         return new SeriesId(index, _tag, (uint)index < (uint)generations.Length ? Volatile.Read(ref generations[index]) : 0);
     }
 
-    /// <summary>Bytes of the index that answers callers passing the series' own string objects (two to four pointers per live series).</summary>
+    /// <summary>Bytes of the index that answers callers passing the series' own string objects (a 48-byte slot, 1.25 to 2.5 slots per live series).</summary>
     internal long IdentityIndexBytes => _identity.Bytes;
 
     /// <summary>Live series the identity index can answer (the others, whose window of slots was full, are answered by value).</summary>
@@ -208,6 +208,18 @@ public sealed class SeriesRegistry
             lock (_gate)
             {
                 return _identity.Indexed;
+            }
+        }
+    }
+
+    /// <summary>Shapes (metric and label-name objects shared by series) the identity index keeps.</summary>
+    internal int IdentityShapes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _identity.Shapes;
             }
         }
     }

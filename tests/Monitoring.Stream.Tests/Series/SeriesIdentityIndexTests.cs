@@ -49,6 +49,119 @@ public class SeriesIdentityIndexTests
         Assert.Equal(a, registry.GetOrAdd("m", [new("a", "x")]));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(6)]
+    public void TryGetOrAdd_EveryLabelCount_OwnSeriesByIdentityAndAnotherValueObjectIsAnotherSeries(int labelCount)
+    {
+        // Up to three labels a slot holds the values and a shared shape, beyond that the label array: both must
+        // tell apart series that differ in one value object, in any position, and follow a caller's reused array.
+        var registry = new SeriesRegistry();
+        string metric = Text("jobs_total");
+        string[] names = [.. Enumerable.Range(0, labelCount).Select(i => Text("l" + i))];
+        const int Series = 50;
+        var sets = new Label[Series][];
+        var ids = new SeriesId[Series];
+        for (int s = 0; s < Series; s++)
+        {
+            sets[s] = [.. names.Select((n, i) => new Label(n, Text($"v{s}-{i}")))];
+            Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metric, sets[s], out ids[s]));
+        }
+
+        Assert.Equal(labelCount == 0 ? 1 : Series, ids.Distinct().Count());
+        for (int round = 0; round < 3; round++)
+        {
+            for (int s = 0; s < Series; s++)
+            {
+                Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metric, sets[s], out SeriesId again));
+                Assert.Equal(ids[s], again);
+            }
+        }
+
+        Assert.Equal(labelCount == 0 ? 1 : Series, registry.IdentityIndexed);
+        if (labelCount == 0)
+        {
+            return;
+        }
+
+        // One array reused by the caller, one position changed at a time: each state is the series it names.
+        var buffer = (Label[])sets[0].Clone();
+        for (int position = 0; position < labelCount; position++)
+        {
+            for (int s = 1; s < Series; s++)
+            {
+                Array.Copy(sets[0], buffer, labelCount);
+                buffer[position] = sets[s][position];
+                Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metric, buffer, out SeriesId mixed));
+                SeriesId expected = registry.GetOrAdd(Text(metric), [.. buffer.Select(l => new Label(Text(l.Name), Text(l.Value)))]);
+                Assert.Equal(expected, mixed);
+                Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metric, sets[0], out SeriesId first));
+                Assert.Equal(ids[0], first);
+            }
+        }
+    }
+
+    [Fact]
+    public void TryGetOrAdd_SeriesOfOneMetricWithOtherNameObjects_EachFoundAsItself()
+    {
+        // The first series of the metric sets its shape; a series whose name strings are other objects with the
+        // same text keeps its label array in its slot. Both are answered by identity, each as itself.
+        var registry = new SeriesRegistry();
+        string metric = Text("m");
+        // Names in the canonical (sorted) order: the index answers callers that pass the series' own order.
+        Label[] a = [new(Text("code"), Text("200")), new(Text("route"), Text("/a"))];
+        Label[] b = [new(Text("code"), Text("200")), new(Text("route"), Text("/b"))];
+        Label[] c = [new(b[0].Name, Text("500")), new(a[1].Name, Text("/c"))];
+        SeriesId[] ids = [.. new[] { a, b, c }.Select(l => registry.GetOrAdd(metric, l))];
+        Assert.Equal(3, ids.Distinct().Count());
+        for (int round = 0; round < 3; round++)
+        {
+            Assert.Equal(ids[0], registry.GetOrAdd(metric, a));
+            Assert.Equal(ids[1], registry.GetOrAdd(metric, b));
+            Assert.Equal(ids[2], registry.GetOrAdd(metric, c));
+        }
+
+        Assert.Equal(3, registry.IdentityIndexed);
+        // Another series' name objects with this one's values: found by value, as this series.
+        Assert.Equal(ids[0], registry.GetOrAdd(metric, [b[0] with { Value = a[0].Value }, b[1] with { Value = a[1].Value }]));
+        Assert.Equal(ids[1], registry.GetOrAdd(metric, [a[0] with { Value = b[0].Value }, a[1] with { Value = b[1].Value }]));
+    }
+
+    [Fact]
+    public void TryGetOrAdd_MoreMetricObjectsThanShapes_ShapesCappedEverySeriesItself()
+    {
+        // A caller that builds its metric name anew for every series would add a shape per series: they are
+        // capped, and the series beyond the cap are answered by identity from their label arrays.
+        var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 100_000 });
+        int series = SeriesIdentityIndex.MaxShapes + 200;
+        var metrics = new string[series];
+        var labels = new Label[series][];
+        var ids = new SeriesId[series];
+        for (int s = 0; s < series; s++)
+        {
+            metrics[s] = Text("requests_total");
+            labels[s] = [new("route", Text("/r" + s))];
+            ids[s] = registry.GetOrAdd(metrics[s], labels[s]);
+        }
+
+        Assert.Equal(series, ids.Distinct().Count());
+        Assert.Equal(SeriesIdentityIndex.MaxShapes, registry.IdentityShapes);
+        for (int s = 0; s < series; s++)
+        {
+            Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metrics[s], labels[s], out SeriesId again));
+            Assert.Equal(ids[s], again);
+            Assert.Equal(ids[s], registry.GetOrAdd(metrics[(s + 1) % series], labels[s]));
+        }
+
+        // A series whose window of eight slots is full is answered by value (about 1.5 % at this table's load);
+        // the 200 series past the cap must be in the index too.
+        Assert.True(registry.IdentityIndexed >= series * 0.95, $"{registry.IdentityIndexed} of {series} series indexed");
+    }
+
     [Fact]
     public void TryGetOrAdd_AfterCompactingCollections_StillTheRightSeries()
     {
