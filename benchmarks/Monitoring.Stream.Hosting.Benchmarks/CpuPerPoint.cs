@@ -20,7 +20,7 @@ namespace Monitoring.Stream.Hosting.Benchmarks;
 /// the shards and emitted every window). Not a BenchmarkDotNet benchmark: it counts every thread's CPU.
 /// </summary>
 /// <remarks>
-/// Usage: <c>cpu [--points N] [--rounds R] [--series S] [--paths opentelemetry,engine-labels,engine-bound,meter-bridge]</c>
+/// Usage: <c>cpu [--points N] [--rounds R] [--series S] [--shards K] [--paths opentelemetry,engine-labels,engine-bound,meter-bridge]</c>
 /// (default: 1,000 and 100,000 series, those four paths; <c>shared-bound</c> and <c>writer-bound</c> time the
 /// engine's writers under the bound handle, <c>writer-labels</c> and <c>registry-lookup</c> the engine's writer
 /// and registry under the labelled call, to show what each layer adds). Each path first runs untimed rounds
@@ -37,6 +37,15 @@ internal static class CpuPerPoint
 
     /// <summary>Points the engine of the case being timed has dropped so far (none for OpenTelemetry).</summary>
     private static Func<long> s_droppedSoFar = () => 0;
+
+    /// <summary>The engine's shard count (<c>--shards</c>); 0 for the default, one a processor.</summary>
+    private static int s_shards;
+
+    /// <summary>Point batches the engine of the case being timed has allocated so far (its pool grows until it covers the most in flight).</summary>
+    private static Func<long> s_batchesSoFar = () => 0;
+
+    /// <summary>Bytes of one point batch of the default size: the object (88 B) and its array (24 B of header, 1,024 points of 24 B).</summary>
+    private static readonly long s_batchBytes = 88 + 24 + (new MetricsPipelineOptions().BatchSize * 24L);
 
     private const int ClockThreadCpuTime = 3;
 
@@ -57,9 +66,10 @@ internal static class CpuPerPoint
         int points = Option(args, "--points", 2_000_000);
         int rounds = Option(args, "--rounds", 3);
         int onlySeries = Option(args, "--series", 0);
+        s_shards = Option(args, "--shards", 0);
         string[] paths = TextOption(args, "--paths")?.Split(',') ?? ["opentelemetry", "engine-labels", "engine-bound", "meter-bridge"];
         Console.WriteLine($"CPU per point: {points:N0} points per round, {rounds} rounds, {Environment.ProcessorCount} processors, load {File.ReadAllText("/proc/loadavg").Trim()}");
-        Console.WriteLine("series | path | CPU ns/point median (range) | producer thread CPU ns/call median (range) | wall Mpoints/s taken, median | allocated B/call while recording | allocated B/point with the stop | dropped in the timed part");
+        Console.WriteLine("series | path | CPU ns/point median (range) | producer thread CPU ns/call median (range) | wall Mpoints/s taken, median | allocated B/call while recording | of which batch-pool growth | allocated B/point with the stop | dropped in the timed part");
         foreach (int series in onlySeries > 0 ? [onlySeries] : new[] { 1_000, 100_000 })
         {
             var random = new Random(7);
@@ -80,7 +90,7 @@ internal static class CpuPerPoint
                     Measure(series, path, points, labels, visit, values);
                 }
                 while (warm.Elapsed < s_warmUpTime);
-                var results = new List<(double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs, double AllocRecording)>();
+                var results = new List<(double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs, double AllocRecording, double PoolGrowth)>();
                 for (int r = 0; r < rounds; r++)
                 {
                     results.Add(Measure(series, path, points, labels, visit, values));
@@ -90,12 +100,12 @@ internal static class CpuPerPoint
                 double[] mps = [.. results.Select(x => x.Mps).Order()];
                 double[] producer = [.. results.Select(x => x.ProducerNs).Order()];
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{series:N0} | {path} | {cpu[cpu.Length / 2]:F0} ({cpu[0]:F0}–{cpu[^1]:F0}) | {producer[producer.Length / 2]:F1} ({producer[0]:F1}–{producer[^1]:F1}) | {mps[mps.Length / 2]:F2} | {results.Average(x => x.AllocRecording):F3} | {results.Average(x => x.Alloc):F3} | {string.Join('/', results.Select(x => x.Dropped))}"));
+                    $"{series:N0} | {path} | {cpu[cpu.Length / 2]:F0} ({cpu[0]:F0}–{cpu[^1]:F0}) | {producer[producer.Length / 2]:F1} ({producer[0]:F1}–{producer[^1]:F1}) | {mps[mps.Length / 2]:F2} | {results.Average(x => x.AllocRecording):F3} | {results.Average(x => x.PoolGrowth):F3} | {results.Average(x => x.Alloc):F3} | {string.Join('/', results.Select(x => x.Dropped))}"));
             }
         }
     }
 
-    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs, double AllocRecording) Measure(int series, string path, int points, string[][] labels, int[] visit, double[] values)
+    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs, double AllocRecording, double PoolGrowth) Measure(int series, string path, int points, string[][] labels, int[] visit, double[] values)
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -104,6 +114,7 @@ internal static class CpuPerPoint
         if (path == "opentelemetry")
         {
             s_droppedSoFar = () => 0;
+            s_batchesSoFar = () => 0;
             string name = "cpu-otel-" + Guid.NewGuid().ToString("N");
             using MeterProvider provider = Sdk.CreateMeterProviderBuilder()
                 .AddMeter(name)
@@ -123,9 +134,16 @@ internal static class CpuPerPoint
         // Windows of ten minutes, as in the core load harness: a round never crosses into a new window. A fresh
         // pipeline's first new window allocates every series' state (later ones reuse the closed windows'), which
         // is a one-off cost the window emission benchmarks measure, not a call's.
-        var pipeline = new MetricsPipeline(new MetricsPipelineOptions { Instance = "cpu", WindowSize = TimeSpan.FromMinutes(10) }, []);
+        var options = new MetricsPipelineOptions { Instance = "cpu", WindowSize = TimeSpan.FromMinutes(10) };
+        if (s_shards > 0)
+        {
+            options.ShardCount = s_shards;
+        }
+
+        var pipeline = new MetricsPipeline(options, []);
         pipeline.Start();
         s_droppedSoFar = () => pipeline.GetMetrics().Dropped;
+        s_batchesSoFar = () => pipeline.GetMetrics().BatchesAllocated;
         try
         {
             using var collector = new MetricsCollector(pipeline, "cpu");
@@ -300,7 +318,7 @@ internal static class CpuPerPoint
     /// Records <paramref name="warmUpPoints"/> untimed on the instance (then runs <paramref name="afterWarmUp"/>),
     /// then times <paramref name="points"/> calls and <paramref name="finish"/>, which leaves every point aggregated.
     /// </summary>
-    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs, double AllocRecording) Timed(
+    private static (double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs, double AllocRecording, double PoolGrowth) Timed(
         Process process, int points, int warmUpPoints, Action<int, int> record, Action afterWarmUp, Func<long> finish)
     {
         // The warm-up walks the pre-drawn sequence backwards a chunk at a time, so it sees every series
@@ -313,6 +331,7 @@ internal static class CpuPerPoint
 
         afterWarmUp();
         long droppedBefore = s_droppedSoFar();
+        long batchesBefore = s_batchesSoFar();
         GC.Collect();
         GC.WaitForPendingFinalizers();
         process.Refresh();
@@ -327,6 +346,9 @@ internal static class CpuPerPoint
 
         long producerNs = ThreadCpuNs() - t0;
         long allocRecording = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
+        // A fresh pipeline's batch pool allocates until it covers the most batches ever in flight (bounded by the
+        // shard queues): a one-off of the instance, not of a call, shown apart.
+        long poolGrowth = (s_batchesSoFar() - batchesBefore) * s_batchBytes;
         long dropped = finish() - droppedBefore;
         wall.Stop();
         long alloc = GC.GetTotalAllocatedBytes(precise: true) - alloc0;
@@ -334,7 +356,7 @@ internal static class CpuPerPoint
         double cpuNs = (process.TotalProcessorTime - cpu0).TotalNanoseconds / points;
         // Points/s counts the points the engine took: a point dropped for a full shard (the SDK's writers drop
         // rather than block the application) is not throughput.
-        return (cpuNs, (points - dropped) / wall.Elapsed.TotalSeconds / 1e6, alloc / (double)points, dropped, producerNs / (double)points, allocRecording / (double)points);
+        return (cpuNs, (points - dropped) / wall.Elapsed.TotalSeconds / 1e6, alloc / (double)points, dropped, producerNs / (double)points, allocRecording / (double)points, poolGrowth / (double)points);
     }
 
     /// <summary>The calling thread's CPU time (Linux <c>CLOCK_THREAD_CPUTIME_ID</c>): what the calls cost their caller, whatever else the machine runs.</summary>
