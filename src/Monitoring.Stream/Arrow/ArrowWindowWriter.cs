@@ -153,6 +153,8 @@ internal sealed class ArrowWindowWriter
         int pairs = 0;
         byte[]?[] names = _registry.Names;
         byte[]?[] metricNames = _registry.MetricNames;
+        byte[] metric = [];
+        int lastMetricIndex = -1;
         for (int r = 0; r < rows; r++)
         {
             int slot = touched[r];
@@ -163,21 +165,29 @@ internal sealed class ArrowWindowWriter
             // the whole record reserved once a row, so the strings are copied without a capacity check each.
             int id = (slot * _shardCount) + shard;
             byte[] utf8 = ((uint)id < (uint)names.Length ? names[id] : null) ?? EncodeNames(id);
-            // The metric's record is shared by its series (and warm after its first row): one more
-            // dependent load a row, against 36 bytes fewer per series for a typical metric name.
+            // PERF: the metric's record is kept once per metric (36 bytes fewer per series for a typical
+            // name) and looked up only when a row's metric differs from the previous row's. The lookup
+            // waits for the row's cold record; made on every row, that data dependency made the one-shard
+            // build of 100,000 series of one metric ~1 ms (6 %) slower, where a predicted branch is not waited for.
             int metricIndex = SeriesUtf8.MetricIndex(utf8);
-            byte[]? metric = (uint)metricIndex < (uint)metricNames.Length ? metricNames[metricIndex] : null;
-            if (metric is null)
+            if (metricIndex != lastMetricIndex)
             {
-                // Made after the snapshot was taken: at this metric's first window.
-                metric = _registry.GetMetricNames(metricIndex);
-                metricNames = _registry.MetricNames;
+                byte[]? found = (uint)metricIndex < (uint)metricNames.Length ? metricNames[metricIndex] : null;
+                if (found is null)
+                {
+                    // Made after the snapshot was taken: at this metric's first window.
+                    found = _registry.GetMetricNames(metricIndex);
+                    metricNames = _registry.MetricNames;
+                }
+
+                metric = found;
+                lastMetricIndex = metricIndex;
             }
 
             metricData.GetSpan(metric.Length + SeriesUtf8.CopySlack);
             keyData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
             valueData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
-            SeriesUtf8.Copy(metric, 0, ref metricData);
+            SeriesUtf8.CopyMetric(metric, ref metricData);
             Unsafe.Add(ref metricEnds, r + 1) = metricData.Length;
             int at = SeriesUtf8.LabelsStart;
             // The label count comes from the bytes too: the labels array itself stays cold.

@@ -47,8 +47,26 @@ internal static class SeriesUtf8
     }
 
     /// <summary>The index of the metric's record that a series' record starts with.</summary>
+    /// <remarks>PERF: read without a length check (every record has its 4-byte index): once a row.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static int MetricIndex(byte[] utf8) => BinaryPrimitives.ReadInt32LittleEndian(utf8);
+    public static int MetricIndex(byte[] utf8) => ReadInt32(ref MemoryMarshal.GetArrayDataReference(utf8));
+
+    /// <summary>Appends the string of a metric's record (<see cref="EncodeMetric"/>) as <see cref="Copy"/> does.</summary>
+    /// <remarks>PERF: the record has <see cref="CopySlack"/> bytes past the string's start, so only the string's length is tested, without bounds checks: once a row.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void CopyMetric(byte[] metric, ref ColumnBytes column)
+    {
+        ref byte record = ref MemoryMarshal.GetArrayDataReference(metric);
+        int length = ReadInt32(ref record);
+        if ((uint)length <= CopySlack)
+        {
+            column.WriteReserved64(ref Unsafe.Add(ref record, 4), length);
+        }
+        else
+        {
+            column.WriteReserved(ref Unsafe.Add(ref record, 4), length);
+        }
+    }
 
     /// <summary>A metric's record: its name as one string, copied from offset 0 by <see cref="Copy"/>.</summary>
     /// <remarks>
@@ -93,6 +111,13 @@ internal static class SeriesUtf8
 
     /// <summary>The room past a record that <see cref="Copy"/> may write into (it copies strings 64 bytes at a time).</summary>
     public const int CopySlack = 64;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int ReadInt32(ref byte at)
+    {
+        int value = Unsafe.ReadUnaligned<int>(ref at);
+        return BitConverter.IsLittleEndian ? value : BinaryPrimitives.ReverseEndianness(value);
+    }
 
     private static int Put(byte[] bytes, int at, string value)
     {
