@@ -68,7 +68,7 @@ internal static class SeriesUtf8
         }
     }
 
-    /// <summary>A metric's record: its name as one string, copied from offset 0 by <see cref="Copy"/>.</summary>
+    /// <summary>A metric's record: its name as one string (a 4-byte length and the bytes), appended by <see cref="CopyMetric"/>.</summary>
     /// <remarks>
     /// PERF: padded to <see cref="CopySlack"/> bytes past the string's start, so a metric of up to 64 bytes
     /// takes the branch-free 64-byte copy, as it did when it led each series' record. One record a metric.
