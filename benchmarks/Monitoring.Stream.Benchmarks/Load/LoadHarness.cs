@@ -659,11 +659,13 @@ public static partial class LoadHarness
             $"heap +{(after - before) / 1048576.0:F1} MiB = {(after - before) / (double)series:F0} bytes per series " +
             $"(registry entry, window state and sketch; the label strings are the caller's; not counted: the ingest batch pool, {batches:N0} batches, {batchBytes / 1048576.0:F1} MiB)");
 
-        // What a series keeps once its first window has been emitted: its names in UTF-8.
+        // What a series keeps once its first window has been emitted: its names in UTF-8 (its labels, and
+        // the index of its metric's record, which is kept once per metric), as ArrowWindowWriter makes them.
         for (int id = 0; id < pipeline.Registry.Count; id++)
         {
             SeriesDescriptor d = pipeline.Registry.GetDescriptor(new SeriesId(id));
-            pipeline.Registry.SetNames(id, SeriesUtf8.Encode(d));
+            int metric = pipeline.Registry.GetMetricNamesIndex(d.Metric, SeriesUtf8.EncodeMetric);
+            pipeline.Registry.SetNames(id, SeriesUtf8.Encode(metric, d));
         }
 
         long emitted = GC.GetTotalMemory(forceFullCollection: true) - batchBytes;

@@ -17,6 +17,10 @@ internal sealed class ArrowWindowWriter
     private readonly Schema _schema;
     private readonly double[] _quantiles = new double[4];
 
+    // The metric of the last series whose names this writer encoded, and its record's index in the registry's MetricNames.
+    private string? _lastMetric;
+    private int _lastMetricIndex;
+
     // A private pool: the shared one made a window of 100,000 series 40 % slower to build on one shard
     // (59 vs 43 ms: its per-core caches miss for arrays this size, so most columns were fresh
     // allocations). It keeps at most twice the columns of the largest recent window (ColumnArrayPool).
@@ -148,6 +152,9 @@ internal sealed class ArrowWindowWriter
         int[] touched = window.Touched;
         int pairs = 0;
         byte[]?[] names = _registry.Names;
+        byte[]?[] metricNames = _registry.MetricNames;
+        byte[] metric = [];
+        int lastMetricIndex = -1;
         for (int r = 0; r < rows; r++)
         {
             int slot = touched[r];
@@ -158,11 +165,31 @@ internal sealed class ArrowWindowWriter
             // the whole record reserved once a row, so the strings are copied without a capacity check each.
             int id = (slot * _shardCount) + shard;
             byte[] utf8 = ((uint)id < (uint)names.Length ? names[id] : null) ?? EncodeNames(id);
-            metricData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
+            // PERF: the metric's record is kept once per metric (36 bytes fewer per series for a typical
+            // name) and looked up only when a row's metric differs from the previous row's. The lookup
+            // waits for the row's cold record; made on every row, that data dependency made the one-shard
+            // build of 100,000 series of one metric ~1 ms (6 %) slower, where a predicted branch is not waited for.
+            int metricIndex = SeriesUtf8.MetricIndex(utf8);
+            if (metricIndex != lastMetricIndex)
+            {
+                byte[]? found = (uint)metricIndex < (uint)metricNames.Length ? metricNames[metricIndex] : null;
+                if (found is null)
+                {
+                    // Made after the snapshot was taken: at this metric's first window.
+                    found = _registry.GetMetricNames(metricIndex);
+                    metricNames = _registry.MetricNames;
+                }
+
+                metric = found;
+                lastMetricIndex = metricIndex;
+            }
+
+            metricData.GetSpan(metric.Length + SeriesUtf8.CopySlack);
             keyData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
             valueData.GetSpan(utf8.Length + SeriesUtf8.CopySlack);
-            int at = SeriesUtf8.Copy(utf8, 0, ref metricData);
+            SeriesUtf8.CopyMetric(metric, ref metricData);
             Unsafe.Add(ref metricEnds, r + 1) = metricData.Length;
+            int at = SeriesUtf8.LabelsStart;
             // The label count comes from the bytes too: the labels array itself stays cold.
             while (at < utf8.Length)
             {
@@ -208,10 +235,21 @@ internal sealed class ArrowWindowWriter
     }
 
     /// <summary>Encodes the names of the series at <paramref name="index"/>, on its first window, and has the registry keep them.</summary>
+    /// <remarks>
+    /// PERF: the index of the series' metric's record is asked of the registry (under its lock) only when
+    /// the metric differs from the previous series': a window's new series are mostly of few metrics.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private byte[] EncodeNames(int index)
     {
-        byte[] utf8 = SeriesUtf8.Encode(_registry.GetDescriptor(new SeriesId(index)));
+        SeriesDescriptor series = _registry.GetDescriptor(new SeriesId(index));
+        if (!string.Equals(series.Metric, _lastMetric))
+        {
+            _lastMetricIndex = _registry.GetMetricNamesIndex(series.Metric, SeriesUtf8.EncodeMetric);
+            _lastMetric = series.Metric;
+        }
+
+        byte[] utf8 = SeriesUtf8.Encode(_lastMetricIndex, series);
         _registry.SetNames(index, utf8);
         return utf8;
     }

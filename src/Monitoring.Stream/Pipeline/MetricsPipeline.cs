@@ -752,9 +752,12 @@ public sealed class MetricsPipeline : IAsyncDisposable
     /// <summary>
     /// Bytes a registry entry holds, as an estimate for the memory report: descriptor, label set, canonical
     /// label array of three or four labels, UTF-8 names cached at the first emission, and the id arrays.
-    /// Docs/benchmarks.md measured 122 + 135 B per series; a reclaimed index keeps its descriptor until reused.
+    /// Docs/benchmarks.md measured 122 B of entry and 135 B of names per series; the names are 96 B since
+    /// a series' record holds the index of its metric's name rather than the name (<c>load --only memory</c>:
+    /// three labels, a 36-byte metric name). A reclaimed index keeps its descriptor until reused. The
+    /// metrics' names, a record of ~100 B per metric, are not counted.
     /// </summary>
-    private const int RegistryBytesPerIndex = 300;
+    private const int RegistryBytesPerIndex = 260;
 
     /// <summary>The registry's table: two 32-bit words and a 24-byte slot per bucket, at least two buckets per live series.</summary>
     private const int RegistryTableBytesPerSeries = 2 * 28;

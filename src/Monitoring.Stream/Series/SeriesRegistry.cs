@@ -30,6 +30,8 @@ public sealed class SeriesRegistry
     private SeriesDescriptor[] _byId = new SeriesDescriptor[256];
     private int[] _generations = new int[256];
     private byte[]?[] _names = new byte[]?[256];
+    private byte[]?[] _metricNames = new byte[]?[16];
+    private int _metricNamesCount;
     private readonly Queue<(int Id, long ReusableAt)> _reclaimed = new();
     private int _live;
     private long _reclaimedTotal;
@@ -310,9 +312,10 @@ public sealed class SeriesRegistry
     }
 
     /// <summary>
-    /// Each series' metric and label names in UTF-8 as the Arrow window writers lay them out
-    /// (<c>SeriesUtf8</c>), by id index; null before the series' first emitted window. An index's names
-    /// are cleared when it is retired and when it is reused.
+    /// Each series' label names and values in UTF-8 as the Arrow window writers lay them out
+    /// (<c>SeriesUtf8</c>), after the index of its metric's record in <see cref="MetricNames"/>, by id
+    /// index; null before the series' first emitted window. An index's names are cleared when it is
+    /// retired and when it is reused.
     /// </summary>
     /// <remarks>
     /// PERF: kept here, beside the descriptors, rather than on each descriptor: a window's rows read
@@ -322,13 +325,76 @@ public sealed class SeriesRegistry
     /// </remarks>
     internal byte[]?[] Names => Volatile.Read(ref _names);
 
-    /// <summary>Keeps the UTF-8 names of the series at <paramref name="index"/> (see <see cref="Names"/>).</summary>
+    /// <summary>Keeps the UTF-8 names of the series at <paramref name="index"/> (see <see cref="Names"/>); its metric's index must come from <see cref="GetMetricNamesIndex"/>.</summary>
     internal void SetNames(int index, byte[] utf8)
     {
         byte[]?[] names = Volatile.Read(ref _names);
         if ((uint)index < (uint)names.Length)
         {
             Volatile.Write(ref names[index], utf8);
+        }
+    }
+
+    /// <summary>
+    /// Each metric's name in UTF-8 as the Arrow window writers lay it out (<c>SeriesUtf8.EncodeMetric</c>),
+    /// by the index a series' record in <see cref="Names"/> starts with (<see cref="GetMetricNamesIndex"/>).
+    /// </summary>
+    /// <remarks>
+    /// One record a metric rather than a copy in every series' record. A record is made at its metric's
+    /// first emitted window and kept for the registry's life, as the metric's entry is: an index never
+    /// names another metric, so a series' record read from a reused slot is whole with any snapshot
+    /// that has its index. Bounded by <see cref="SeriesRegistryOptions.MaxMetrics"/> (should metric
+    /// entries ever be removed, their records must outlive every series record that holds their index).
+    /// A snapshot: a record made after it is past its end or null there (see <see cref="GetMetricNames"/>).
+    /// </remarks>
+    internal byte[]?[] MetricNames => Volatile.Read(ref _metricNames);
+
+    /// <summary>
+    /// The index in <see cref="MetricNames"/> of <paramref name="metric"/>'s record, made with
+    /// <paramref name="encode"/> on the metric's first call.
+    /// </summary>
+    /// <exception cref="ArgumentException">The metric has no series in this registry.</exception>
+    internal int GetMetricNamesIndex(string metric, Func<string, byte[]> encode)
+    {
+        lock (_gate)
+        {
+            if (!_metrics.TryGetValue(metric, out MetricEntry? entry))
+            {
+                throw new ArgumentException($"Metric {metric} has no series in this registry.", nameof(metric));
+            }
+
+            if (entry.NamesIndex < 0)
+            {
+                // Publication order: the record is in the array and the array published before the
+                // index is handed out, so whoever reads the index from a series' record finds it.
+                byte[]?[] names = _metricNames;
+                if (_metricNamesCount == names.Length)
+                {
+                    Array.Resize(ref names, names.Length * 2);
+                }
+
+                Volatile.Write(ref names[_metricNamesCount], encode(metric));
+                Volatile.Write(ref _metricNames, names);
+                entry.NamesIndex = _metricNamesCount++;
+            }
+
+            return entry.NamesIndex;
+        }
+    }
+
+    /// <summary>The metric's record at <paramref name="index"/>, from an index a series' record holds, for a reader whose <see cref="MetricNames"/> snapshot lacks it.</summary>
+    internal byte[] GetMetricNames(int index)
+    {
+        byte[]?[] names = Volatile.Read(ref _metricNames);
+        if ((uint)index < (uint)names.Length && Volatile.Read(ref names[index]) is { } utf8)
+        {
+            return utf8;
+        }
+
+        // Made by another thread whose writes this one has not seen in order yet; the lock orders them.
+        lock (_gate)
+        {
+            return (uint)index < (uint)_metricNamesCount ? _metricNames[index]! : throw new ArgumentOutOfRangeException(nameof(index));
         }
     }
 
@@ -575,5 +641,8 @@ public sealed class SeriesRegistry
         public int SeriesCount;
         public long OverflowResolutions;
         public SeriesDescriptor? Overflow;
+
+        /// <summary>The index of the metric's UTF-8 record in <see cref="MetricNames"/>, or -1 before its first emitted window.</summary>
+        public int NamesIndex = -1;
     }
 }

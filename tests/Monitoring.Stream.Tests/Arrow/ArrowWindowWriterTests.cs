@@ -59,6 +59,92 @@ public class ArrowWindowWriterTests
         }
     }
 
+    [Fact]
+    public void Build_SeriesOfOneMetric_RecordsKeepOnlyTheirLabels()
+    {
+        const string Metric = "http_server_request_duration_seconds";
+        var registry = new SeriesRegistry();
+        SeriesId get = registry.GetOrAdd(Metric, new Label("method", "GET"));
+        SeriesId post = registry.GetOrAdd(Metric, new Label("method", "POST"));
+        var writer = new ArrowWindowWriter(registry, 1, WindowSchema.Create("shared"));
+        var window = new WindowBuffer(4, withSketches: false, 0.01, 2048) { Start = 0, End = 10_000 };
+        window.Add(get.Value, 1.5, 1);
+        window.Add(post.Value, 2.5, 2);
+        using (RecordBatch batch = writer.Build(window, 0, 1))
+        {
+            var metrics = (StringArray)batch.Column(WindowSchema.Columns.ToList().IndexOf("metric"));
+            Assert.Equal(Metric, metrics.GetString(0));
+            Assert.Equal(Metric, metrics.GetString(1));
+        }
+
+        // Each series keeps its labels (a 4-byte length and the bytes of each string) after a 4-byte
+        // index, not its metric's 36 bytes again.
+        byte[] metricUtf8 = System.Text.Encoding.UTF8.GetBytes(Metric);
+        byte[] getNames = registry.Names[get.Value]!;
+        byte[] postNames = registry.Names[post.Value]!;
+        Assert.Equal(4 + (4 + 6) + (4 + 3), getNames.Length);
+        Assert.Equal(4 + (4 + 6) + (4 + 4), postNames.Length);
+        Assert.Equal(-1, getNames.AsSpan().IndexOf(metricUtf8));
+        Assert.Equal(-1, postNames.AsSpan().IndexOf(metricUtf8));
+    }
+
+    [Fact]
+    public void Build_SeriesOfOneMetric_ShareOneMetricRecord()
+    {
+        var registry = new SeriesRegistry();
+        SeriesId a = registry.GetOrAdd("requests_total", new Label("route", "/a"));
+        SeriesId b = registry.GetOrAdd("requests_total", new Label("route", "/b"));
+        SeriesId other = registry.GetOrAdd("latency_seconds", new Label("route", "/a"));
+        var writer = new ArrowWindowWriter(registry, 1, WindowSchema.Create("shared"));
+        var window = new WindowBuffer(4, withSketches: false, 0.01, 2048) { Start = 0, End = 10_000 };
+        window.Add(a.Value, 1, 1);
+        window.Add(b.Value, 2, 1);
+        window.Add(other.Value, 3, 1);
+        writer.Build(window, 0, 1).Dispose();
+
+        int metric = SeriesUtf8.MetricIndex(registry.Names[a.Value]!);
+        Assert.Equal(metric, SeriesUtf8.MetricIndex(registry.Names[b.Value]!));
+        int otherMetric = SeriesUtf8.MetricIndex(registry.Names[other.Value]!);
+        Assert.NotEqual(metric, otherMetric);
+        byte[] record = registry.MetricNames[metric]!;
+        Assert.Equal(14, BitConverter.ToInt32(record, 0));
+        Assert.Equal("requests_total", System.Text.Encoding.UTF8.GetString(record, 4, 14));
+        Assert.Equal(2, registry.MetricNames.Count(r => r is not null));
+
+        // A later window, and another writer (another shard's), find the same record rather than make one.
+        var second = new ArrowWindowWriter(registry, 1, WindowSchema.Create("shared"));
+        SeriesId c = registry.GetOrAdd("requests_total", new Label("route", "/c"));
+        window.Reset();
+        window.Add(c.Value, 4, 2);
+        second.Build(window, 0, 2).Dispose();
+        Assert.Equal(metric, SeriesUtf8.MetricIndex(registry.Names[c.Value]!));
+        Assert.Equal(2, registry.MetricNames.Count(r => r is not null));
+    }
+
+    [Fact]
+    public void Build_MetricsFirstSeenInTheWindow_EachRowCarriesItsMetric()
+    {
+        // More metrics than the registry's first array of metric records holds, each first emitted in
+        // this window: rows past the writer's snapshot find their metric's record all the same.
+        var registry = new SeriesRegistry();
+        var writer = new ArrowWindowWriter(registry, 1, WindowSchema.Create("many"));
+        var window = new WindowBuffer(64, withSketches: false, 0.01, 2048) { Start = 0, End = 10_000 };
+        for (int i = 0; i < 40; i++)
+        {
+            SeriesId id = registry.GetOrAdd("metric_" + i, new Label("k", "v" + i));
+            window.Add(id.Value, i, 1);
+        }
+
+        using RecordBatch batch = writer.Build(window, 0, 1);
+        var metrics = (StringArray)batch.Column(WindowSchema.Columns.ToList().IndexOf("metric"));
+        for (int r = 0; r < 40; r++)
+        {
+            Assert.Equal("metric_" + r, metrics.GetString(r));
+        }
+
+        Assert.Equal(40, registry.MetricNames.Count(r => r is not null));
+    }
+
     private static string RouteOf(RecordBatch batch)
     {
         var labels = (MapArray)batch.Column(WindowSchema.Columns.ToList().IndexOf("labels"));
