@@ -592,4 +592,140 @@ public class Probe10LabelIdentityBlackBoxTests
             .OrderBy(r => r.WindowStartMs).Select(r => r.Sum)];
         Assert.Equal([200.0, 202.0, 204.0, 1_000.0], aSums);
     }
+    [Fact]
+    public async Task Probe10_HotSeriesHitWhileOtherThreadsGrowTheIndex_UnderCompactingGc_ExactPerSeries()
+    {
+        // Two threads write 48 hot series with their creating objects (identity hits) while two others create
+        // thousands of new series from fresh strings, so the index is replaced (grown) again and again under the hits,
+        // and a GC thread compacts the heap in a loop.
+        var time = Scenario.Clock(T0);
+        var sink = new CollectingSink();
+        await using var pipeline = new MetricsPipeline(Options(time, batchSize: 256), [sink]);
+        pipeline.Start();
+        long ts = T0 + 1_000;
+        string hotMetric = Copy("p10_hot");
+        string[] names = [Copy("method"), Copy("route"), Copy("status")];
+        Label[][] hot = [.. Enumerable.Range(0, 48).Select(i => (Label[])[
+            new(names[0], Copy(i % 2 == 0 ? "GET" : "POST")),
+            new(names[1], Copy("/r" + (i / 6))),
+            new(names[2], Copy(i % 3 == 0 ? "200" : i % 3 == 1 ? "404" : "500"))])];
+        var ledgers = new Ledger[4];
+        using var stop = new CancellationTokenSource();
+        int collections = 0;
+        var gc = new Thread(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                Interlocked.Increment(ref collections);
+                Thread.Sleep(2);
+            }
+        }) { IsBackground = true };
+        gc.Start();
+        var threads = Enumerable.Range(0, 4).Select(t => new Thread(() =>
+        {
+            var ledger = ledgers[t] = new Ledger();
+            using PointWriter writer = pipeline.CreateWriter("t" + t);
+            var random = new Random(t);
+            var clock = Stopwatch.StartNew();
+            if (t < 2)
+            {
+                var buffer = new Label[3];
+                for (int i = 0; i < 60_000 && clock.ElapsedMilliseconds < 2_500; i++)
+                {
+                    Label[] set = hot[random.Next(hot.Length)];
+                    // The same objects copied into this thread's reused buffer: identity, not array, is what is shared.
+                    set.CopyTo(buffer, 0);
+                    double value = 1 + random.Next(9);
+                    Assert.Equal(RejectReason.None, writer.Write(hotMetric, buffer, value, ts));
+                    ledger.Add(hotMetric, buffer, value);
+                }
+            }
+            else
+            {
+                for (int i = 0; i < 12_000 && clock.ElapsedMilliseconds < 2_500; i++)
+                {
+                    // New series with the hot series' name objects and metric object: same shape, other values.
+                    Label[] fresh = [new(names[0], "NEW" + t), new(names[1], "/n" + i), new(names[2], Copy("200"))];
+                    Assert.Equal(RejectReason.None, writer.Write(hotMetric, fresh, 1, ts));
+                    ledger.Add(hotMetric, fresh, 1);
+                    Assert.Equal(RejectReason.None, writer.Write(hotMetric, fresh, 2, ts)); // its identity, right away
+                    ledger.Add(hotMetric, fresh, 2);
+                }
+            }
+
+            writer.Flush();
+        })).ToArray();
+        foreach (Thread t in threads)
+        {
+            t.Start();
+        }
+
+        foreach (Thread t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(20)), "a writer thread hung");
+        }
+
+        stop.Cancel();
+        Assert.True(gc.Join(TimeSpan.FromSeconds(10)), "the GC thread hung");
+        await pipeline.StopAsync().Within("stop");
+        var all = new Ledger();
+        foreach (Ledger l in ledgers)
+        {
+            all.Merge(l);
+        }
+
+        AssertAllAccepted(pipeline.GetMetrics(), all);
+        AssertSinkMatches(all, sink);
+        Assert.True(all.Series.Count > 2_000, $"only {all.Series.Count} series: the index barely grew");
+        Assert.True(collections >= 3, $"only {collections} compacting collections");
+    }
+
+    [Fact]
+    public async Task Probe10_MetricAtItsSeriesLimit_OverflowingLabelSetsNeverAnsweredAsARealSeries()
+    {
+        // Eight series fit; the other label sets, written again and again with the same objects, must keep folding
+        // into the overflow series and never be answered as one of the eight (nor get a series of their own).
+        var time = Scenario.Clock(T0);
+        var sink = new CollectingSink();
+        MetricsPipelineOptions options = Options(time);
+        options.Registry = new Monitoring.Stream.Series.SeriesRegistryOptions { MaxSeriesPerMetric = 8 };
+        await using var pipeline = new MetricsPipeline(options, [sink]);
+        pipeline.Start();
+        long ts = T0 + 1_000;
+        string metric = Copy("p10_capped");
+        string name = Copy("k");
+        Label[][] sets = [.. Enumerable.Range(0, 20).Select(i => (Label[])[new(name, Copy("v" + i))])];
+        var ledger = new Ledger();
+        string overflowKey = Ledger.KeyOf(metric, [new("otel_metric_overflow", "true")]);
+        var buffer = new Label[1];
+        using (PointWriter writer = pipeline.CreateWriter("capped"))
+        {
+            for (int round = 0; round < 50; round++)
+            {
+                for (int i = 0; i < sets.Length; i++)
+                {
+                    buffer[0] = sets[round % 2 == 0 ? i : sets.Length - 1 - i][0];
+                    int which = round % 2 == 0 ? i : sets.Length - 1 - i;
+                    double value = 1 + (which % 5);
+                    Assert.Equal(RejectReason.None, writer.Write(metric, buffer, value, ts));
+                    // The first round creates v0..v7; every later set folds.
+                    ledger.Add(which < 8 ? Ledger.KeyOf(metric, buffer) : overflowKey, value);
+                }
+
+                if (round == 25)
+                {
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                }
+            }
+
+            writer.Flush();
+        }
+
+        await pipeline.StopAsync().Within("stop");
+        PipelineMetrics m = pipeline.GetMetrics();
+        AssertAllAccepted(m, ledger);
+        AssertSinkMatches(ledger, sink);
+        Assert.Equal(12 * 50, m.OverflowResolutions);
+    }
 }
