@@ -168,6 +168,12 @@ public class Probe10LabelIdentityBlackBoxTests
                 return Copy(objects[text][0]);
             }
 
+            // Now and then a run-time copy interned: the literal's own object again, reached another way.
+            if (_random.Next(16) == 0)
+            {
+                return string.Intern(Copy(objects[text][0]));
+            }
+
             return objects[text][_random.Next(3)];
         }
 
@@ -677,7 +683,7 @@ public class Probe10LabelIdentityBlackBoxTests
 
         AssertAllAccepted(pipeline.GetMetrics(), all);
         AssertSinkMatches(all, sink);
-        Assert.True(all.Series.Count > 2_000, $"only {all.Series.Count} series: the index barely grew");
+        Assert.True(all.Series.Count > 1_000, $"only {all.Series.Count} series: the index barely grew");
         Assert.True(collections >= 3, $"only {collections} compacting collections");
     }
 
