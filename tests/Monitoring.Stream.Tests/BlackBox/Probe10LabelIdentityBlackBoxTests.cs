@@ -739,4 +739,122 @@ public class Probe10LabelIdentityBlackBoxTests
         AssertSinkMatches(ledger, sink);
         Assert.Equal(12 * 50, m.OverflowResolutions);
     }
+
+    [Fact]
+    public async Task Probe10_SeriesReclaimedAndReusedWhileThreadsWriteThemWithTheSameObjects_NoPointInAnotherSeries()
+    {
+        // 1 s windows and a 1 s idle timeout on a clock the test moves 250 ms at a time: series are reclaimed, retired
+        // and their indexes reused all the time while three threads write them with their own objects (and now and then
+        // fresh copies). Points may be late or stale here (counted); what must never happen is a point in another
+        // series. Each series is only ever written with its own value, so a row is right only if min = max = that value.
+        var time = Scenario.Clock(T0);
+        var sink = new CollectingSink();
+        MetricsPipelineOptions options = Options(time, seriesIdle: TimeSpan.FromSeconds(1));
+        options.WindowSize = TimeSpan.FromSeconds(1);
+        options.AllowedLateness = TimeSpan.FromSeconds(1);
+        await using var pipeline = new MetricsPipeline(options, [sink]);
+        pipeline.Start();
+        string metric = Copy("p10_churn");
+        string[] names = [Copy("a"), Copy("b"), Copy("c"), Copy("d")];
+        const int N = 240;
+        Label[][] sets = [.. Enumerable.Range(0, N).Select(i => i % 5 == 0
+            ? (Label[])[new(names[0], Copy("x" + (i % 10))), new(names[1], Copy("y" + (i / 10))), new(names[2], Copy("z")), new(names[3], Copy("w"))]
+            : i % 5 == 1 ? [new(names[0], Copy("x" + (i % 10))), new(names[1], Copy("y" + (i / 10)))]
+            : [new(names[0], Copy("x" + (i % 10))), new(names[1], Copy("y" + (i / 10))), new(names[2], Copy("z"))])];
+        var own = new Dictionary<string, double>(StringComparer.Ordinal);
+        for (int i = 0; i < N; i++)
+        {
+            own.Add(Ledger.KeyOf(metric, sets[i]), i + 1);
+        }
+
+        var ledgers = new Ledger[3];
+        int stop = 0;
+        var threads = Enumerable.Range(0, 3).Select(t => new Thread(() =>
+        {
+            var ledger = ledgers[t] = new Ledger();
+            using PointWriter writer = pipeline.CreateWriter("churn-" + t);
+            var random = new Random(300 + t);
+            var buffer = new Label[4];
+            int n = 0;
+            while (Volatile.Read(ref stop) == 0)
+            {
+                // A moving band of busy series: the others fall idle and are reclaimed, then come back.
+                long now = time.GetUtcNow().ToUnixTimeMilliseconds();
+                int band = (int)((now - T0) / 1000 % 8);
+                int i = (random.Next(N / 8) * 8) + ((band + random.Next(2)) % 8);
+                Label[] set = sets[i];
+                int length = set.Length;
+                for (int k = 0; k < length; k++)
+                {
+                    buffer[k] = random.Next(10) == 0 ? new Label(Copy(set[k].Name), Copy(set[k].Value)) : set[k];
+                }
+
+                string m = random.Next(10) == 0 ? Copy(metric) : metric;
+                RejectReason reason = writer.Write(m, buffer.AsSpan(0, length), i + 1, now);
+                Assert.True(reason == RejectReason.None, $"refused: {reason}");
+                ledger.Add(m, buffer.AsSpan(0, length), i + 1);
+                if (++n % 32 == 0)
+                {
+                    writer.Flush();
+                }
+            }
+
+            writer.Flush();
+        })).ToArray();
+        foreach (Thread t in threads)
+        {
+            t.Start();
+        }
+
+        var clock = Stopwatch.StartNew();
+        for (int step = 0; step < 400 && clock.ElapsedMilliseconds < 3_000; step++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(250));
+            await pipeline.DrainAsync().Within("drain");
+            if (step % 50 == 49)
+            {
+                GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+            }
+        }
+
+        Volatile.Write(ref stop, 1);
+        foreach (Thread t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(20)), "a writer thread hung");
+        }
+
+        await pipeline.StopAsync().Within("stop");
+        var all = new Ledger();
+        foreach (Ledger l in ledgers)
+        {
+            all.Merge(l);
+        }
+
+        PipelineMetrics m = pipeline.GetMetrics();
+        BlackBoxAccounting.AssertStoppedGracefully(m);
+        Assert.Equal(all.Points, m.Offered);
+        Assert.Equal(all.Points, m.Accepted);
+        Assert.Equal(0, m.Dropped);
+        Assert.Equal(0, m.FaultedPoints);
+        Assert.True(m.SeriesReclaimed > 100, $"only {m.SeriesReclaimed} series reclaimed: the probe did not churn");
+        Assert.True(m.SeriesRetired > 50, $"only {m.SeriesRetired} series retired");
+
+        var emitted = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (WindowRow r in sink.Rows)
+        {
+            Assert.True(own.TryGetValue(r.Key, out double v), $"a row of a series never written: {r.Key}");
+            Assert.True(r.Min == v && r.Max == v && r.Sum == r.Count * v,
+                $"{r.Key} in window {r.WindowStartMs}: min {r.Min}, max {r.Max}, sum {r.Sum} over {r.Count}, but only {v} was written to it");
+            emitted[r.Key] = emitted.GetValueOrDefault(r.Key) + r.Count;
+        }
+
+        foreach (var (key, got) in emitted)
+        {
+            Assert.True(got <= all.Series[key].Count, $"{key}: {got} emitted, {all.Series[key].Count} written");
+        }
+
+        // What did not reach a window was counted: late or stale, nothing else.
+        Assert.Equal(all.Points - m.EmittedPoints, m.Late + m.StalePoints);
+        Assert.Equal(m.EmittedPoints, emitted.Values.Sum());
+    }
 }
