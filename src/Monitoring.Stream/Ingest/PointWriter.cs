@@ -412,6 +412,14 @@ public sealed class PointWriter : IDisposable
     private PointBatch RentFor(int shard)
     {
         PointBatch batch = _pool.Get();
+        // PERF: the batch's points are cleared before the first is written: one bulk store over its 24 KiB. A
+        // pooled batch was last read by a shard, on the other core, and each of the calls' 24-byte stores into
+        // such a line had to fetch it back first: the write loop then waited on its stores, and the caller's CPU
+        // per call doubled whenever the shards kept up with it (the SDK's bound handle 9.8 -> 18.9 ns a call, its
+        // labelled call 25.6 -> 38.3 ns, minutes apart on one build). The bulk clear takes the lines over many at
+        // a time and costs well under a nanosecond a point when they are already here (docs/benchmarks.md,
+        // session 10).
+        batch.Points.AsSpan().Clear();
         _pending[shard] = batch;
         if (_systemClock && ++_batchesUnnoted == BatchesPerClockNote)
         {
