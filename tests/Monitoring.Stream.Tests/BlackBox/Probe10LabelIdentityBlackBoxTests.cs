@@ -366,16 +366,7 @@ public class Probe10LabelIdentityBlackBoxTests
                 }
             }
         })).ToArray();
-        foreach (Thread t in threads)
-        {
-            t.Start();
-        }
-
-        foreach (Thread t in threads)
-        {
-            Assert.True(t.Join(TimeSpan.FromSeconds(20)), "a writer thread hung");
-        }
-
+        RunAll(threads);
         stop.Cancel();
         Assert.True(gc.Join(TimeSpan.FromSeconds(10)), "the GC thread hung");
         shared.Flush();
@@ -667,16 +658,7 @@ public class Probe10LabelIdentityBlackBoxTests
 
             writer.Flush();
         })).ToArray();
-        foreach (Thread t in threads)
-        {
-            t.Start();
-        }
-
-        foreach (Thread t in threads)
-        {
-            Assert.True(t.Join(TimeSpan.FromSeconds(20)), "a writer thread hung");
-        }
-
+        RunAll(threads);
         stop.Cancel();
         Assert.True(gc.Join(TimeSpan.FromSeconds(10)), "the GC thread hung");
         await pipeline.StopAsync().Within("stop");
@@ -856,5 +838,19 @@ public class Probe10LabelIdentityBlackBoxTests
         // What did not reach a window was counted: late or stale, nothing else.
         Assert.Equal(all.Points - m.EmittedPoints, m.Late + m.StalePoints);
         Assert.Equal(m.EmittedPoints, emitted.Values.Sum());
+    }
+
+    /// <summary>Starts every writer thread, then waits for each (a hung writer fails the test).</summary>
+    private static void RunAll(Thread[] threads)
+    {
+        foreach (Thread t in threads)
+        {
+            t.Start();
+        }
+
+        foreach (Thread t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(20)), "a writer thread hung");
+        }
     }
 }
