@@ -645,7 +645,8 @@ public class Probe10LabelIdentityBlackBoxTests
             }
             else
             {
-                for (int i = 0; i < 12_000 && clock.ElapsedMilliseconds < 2_500; i++)
+                // At least 600 a thread however slow the machine: the test asks for more than 1,000 new series.
+                for (int i = 0; i < 12_000 && (i < 600 || clock.ElapsedMilliseconds < 2_500); i++)
                 {
                     // New series with the hot series' name objects and metric object: same shape, other values.
                     Label[] fresh = [new(names[0], "NEW" + t), new(names[1], "/n" + i), new(names[2], Copy("200"))];
@@ -788,18 +789,22 @@ public class Probe10LabelIdentityBlackBoxTests
             t.Start();
         }
 
+        // Every step runs, however slow the machine: the churn (reclaims, reuse) follows the clock's 100 s, not the
+        // wall time. A CI run bounded at 3 s of wall time got through too few steps for 100 reclaims.
         var clock = Stopwatch.StartNew();
-        for (int step = 0; step < 400 && clock.ElapsedMilliseconds < 3_000; step++)
+        int steps = 0;
+        for (; steps < 400 && clock.ElapsedMilliseconds < 60_000; steps++)
         {
             time.Advance(TimeSpan.FromMilliseconds(250));
             await pipeline.DrainAsync().Within("drain");
-            if (step % 50 == 49)
+            if (steps % 50 == 49)
             {
                 GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
             }
         }
 
         Volatile.Write(ref stop, 1);
+        Assert.True(steps == 400, $"only {steps} of 400 clock steps in {clock.ElapsedMilliseconds} ms");
         foreach (Thread t in threads)
         {
             Assert.True(t.Join(TimeSpan.FromSeconds(20)), "a writer thread hung");
