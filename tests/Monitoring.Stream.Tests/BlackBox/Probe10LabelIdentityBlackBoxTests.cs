@@ -331,18 +331,7 @@ public class Probe10LabelIdentityBlackBoxTests
         using SharedPointWriter shared = pipeline.CreateSharedWriter("shared", BackpressureMode.Wait);
         const int Threads = 4;
         var callers = Enumerable.Range(0, Threads).Select(t => new HostileCaller(seed: 2000 + t, freshCopies: true)).ToArray();
-        using var stop = new CancellationTokenSource();
-        int collections = 0;
-        var gc = new Thread(() =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-                Interlocked.Increment(ref collections);
-                Thread.Sleep(1);
-            }
-        }) { IsBackground = true };
-        gc.Start();
+        using var gc = CompactingCollections.Start(pauseMs: 1);
 
         var threads = Enumerable.Range(0, Threads).Select(t => new Thread(() =>
         {
@@ -367,8 +356,7 @@ public class Probe10LabelIdentityBlackBoxTests
             }
         })).ToArray();
         RunAll(threads);
-        stop.Cancel();
-        Assert.True(gc.Join(TimeSpan.FromSeconds(10)), "the GC thread hung");
+        Assert.True(gc.Stop(), "the GC thread hung");
         shared.Flush();
         await pipeline.StopAsync().Within("stop");
 
@@ -380,7 +368,7 @@ public class Probe10LabelIdentityBlackBoxTests
 
         AssertAllAccepted(pipeline.GetMetrics(), ledger);
         AssertSinkMatches(ledger, sink);
-        Assert.True(collections >= 3, $"only {collections} compacting collections ran during the writes");
+        Assert.True(gc.Count >= 3, $"only {gc.Count} compacting collections ran during the writes");
     }
 
     [Fact]
@@ -612,18 +600,7 @@ public class Probe10LabelIdentityBlackBoxTests
             new(names[1], Copy("/r" + (i / 6))),
             new(names[2], Copy(i % 3 == 0 ? "200" : i % 3 == 1 ? "404" : "500"))])];
         var ledgers = new Ledger[4];
-        using var stop = new CancellationTokenSource();
-        int collections = 0;
-        var gc = new Thread(() =>
-        {
-            while (!stop.IsCancellationRequested)
-            {
-                GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-                Interlocked.Increment(ref collections);
-                Thread.Sleep(2);
-            }
-        }) { IsBackground = true };
-        gc.Start();
+        using var gc = CompactingCollections.Start(pauseMs: 2);
         var threads = Enumerable.Range(0, 4).Select(t => new Thread(() =>
         {
             var ledger = ledgers[t] = new Ledger();
@@ -660,8 +637,7 @@ public class Probe10LabelIdentityBlackBoxTests
             writer.Flush();
         })).ToArray();
         RunAll(threads);
-        stop.Cancel();
-        Assert.True(gc.Join(TimeSpan.FromSeconds(10)), "the GC thread hung");
+        Assert.True(gc.Stop(), "the GC thread hung");
         await pipeline.StopAsync().Within("stop");
         var all = new Ledger();
         foreach (Ledger l in ledgers)
@@ -672,7 +648,7 @@ public class Probe10LabelIdentityBlackBoxTests
         AssertAllAccepted(pipeline.GetMetrics(), all);
         AssertSinkMatches(all, sink);
         Assert.True(all.Series.Count > 1_000, $"only {all.Series.Count} series: the index barely grew");
-        Assert.True(collections >= 3, $"only {collections} compacting collections");
+        Assert.True(gc.Count >= 3, $"only {gc.Count} compacting collections");
     }
 
     [Fact]
@@ -857,5 +833,48 @@ public class Probe10LabelIdentityBlackBoxTests
         {
             Assert.True(t.Join(TimeSpan.FromSeconds(20)), "a writer thread hung");
         }
+    }
+
+    /// <summary>
+    /// A thread running blocking, compacting full collections one after another until stopped, so objects move under
+    /// the writers; disposing stops it, so a failed assertion does not leave it collecting under the tests after it.
+    /// </summary>
+    private sealed class CompactingCollections : IDisposable
+    {
+        private readonly Thread _thread;
+        private volatile bool _stop;
+        private int _count;
+
+        private CompactingCollections(int pauseMs)
+        {
+            _thread = new Thread(() =>
+            {
+                while (!_stop)
+                {
+                    GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                    Interlocked.Increment(ref _count);
+                    Thread.Sleep(pauseMs);
+                }
+            }) { IsBackground = true };
+        }
+
+        /// <summary>Collections run so far.</summary>
+        public int Count => Volatile.Read(ref _count);
+
+        public static CompactingCollections Start(int pauseMs)
+        {
+            var collections = new CompactingCollections(pauseMs);
+            collections._thread.Start();
+            return collections;
+        }
+
+        /// <summary>Stops the thread; false if it did not end within 10 s.</summary>
+        public bool Stop()
+        {
+            _stop = true;
+            return _thread.Join(TimeSpan.FromSeconds(10));
+        }
+
+        public void Dispose() => Stop();
     }
 }
