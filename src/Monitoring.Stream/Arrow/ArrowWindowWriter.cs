@@ -114,42 +114,34 @@ internal sealed class ArrowWindowWriter
 
     /// <summary>Fills every row of the batch's columns from the window state; returns the number of label pairs written.</summary>
     /// <remarks>
-    /// PERF: the row loop alone, optimized from the first call. A shard builds one batch a window (every
-    /// 10 s by default), so tiering ran this loop as on-stack-replaced code for minutes; and inside
-    /// <see cref="Build"/>, whose column and array set-up used up the inlining budget, the moments
-    /// getters, the names copy and the prefetches were calls per row.
+    /// PERF: three passes over the rows, one per kind of state (names; moments; sketches), each in its own
+    /// method optimized from the first call. A shard builds one batch a window (every 10 s by default), so
+    /// tiering ran a row loop as on-stack-replaced code for minutes. One loop doing all three had so much
+    /// inlined into it that the JIT's budget ran out (the moments getters and the summary bound stayed
+    /// calls, with the loop's twenty column references spilled around each), and its body was too long
+    /// for the processor to keep many rows' cold loads in flight at once.
     /// </remarks>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int FillRows(WindowBuffer window, int shard, int rows, ref ColumnBytes count, ColumnBytes[] doubles, ref ColumnBytes metricOffsets,
         ref ColumnBytes metricData, ref ColumnBytes mapOffsets, ref ColumnBytes keyOffsets, ref ColumnBytes keyData, ref ColumnBytes valueOffsets,
         ref ColumnBytes valueData, ref ColumnBytes sketchOffsets, ref ColumnBytes sketchData)
     {
-        // PERF: fixed-width columns and row offsets are filled by row index through refs taken once,
-        // rather than appended value by value through each column's length and capacity check (fifteen
-        // read-modify-writes of column state per row).
-        ref long counts = ref MemoryMarshal.GetReference(count.Take<long>(rows));
-        ref double sums = ref MemoryMarshal.GetReference(doubles[0].Take<double>(rows));
-        ref double mins = ref MemoryMarshal.GetReference(doubles[1].Take<double>(rows));
-        ref double maxes = ref MemoryMarshal.GetReference(doubles[2].Take<double>(rows));
-        ref double means = ref MemoryMarshal.GetReference(doubles[3].Take<double>(rows));
-        ref double m2s = ref MemoryMarshal.GetReference(doubles[4].Take<double>(rows));
-        ref double variances = ref MemoryMarshal.GetReference(doubles[5].Take<double>(rows));
-        ref double deviations = ref MemoryMarshal.GetReference(doubles[6].Take<double>(rows));
-        ref double lasts = ref MemoryMarshal.GetReference(doubles[7].Take<double>(rows));
-        ref double p50 = ref MemoryMarshal.GetReference(doubles[8].Take<double>(rows));
-        ref double p90 = ref MemoryMarshal.GetReference(doubles[9].Take<double>(rows));
-        ref double p95 = ref MemoryMarshal.GetReference(doubles[10].Take<double>(rows));
-        ref double p99 = ref MemoryMarshal.GetReference(doubles[11].Take<double>(rows));
+        int pairs = FillNames(window, shard, rows, ref metricOffsets, ref metricData, ref mapOffsets, ref keyOffsets, ref keyData, ref valueOffsets, ref valueData);
+        FillMoments(window, rows, count.Take<long>(rows), doubles);
+        FillSketches(window, rows, doubles, ref sketchOffsets, ref sketchData);
+        return pairs;
+    }
+
+    /// <summary>The metric and label columns of every row; returns the number of label pairs written.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int FillNames(WindowBuffer window, int shard, int rows, ref ColumnBytes metricOffsets, ref ColumnBytes metricData, ref ColumnBytes mapOffsets,
+        ref ColumnBytes keyOffsets, ref ColumnBytes keyData, ref ColumnBytes valueOffsets, ref ColumnBytes valueData)
+    {
         ref int metricEnds = ref MemoryMarshal.GetReference(metricOffsets.Take<int>(rows + 1));
         ref int mapEnds = ref MemoryMarshal.GetReference(mapOffsets.Take<int>(rows + 1));
-        ref int sketchEnds = ref MemoryMarshal.GetReference(sketchOffsets.Take<int>(rows + 1));
         metricEnds = 0;
         mapEnds = 0;
-        sketchEnds = 0;
-        Span<double> quantiles = _quantiles;
-        DdSketch?[] sketchOf = window.Sketches;
-        RunningMoments[] moments = window.Moments;
         int[] touched = window.Touched;
+        int shardCount = _shardCount;
         int pairs = 0;
         byte[]?[] names = _registry.Names;
         byte[]?[] metricNames = _registry.MetricNames;
@@ -157,13 +149,21 @@ internal sealed class ArrowWindowWriter
         int lastMetricIndex = -1;
         for (int r = 0; r < rows; r++)
         {
-            int slot = touched[r];
-            PrefetchRows(window, r, names, shard, _shardCount);
-            ref RunningMoments m = ref moments[slot];
+            if (r + PrefetchDistance < rows)
+            {
+                // PERF: each row's names are a cold object; the row this far ahead is requested now, so that
+                // its miss overlaps this row's copies.
+                int ahead = (touched[r + PrefetchDistance] * shardCount) + shard;
+                if ((uint)ahead < (uint)names.Length)
+                {
+                    Prefetch.Lines(names[ahead], 2);
+                }
+            }
+
             // PERF: each series' names are encoded once, on its first window, and kept by the registry
             // by id (read in id order here: the descriptor objects stay cold). Each column has room for
             // the whole record reserved once a row, so the strings are copied without a capacity check each.
-            int id = (slot * _shardCount) + shard;
+            int id = (touched[r] * shardCount) + shard;
             byte[] utf8 = ((uint)id < (uint)names.Length ? names[id] : null) ?? EncodeNames(id);
             // PERF: the metric's record is kept once per metric (36 bytes fewer per series for a typical
             // name) and looked up only when a row's metric differs from the previous row's. The lookup
@@ -201,6 +201,31 @@ internal sealed class ArrowWindowWriter
             }
 
             Unsafe.Add(ref mapEnds, r + 1) = pairs;
+        }
+
+        return pairs;
+    }
+
+    /// <summary>The count and the eight moments columns of every row (the moments are inline in the window, in slot order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void FillMoments(WindowBuffer window, int rows, Span<long> countColumn, ColumnBytes[] doubles)
+    {
+        // PERF: fixed-width columns are filled by row index through refs taken once, rather than appended
+        // value by value through each column's length and capacity check.
+        ref long counts = ref MemoryMarshal.GetReference(countColumn);
+        ref double sums = ref MemoryMarshal.GetReference(doubles[0].Take<double>(rows));
+        ref double mins = ref MemoryMarshal.GetReference(doubles[1].Take<double>(rows));
+        ref double maxes = ref MemoryMarshal.GetReference(doubles[2].Take<double>(rows));
+        ref double means = ref MemoryMarshal.GetReference(doubles[3].Take<double>(rows));
+        ref double m2s = ref MemoryMarshal.GetReference(doubles[4].Take<double>(rows));
+        ref double variances = ref MemoryMarshal.GetReference(doubles[5].Take<double>(rows));
+        ref double deviations = ref MemoryMarshal.GetReference(doubles[6].Take<double>(rows));
+        ref double lasts = ref MemoryMarshal.GetReference(doubles[7].Take<double>(rows));
+        RunningMoments[] moments = window.Moments;
+        int[] touched = window.Touched;
+        for (int r = 0; r < rows; r++)
+        {
+            ref RunningMoments m = ref moments[touched[r]];
             Unsafe.Add(ref counts, r) = m.Count;
             Unsafe.Add(ref sums, r) = m.Sum;
             Unsafe.Add(ref mins, r) = m.Min;
@@ -211,7 +236,45 @@ internal sealed class ArrowWindowWriter
             Unsafe.Add(ref variances, r) = variance;
             Unsafe.Add(ref deviations, r) = Math.Sqrt(variance);
             Unsafe.Add(ref lasts, r) = m.Last;
-            DdSketch? s = sketchOf.Length > 0 ? sketchOf[slot] : null;
+        }
+    }
+
+    /// <summary>The sketch bytes and the four quantile columns of every row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void FillSketches(WindowBuffer window, int rows, ColumnBytes[] doubles, ref ColumnBytes sketchOffsets, ref ColumnBytes sketchData)
+    {
+        ref double p50 = ref MemoryMarshal.GetReference(doubles[8].Take<double>(rows));
+        ref double p90 = ref MemoryMarshal.GetReference(doubles[9].Take<double>(rows));
+        ref double p95 = ref MemoryMarshal.GetReference(doubles[10].Take<double>(rows));
+        ref double p99 = ref MemoryMarshal.GetReference(doubles[11].Take<double>(rows));
+        ref int sketchEnds = ref MemoryMarshal.GetReference(sketchOffsets.Take<int>(rows + 1));
+        sketchEnds = 0;
+        Span<double> quantiles = _quantiles;
+        DdSketch?[] sketchOf = window.Sketches;
+        int[] touched = window.Touched;
+        bool withSketches = sketchOf.Length > 0;
+        const int Half = PrefetchDistance / 2;
+        for (int r = 0; r < rows; r++)
+        {
+            if (withSketches)
+            {
+                // PERF: each row is a pointer chase (sketch, then its bins) into memory that is cold for a
+                // window of many series. The sketch object of the row PrefetchDistance ahead and the bins of
+                // the row half as far ahead are requested now, so their misses overlap this row's work. The
+                // bins are requested without reading their array's length (Prefetch.Lines): reading the
+                // length of a cold array to bound the hints was itself a miss that stalled the row.
+                if (r + PrefetchDistance < rows)
+                {
+                    Prefetch.Object(sketchOf[touched[r + PrefetchDistance]]);
+                }
+
+                if (r + Half < rows)
+                {
+                    sketchOf[touched[r + Half]]?.PrefetchBins();
+                }
+            }
+
+            DdSketch? s = withSketches ? sketchOf[touched[r]] : null;
             if (s is not null)
             {
                 sketchData.Advance(s.WriteSummary(sketchData.GetSpan(s.SummaryBound), WindowSchema.Quantiles, quantiles));
@@ -230,8 +293,6 @@ internal sealed class ArrowWindowWriter
 
             Unsafe.Add(ref sketchEnds, r + 1) = sketchData.Length;
         }
-
-        return pairs;
     }
 
     /// <summary>Encodes the names of the series at <paramref name="index"/>, on its first window, and has the registry keep them.</summary>
@@ -265,41 +326,5 @@ internal sealed class ArrowWindowWriter
             [WindowSchema.SequenceKey] = sequence.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         return new Schema(_schema.FieldsList, metadata);
-    }
-
-    /// <summary>
-    /// PERF: each row is a pointer chase (its UTF-8 names; sketch, then its bins) into memory that is
-    /// cold for a window of many series. The sketch object of the row <see cref="PrefetchDistance"/> ahead
-    /// and the arrays of the row half as far ahead are requested now, so their misses overlap this row's
-    /// work (8 rows did better than 16 and 32, docs/benchmarks.md, session 9). The arrays are requested
-    /// without reading their lengths (<see cref="Prefetch.Lines"/>): reading the length of a cold array
-    /// to bound the hints was itself a miss that stalled the row (two of the profile's hottest
-    /// instructions).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchRows(WindowBuffer window, int r, byte[]?[] names, int shard, int shardCount)
-    {
-        int[] touched = window.Touched;
-        int rows = window.TouchedCount;
-        if (r + PrefetchDistance < rows && window.WithSketches)
-        {
-            Prefetch.Object(window.Sketches[touched[r + PrefetchDistance]]);
-        }
-
-        const int Half = PrefetchDistance / 2;
-        if (r + Half < rows)
-        {
-            int slot = touched[r + Half];
-            int id = (slot * shardCount) + shard;
-            if ((uint)id < (uint)names.Length)
-            {
-                Prefetch.Lines(names[id], 2);
-            }
-
-            if (window.WithSketches)
-            {
-                window.Sketches[slot]?.PrefetchBins();
-            }
-        }
     }
 }
