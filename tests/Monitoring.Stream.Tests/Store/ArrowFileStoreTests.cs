@@ -170,4 +170,39 @@ public class ArrowFileStoreTests
         Assert.Empty(store.PublishedFiles());
         Assert.Equal(2, store.BatchesWritten);
     }
+
+    [Fact]
+    public async Task Publish_FreesTheSpaceReservedPastTheEndOfTheFile()
+    {
+        // The store reserves each batch's blocks before appending it (fallocate, keeping the length); a published
+        // file must not keep reserved blocks it never wrote, or every file would waste up to a batch's framing slack.
+        IReadOnlyList<WindowBatch> batches = await WindowBatchFactory.CreateAsync(windows: 2, series: 2_000);
+        using var dir = new TempDirectory();
+        var store = new ArrowFileStore(new ArrowFileStoreOptions { Directory = dir.Path });
+        await store.WriteAsync(batches[0], CancellationToken.None);
+        string partial = Assert.Single(Directory.GetFiles(dir.Path, "*" + ArrowFileStore.PartialExtension));
+        long length = new FileInfo(partial).Length;
+        long reserved = AllocatedBytes(partial);
+        Assert.True(reserved >= length + 8192, $"{reserved:N0} bytes allocated for a partial file of {length:N0}: nothing reserved past its end");
+
+        await store.WriteAsync(batches[1], CancellationToken.None);
+        await store.CompleteAsync(CancellationToken.None);
+        await store.DisposeAsync();
+
+        string published = Assert.Single(store.PublishedFiles());
+        long publishedLength = new FileInfo(published).Length;
+        long allocated = AllocatedBytes(published);
+        Assert.True(allocated <= ((publishedLength + 4095) / 4096 * 4096) + 4096, $"{allocated:N0} bytes allocated for a published file of {publishedLength:N0}");
+        Assert.Equal(2, ReadAll(published).Count);
+    }
+
+    /// <summary>The bytes of disk a file takes (its allocated blocks, <c>stat</c>'s %b × 512), reserved blocks past its end included.</summary>
+    private static long AllocatedBytes(string path)
+    {
+        using var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%b", path]) { RedirectStandardOutput = true })!;
+        string output = stat.StandardOutput.ReadToEnd();
+        stat.WaitForExit();
+        Assert.Equal(0, stat.ExitCode);
+        return long.Parse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture) * 512;
+    }
 }
