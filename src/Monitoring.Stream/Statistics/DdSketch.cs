@@ -157,6 +157,34 @@ public sealed partial class DdSketch
     }
 
     /// <summary>
+    /// Adds a positive value whose bin is inside the positive store's array and whose counter is below the
+    /// largest its width holds: the common case, with no call. Otherwise changes nothing and returns false
+    /// (<see cref="AddWithIndex"/> then).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool TryAddInPlace(double value, int magnitudeIndex)
+    {
+        ulong count = checked(_count + 1);
+        if (!(value > _minIndexable) || !_positive.TryIncrementInPlace(magnitudeIndex))
+        {
+            return false;
+        }
+
+        _count = count;
+        if (value < _min)
+        {
+            _min = value;
+        }
+
+        if (value > _max)
+        {
+            _max = value;
+        }
+
+        return true;
+    }
+
+    /// <summary>
     /// <see cref="Add(double)"/> with the bin index of the value's magnitude already computed by
     /// <see cref="MagnitudeIndexOf"/> of a sketch of the same relative accuracy.
     /// </summary>

@@ -49,6 +49,56 @@ internal struct DdSketchBinStore
     /// <summary>Bytes held by the counter array.</summary>
     public readonly int AllocatedBytes => _bins is null ? 0 : _bins.Length + 24;
 
+    /// <summary>
+    /// Counts one value in bin <paramref name="index"/> where that is an increment in place (the bin inside the
+    /// array, its counter below the largest its width holds); otherwise changes nothing and returns false.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryIncrementInPlace(int index)
+    {
+        byte[]? bins = _bins;
+        int slot = index - _offset;
+        int shift = _shift;
+        if (bins is null || (uint)slot >= (uint)(bins.Length >> shift))
+        {
+            return false;
+        }
+
+        ref byte start = ref MemoryMarshal.GetArrayDataReference(bins);
+        if (shift == 0)
+        {
+            ref byte b = ref Unsafe.Add(ref start, slot);
+            if (b == byte.MaxValue)
+            {
+                return false;
+            }
+
+            b++;
+            return true;
+        }
+
+        if (shift == 1)
+        {
+            ref ushort u = ref Unsafe.Add(ref Unsafe.As<byte, ushort>(ref start), slot);
+            if (u == ushort.MaxValue)
+            {
+                return false;
+            }
+
+            u++;
+            return true;
+        }
+
+        ref uint c = ref Unsafe.Add(ref Unsafe.As<byte, uint>(ref start), slot);
+        if (c == uint.MaxValue)
+        {
+            return false;
+        }
+
+        c++;
+        return true;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Increment(int index, int maxBins, bool collapseHighest)
     {
