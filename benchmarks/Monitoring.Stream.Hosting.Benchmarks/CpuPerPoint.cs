@@ -54,6 +54,12 @@ internal static class CpuPerPoint
     /// <summary>How long each path runs untimed rounds before its timed ones.</summary>
     private static readonly TimeSpan s_warmUpTime = TimeSpan.FromSeconds(2);
 
+    /// <summary>The pause after each untimed round: longer than the runtime's 100 ms call-counting delay and a background tier-1 compilation.</summary>
+    private static readonly TimeSpan s_warmUpPause = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Untimed rounds at the least, however long they take: each stage of tiering (counted, instrumented, tier 1) needs one.</summary>
+    private const int MinWarmUpRounds = 6;
+
     /// <summary>
     /// The timed points divided by this are recorded untimed on the same instance first, so that every series
     /// exists (OpenTelemetry's metric points, the engine's registry entries, window states and sketches, grown to
@@ -81,15 +87,21 @@ internal static class CpuPerPoint
             })];
             foreach (string path in paths)
             {
-                // Untimed rounds until the path has run for a while: tiering promotes a method only after its
-                // calls are counted, which starts 100 ms after the last method was first compiled, and the shard's
-                // methods are called once a batch; a single short round measured some of them before tier 1.
+                // Untimed rounds until the path has run for a while, each followed by a pause: tiering promotes a
+                // method only after its calls are counted, which starts 100 ms after the last method was compiled,
+                // and each round compiles a few methods at its end (the counters read, the next pipeline), so
+                // back-to-back rounds of 50 ms kept restarting that delay. Without the pauses the runtime's vector
+                // logarithm (the shard's bin indices) was still instrumented tier-0 code in the timed rounds: the
+                // shard fell behind and the bound handle measured 38 million points a second, not 85 (session 11).
                 var warm = Stopwatch.StartNew();
+                int warmUpRounds = 0;
                 do
                 {
                     Measure(series, path, points, labels, visit, values);
+                    Thread.Sleep(s_warmUpPause);
+                    warmUpRounds++;
                 }
-                while (warm.Elapsed < s_warmUpTime);
+                while (warm.Elapsed < s_warmUpTime || warmUpRounds < MinWarmUpRounds);
                 var results = new List<(double CpuNs, double Mps, double Alloc, long Dropped, double ProducerNs, double AllocRecording, double PoolGrowth)>();
                 for (int r = 0; r < rounds; r++)
                 {
