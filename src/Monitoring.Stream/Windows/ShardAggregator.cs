@@ -321,86 +321,64 @@ internal sealed class ShardAggregator
         // loads and branches (about 70 instructions a point) only crowd the out-of-order window that lets one
         // point's update overlap the next one's. Two copies of the loop, one without any hint.
         (long maxEnd, long aggregated) = _slotGeneration.Length > PrefetchFromSlots
-            ? AggregatePoints<WithHints>(batch, points, binIndex, 0, points.Length)
-            : AggregateInRuns(batch, points, binIndex);
+            ? AggregateInRuns<WithHints>(batch, points, binIndex)
+            : AggregateInRuns<WithoutHints>(batch, points, binIndex);
         Volatile.Write(ref _counters.Aggregated, _counters.Aggregated + aggregated);
         return maxEnd;
     }
 
-    /// <summary>The points of a batch into their windows; <typeparamref name="THints"/> says whether to prefetch ahead.</summary>
-    private (long MaxEnd, long Aggregated) AggregatePoints<THints>(PointBatch batch, ReadOnlySpan<IngestPoint> points, int[] binIndex, int from, int to)
-        where THints : struct, IHintChoice
+    /// <summary>
+    /// One point into its window, whatever it needs: its slot's generation checked (a stale id counted), its window
+    /// selected or opened (a late point counted), the window grown, its sketch taken or widened. Returns the end
+    /// of the window it went into (<see cref="long.MinValue"/> if none) and whether it was aggregated.
+    /// </summary>
+    private (long MaxEnd, long Aggregated) AggregateOne(PointBatch batch, ReadOnlySpan<IngestPoint> points, int[] binIndex, int k)
     {
-        long aggregated = 0;
-        WindowBuffer? window = _current;
-        long maxEnd = long.MinValue;
-        DdSketch? mapping = _mapping;
-        for (int k = from; k < to; k++)
+        ref readonly IngestPoint point = ref points[k];
+        int slot = point.Slot;
+        if ((uint)slot >= (uint)_slotGeneration.Length)
         {
-            ref readonly IngestPoint point = ref points[k];
-            if (THints.On && mapping is not null && k + IndexLead < to)
-            {
-                PrefetchBinAhead(window, points, k + IndexLead, binIndex);
-            }
-
-            int slot = point.Slot;
-            if ((uint)slot >= (uint)_slotGeneration.Length)
-            {
-                GrowSlots(slot + 1);
-            }
-
-            if (point.Generation != _slotGeneration[slot])
-            {
-                // Written through an id of a series reclaimed since: its index may belong to another series now.
-                CountStale();
-                continue;
-            }
-
-            if (THints.On && window is not null)
-            {
-                // PERF: with many series every point misses the caches on its window state and
-                // sketch; asking for them a few points ahead overlaps those misses.
-                PrefetchAhead(window, points, k);
-            }
-
-            long ts = point.TimestampUnixMs;
-            // PERF: most points fall in the window of the point before; only the others pay for
-            // a division and a search.
-            if (window is null || ts < window.Start || ts >= window.End)
-            {
-                window = SelectWindow(ts);
-                if (window is null)
-                {
-                    CountLate(point.Slot, batch.Origin);
-                    continue;
-                }
-
-                _current = window;
-            }
-
-            // A compare on a field the range check above has just read: no extra miss.
-            maxEnd = Math.Max(maxEnd, window.End);
-
-            if (point.Slot >= window.Capacity)
-            {
-                window.Grow(point.Slot + 1);
-            }
-
-            window.Add(point.Slot, point.Value, ts, binIndex[k]);
-
-            aggregated++;
+            GrowSlots(slot + 1);
         }
 
-        return (maxEnd, aggregated);
+        if (point.Generation != _slotGeneration[slot])
+        {
+            // Written through an id of a series reclaimed since: its index may belong to another series now.
+            CountStale();
+            return (long.MinValue, 0);
+        }
+
+        long ts = point.TimestampUnixMs;
+        WindowBuffer? window = _current;
+        if (window is null || ts < window.Start || ts >= window.End)
+        {
+            window = SelectWindow(ts);
+            if (window is null)
+            {
+                CountLate(slot, batch.Origin);
+                return (long.MinValue, 0);
+            }
+
+            _current = window;
+        }
+
+        if (slot >= window.Capacity)
+        {
+            window.Grow(slot + 1);
+        }
+
+        window.Add(slot, point.Value, ts, binIndex[k]);
+        return (window.End, 1);
     }
 
     /// <summary>
-    /// The points of a batch into their windows, for a shard small enough to need no prefetch hints: runs of
-    /// points that need nothing but their updates in place go through <see cref="AggregateRun"/>; each point
+    /// The points of a batch into their windows: runs of points that need nothing but their updates in place
+    /// go through <see cref="AggregateRun"/> (with prefetch hints ahead when <typeparamref name="THints"/> says so); each point
     /// that ends a run (a stale id, another window, a series' first point in the window, a sketch counter to
     /// widen, a bin outside its array, a value not above zero) takes the general loop alone, then a new run starts.
     /// </summary>
-    private (long MaxEnd, long Aggregated) AggregateInRuns(PointBatch batch, ReadOnlySpan<IngestPoint> points, int[] binIndex)
+    private (long MaxEnd, long Aggregated) AggregateInRuns<THints>(PointBatch batch, ReadOnlySpan<IngestPoint> points, int[] binIndex)
+        where THints : struct, IHintChoice
     {
         long aggregated = 0;
         long maxEnd = long.MinValue;
@@ -410,7 +388,7 @@ internal sealed class ShardAggregator
             WindowBuffer? window = _current;
             if (window is not null)
             {
-                int stop = AggregateRun(window, _slotGeneration, points, binIndex, k);
+                int stop = AggregateRun<THints>(window, _slotGeneration, points, binIndex, k);
                 if (stop > k)
                 {
                     aggregated += stop - k;
@@ -423,7 +401,7 @@ internal sealed class ShardAggregator
                 }
             }
 
-            (long oneEnd, long one) = AggregatePoints<WithoutHints>(batch, points, binIndex, k, k + 1);
+            (long oneEnd, long one) = AggregateOne(batch, points, binIndex, k);
             maxEnd = Math.Max(maxEnd, oneEnd);
             aggregated += one;
             k++;
@@ -444,7 +422,8 @@ internal sealed class ShardAggregator
     /// registers that survive a call, the JIT kept most of its state on the stack, and a point's update spent
     /// a fifth of its instructions loading and storing it again (the shard's tier-1 listing, session 11).
     /// </remarks>
-    private static int AggregateRun(WindowBuffer window, int[] generations, ReadOnlySpan<IngestPoint> points, int[] binIndex, int k)
+    private static int AggregateRun<THints>(WindowBuffer window, int[] generations, ReadOnlySpan<IngestPoint> points, int[] binIndex, int k)
+        where THints : struct, IHintChoice
     {
         long start = window.Start;
         long end = window.End;
@@ -453,6 +432,18 @@ internal sealed class ShardAggregator
         bool withSketches = window.WithSketches;
         for (; k < points.Length; k++)
         {
+            if (THints.On)
+            {
+                // PERF: with many series every point misses the caches on its window state and sketch counter;
+                // asking for them a few points ahead overlaps those misses (hints only: never a fault).
+                if (withSketches && k + IndexLead < points.Length)
+                {
+                    PrefetchBinAhead(window, points, k + IndexLead, binIndex);
+                }
+
+                PrefetchAhead(window, points, k);
+            }
+
             ref readonly IngestPoint point = ref points[k];
             int slot = point.Slot;
             long ts = point.TimestampUnixMs;
@@ -483,7 +474,7 @@ internal sealed class ShardAggregator
         return k;
     }
 
-    /// <summary>Whether <see cref="AggregatePoints"/> prefetches window state ahead: a constant of each copy of the loop.</summary>
+    /// <summary>Whether <see cref="AggregateRun"/> prefetches window state ahead: a constant of each copy of the loop.</summary>
     private interface IHintChoice
     {
         static abstract bool On { get; }
