@@ -624,4 +624,165 @@ public class Probe11ShardExactTests
         Assert.True(sink.Rows.Select(SeriesOf).Distinct().Count() == seriesCount, "not every series was written");
         AssertExact(expected, sink.Rows);
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task Probe11_SeriesReclaimedAndRecreated_StaleIdsRefused_EqualsValuesAddedOneByOne(int shards)
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
+        var sink = new CollectingSink();
+        MetricsPipelineOptions options = ReclaimScenario.Options(time, TimeSpan.FromSeconds(2));
+        options.ShardCount = shards;
+        var pipeline = new MetricsPipeline(options, [sink]);
+        pipeline.Start();
+        var expected = new Expected();
+        var random = new Random(1111 + shards);
+        long stale = 0;
+        await using (pipeline)
+        {
+            using PointWriter writer = pipeline.CreateWriter("probe11-reclaim");
+            var held = new Dictionary<string, SeriesId>();
+            for (int round = 0; round < 3; round++)
+            {
+                long now = time.GetUtcNow().ToUnixTimeMilliseconds();
+                for (int k = 0; k < 20; k++)
+                {
+                    string series = "r-" + k.ToString(CultureInfo.InvariantCulture);
+
+                    // A handle held from an earlier round names a reclaimed series: its points are refused as stale.
+                    if (held.TryGetValue(series, out SeriesId old))
+                    {
+                        for (int i = 0; i < 5; i++)
+                        {
+                            if (writer.Write(old, 1e6 + i, now + i) == RejectReason.None)
+                            {
+                                stale++;
+                            }
+                        }
+                    }
+
+                    SeriesId id = pipeline.Registry.GetOrAdd(Metric, Labels(series));
+                    held[series] = id;
+                    int length = 50 + random.Next(200);
+                    for (int i = 0; i < length; i++)
+                    {
+                        // Negative first in odd rounds, then positive; edges mixed in.
+                        double value = random.Next(10) == 0 ? s_edges[random.Next(s_edges.Length)]
+                            : Math.Exp(random.NextDouble() * 2) * (round % 2 == 1 && i < length / 3 ? -1 : 1);
+                        long ts = now + (i % 5_000);
+                        Assert.Equal(RejectReason.None, i % 3 == 0 ? writer.Write(Metric, Labels(series), value, ts) : writer.Write(id, value, ts));
+                        expected.Add(series, value, ts);
+                    }
+                }
+
+                writer.Flush();
+                await pipeline.DrainAsync().Within("drain");
+                long reclaimed = pipeline.GetMetrics().SeriesReclaimed;
+                await ReclaimScenario.TickUntil(
+                    pipeline, time, () => pipeline.GetMetrics().SeriesReclaimed >= reclaimed + 20 && pipeline.GetMetrics().SeriesRetired >= pipeline.GetMetrics().SeriesReclaimed,
+                    60, $"round {round}'s series reclaimed and retired");
+            }
+
+            // Each stale handle once more, after the last reclaim.
+            foreach (SeriesId old in held.Values)
+            {
+                if (writer.Write(old, -1e6, time.GetUtcNow().ToUnixTimeMilliseconds()) == RejectReason.None)
+                {
+                    stale++;
+                }
+            }
+
+            writer.Flush();
+            await pipeline.DrainAsync().Within("drain");
+            await pipeline.StopAsync().Within("stop");
+            PipelineMetrics m = pipeline.GetMetrics();
+            Assert.True(stale > 0, "no stale point was accepted at the writer: the stale path was not reached");
+            Assert.Equal(stale, m.StalePoints);
+            Assert.Equal(m.Accepted, m.EmittedPoints + m.Late + m.StalePoints);
+            Assert.Equal(0, m.Late);
+            Assert.True(m.SeriesReclaimed >= 60, $"{m.SeriesReclaimed} reclaimed");
+        }
+
+        Assert.DoesNotContain(sink.Rows, r => Math.Abs(r.Max) == 1e6 || Math.Abs(r.Min) == 1e6 || r.Max > 1e5 && r.Max < 2e6);
+        AssertExact(expected, sink.Rows);
+    }
+
+    [Fact]
+    public async Task Probe11_FourWritersOnFourThreads_TwoShards_OrderInsensitiveFiguresEqual()
+    {
+        (MetricsPipeline pipeline, CollectingSink sink) = Create(2, T0 + 600_000);
+        const int Threads = 4;
+        var written = new List<(string Series, double Value, long Ts)>[Threads];
+        await using (pipeline)
+        {
+            using var start = new Barrier(Threads);
+            Task[] tasks = [.. Enumerable.Range(0, Threads).Select(t => Task.Factory.StartNew(
+                () =>
+                {
+                    var mine = new List<(string, double, long)>();
+                    var random = new Random(7_000 + t);
+                    using PointWriter writer = pipeline.CreateWriter("probe11-thread-" + t.ToString(CultureInfo.InvariantCulture));
+                    start.SignalAndWait();
+                    for (int run = 0; run < 2_000; run++)
+                    {
+                        string series = "c-" + random.Next(150).ToString(CultureInfo.InvariantCulture);
+                        long ts = Stamp(random);
+                        int length = 1 + random.Next(25);
+                        for (int i = 0; i < length; i++)
+                        {
+                            int pick = random.Next(100);
+                            double value = pick switch
+                            {
+                                < 3 => double.Epsilon * (1 + random.Next(1000)),
+                                < 6 => s_minIndexable,
+                                < 9 => 0.0,
+                                < 20 => -Math.Exp(random.NextDouble() * 3),
+                                _ => Math.Exp(random.NextDouble() * 3),
+                            };
+                            Assert.Equal(RejectReason.None, writer.Write(Metric, Labels(series), value, ts));
+                            mine.Add((series, value, ts));
+                        }
+                    }
+
+                    writer.Flush();
+                    written[t] = mine;
+                },
+                CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
+            await Task.WhenAll(tasks).Within("the writers");
+            await pipeline.DrainAsync().Within("drain");
+            await pipeline.StopAsync().Within("stop");
+            Assert.Equal(written.Sum(w => (long)w.Count), pipeline.GetMetrics().EmittedPoints);
+        }
+
+        var expected = new Expected();
+        var absolute = new Dictionary<(long, string), double>();
+        foreach ((string series, double value, long ts) in written.SelectMany(w => w))
+        {
+            expected.Add(series, value, ts);
+            var key = (ts - (ts % 10_000), series);
+            absolute[key] = absolute.GetValueOrDefault(key) + Math.Abs(value);
+        }
+
+        IReadOnlyList<WindowRow> rows = sink.Rows;
+        Assert.Equal(expected.Count, rows.Count);
+        var buffer = new byte[1 << 16];
+        var other = new byte[1 << 16];
+        foreach (WindowRow row in rows)
+        {
+            string series = SeriesOf(row);
+            (RunningMoments m, DdSketch sketch) = expected[row.WindowStartMs, series];
+            string at = $"series {series}, window +{row.WindowStartMs - T0} ms";
+            Assert.True(m.Count == row.Count, $"{at}: count {row.Count}, expected {m.Count}");
+            Assert.True(m.Min == row.Min && m.Max == row.Max, $"{at}: min/max {row.Min:R}/{row.Max:R}, expected {m.Min:R}/{m.Max:R}");
+            double tolerance = 1e-12 * absolute[(row.WindowStartMs, series)];
+            Assert.True(Math.Abs(m.Sum - row.Sum) <= tolerance, $"{at}: sum {row.Sum:R}, expected {m.Sum:R}");
+            Assert.NotNull(row.Sketch);
+            Assert.Equal(sketch.Count, row.Sketch.Count);
+            Assert.Equal(sketch.ZeroCount, row.Sketch.ZeroCount);
+            int length = sketch.Serialize(buffer);
+            int rowLength = row.Sketch.Serialize(other);
+            Assert.True(buffer.AsSpan(0, length).SequenceEqual(other.AsSpan(0, rowLength)), $"{at}: sketch bins differ");
+        }
+    }
 }
