@@ -102,6 +102,27 @@ public struct RunningMoments : IEquatable<RunningMoments>
             return;
         }
 
+        AddAfterFirst(value, timestamp, n);
+    }
+
+    /// <summary>
+    /// <see cref="Add"/> for a state that already holds a value (the caller checked <see cref="Count"/>): the same
+    /// arithmetic, without the first value's branch and its call, which would make the caller's loop keep its
+    /// state on the stack around it (the shard's in-place runs).
+    /// </summary>
+    /// <exception cref="OverflowException">The count is already 2^63 - 1; nothing changes.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void AddToStarted(double value, long timestamp)
+    {
+        Debug.Assert(_count > 0, "AddToStarted is for a state that holds a value already.");
+        long n = checked(_count + 1);
+        _count = n;
+        AddAfterFirst(value, timestamp, n);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void AddAfterFirst(double value, long timestamp, long n)
+    {
         // Neumaier's variant of Kahan summation: the rounding error of each addition is kept
         // separately, so a long sum of large values with small increments stays exact to ~1 ulp.
         double sum = _sum;

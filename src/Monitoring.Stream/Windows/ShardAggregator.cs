@@ -467,7 +467,7 @@ internal sealed class ShardAggregator
                 break;
             }
 
-            m.Add(value, ts);
+            m.AddToStarted(value, ts);
             window.Points++;
         }
 
