@@ -551,20 +551,12 @@ public static partial class LoadHarness
         long reservedEnd = 0;
         foreach (RecordBatch batch in batches)
         {
-            long end = stream.Length + FileSpace.EstimateIpcBytes(batch);
-            if (end > reservedEnd && FileSpace.TryReserve(stream.SafeFileHandle, stream.Length, end - stream.Length))
-            {
-                reservedEnd = end;
-            }
-
+            FileSpace.ReserveFor(stream.SafeFileHandle, stream.Length, batch, ref reservedEnd);
             file.WriteRecordBatch(batch);
         }
 
         file.WriteEnd();
-        if (reservedEnd > stream.Length)
-        {
-            stream.SetLength(stream.Length);
-        }
+        FileSpace.ReleaseUnwritten(stream, reservedEnd);
     }
 
     /// <summary>

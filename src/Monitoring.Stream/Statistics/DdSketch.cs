@@ -157,9 +157,8 @@ public sealed partial class DdSketch
     }
 
     /// <summary>
-    /// Adds a positive value whose bin is inside the positive store's array and whose counter is below the
-    /// largest its width holds: the common case, with no call. Otherwise changes nothing and returns false
-    /// (<see cref="AddWithIndex"/> then).
+    /// Adds a positive value whose bin the positive store counts in place (<see cref="DdSketchBinStore.TryIncrementInPlace"/>):
+    /// the common case, with no call. Otherwise changes nothing and returns false (<see cref="AddWithIndex"/> then).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryAddInPlace(double value, int magnitudeIndex)
@@ -171,6 +170,13 @@ public sealed partial class DdSketch
         }
 
         _count = count;
+        NoteExtremes(value);
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void NoteExtremes(double value)
+    {
         if (value < _min)
         {
             _min = value;
@@ -180,8 +186,6 @@ public sealed partial class DdSketch
         {
             _max = value;
         }
-
-        return true;
     }
 
     /// <summary>
@@ -208,15 +212,7 @@ public sealed partial class DdSketch
             _zeroCount++;
         }
 
-        if (value < _min)
-        {
-            _min = value;
-        }
-
-        if (value > _max)
-        {
-            _max = value;
-        }
+        NoteExtremes(value);
     }
 
     /// <summary>Adds one finite value.</summary>

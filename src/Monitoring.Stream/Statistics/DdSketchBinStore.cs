@@ -50,8 +50,10 @@ internal struct DdSketchBinStore
     public readonly int AllocatedBytes => _bins is null ? 0 : _bins.Length + 24;
 
     /// <summary>
-    /// Counts one value in bin <paramref name="index"/> where that is an increment in place (the bin inside the
-    /// array, its counter below the largest its width holds); otherwise changes nothing and returns false.
+    /// Counts one value in bin <paramref name="index"/> where that is an increment in place: the bin inside the
+    /// array and its counter below the largest its width holds, or a four-byte counter, which saturates there
+    /// (<see cref="SaturatedCount"/>). Otherwise changes nothing and returns false: the value needs
+    /// <see cref="Increment"/>'s slow path (widening, growth, collapse).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryIncrementInPlace(int index)
@@ -59,6 +61,7 @@ internal struct DdSketchBinStore
         byte[]? bins = _bins;
         int slot = index - _offset;
         int shift = _shift;
+        // PERF: one unsigned compare covers both ends; the width test is predictable (one width per sketch).
         if (bins is null || (uint)slot >= (uint)(bins.Length >> shift))
         {
             return false;
@@ -90,57 +93,23 @@ internal struct DdSketchBinStore
         }
 
         ref uint c = ref Unsafe.Add(ref Unsafe.As<byte, uint>(ref start), slot);
-        if (c == uint.MaxValue)
+        if (++c == 0)
         {
-            return false;
+            c = uint.MaxValue;
+            SaturatedCount++;
         }
 
-        c++;
         return true;
     }
 
+    /// <summary>Counts one value in bin <paramref name="index"/>: in place where it can, else widening, growing or collapsing the store.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Increment(int index, int maxBins, bool collapseHighest)
     {
-        byte[]? bins = _bins;
-        int slot = index - _offset;
-        int shift = _shift;
-        // PERF: one unsigned compare covers both ends; the width test is predictable (one width per sketch).
-        if (bins is not null && (uint)slot < (uint)(bins.Length >> shift))
+        if (!TryIncrementInPlace(index))
         {
-            ref byte start = ref MemoryMarshal.GetArrayDataReference(bins);
-            if (shift == 0)
-            {
-                ref byte b = ref Unsafe.Add(ref start, slot);
-                if (b != byte.MaxValue)
-                {
-                    b++;
-                    return;
-                }
-            }
-            else if (shift == 1)
-            {
-                ref ushort u = ref Unsafe.Add(ref Unsafe.As<byte, ushort>(ref start), slot);
-                if (u != ushort.MaxValue)
-                {
-                    u++;
-                    return;
-                }
-            }
-            else
-            {
-                ref uint c = ref Unsafe.Add(ref Unsafe.As<byte, uint>(ref start), slot);
-                if (++c == 0)
-                {
-                    c = uint.MaxValue;
-                    SaturatedCount++;
-                }
-
-                return;
-            }
+            AddSlow(index, 1, maxBins, collapseHighest);
         }
-
-        AddSlow(index, 1, maxBins, collapseHighest);
     }
 
     /// <summary>Adds <paramref name="count"/> to the bin at <paramref name="index"/>.</summary>

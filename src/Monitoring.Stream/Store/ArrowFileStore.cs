@@ -278,11 +278,7 @@ public sealed class ArrowFileStore : IWindowSink
             }
 
             // PERF: the batch's blocks reserved in one call (FileSpace); a hint only, whatever its outcome.
-            long end = _durableLength + FileSpace.EstimateIpcBytes(batch);
-            if (end > _reservedEnd && FileSpace.TryReserve(_stream!.SafeFileHandle, _durableLength, end - _durableLength))
-            {
-                _reservedEnd = end;
-            }
+            FileSpace.ReserveFor(_stream!.SafeFileHandle, _durableLength, batch, ref _reservedEnd);
 
             _writer!.WriteRecordBatch(batch);
             _stream!.Flush(flushToDisk: true);
@@ -425,13 +421,8 @@ public sealed class ArrowFileStore : IWindowSink
         }
 
         _writer.WriteEnd();
-        if (_reservedEnd > _stream!.Length)
-        {
-            // Frees the blocks reserved past the end (FileSpace) and not written.
-            _stream.SetLength(_stream.Length);
-        }
-
-        _stream.Flush(flushToDisk: true);
+        FileSpace.ReleaseUnwritten(_stream!, _reservedEnd);
+        _stream!.Flush(flushToDisk: true);
         _writer.Dispose();
         _stream.Dispose();
         _writer = null;

@@ -47,6 +47,28 @@ internal static partial class FileSpace
         }
     }
 
+    /// <summary>
+    /// Reserves the blocks <paramref name="batch"/> will take appended at <paramref name="length"/>, unless the
+    /// reservation already reaches that far; <paramref name="reservedEnd"/> is where it ends, moved on success.
+    /// </summary>
+    public static void ReserveFor(SafeFileHandle file, long length, RecordBatch batch, ref long reservedEnd)
+    {
+        long end = length + EstimateIpcBytes(batch);
+        if (end > reservedEnd && TryReserve(file, length, end - length))
+        {
+            reservedEnd = end;
+        }
+    }
+
+    /// <summary>Frees the blocks reserved past the end of <paramref name="stream"/> (up to <paramref name="reservedEnd"/>) that no write reached.</summary>
+    public static void ReleaseUnwritten(FileStream stream, long reservedEnd)
+    {
+        if (reservedEnd > stream.Length)
+        {
+            stream.SetLength(stream.Length);
+        }
+    }
+
     /// <summary>An upper estimate of the bytes <paramref name="batch"/> takes in an Arrow IPC file: its buffers, each padded to 8 bytes, and room for its framing.</summary>
     public static long EstimateIpcBytes(RecordBatch batch)
     {
