@@ -161,6 +161,35 @@ public sealed class PointWriter : IDisposable
         return _gate.TryEnterBiased() ? WriteEntered(series, value, timestampUnixMs) : WriteEnteringSlowly(series, value, timestampUnixMs);
     }
 
+    /// <summary>Writes one point of a kept series whose id is read holding the gate (see <see cref="IBoundSeries"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal RejectReason Write<TSeries>(ref TSeries series, double value, long timestampUnixMs)
+        where TSeries : struct, IBoundSeries =>
+        _gate.TryEnterBiased() ? WriteEntered(series.Current, value, timestampUnixMs) : WriteEnteringSlowly(ref series, value, timestampUnixMs);
+
+    /// <summary>Writes one point of a kept series, stamped with the engine's clock.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal RejectReason Write<TSeries>(ref TSeries series, double value)
+        where TSeries : struct, IBoundSeries => Write(ref series, value, StampNow());
+
+    /// <summary>The kept series' write when the gate was not biased to the calling thread.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason WriteEnteringSlowly<TSeries>(ref TSeries series, double value, long timestampUnixMs)
+        where TSeries : struct, IBoundSeries
+    {
+        if (!_gate.EnterSlow(ref _closed, out bool closedWhileEngineInside))
+        {
+            if (closedWhileEngineInside)
+            {
+                return RefuseClosedOutsideTheGate();
+            }
+
+            ThrowCalledFromTwoThreads();
+        }
+
+        return WriteEntered(series.Current, value, timestampUnixMs);
+    }
+
     /// <summary>The write when the gate was not biased to the calling thread.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private RejectReason WriteEnteringSlowly(SeriesId series, double value, long timestampUnixMs)

@@ -62,6 +62,14 @@ public sealed class SharedPointWriter : IDisposable
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
     public RejectReason Write(SeriesId series, double value, long timestampUnixMs) => CurrentWriter().Write(series, value, timestampUnixMs);
 
+    /// <summary>Writes one point of a kept series, its id read once the thread's writer is entered (see <see cref="IBoundSeries"/>).</summary>
+    internal RejectReason Write<TSeries>(ref TSeries series, double value)
+        where TSeries : struct, IBoundSeries => CurrentWriter().Write(ref series, value);
+
+    /// <summary>Writes one point of a kept series at an explicit event time, its id read once the thread's writer is entered.</summary>
+    internal RejectReason Write<TSeries>(ref TSeries series, double value, long timestampUnixMs)
+        where TSeries : struct, IBoundSeries => CurrentWriter().Write(ref series, value, timestampUnixMs);
+
     /// <summary>Hands every thread's buffered points to the shards now.</summary>
     public void Flush() => FlushIdle(long.MaxValue, wait: true);
 
