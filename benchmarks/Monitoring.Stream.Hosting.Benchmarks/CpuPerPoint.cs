@@ -20,7 +20,7 @@ namespace Monitoring.Stream.Hosting.Benchmarks;
 /// the shards and emitted every window). Not a BenchmarkDotNet benchmark: it counts every thread's CPU.
 /// </summary>
 /// <remarks>
-/// Usage: <c>cpu [--points N] [--rounds R] [--series S] [--shards K] [--paths opentelemetry,engine-labels,engine-bound,meter-bridge]</c>
+/// Usage: <c>cpu [--points N] [--rounds R] [--series S] [--shards K] [--queue-batches Q] [--paths opentelemetry,engine-labels,engine-bound,meter-bridge]</c>
 /// (default: 1,000 and 100,000 series, those four paths; <c>shared-bound</c> and <c>writer-bound</c> time the
 /// engine's writers under the bound handle, <c>writer-labels</c> and <c>registry-lookup</c> the engine's writer
 /// and registry under the labelled call, to show what each layer adds). Each path first runs untimed rounds
@@ -40,6 +40,9 @@ internal static class CpuPerPoint
 
     /// <summary>The engine's shard count (<c>--shards</c>); 0 for the default, one a processor.</summary>
     private static int s_shards;
+
+    /// <summary>Each shard's queue in batches (<c>--queue-batches</c>); 0 for the default.</summary>
+    private static int s_queueBatches;
 
     /// <summary>Point batches the engine of the case being timed has allocated so far (its pool grows until it covers the most in flight).</summary>
     private static Func<long> s_batchesSoFar = () => 0;
@@ -73,6 +76,7 @@ internal static class CpuPerPoint
         int rounds = Option(args, "--rounds", 3);
         int onlySeries = Option(args, "--series", 0);
         s_shards = Option(args, "--shards", 0);
+        s_queueBatches = Option(args, "--queue-batches", 0);
         string[] paths = TextOption(args, "--paths")?.Split(',') ?? ["opentelemetry", "engine-labels", "engine-bound", "meter-bridge"];
         Console.WriteLine($"CPU per point: {points:N0} points per round, {rounds} rounds, {Environment.ProcessorCount} processors, load {File.ReadAllText("/proc/loadavg").Trim()}");
         Console.WriteLine("series | path | CPU ns/point median (range) | producer thread CPU ns/call median (range) | wall Mpoints/s taken, median | allocated B/call while recording | of which batch-pool growth | allocated B/point with the stop | dropped in the timed part");
@@ -150,6 +154,11 @@ internal static class CpuPerPoint
         if (s_shards > 0)
         {
             options.ShardCount = s_shards;
+        }
+
+        if (s_queueBatches > 0)
+        {
+            options.ShardQueueBatches = s_queueBatches;
         }
 
         var pipeline = new MetricsPipeline(options, []);
