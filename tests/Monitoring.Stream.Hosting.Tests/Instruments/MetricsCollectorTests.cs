@@ -44,6 +44,45 @@ public class MetricsCollectorTests
         Assert.Throws<MetricValidationException>(() => engine.Collector.CreateCounter("jobs_total", ["queue", "host"]));
     }
 
+    [Fact]
+    public async Task BoundHandles_StampedAndTimestamped_AllocateNothingPerCall()
+    {
+        // The writer reads a handle's id through a generic over its binding (a struct, by reference): no boxing.
+        await using var engine = new EngineFixture();
+        BoundHistogram histogram = engine.Collector.CreateHistogram("bound_latency", ["route"]).Bind("/a");
+        BoundCounter counter = engine.Collector.CreateCounter("bound_total", ["route"]).Bind("/a");
+        BoundGauge gauge = engine.Collector.CreateGauge("bound_depth", ["route"]).Bind("/a");
+        // Refusals are counted, not asserted per call (an assertion may allocate itself).
+        int refused = 0;
+        void Calls(int n)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                refused += histogram.Record(i) == RejectReason.None ? 0 : 1;
+                refused += histogram.Record(i, T0 + 1_000) == RejectReason.None ? 0 : 1;
+                refused += counter.Add(1) == RejectReason.None ? 0 : 1;
+                refused += counter.Add(1, T0 + 1_000) == RejectReason.None ? 0 : 1;
+                refused += gauge.Set(i) == RejectReason.None ? 0 : 1;
+                refused += gauge.Set(i, T0 + 1_000) == RejectReason.None ? 0 : 1;
+            }
+        }
+
+        Calls(20);
+        engine.Collector.Flush();
+        await engine.Pipeline.DrainAsync();
+
+        // After the await this may be another thread: its first calls (its writer) are not measured.
+        Calls(10);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Calls(100);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        engine.Collector.Flush();
+        await engine.Pipeline.DrainAsync();
+        Assert.Equal(0, refused);
+        Assert.Equal(0, engine.Pipeline.GetMetrics().Rejected);
+        Assert.Equal(6 * 130, engine.Pipeline.GetMetrics().Accepted);
+    }
+
     [Theory]
     [InlineData(3)]
     [InlineData(8)]
