@@ -22,6 +22,8 @@ public sealed class MetricHistogram : MetricInstrument
     public RejectReason RecordAt(long timestampUnixMs, double value, params ReadOnlySpan<string> labelValues) => WriteLabelled(value, timestampUnixMs, labelValues);
 
     /// <summary>Resolves the label values once and returns a handle that writes to that series by id.</summary>
-    /// <exception cref="ArgumentException">The number of values differs from the label names, or a value breaks a limit.</exception>
+    /// <exception cref="ArgumentException">The number of values differs from the label names, or a value is longer than
+    /// <c>SeriesRegistryOptions.MaxLabelValueLength</c> (a <see cref="MetricValidationException"/>). At the metric's series limit
+    /// nothing is thrown: the handle writes to the metric's overflow series, as a labelled call would.</exception>
     public BoundHistogram Bind(params ReadOnlySpan<string> labelValues) => new(ResolveOrThrow(labelValues));
 }

@@ -191,6 +191,17 @@ public sealed class SeriesRegistry
         }
     }
 
+    /// <summary>
+    /// Whether the index is issued to a listed series of that generation (not unlisted, not an overflow series);
+    /// read without the lock, for a shard's reclaim scan, which <see cref="Unlist"/> checks again under it.
+    /// </summary>
+    internal bool IsListed(int index, int generation)
+    {
+        SeriesDescriptor[] byId = Volatile.Read(ref _byId);
+        return (uint)index < (uint)byId.Length && byId[index] is { IsUnlisted: false, IsOverflow: false } descriptor
+            && descriptor.Id.Generation == generation;
+    }
+
     /// <summary>An id of this registry for the index, with the index's current generation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private SeriesId Issue(int index)

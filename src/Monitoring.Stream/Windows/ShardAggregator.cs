@@ -796,6 +796,7 @@ internal sealed class ShardAggregator
             return;
         }
 
+        DateSeriesWithoutPoints();
         long threshold = _watermark - _seriesIdleMs;
         List<int>? unlisted = null;
         for (int slot = 0; slot < _lastActive.Length; slot++)
@@ -820,6 +821,30 @@ internal sealed class ShardAggregator
             // points resolved before it. A source created later can only hold an id kept from before (a bound
             // handle), whose points count as stale once the id is retired.
             _retirements.Add(new Retirement(unlisted, _allSources(), _index));
+        }
+    }
+
+    /// <summary>
+    /// Dates, at the current watermark, this shard's listed series that no emitted window has dated: interned but
+    /// never aggregated here (a handle bound and never written, a label set whose every point was refused or
+    /// late). Without a date they were never reclaimed, and held their place under the metric's series limit for
+    /// good; with one, they are reclaimed like any series once idle for the timeout from their first scan.
+    /// </summary>
+    private void DateSeriesWithoutPoints()
+    {
+        int issued = _registry.Count;
+        int slots = issued > _index ? ((issued - _index - 1) / _shardCount) + 1 : 0;
+        if (slots > _slotGeneration.Length)
+        {
+            GrowSlots(slots);
+        }
+
+        for (int slot = 0; slot < slots; slot++)
+        {
+            if (_lastActive[slot] == 0 && !_unlistedSlots.Contains(slot) && _registry.IsListed((slot * _shardCount) + _index, _slotGeneration[slot]))
+            {
+                _lastActive[slot] = _watermark;
+            }
         }
     }
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Time.Testing;
 using Monitoring.Stream.Ingest;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
+using Monitoring.Stream.Series;
 using Monitoring.Stream.Sinks;
 using Monitoring.Stream.Tests.Hardening;
 using Monitoring.Stream.Tests.Support;
@@ -301,6 +302,44 @@ public class SeriesReclaimTests
             await Churn(pipeline, time, writer, 0, 20);
             Assert.Equal(1_000, pipeline.Registry.Count);
             Assert.Equal(0, pipeline.GetMetrics().SeriesReclaimed);
+        }
+    }
+
+    [Fact]
+    public async Task SeriesWithoutAnyAggregatedPoint_InternedOnlyOrEveryPointRefused_IsReclaimedOnceIdle()
+    {
+        // A series that never reaches a window (looked up and never written, or whose every point is refused)
+        // has no window to date its last activity: it must still be reclaimed, or it holds its place under the
+        // metric's series limit for good and every new label set folds into the overflow series.
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
+        MetricsPipelineOptions options = ReclaimScenario.Options(time, TimeSpan.FromSeconds(5));
+        options.Registry = new SeriesRegistryOptions { MaxSeriesPerMetric = 20 };
+        var pipeline = new MetricsPipeline(options, [new CollectingSink()]);
+        pipeline.Start();
+        await using (pipeline)
+        {
+            using PointWriter writer = pipeline.CreateWriter("quiet");
+            using PointWriter clock = pipeline.CreateWriter("clock");
+            for (int i = 0; i < 10; i++)
+            {
+                _ = pipeline.Registry.GetOrAdd("quiet_seconds", [new Label("pod", $"looked-up-{i}")]);
+                long farFuture = time.GetUtcNow().ToUnixTimeMilliseconds() + (long)TimeSpan.FromDays(1).TotalMilliseconds;
+                Assert.Equal(RejectReason.TimestampOutOfRange, writer.Write("quiet_seconds", [new Label("pod", $"refused-{i}")], 1, farFuture));
+            }
+
+            Assert.Equal(20, pipeline.Registry.GetSeriesCount("quiet_seconds"));
+
+            // Another series moves event time (the watermark) on.
+            await ReclaimScenario.TickUntil(pipeline, time, () =>
+            {
+                clock.Write("clock_seconds", [new Label("pod", "a")], 1, time.GetUtcNow().ToUnixTimeMilliseconds());
+                clock.Flush();
+                return pipeline.Registry.GetSeriesCount("quiet_seconds") == 0;
+            }, 60, "the 20 series without points were reclaimed");
+
+            SeriesId fresh = pipeline.Registry.GetOrAdd("quiet_seconds", [new Label("pod", "new")]);
+            Assert.False(pipeline.Registry.GetDescriptor(fresh).IsOverflow);
+            Assert.True(pipeline.GetMetrics().SeriesReclaimed >= 20);
         }
     }
 }
