@@ -83,48 +83,48 @@ public abstract class MetricInstrument
         // could point into the heap) took a checked write barrier call per reference, 6 for 3 labels, about a
         // third of the call (docs/benchmarks.md, "Session 9"). More labels go through a span: the local's rest,
         // or the thread's scratch array beyond its length.
-        RejectReason reason;
-        SeriesId id;
         int[] order = _canonicalOrder;
         string[] names = _labelNames;
         int count = labelValues.Length;
-        if (count <= 4)
+        if (count > 4)
         {
-            LabelBuffer buffer = default;
-            switch (count)
-            {
-                case 4:
-                    buffer[3] = new Label(names[order[3]], labelValues[order[3]] ?? string.Empty);
-                    goto case 3;
-                case 3:
-                    buffer[2] = new Label(names[order[2]], labelValues[order[2]] ?? string.Empty);
-                    goto case 2;
-                case 2:
-                    buffer[1] = new Label(names[order[1]], labelValues[order[1]] ?? string.Empty);
-                    goto case 1;
-                case 1:
-                    buffer[0] = new Label(names[order[0]], labelValues[order[0]] ?? string.Empty);
-                    break;
-            }
-
-            reason = _registry.TryGetOrAdd(Name, ((ReadOnlySpan<Label>)buffer)[..count], out id);
-        }
-        else
-        {
-            reason = LookUpManyLabels(labelValues, out id);
+            return WriteManyLabels(value, timestampUnixMs, labelValues);
         }
 
-        if (reason != RejectReason.None)
+        LabelBuffer buffer = default;
+        switch (count)
         {
-            return Collector.CountRejected(reason);
+            case 4:
+                buffer[3] = new Label(names[order[3]], labelValues[order[3]] ?? string.Empty);
+                goto case 3;
+            case 3:
+                buffer[2] = new Label(names[order[2]], labelValues[order[2]] ?? string.Empty);
+                goto case 2;
+            case 2:
+                buffer[1] = new Label(names[order[1]], labelValues[order[1]] ?? string.Empty);
+                goto case 1;
+            case 1:
+                buffer[0] = new Label(names[order[0]], labelValues[order[0]] ?? string.Empty);
+                break;
         }
 
-        return timestampUnixMs is long ts ? _writer.Write(id, value, ts) : _writer.Write(id, value);
+        // The series is looked up by the writer once it holds its gate (ISeriesLookup): a thread stopped between
+        // the lookup and the append cannot be flushed past its series' reclaim meanwhile.
+        var lookup = new LabelLookup(_registry, Name, ((ReadOnlySpan<Label>)buffer)[..count]);
+        return Written(ref lookup, value, timestampUnixMs);
     }
 
-    /// <summary>The lookup of a call with more than four labels (a rarer shape, kept out of the common call).</summary>
+    /// <summary>Writes through the lookup; a refusal of the lookup itself is counted by the collector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private RejectReason Written(ref LabelLookup lookup, double value, long? timestampUnixMs)
+    {
+        RejectReason reason = timestampUnixMs is long ts ? _writer.WriteLookedUp(ref lookup, value, ts) : _writer.WriteLookedUp(ref lookup, value);
+        return lookup.Refused == RejectReason.None ? reason : Collector.CountRejected(lookup.Refused);
+    }
+
+    /// <summary>A call with more than four labels (a rarer shape, kept out of the common call).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private RejectReason LookUpManyLabels(ReadOnlySpan<string> labelValues, out SeriesId id)
+    private RejectReason WriteManyLabels(double value, long? timestampUnixMs, ReadOnlySpan<string> labelValues)
     {
         LabelBuffer buffer = default;
         Span<Label> labels = labelValues.Length <= LabelBuffer.Length ? ((Span<Label>)buffer)[..labelValues.Length] : LabelScratch.Rent(labelValues.Length);
@@ -136,13 +136,34 @@ public abstract class MetricInstrument
             labels[i] = new Label(names[k], labelValues[k] ?? string.Empty);
         }
 
-        RejectReason reason = _registry.TryGetOrAdd(Name, labels, out id);
-        if (labels.Length > LabelBuffer.Length)
+        try
         {
-            labels.Clear();
+            var lookup = new LabelLookup(_registry, Name, labels);
+            return Written(ref lookup, value, timestampUnixMs);
         }
+        finally
+        {
+            if (labels.Length > LabelBuffer.Length)
+            {
+                labels.Clear();
+            }
+        }
+    }
 
-        return reason;
+    /// <summary>The registry lookup of one labelled call, run by the writer holding its gate; remembers a refusal.</summary>
+    private ref struct LabelLookup(SeriesRegistry registry, string metric, ReadOnlySpan<Label> labels) : ISeriesLookup
+    {
+        private readonly ReadOnlySpan<Label> _labels = labels;
+
+        public RejectReason Refused { get; private set; }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public RejectReason Resolve(out SeriesId id)
+        {
+            RejectReason reason = registry.TryGetOrAdd(metric, _labels, out id);
+            Refused = reason;
+            return reason;
+        }
     }
 
     internal bool HasSameShape(InstrumentKind kind, ReadOnlySpan<string> labelNames) =>

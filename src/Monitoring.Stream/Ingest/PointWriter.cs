@@ -129,19 +129,85 @@ public sealed class PointWriter : IDisposable
 
     /// <summary>Resolves the series and writes one point.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
+    /// <remarks>The series is looked up holding the writer's gate, as a bound handle's id is read
+    /// (<see cref="IBoundSeries"/>): a thread stopped between the lookup and the append cannot be flushed past
+    /// its series' reclaim meanwhile, which would retire the id and refuse the point as stale.</remarks>
     public RejectReason Write(string metric, ReadOnlySpan<Label> labels, double value, long timestampUnixMs)
     {
-        RejectReason reason = _pipeline.Registry.TryGetOrAdd(metric, labels, out SeriesId id);
+        if (!_gate.TryEnterBiased() && !EnterForLookup())
+        {
+            return RefuseClosedOutsideTheGate();
+        }
+
+        RejectReason reason;
+        SeriesId id;
+        try
+        {
+            reason = _pipeline.Registry.TryGetOrAdd(metric, labels, out id);
+        }
+        catch
+        {
+            _gate.Exit();
+            throw;
+        }
+
         if (reason != RejectReason.None)
         {
-            Enter();
             _counters.Offered++;
             _counters.Rejected[(int)reason]++;
-            Exit();
+            _gate.Exit();
             return reason;
         }
 
-        return Write(id, value, timestampUnixMs);
+        return WriteEntered(id, value, timestampUnixMs);
+    }
+
+    /// <summary>
+    /// Writes one point of the series a caller's lookup finds, the lookup run holding the gate
+    /// (<see cref="ISeriesLookup"/>); a refusal of the lookup is returned uncounted, for the caller to count.
+    /// </summary>
+    /// <remarks>PERF: no exception handler around the lookup (a method with one is not inlined, about 2.5 ns a
+    /// labelled SDK call): <see cref="ISeriesLookup.Resolve"/> must not throw.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value, long timestampUnixMs)
+        where TLookup : ISeriesLookup, allows ref struct
+    {
+        if (!_gate.TryEnterBiased() && !EnterForLookup())
+        {
+            return RefuseClosedOutsideTheGate();
+        }
+
+        RejectReason reason = lookup.Resolve(out SeriesId id);
+        if (reason != RejectReason.None)
+        {
+            _gate.Exit();
+            return reason;
+        }
+
+        return WriteEntered(id, value, timestampUnixMs);
+    }
+
+    /// <summary><see cref="WriteLookedUp{TLookup}(ref TLookup, double, long)"/>, stamped with the engine's clock.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value)
+        where TLookup : ISeriesLookup, allows ref struct => WriteLookedUp(ref lookup, value, StampNow());
+
+    /// <summary>Enters the gate when it was not biased to the calling thread; false for a writer closed meanwhile (nothing entered).</summary>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call on this writer.</exception>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool EnterForLookup()
+    {
+        if (_gate.EnterSlow(ref _closed, out bool closedWhileEngineInside))
+        {
+            return true;
+        }
+
+        if (!closedWhileEngineInside)
+        {
+            ThrowCalledFromTwoThreads();
+        }
+
+        return false;
     }
 
     /// <summary>Writes one point of a series resolved earlier through the pipeline's registry, stamped with the engine's clock.</summary>

@@ -70,6 +70,16 @@ public sealed class SharedPointWriter : IDisposable
     internal RejectReason Write<TSeries>(ref TSeries series, double value, long timestampUnixMs)
         where TSeries : struct, IBoundSeries => CurrentWriter().Write(ref series, value, timestampUnixMs);
 
+    /// <summary>Writes one point of the series a caller's lookup finds, the lookup run inside the thread's writer (see <see cref="ISeriesLookup"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value)
+        where TLookup : ISeriesLookup, allows ref struct => CurrentWriter().WriteLookedUp(ref lookup, value);
+
+    /// <summary>The same at an explicit event time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value, long timestampUnixMs)
+        where TLookup : ISeriesLookup, allows ref struct => CurrentWriter().WriteLookedUp(ref lookup, value, timestampUnixMs);
+
     /// <summary>Hands every thread's buffered points to the shards now.</summary>
     public void Flush() => FlushIdle(long.MaxValue, wait: true);
 
