@@ -303,7 +303,9 @@ public sealed class MeterBridge : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Label ToLabel(ReadOnlySpan<KeyValuePair<string, object?>> tags, string[] validKeys, int i, ref bool keysKnown)
     {
-        string key = tags[i].Key;
+        // A null key (possible through KeyValuePair's default or a null-forgiving caller) becomes an empty name,
+        // which the engine refuses as an invalid label name and counts: nothing at a call site throws.
+        string key = tags[i].Key ?? string.Empty;
         // PERF: the keys of a call site are the same objects every time: checked once, not per call.
         // Keys usually are valid label names already; only the others cost a new string.
         if (!(keysKnown && ReferenceEquals(validKeys[i], key)))

@@ -139,6 +139,12 @@ public sealed class PointWriter : IDisposable
             return RefuseClosedOutsideTheGate();
         }
 
+        if (_closed)
+        {
+            // Refused as closed before the lookup: nothing is interned, whatever the labels.
+            return RefuseClosedEntered();
+        }
+
         RejectReason reason;
         SeriesId id;
         try
@@ -177,6 +183,11 @@ public sealed class PointWriter : IDisposable
             return RefuseClosedOutsideTheGate();
         }
 
+        if (_closed)
+        {
+            return RefuseClosedEntered();
+        }
+
         RejectReason reason = lookup.Resolve(out SeriesId id);
         if (reason != RejectReason.None)
         {
@@ -191,6 +202,16 @@ public sealed class PointWriter : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value)
         where TLookup : ISeriesLookup, allows ref struct => WriteLookedUp(ref lookup, value, StampNow());
+
+    /// <summary>A labelled write to a closed writer, holding the gate (which it releases): counted, refused as closed.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason RefuseClosedEntered()
+    {
+        _counters.Offered++;
+        _counters.Rejected[(int)RejectReason.WriterClosed]++;
+        _gate.Exit();
+        return RejectReason.WriterClosed;
+    }
 
     /// <summary>Enters the gate when it was not biased to the calling thread; false for a writer closed meanwhile (nothing entered).</summary>
     /// <exception cref="InvalidOperationException">Another thread is inside a call on this writer.</exception>
