@@ -27,16 +27,7 @@ public class ShardAggregationExactTests
         // The clock is ahead of the data, as in a replay: event time alone moves the watermark.
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0 + 60_000));
         var sink = new CollectingSink();
-        var pipeline = new MetricsPipeline(
-            new MetricsPipelineOptions
-            {
-                ShardCount = shards,
-                WindowSize = TimeSpan.FromSeconds(10),
-                AllowedLateness = TimeSpan.FromSeconds(5),
-                TickInterval = TimeSpan.FromSeconds(1),
-                TimeProvider = time,
-            },
-            [sink]);
+        var pipeline = new MetricsPipeline(WindowScenario.Options(time, shards), [sink]);
         pipeline.Start();
         var expected = new Dictionary<(long Window, int Series), (RunningMoments Moments, DdSketch Sketch)>();
         var random = new Random(11);

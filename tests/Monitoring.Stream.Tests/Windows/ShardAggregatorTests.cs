@@ -15,16 +15,7 @@ public class ShardAggregatorTests
     {
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(nowMs));
         var sink = new CollectingSink();
-        var pipeline = new MetricsPipeline(
-            new MetricsPipelineOptions
-            {
-                ShardCount = shards,
-                WindowSize = TimeSpan.FromSeconds(10),
-                AllowedLateness = TimeSpan.FromSeconds(5),
-                TickInterval = TimeSpan.FromSeconds(1),
-                TimeProvider = time,
-            },
-            [sink]);
+        var pipeline = new MetricsPipeline(WindowScenario.Options(time, shards), [sink]);
         pipeline.Start();
         return (pipeline, sink, time, pipeline.CreateWriter("test"));
     }
