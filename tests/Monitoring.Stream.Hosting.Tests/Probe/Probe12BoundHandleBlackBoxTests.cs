@@ -1,9 +1,9 @@
-using Microsoft.Extensions.Time.Testing;
 using Monitoring.Stream.Hosting.Instruments;
 using Monitoring.Stream.Hosting.Queries;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Series;
+using Monitoring.Stream.Hosting.Tests.Support;
 
 namespace Monitoring.Stream.Hosting.Tests.Probe;
 
@@ -16,73 +16,15 @@ namespace Monitoring.Stream.Hosting.Tests.Probe;
 /// </summary>
 public class Probe12BoundHandleBlackBoxTests
 {
-    private const long T0 = 1_800_000_000_000;
+    private const long T0 = ReclaimRig.T0;
 
-    private static readonly DateTimeOffset s_from = DateTimeOffset.FromUnixTimeMilliseconds(T0 - 600_000);
-    private static readonly DateTimeOffset s_to = DateTimeOffset.FromUnixTimeMilliseconds(T0 + 3_600_000);
-
-    /// <summary>A pipeline on a fake clock, a recent-window index as its sink, a collector and the queries.</summary>
-    private sealed class Rig : IAsyncDisposable
-    {
-        public Rig(int shards = 2, Action<MetricsPipelineOptions>? configure = null, string source = "probe12")
+    /// <summary>The reclaim rig with this probe's source name.</summary>
+    private sealed class Rig(int shards = 2, Action<MetricsPipelineOptions>? configure = null, string source = "probe12")
+        : ReclaimRig(source, shards, o =>
         {
-            Time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
-            Index = new RecentWindowIndex();
-            var options = new MetricsPipelineOptions
-            {
-                ShardCount = shards,
-                TimeProvider = Time,
-                Instance = "probe12",
-                WindowSize = TimeSpan.FromSeconds(1),
-                SeriesIdleTimeout = TimeSpan.FromSeconds(5),
-            };
-            configure?.Invoke(options);
-            Pipeline = new MetricsPipeline(options, [Index]);
-            Pipeline.Start();
-            Collector = new MetricsCollector(Pipeline, source);
-            Queries = new MetricStatisticsService(Index, time: Time);
-        }
-
-        public FakeTimeProvider Time { get; }
-
-        public RecentWindowIndex Index { get; }
-
-        public MetricsPipeline Pipeline { get; }
-
-        public MetricsCollector Collector { get; }
-
-        public MetricStatisticsService Queries { get; }
-
-        public long NowMs => Time.GetUtcNow().ToUnixTimeMilliseconds();
-
-        /// <summary>Flushes the collector, waits for the shards, then moves the clock on.</summary>
-        public async Task StepAsync(double seconds = 1)
-        {
-            Collector.Flush();
-            await Pipeline.DrainAsync().WaitAsync(TimeSpan.FromSeconds(20));
-            Time.Advance(TimeSpan.FromSeconds(seconds));
-        }
-
-        public async Task StopAsync()
-        {
-            Collector.Flush();
-            await Pipeline.StopAsync().WaitAsync(TimeSpan.FromSeconds(20));
-        }
-
-        public MetricStatistics? Stats(string metric, params Label[] labels) =>
-            Queries.GetStatistics(metric, LabelSet.Create(labels), s_from, s_to);
-
-        public MetricStatistics? Matching(string metric, params Label[] labels) =>
-            Queries.GetMatching(metric, LabelSet.Create(labels), s_from, s_to);
-
-        public SourceMetrics Source(string name) => Pipeline.GetMetrics().Sources.Single(s => s.Source == name);
-
-        public async ValueTask DisposeAsync()
-        {
-            Collector.Dispose();
-            await Pipeline.DisposeAsync();
-        }
-    }
+            o.Instance = "probe12";
+            configure?.Invoke(o);
+        });
 
     private static long Rejected(PipelineMetrics m, RejectReason reason) => m.RejectedByReason.GetValueOrDefault(reason);
 

@@ -1,11 +1,11 @@
 using System.Diagnostics.Metrics;
-using Microsoft.Extensions.Time.Testing;
 using Monitoring.Stream.Hosting.Bridge;
 using Monitoring.Stream.Hosting.Instruments;
 using Monitoring.Stream.Hosting.Queries;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Series;
+using Monitoring.Stream.Hosting.Tests.Support;
 
 namespace Monitoring.Stream.Hosting.Tests.Probe;
 
@@ -16,62 +16,17 @@ namespace Monitoring.Stream.Hosting.Tests.Probe;
 /// </summary>
 public class Probe12bSdkBlackBoxTests
 {
-    private const long T0 = 1_800_000_000_000;
+    private const long T0 = ReclaimRig.T0;
     private const string Source = "p12b-sdk";
 
-    private static readonly DateTimeOffset s_from = DateTimeOffset.FromUnixTimeMilliseconds(T0 - 3_600_000);
-    private static readonly DateTimeOffset s_to = DateTimeOffset.FromUnixTimeMilliseconds(T0 + 3_600_000);
-
-    private sealed class Rig : IAsyncDisposable
-    {
-        public Rig(Action<MetricsPipelineOptions>? configure = null)
+    /// <summary>The reclaim rig with a second of lateness, an hour of queries and two hours of retention.</summary>
+    private sealed class Rig(Action<MetricsPipelineOptions>? configure = null)
+        : ReclaimRig(Probe12bSdkBlackBoxTests.Source, configure: o =>
         {
-            Time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
-            Index = new RecentWindowIndex(new RecentWindowIndexOptions { Retention = TimeSpan.FromHours(2) });
-            var options = new MetricsPipelineOptions
-            {
-                ShardCount = 2,
-                TimeProvider = Time,
-                Instance = "p12b",
-                WindowSize = TimeSpan.FromSeconds(1),
-                AllowedLateness = TimeSpan.FromSeconds(1),
-                SeriesIdleTimeout = TimeSpan.FromSeconds(5),
-            };
-            configure?.Invoke(options);
-            Pipeline = new MetricsPipeline(options, [Index]);
-            Pipeline.Start();
-            Collector = new MetricsCollector(Pipeline, Source);
-            Queries = new MetricStatisticsService(Index, time: Time);
-        }
-
-        public FakeTimeProvider Time { get; }
-
-        public RecentWindowIndex Index { get; }
-
-        public MetricsPipeline Pipeline { get; }
-
-        public MetricsCollector Collector { get; }
-
-        public MetricStatisticsService Queries { get; }
-
-        public long NowMs => Time.GetUtcNow().ToUnixTimeMilliseconds();
-
-        public async Task StepAsync()
-        {
-            Collector.Flush();
-            await Pipeline.DrainAsync().WaitAsync(TimeSpan.FromSeconds(20));
-            Time.Advance(TimeSpan.FromSeconds(1));
-            await Pipeline.DrainAsync().WaitAsync(TimeSpan.FromSeconds(20));
-        }
-
-        public MetricStatistics? Stats(string metric, params Label[] labels) => Queries.GetStatistics(metric, LabelSet.Create(labels), s_from, s_to);
-
-        public async ValueTask DisposeAsync()
-        {
-            Collector.Dispose();
-            await Pipeline.DisposeAsync();
-        }
-    }
+            o.Instance = "p12b";
+            o.AllowedLateness = TimeSpan.FromSeconds(1);
+            configure?.Invoke(o);
+        }, lookBack: TimeSpan.FromHours(1), retention: TimeSpan.FromHours(2), drainAfterStep: true);
 
     private static string Describe(PipelineMetrics m) =>
         $"offered {m.Offered}, accepted {m.Accepted}, rejected {m.Rejected}, dropped {m.Dropped}, emitted {m.EmittedPoints}, late {m.Late}, " +
