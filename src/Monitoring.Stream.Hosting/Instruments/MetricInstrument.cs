@@ -155,6 +155,9 @@ public abstract class MetricInstrument
     {
         private readonly ReadOnlySpan<Label> _labels = labels;
 
+        /// <summary>The SDK's own refusals are counted by the collector (<see cref="MetricsCollector.GetRejectedCount"/>).</summary>
+        public static bool RefusalsCountedByWriter => false;
+
         public RejectReason Refused { get; private set; }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -11,7 +11,7 @@ namespace Monitoring.Stream.Hosting.Instruments;
 /// engine retires that id, its shard refuses every point as stale).
 /// </summary>
 /// <remarks>
-/// <para>The id is read by the writer once it holds its gate (<see cref="IBoundSeries"/>): a thread stopped
+/// <para>The id is read by the writer once it holds its gate (<see cref="ISeriesLookup"/>): a thread stopped
 /// between reading the id and appending its point would otherwise look quiet to the engine, which could flush
 /// it past a reclaim, retire the id, and refuse the point as stale.</para>
 /// <para>PERF: the common path is one read of the registry's reclaim counter. Any reclaim anywhere makes every
@@ -27,7 +27,7 @@ namespace Monitoring.Stream.Hosting.Instruments;
 /// reader that sees a count reads an id resolved at that count or later, never an older one, and never half
 /// of one. A lock here made threads that all re-resolved after the same reclaim sleep on each other.</para>
 /// </remarks>
-internal struct SeriesBinding : IBoundSeries
+internal struct SeriesBinding : ISeriesLookup
 {
     private readonly SeriesRegistry _registry;
     private readonly SharedPointWriter _writer;
@@ -68,10 +68,21 @@ internal struct SeriesBinding : IBoundSeries
     }
 
     /// <summary>Writes one value of the bound series, stamped with the engine clock.</summary>
-    public RejectReason Write(double value) => _writer.Write(ref this, value);
+    public RejectReason Write(double value) => _writer.WriteLookedUp(ref this, value);
 
     /// <summary>Writes one value of the bound series at an explicit event time (ms since the Unix epoch).</summary>
-    public RejectReason Write(double value, long timestampUnixMs) => _writer.Write(ref this, value, timestampUnixMs);
+    public RejectReason Write(double value, long timestampUnixMs) => _writer.WriteLookedUp(ref this, value, timestampUnixMs);
+
+    /// <summary>A kept id never refuses: the engine refuses a retired one as stale.</summary>
+    public static bool RefusalsCountedByWriter => true;
+
+    /// <summary>The id, read by the writer holding its gate.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public RejectReason Resolve(out SeriesId id)
+    {
+        id = Current;
+        return RejectReason.None;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static long Pack(SeriesId id) => (uint)id.Value | ((long)id.Generation << 32);
@@ -84,7 +95,7 @@ internal struct SeriesBinding : IBoundSeries
     {
         long reclaimed = _registry.Reclaimed;
         // A failed lookup (a limit reached meanwhile, or a fault) keeps the old id: the engine then counts the
-        // refusal. Nothing is thrown: this runs inside the writer's gate (IBoundSeries).
+        // refusal. Nothing is thrown: this runs inside the writer's gate (ISeriesLookup).
         SeriesId id;
         try
         {

@@ -129,48 +129,16 @@ public sealed class PointWriter : IDisposable
 
     /// <summary>Resolves the series and writes one point.</summary>
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
-    /// <remarks>The series is looked up holding the writer's gate, as a bound handle's id is read
-    /// (<see cref="IBoundSeries"/>): a thread stopped between the lookup and the append cannot be flushed past
-    /// its series' reclaim meanwhile, which would retire the id and refuse the point as stale.</remarks>
+    /// <remarks>The series is looked up holding the writer's gate (see <see cref="ISeriesLookup"/>).</remarks>
     public RejectReason Write(string metric, ReadOnlySpan<Label> labels, double value, long timestampUnixMs)
     {
-        if (!_gate.TryEnterBiased() && !EnterForLookup())
-        {
-            return RefuseClosedOutsideTheGate();
-        }
-
-        if (_closed)
-        {
-            // Refused as closed before the lookup: nothing is interned, whatever the labels.
-            return RefuseClosedEntered();
-        }
-
-        RejectReason reason;
-        SeriesId id;
-        try
-        {
-            reason = _pipeline.Registry.TryGetOrAdd(metric, labels, out id);
-        }
-        catch
-        {
-            _gate.Exit();
-            throw;
-        }
-
-        if (reason != RejectReason.None)
-        {
-            _counters.Offered++;
-            _counters.Rejected[(int)reason]++;
-            _gate.Exit();
-            return reason;
-        }
-
-        return WriteEntered(id, value, timestampUnixMs);
+        var lookup = new RegistryLookup(_pipeline.Registry, metric, labels);
+        return WriteLookedUp(ref lookup, value, timestampUnixMs);
     }
 
     /// <summary>
-    /// Writes one point of the series a caller's lookup finds, the lookup run holding the gate
-    /// (<see cref="ISeriesLookup"/>); a refusal of the lookup is returned uncounted, for the caller to count.
+    /// Writes one point of the series a lookup finds, the lookup run holding the gate (<see cref="ISeriesLookup"/>);
+    /// a refusal of the lookup is counted here or left to the caller, as the lookup says.
     /// </summary>
     /// <remarks>PERF: no exception handler around the lookup (a method with one is not inlined: with it, and the
     /// lookup itself not inlined, a labelled SDK call cost about 2.5 ns more): <see cref="ISeriesLookup.Resolve"/>
@@ -192,6 +160,12 @@ public sealed class PointWriter : IDisposable
         RejectReason reason = lookup.Resolve(out SeriesId id);
         if (reason != RejectReason.None)
         {
+            if (TLookup.RefusalsCountedByWriter)
+            {
+                _counters.Offered++;
+                _counters.Rejected[(int)reason]++;
+            }
+
             _gate.Exit();
             return reason;
         }
@@ -204,7 +178,7 @@ public sealed class PointWriter : IDisposable
     internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value)
         where TLookup : ISeriesLookup, allows ref struct => WriteLookedUp(ref lookup, value, StampNow());
 
-    /// <summary>A labelled write to a closed writer, holding the gate (which it releases): counted, refused as closed.</summary>
+    /// <summary>A write through a lookup to a closed writer, holding the gate (which it releases): counted, refused as closed before the lookup.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private RejectReason RefuseClosedEntered()
     {
@@ -247,35 +221,6 @@ public sealed class PointWriter : IDisposable
         // other path is a call that ends the write (a tail), so nothing of the point outlives a call: what does
         // is stored to the stack first, and those stores wait in line behind the point's.
         return _gate.TryEnterBiased() ? WriteEntered(series, value, timestampUnixMs) : WriteEnteringSlowly(series, value, timestampUnixMs);
-    }
-
-    /// <summary>Writes one point of a kept series whose id is read holding the gate (see <see cref="IBoundSeries"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal RejectReason Write<TSeries>(ref TSeries series, double value, long timestampUnixMs)
-        where TSeries : struct, IBoundSeries =>
-        _gate.TryEnterBiased() ? WriteEntered(series.Current, value, timestampUnixMs) : WriteEnteringSlowly(ref series, value, timestampUnixMs);
-
-    /// <summary>Writes one point of a kept series, stamped with the engine's clock.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal RejectReason Write<TSeries>(ref TSeries series, double value)
-        where TSeries : struct, IBoundSeries => Write(ref series, value, StampNow());
-
-    /// <summary>The kept series' write when the gate was not biased to the calling thread.</summary>
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private RejectReason WriteEnteringSlowly<TSeries>(ref TSeries series, double value, long timestampUnixMs)
-        where TSeries : struct, IBoundSeries
-    {
-        if (!_gate.EnterSlow(ref _closed, out bool closedWhileEngineInside))
-        {
-            if (closedWhileEngineInside)
-            {
-                return RefuseClosedOutsideTheGate();
-            }
-
-            ThrowCalledFromTwoThreads();
-        }
-
-        return WriteEntered(series.Current, value, timestampUnixMs);
     }
 
     /// <summary>The write when the gate was not biased to the calling thread.</summary>

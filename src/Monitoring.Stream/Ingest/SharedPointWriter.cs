@@ -62,15 +62,7 @@ public sealed class SharedPointWriter : IDisposable
     /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
     public RejectReason Write(SeriesId series, double value, long timestampUnixMs) => CurrentWriter().Write(series, value, timestampUnixMs);
 
-    /// <summary>Writes one point of a kept series, its id read once the thread's writer is entered (see <see cref="IBoundSeries"/>).</summary>
-    internal RejectReason Write<TSeries>(ref TSeries series, double value)
-        where TSeries : struct, IBoundSeries => CurrentWriter().Write(ref series, value);
-
-    /// <summary>Writes one point of a kept series at an explicit event time, its id read once the thread's writer is entered.</summary>
-    internal RejectReason Write<TSeries>(ref TSeries series, double value, long timestampUnixMs)
-        where TSeries : struct, IBoundSeries => CurrentWriter().Write(ref series, value, timestampUnixMs);
-
-    /// <summary>Writes one point of the series a caller's lookup finds, the lookup run inside the thread's writer (see <see cref="ISeriesLookup"/>).</summary>
+    /// <summary>Writes one point of the series a lookup finds (a labelled call's, a bound handle's), the lookup run inside the thread's writer (see <see cref="ISeriesLookup"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value)
         where TLookup : ISeriesLookup, allows ref struct => CurrentWriter().WriteLookedUp(ref lookup, value);
