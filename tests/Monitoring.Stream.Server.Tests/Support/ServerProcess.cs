@@ -69,13 +69,18 @@ internal sealed partial class ServerProcess : IAsyncDisposable
     {
         TempDirectory? owned = dataDirectory is null ? new TempDirectory() : null;
         string data = dataDirectory ?? owned!.Path;
-        var start = new ProcessStartInfo("dotnet")
+        // Through env(1), which resets SIGINT and SIGTERM to their defaults before it execs dotnet (same process id):
+        // a test run started as a background job of a non-interactive shell inherits SIGINT ignored, the executable
+        // would inherit that too, and the tests' Ctrl+C would never reach its handler.
+        var start = new ProcessStartInfo("env")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = data,
         };
+        start.ArgumentList.Add("--default-signal=INT,TERM");
+        start.ArgumentList.Add("dotnet");
         start.ArgumentList.Add(Assembly);
         List<string> list = [.. args];
         foreach (string arg in list)
