@@ -47,6 +47,12 @@ public sealed class PointBatchDecoder
     private int _prepared;
     private bool _anyRejected;
 
+    // The prepared message's string and series tables, copied (the message's memory may be reused once it is
+    // prepared), to look its series up again if any series is reclaimed before its points are written.
+    private byte[] _preparedTable = new byte[1024];
+    private int _preparedTableOrigin;
+    private int _preparedSeries;
+
     /// <summary>Creates a decoder that resolves series through <paramref name="registry"/>.</summary>
     public PointBatchDecoder(SeriesRegistry registry, PointDecoderLimits? limits = null)
     {
@@ -62,6 +68,9 @@ public sealed class PointBatchDecoder
 
     /// <summary>Series ids the decoder remembers by their bytes.</summary>
     public int CachedSeries => _cache.Count;
+
+    /// <summary>How many times a prepared message's series were looked up again while its points were written, a series having been reclaimed since.</summary>
+    public long LookedUpAgain { get; private set; }
 
     /// <summary>Checks a message whole, then writes its points to <paramref name="writer"/>.</summary>
     /// <returns>The error that refused the whole message, or the points written and refused.</returns>
@@ -98,6 +107,7 @@ public sealed class PointBatchDecoder
             return new PointDecodeResult(error, 0, 0, -1);
         }
 
+        KeepTable(message.Span, seriesCount);
         _prepared = points;
         return new PointDecodeResult(PointDecodeError.None, points, 0, -1);
     }
@@ -113,45 +123,103 @@ public sealed class PointBatchDecoder
     /// <summary>Checks a message whole without writing it: the error a <see cref="Decode(ReadOnlyMemory{byte}, PointWriter)"/> would report before writing.</summary>
     public PointDecodeResult Validate(ReadOnlyMemory<byte> message) => Parse(message, out _, out _);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int WritePoints(PointWriter writer, int count, Span<int> refusedByReason)
     {
-        // PERF: the per-point loop is an array walk and one writer call; the series id was resolved
-        // once per series entry of the message, not per point.
-        DecodedPoint[] points = _points;
-        SeriesId[] ids = _seriesIds;
-        int refused = 0;
-        if (!_anyRejected)
+        if (!writer.EnterHeld())
         {
-            // Every series of the message resolved (the common case): no refused series to test per point.
-            // PERF: indexed without bounds checks: count <= points.Length (ParsePoints) and every p.Series was
-            // checked against the message's series count, <= ids.Length (ParseSeries), when it was read.
-            ref DecodedPoint first = ref MemoryMarshal.GetArrayDataReference(points);
-            ref SeriesId firstId = ref MemoryMarshal.GetArrayDataReference(ids);
-            for (int i = 0; i < count; i++)
-            {
-                ref DecodedPoint p = ref Unsafe.Add(ref first, i);
-                RejectReason reason = writer.Write(Unsafe.Add(ref firstId, p.Series), p.Value, p.TimestampUnixMs);
-                if (reason != RejectReason.None)
-                {
-                    refused++;
-                    if ((uint)reason < (uint)refusedByReason.Length)
-                    {
-                        refusedByReason[(int)reason]++;
-                    }
-                }
-            }
-
-            return refused;
+            return WriteToClosed(writer, count, refusedByReason);
         }
 
-        RejectedSeries?[] rejected = _seriesRejected;
+        try
+        {
+            return WriteHeld(writer, count, refusedByReason);
+        }
+        finally
+        {
+            writer.ExitHeld();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private int WriteHeld(PointWriter writer, int count, Span<int> refusedByReason)
+    {
+        // PERF: the per-point loop is an array walk and one writer call, the writer's gate held for the whole message;
+        // the series id was resolved once per series entry of the message, not per point. Each point checks, inside
+        // the gate, that the registry reclaimed nothing since the ids were resolved (else they are looked up again):
+        // so no point goes out under an id that the engine could retire before the point reaches its shard (it would
+        // be refused as stale). Indexed without bounds checks: count <= points.Length (ParsePoints), every p.Series
+        // was checked against the message's series count, <= _seriesIds.Length (ParseSeries), when it was read, and
+        // ResolvePreparedAgain fills _seriesIds in place.
+        ref DecodedPoint first = ref MemoryMarshal.GetArrayDataReference(_points);
+        ref SeriesId ids = ref MemoryMarshal.GetArrayDataReference(_seriesIds);
+        SeriesRegistry registry = _registry;
+
+        // A message with a refused series compares the count with -1, never equal: its points take the slow path.
+        long seen = _anyRejected ? -1 : _reclaimedSeen;
+        int refused = 0;
         for (int i = 0; i < count; i++)
         {
-            ref DecodedPoint p = ref points[i];
-            RejectedSeries? bad = rejected[p.Series];
+            ref DecodedPoint p = ref Unsafe.Add(ref first, i);
+            RejectReason reason;
+            if (registry.Reclaimed == seen)
+            {
+                reason = writer.WriteHeld(Unsafe.Add(ref ids, p.Series), p.Value, p.TimestampUnixMs);
+            }
+            else
+            {
+                reason = WriteHeldSlow(writer, p.Series, p.Value, p.TimestampUnixMs);
+                seen = _anyRejected ? -1 : _reclaimedSeen;
+            }
+
+            if (reason != RejectReason.None)
+            {
+                refused++;
+                if ((uint)reason < (uint)refusedByReason.Length)
+                {
+                    refusedByReason[(int)reason]++;
+                }
+            }
+        }
+
+        return refused;
+    }
+
+    /// <summary>A point of a message with a refused series, or whose series were resolved before a reclaim; the writer's gate is held.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason WriteHeldSlow(PointWriter writer, int series, double value, long timestampUnixMs)
+    {
+        if (_registry.Reclaimed != _reclaimedSeen)
+        {
+            ResolvePreparedAgain();
+        }
+
+        RejectedSeries? bad = _seriesRejected[series];
+        if (bad is null)
+        {
+            return writer.WriteHeld(_seriesIds[series], value, timestampUnixMs);
+        }
+
+        // Refused when the message was prepared: asked again per point, so that each refusal is counted under the source.
+        RejectReason reason = _registry.TryGetOrAdd(bad.Metric, bad.Labels, out SeriesId id);
+        if (reason != RejectReason.None)
+        {
+            writer.RefuseHeld(reason);
+            return reason;
+        }
+
+        return writer.WriteHeld(id, value, timestampUnixMs);
+    }
+
+    /// <summary>Every point of the prepared message to a closed writer: each refused and counted by it.</summary>
+    private int WriteToClosed(PointWriter writer, int count, Span<int> refusedByReason)
+    {
+        int refused = 0;
+        for (int i = 0; i < count; i++)
+        {
+            ref DecodedPoint p = ref _points[i];
+            RejectedSeries? bad = _seriesRejected[p.Series];
             RejectReason reason = bad is null
-                ? writer.Write(ids[p.Series], p.Value, p.TimestampUnixMs)
+                ? writer.Write(_seriesIds[p.Series], p.Value, p.TimestampUnixMs)
                 : writer.Write(bad.Metric, bad.Labels, p.Value, p.TimestampUnixMs);
             if (reason != RejectReason.None)
             {
@@ -164,6 +232,51 @@ public sealed class PointBatchDecoder
         }
 
         return refused;
+    }
+
+    /// <summary>
+    /// Looks every series of the prepared message up again from the kept copy of its tables, after a reclaim: an id
+    /// found before may name a series the engine has since unlisted (ids already written stay valid; the shard
+    /// aggregates them under the old series until it retires it).
+    /// </summary>
+    private void ResolvePreparedAgain()
+    {
+        // The count first: a reclaim from here on is seen by the next point's check and looked up again then.
+        _reclaimedSeen = _registry.Reclaimed;
+        ClearCaches();
+        ReadOnlySpan<byte> table = _preparedTable;
+        bool anyRejected = false;
+        for (int i = 0; i < _preparedSeries; i++)
+        {
+            (string metric, Label[] labels) = ReadSeries(table, _preparedTableOrigin, i);
+            if (_registry.TryGetOrAdd(metric, labels, out SeriesId id) == RejectReason.None)
+            {
+                _seriesIds[i] = id;
+                _seriesRejected[i] = null;
+            }
+            else
+            {
+                _seriesRejected[i] = new RejectedSeries(metric, labels);
+                anyRejected = true;
+            }
+        }
+
+        _anyRejected = anyRejected;
+        LookedUpAgain++;
+    }
+
+    /// <summary>Copies the prepared message's string and series tables (all its series are made of).</summary>
+    private void KeepTable(ReadOnlySpan<byte> bytes, int seriesCount)
+    {
+        ReadOnlySpan<byte> table = bytes[_tableStart.._tableEnd];
+        if (table.Length > _preparedTable.Length)
+        {
+            _preparedTable = new byte[Math.Max(table.Length, Math.Min(_preparedTable.Length * 2, Array.MaxLength))];
+        }
+
+        table.CopyTo(_preparedTable);
+        _preparedTableOrigin = _tableStart;
+        _preparedSeries = seriesCount;
     }
 
     private PointDecodeResult Parse(ReadOnlyMemory<byte> message, out int points, out int seriesCount)
@@ -967,7 +1080,7 @@ public sealed class PointBatchDecoder
                 continue;
             }
 
-            ResolveSlow(bytes, i, first, strings, key);
+            ResolveSlow(bytes, i, key);
             anyRejected |= _seriesRejected[i] is not null;
         }
 
@@ -994,15 +1107,9 @@ public sealed class PointBatchDecoder
         }
     }
 
-    private void ResolveSlow(ReadOnlySpan<byte> bytes, int entry, int first, int strings, ReadOnlySpan<byte> key)
+    private void ResolveSlow(ReadOnlySpan<byte> bytes, int entry, ReadOnlySpan<byte> key)
     {
-        string metric = GetString(bytes, _seriesStrings[first]);
-        var labels = new Label[strings / 2];
-        for (int l = 0; l < labels.Length; l++)
-        {
-            labels[l] = new Label(GetString(bytes, _seriesStrings[first + 1 + (2 * l)]), GetString(bytes, _seriesStrings[first + 2 + (2 * l)]));
-        }
-
+        (string metric, Label[] labels) = ReadSeries(bytes, 0, entry);
         RejectReason reason = _registry.TryGetOrAdd(metric, labels, out SeriesId id);
         if (reason != RejectReason.None)
         {
@@ -1016,7 +1123,22 @@ public sealed class PointBatchDecoder
         _seriesRejected[entry] = null;
     }
 
-    private string GetString(ReadOnlySpan<byte> bytes, int index) => Encoding.UTF8.GetString(bytes.Slice(_stringStart[index], _stringLength[index]));
+    /// <summary>The metric and labels of series entry <paramref name="entry"/>, from bytes that start at message offset <paramref name="origin"/>.</summary>
+    private (string Metric, Label[] Labels) ReadSeries(ReadOnlySpan<byte> bytes, int origin, int entry)
+    {
+        int first = _seriesFirst[entry];
+        int strings = _seriesFirst[entry + 1] - first;
+        string metric = GetString(bytes, origin, _seriesStrings[first]);
+        var labels = new Label[strings / 2];
+        for (int l = 0; l < labels.Length; l++)
+        {
+            labels[l] = new Label(GetString(bytes, origin, _seriesStrings[first + 1 + (2 * l)]), GetString(bytes, origin, _seriesStrings[first + 2 + (2 * l)]));
+        }
+
+        return (metric, labels);
+    }
+
+    private string GetString(ReadOnlySpan<byte> bytes, int origin, int index) => Encoding.UTF8.GetString(bytes.Slice(_stringStart[index] - origin, _stringLength[index]));
 
     /// <summary>The cache key of a series entry: the numbers of its strings (<see cref="_stringIds"/>), 4 bytes each.</summary>
     private ReadOnlySpan<byte> BuildKey(int first, int strings)

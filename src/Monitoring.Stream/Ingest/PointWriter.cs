@@ -178,6 +178,64 @@ public sealed class PointWriter : IDisposable
     internal RejectReason WriteLookedUp<TLookup>(ref TLookup lookup, double value)
         where TLookup : ISeriesLookup, allows ref struct => WriteLookedUp(ref lookup, value, StampNow());
 
+    /// <summary>
+    /// Enters the gate for a run of <see cref="WriteHeld"/> calls, left with <see cref="ExitHeld"/>: for a source that
+    /// resolves its ids itself and checks them inside the gate (the Kafka decoder: a message's series ids, looked up
+    /// again if the registry reclaimed any since). While the gate is held the engine cannot flush this writer, so an id
+    /// checked inside it cannot be retired before its point reaches the shard (see <see cref="ISeriesLookup"/>).
+    /// </summary>
+    /// <returns>False for a closed writer (nothing entered): its points are to be written with
+    /// <see cref="Write(SeriesId, double, long)"/>, which refuses and counts them.</returns>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call on this writer.</exception>
+    internal bool EnterHeld()
+    {
+        if (!_gate.TryEnterBiased() && !EnterForLookup())
+        {
+            return false;
+        }
+
+        if (_closed)
+        {
+            _gate.Exit();
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>One point of a run entered with <see cref="EnterHeld"/>: <see cref="Write(SeriesId, double, long)"/> without entering or leaving the gate.</summary>
+    /// <returns><see cref="RejectReason.None"/>, or why the point was refused (also counted).</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal RejectReason WriteHeld(SeriesId series, double value, long timestampUnixMs)
+    {
+        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp)
+        {
+            return WriteSlowInRun(series, value, timestampUnixMs);
+        }
+
+        _counters.Offered++;
+        if (timestampUnixMs > _secondEventTime)
+        {
+            NoteEventTime(timestampUnixMs);
+        }
+
+        Append(series, value, timestampUnixMs);
+        return RejectReason.None;
+    }
+
+    /// <summary>A point of a held run that the caller's own lookup refused: counted for this writer's source.</summary>
+    internal void RefuseHeld(RejectReason reason)
+    {
+        _counters.Offered++;
+        _counters.Rejected[(int)reason]++;
+    }
+
+    /// <summary>Leaves the gate entered by <see cref="EnterHeld"/>.</summary>
+    internal void ExitHeld() => _gate.Exit();
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private RejectReason WriteSlowInRun(SeriesId series, double value, long timestampUnixMs) => WriteSlowHeld(series, value, timestampUnixMs);
+
     /// <summary>A write through a lookup to a closed writer, holding the gate (which it releases): counted, refused as closed before the lookup.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private RejectReason RefuseClosedEntered()

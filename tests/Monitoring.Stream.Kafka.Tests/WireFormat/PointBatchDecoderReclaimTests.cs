@@ -19,6 +19,18 @@ public class PointBatchDecoderReclaimTests
         return encoder.ToArray();
     }
 
+    private static MetricsPipeline ReclaimingPipeline(FakeTimeProvider time, RowSink sink) => new(
+        new MetricsPipelineOptions
+        {
+            ShardCount = 2,
+            WindowSize = TimeSpan.FromSeconds(10),
+            AllowedLateness = TimeSpan.Zero,
+            TickInterval = TimeSpan.FromSeconds(1),
+            SeriesIdleTimeout = TimeSpan.FromSeconds(1),
+            TimeProvider = time,
+        },
+        [sink]);
+
     [Fact]
     public async Task Decode_SameTablesAfterTheirSeriesWereReclaimedAndRetired_ResolvesAgainNothingStale()
     {
@@ -27,17 +39,7 @@ public class PointBatchDecoderReclaimTests
         // through a retired id is refused by its shard as stale.
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
         var sink = new RowSink();
-        await using var pipeline = new MetricsPipeline(
-            new MetricsPipelineOptions
-            {
-                ShardCount = 2,
-                WindowSize = TimeSpan.FromSeconds(10),
-                AllowedLateness = TimeSpan.Zero,
-                TickInterval = TimeSpan.FromSeconds(1),
-                SeriesIdleTimeout = TimeSpan.FromSeconds(1),
-                TimeProvider = time,
-            },
-            [sink]);
+        await using MetricsPipeline pipeline = ReclaimingPipeline(time, sink);
         pipeline.Start();
         using PointWriter writer = pipeline.CreateWriter("kafka:test/0");
         var decoder = new PointBatchDecoder(pipeline.Registry);
@@ -73,5 +75,56 @@ public class PointBatchDecoderReclaimTests
         Assert.Equal(2, rows.Count(r => r.WindowStartUnixMs == T0));
         Assert.Equal(2, rows.Count(r => r.WindowStartUnixMs > T0));
         Assert.Equal(["reclaim_total{pod=\"a\"}", "reclaim_total{pod=\"b\"}"], rows.Where(r => r.WindowStartUnixMs > T0).Select(r => r.SeriesKey).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task WritePrepared_SeriesReclaimedAndRetiredAfterTheMessageWasPrepared_LookedUpAgainNothingStale()
+    {
+        // The Kafka source prepares a message (checks it, resolves its series) inside Consume and writes its points
+        // afterwards. A consumer thread stalled in between, while one of the message's series is reclaimed and its
+        // id retired (the writer, quiet meanwhile, is flushed by the engine), used to write those points through the
+        // retired id: refused by the shard as stale. The writer now reads each id holding its gate and the decoder
+        // looks the message's series up again when anything was reclaimed since it was prepared.
+        var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
+        var sink = new RowSink();
+        await using MetricsPipeline pipeline = ReclaimingPipeline(time, sink);
+        pipeline.Start();
+        using PointWriter writer = pipeline.CreateWriter("kafka:test/0");
+        var decoder = new PointBatchDecoder(pipeline.Registry);
+        Assert.True(decoder.Decode(Message(T0 + 1), writer).Succeeded);
+        writer.Flush();
+
+        // The same tables again, stamped 30 s on (when they will be written): resolved from the decoder's cache.
+        long later = T0 + 30_000;
+        Assert.True(decoder.Prepare(Message(later)).Succeeded);
+        for (int s = 0; pipeline.Registry.Retired < 2; s++)
+        {
+            Assert.True(s < 25, $"the idle series were not retired within 25 s of engine time: {pipeline.GetMetrics()}");
+            time.Advance(TimeSpan.FromSeconds(1));
+            writer.Flush();
+            await pipeline.DrainAsync();
+        }
+
+        time.Advance(TimeSpan.FromMilliseconds(later - time.GetUtcNow().ToUnixTimeMilliseconds()));
+        Assert.Equal(0, decoder.WritePrepared(writer, []));
+        Assert.Equal(1, decoder.LookedUpAgain);
+        writer.Flush();
+        for (int s = 0; s < 12; s++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            writer.Flush();
+            await pipeline.DrainAsync();
+        }
+
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.Equal(0, m.StalePoints);
+        Assert.Equal(4, m.Accepted);
+        Assert.Equal(4, m.EmittedPoints);
+        await pipeline.StopAsync();
+        List<AggregateRow> rows = [.. sink.Rows];
+        Assert.Equal(
+            ["reclaim_total{pod=\"a\"}", "reclaim_total{pod=\"b\"}"],
+            rows.Where(r => r.WindowStartUnixMs > T0).Select(r => r.SeriesKey).Order(StringComparer.Ordinal));
+        Assert.Equal([1.0, 2.0], rows.Where(r => r.WindowStartUnixMs > T0).OrderBy(r => r.SeriesKey, StringComparer.Ordinal).Select(r => r.Sum));
     }
 }

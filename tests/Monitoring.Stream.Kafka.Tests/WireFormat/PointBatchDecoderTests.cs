@@ -453,6 +453,27 @@ public class PointBatchDecoderTests
         Assert.Equal(2, pipeline.GetMetrics().RejectedByReason[RejectReason.InvalidMetricName]);
     }
 
+    [Fact]
+    public async Task Decode_IntoADisposedWriter_EveryPointRefusedAsWriterClosedAndCounted()
+    {
+        // The decoder writes a message holding the writer's gate once; a closed writer is not entered, and each point
+        // of the message (a refused series' too) is refused and counted as a call to it would be.
+        object[] message = [1, T0, new[] { "bad-name", "ok_name" }, new[] { new[] { 0 }, new[] { 1 } }, new object[] { 0, 0, 1.0, 1, 0, 2.0, 0, 1, 3.0 }];
+        var sink = new RowSink();
+        await using MetricsPipeline pipeline = Create(sink);
+        pipeline.Start();
+        PointWriter writer = pipeline.CreateWriter("kafka:closed/0");
+        writer.Dispose();
+        PointDecodeResult result = new PointBatchDecoder(pipeline.Registry).Decode(MessagePackSerializer.Serialize(message), writer);
+        Assert.Equal(new PointDecodeResult(PointDecodeError.None, 3, 3, -1), result);
+        await pipeline.StopAsync();
+        PipelineMetrics m = pipeline.GetMetrics();
+        SourceMetrics source = Assert.Single(m.Sources, s => s.Source == "kafka:closed/0");
+        Assert.Equal((3L, 0L, 3L), (source.Offered, source.Accepted, source.Rejected));
+        Assert.Equal(3, m.RejectedByReason[RejectReason.WriterClosed]);
+        Assert.Empty(sink.Rows);
+    }
+
     /// <summary>The series of <see cref="MixedMessage"/>: index i is <c>m{k="v&lt;i&gt;"}</c>; over 256, so indices take all three encodings.</summary>
     private const int MixedSeries = 300;
 
