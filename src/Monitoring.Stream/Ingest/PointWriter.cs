@@ -208,18 +208,12 @@ public sealed class PointWriter : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal RejectReason WriteHeld(SeriesId series, double value, long timestampUnixMs)
     {
-        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp)
+        if (TakesTheSlowPath(series, value, timestampUnixMs))
         {
             return WriteSlowInRun(series, value, timestampUnixMs);
         }
 
-        _counters.Offered++;
-        if (timestampUnixMs > _secondEventTime)
-        {
-            NoteEventTime(timestampUnixMs);
-        }
-
-        Append(series, value, timestampUnixMs);
+        AppendAccepted(series, value, timestampUnixMs);
         return RejectReason.None;
     }
 
@@ -302,15 +296,29 @@ public sealed class PointWriter : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private RejectReason WriteEntered(SeriesId series, double value, long timestampUnixMs)
     {
-        // PERF: one branch covers every refusal: a foreign id, a value out of range (the magnitude
-        // test is false for NaN too), a timestamp out of bounds. A closed writer, and every writer of a
-        // stopping pipeline, has bounds no timestamp meets (see CloseBounds): the stop is not read per point,
-        // which cost two dependent loads into the pipeline a write.
-        if (series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp)
+        if (TakesTheSlowPath(series, value, timestampUnixMs))
         {
             return WriteSlow(series, value, timestampUnixMs);
         }
 
+        AppendAccepted(series, value, timestampUnixMs);
+        _gate.Exit();
+        return RejectReason.None;
+    }
+
+    /// <summary>Whether a point needs <see cref="WriteSlowHeld"/>: refused, or its timestamp outside the cached bounds.</summary>
+    /// <remarks>PERF: one branch covers every refusal: a foreign id, a value out of range (the magnitude test is false
+    /// for NaN too), a timestamp out of bounds. A closed writer, and every writer of a stopping pipeline, has bounds no
+    /// timestamp meets (see CloseBounds): the stop is not read per point, which cost two dependent loads into the
+    /// pipeline a write.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TakesTheSlowPath(SeriesId series, double value, long timestampUnixMs) =>
+        series.Owner != _registryTag | !(Math.Abs(value) <= PointValidator.MaxValueMagnitude) | timestampUnixMs > _maxTimestamp | timestampUnixMs < _minTimestamp;
+
+    /// <summary>A point that passed <see cref="TakesTheSlowPath"/>: counted, its event time noted, appended (the gate is held).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void AppendAccepted(SeriesId series, double value, long timestampUnixMs)
+    {
         _counters.Offered++;
         if (timestampUnixMs > _secondEventTime)
         {
@@ -318,8 +326,6 @@ public sealed class PointWriter : IDisposable
         }
 
         Append(series, value, timestampUnixMs);
-        _gate.Exit();
-        return RejectReason.None;
     }
 
     /// <summary>Keeps the two newest timestamps written; called only for one newer than the second newest.</summary>

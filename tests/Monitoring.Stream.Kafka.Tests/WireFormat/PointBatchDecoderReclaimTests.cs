@@ -31,6 +31,27 @@ public class PointBatchDecoderReclaimTests
         },
         [sink]);
 
+    /// <summary>Engine seconds, one at a time, the writer flushed and the shards drained after each.</summary>
+    private static async Task Tick(MetricsPipeline pipeline, FakeTimeProvider time, PointWriter writer, int seconds)
+    {
+        for (int s = 0; s < seconds; s++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            writer.Flush();
+            await pipeline.DrainAsync();
+        }
+    }
+
+    /// <summary>Ticks until the registry has retired <paramref name="series"/> series, failing after <paramref name="seconds"/> engine seconds.</summary>
+    private static async Task TickUntilRetired(MetricsPipeline pipeline, FakeTimeProvider time, PointWriter writer, int series, int seconds)
+    {
+        for (int s = 0; pipeline.Registry.Retired < series; s++)
+        {
+            Assert.True(s < seconds, $"the idle series were not retired within {seconds} s of engine time: {pipeline.GetMetrics()}");
+            await Tick(pipeline, time, writer, 1);
+        }
+    }
+
     [Fact]
     public async Task Decode_SameTablesAfterTheirSeriesWereReclaimedAndRetired_ResolvesAgainNothingStale()
     {
@@ -46,23 +67,12 @@ public class PointBatchDecoderReclaimTests
 
         Assert.True(decoder.Decode(Message(T0 + 1), writer).Succeeded);
         writer.Flush();
-        for (int s = 0; pipeline.Registry.Retired < 2; s++)
-        {
-            Assert.True(s < 120, $"the idle series were not retired within 120 s of engine time: {pipeline.GetMetrics()}");
-            time.Advance(TimeSpan.FromSeconds(1));
-            writer.Flush();
-            await pipeline.DrainAsync();
-        }
+        await TickUntilRetired(pipeline, time, writer, series: 2, seconds: 120);
 
         long now = time.GetUtcNow().ToUnixTimeMilliseconds();
         Assert.True(decoder.Decode(Message(now), writer).Succeeded);
         writer.Flush();
-        for (int s = 0; s < 12; s++)
-        {
-            time.Advance(TimeSpan.FromSeconds(1));
-            writer.Flush();
-            await pipeline.DrainAsync();
-        }
+        await Tick(pipeline, time, writer, seconds: 12);
 
         PipelineMetrics m = pipeline.GetMetrics();
         Assert.Equal(0, m.StalePoints);
@@ -83,8 +93,8 @@ public class PointBatchDecoderReclaimTests
         // The Kafka source prepares a message (checks it, resolves its series) inside Consume and writes its points
         // afterwards. A consumer thread stalled in between, while one of the message's series is reclaimed and its
         // id retired (the writer, quiet meanwhile, is flushed by the engine), used to write those points through the
-        // retired id: refused by the shard as stale. The writer now reads each id holding its gate and the decoder
-        // looks the message's series up again when anything was reclaimed since it was prepared.
+        // retired id: refused by the shard as stale. The decoder now writes the message holding the writer's gate
+        // and, checking inside it, looks the message's series up again when anything was reclaimed since it was prepared.
         var time = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0));
         var sink = new RowSink();
         await using MetricsPipeline pipeline = ReclaimingPipeline(time, sink);
@@ -97,24 +107,13 @@ public class PointBatchDecoderReclaimTests
         // The same tables again, stamped 30 s on (when they will be written): resolved from the decoder's cache.
         long later = T0 + 30_000;
         Assert.True(decoder.Prepare(Message(later)).Succeeded);
-        for (int s = 0; pipeline.Registry.Retired < 2; s++)
-        {
-            Assert.True(s < 25, $"the idle series were not retired within 25 s of engine time: {pipeline.GetMetrics()}");
-            time.Advance(TimeSpan.FromSeconds(1));
-            writer.Flush();
-            await pipeline.DrainAsync();
-        }
+        await TickUntilRetired(pipeline, time, writer, series: 2, seconds: 25);
 
         time.Advance(TimeSpan.FromMilliseconds(later - time.GetUtcNow().ToUnixTimeMilliseconds()));
         Assert.Equal(0, decoder.WritePrepared(writer, []));
         Assert.Equal(1, decoder.LookedUpAgain);
         writer.Flush();
-        for (int s = 0; s < 12; s++)
-        {
-            time.Advance(TimeSpan.FromSeconds(1));
-            writer.Flush();
-            await pipeline.DrainAsync();
-        }
+        await Tick(pipeline, time, writer, seconds: 12);
 
         PipelineMetrics m = pipeline.GetMetrics();
         Assert.Equal(0, m.StalePoints);
