@@ -103,6 +103,7 @@ internal sealed class MonitoringStreamOptionsValidator : IValidateOptions<Monito
         Fraction(h.ShardQueueFillDegraded, h.ShardQueueFillUnhealthy, "ShardQueueFill");
         Fraction(h.DropRateDegraded, h.DropRateUnhealthy, "DropRate");
         Fraction(h.LateRateDegraded, h.LateRateUnhealthy, "LateRate");
+        Check(h.RateWindow > TimeSpan.Zero, "Health:RateWindow", h.RateWindow, "must be positive.");
         Check(h.SinkStalledDegradedAfter > TimeSpan.Zero, "Health:SinkStalledDegradedAfter", h.SinkStalledDegradedAfter, "must be positive.");
         Check(h.SinkStalledUnhealthyAfter > TimeSpan.Zero, "Health:SinkStalledUnhealthyAfter", h.SinkStalledUnhealthyAfter, "must be positive.");
         // One message for the pair's order, naming both settings: either may be the one set wrongly.

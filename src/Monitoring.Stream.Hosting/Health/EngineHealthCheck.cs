@@ -6,21 +6,27 @@ using Monitoring.Stream.Sinks;
 namespace Monitoring.Stream.Hosting.Health;
 
 /// <summary>
-/// The engine's own health: shard queue fill, drop and late rates since the previous check, and
-/// each sink's state (retrying, stalled, dropping). The worst finding decides the status; the data
-/// dictionary carries every figure.
+/// The engine's own health: shard queue fill, drop and late rates over the trailing
+/// <see cref="EngineHealthOptions.RateWindow"/>, and each sink's state (retrying, stalled, dropping). The worst finding
+/// decides the status; the data dictionary carries every figure.
 /// </summary>
+/// <remarks>
+/// Every caller (the health endpoint, the dashboard, the metrics publisher, a load balancer) gets the same answer at
+/// the same moment: rates and a sink's lost windows are taken against a snapshot at least a rate window old, kept by the check,
+/// never against "the previous check" (which another caller may just have made). A sink's stall is measured from when
+/// it took the window it holds (<see cref="SinkMetrics.BusyFor"/>), not from when a check last looked.
+/// </remarks>
 public sealed class EngineHealthCheck : IHealthCheck
 {
     private readonly MetricsPipeline _pipeline;
     private readonly EngineHealthOptions _options;
     private readonly TimeProvider _time;
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, SinkProgress> _sinks = new(StringComparer.Ordinal);
-    private long _previousOffered;
-    private long _previousDropped;
-    private long _previousAccepted;
-    private long _previousLate;
+
+    // Two snapshots: the start of the current rate period and of the one before. The baseline of a check is the
+    // newest of them at least a rate window old (or the oldest there is), so the trailing span is one to two windows.
+    private Snapshot _periodStart;
+    private Snapshot? _previousPeriodStart;
 
     /// <summary>Creates the check for <paramref name="pipeline"/>.</summary>
     public EngineHealthCheck(MetricsPipeline pipeline, EngineHealthOptions? options = null, TimeProvider? time = null)
@@ -30,15 +36,11 @@ public sealed class EngineHealthCheck : IHealthCheck
         _options = options ?? new EngineHealthOptions();
         _options.Validate();
         _time = time ?? pipeline.Options.TimeProvider;
+        _periodStart = new Snapshot(_time.GetUtcNow(), 0, 0, 0, 0, new Dictionary<string, long>(StringComparer.Ordinal));
     }
 
-    private sealed class SinkProgress
-    {
-        public long Done;
-        public long Errors;
-        public long Lost;
-        public DateTimeOffset LastProgress;
-    }
+    /// <summary>Counters at one moment: the engine's, and each sink's windows lost (given up or dropped).</summary>
+    private sealed record Snapshot(DateTimeOffset At, long Offered, long Dropped, long Accepted, long Late, Dictionary<string, long> Sinks);
 
     /// <summary>The sinks' states at the last check.</summary>
     public IReadOnlyList<SinkHealth> LastSinkStates { get; private set; } = [];
@@ -71,22 +73,34 @@ public sealed class EngineHealthCheck : IHealthCheck
 
         lock (_gate)
         {
-            long offered = m.Offered - _previousOffered;
-            long dropped = m.Dropped - _previousDropped;
-            long accepted = m.Accepted - _previousAccepted;
-            long late = m.Late - _previousLate;
-            (_previousOffered, _previousDropped, _previousAccepted, _previousLate) = (m.Offered, m.Dropped, m.Accepted, m.Late);
+            var current = new Snapshot(now, m.Offered, m.Dropped, m.Accepted, m.Late, new Dictionary<string, long>(StringComparer.Ordinal));
+            foreach (SinkMetrics sink in m.Sinks)
+            {
+                current.Sinks[sink.Name] = sink.BatchesFailed + sink.BatchesDropped;
+            }
+
+            Snapshot baseline = now - _periodStart.At >= _options.RateWindow ? _periodStart : _previousPeriodStart ?? _periodStart;
+            if (now - _periodStart.At >= _options.RateWindow)
+            {
+                (_previousPeriodStart, _periodStart) = (_periodStart, current);
+            }
+
+            long offered = m.Offered - baseline.Offered;
+            long dropped = m.Dropped - baseline.Dropped;
+            long accepted = m.Accepted - baseline.Accepted;
+            long late = m.Late - baseline.Late;
             double dropRate = offered <= 0 ? 0 : (double)dropped / offered;
             double lateRate = accepted <= 0 ? 0 : (double)late / accepted;
             data["drop_rate"] = dropRate;
             data["late_rate"] = lateRate;
+            data["rate_window_seconds"] = Math.Round((now - baseline.At).TotalSeconds, 3);
             Worsen(Grade(dropRate, _options.DropRateDegraded, _options.DropRateUnhealthy), string.Create(CultureInfo.InvariantCulture, $"{dropRate:P2} of points dropped"));
             Worsen(Grade(lateRate, _options.LateRateDegraded, _options.LateRateUnhealthy), string.Create(CultureInfo.InvariantCulture, $"{lateRate:P2} of points late"));
 
             var states = new List<SinkHealth>(m.Sinks.Count);
             foreach (SinkMetrics sink in m.Sinks)
             {
-                SinkHealth health = AssessSink(sink, m.WindowsEmitted, now);
+                SinkHealth health = AssessSink(sink, m.WindowsEmitted, baseline.Sinks.GetValueOrDefault(sink.Name));
                 states.Add(health);
                 data["sink." + sink.Name] = health.State.ToString();
                 HealthStatus found = health.State switch
@@ -107,28 +121,21 @@ public sealed class EngineHealthCheck : IHealthCheck
         return Task.FromResult(new HealthCheckResult(status, description, data: data));
     }
 
-    private SinkHealth AssessSink(SinkMetrics sink, long windowsEmitted, DateTimeOffset now)
+    private SinkHealth AssessSink(SinkMetrics sink, long windowsEmitted, long lostBefore)
     {
-        if (!_sinks.TryGetValue(sink.Name, out SinkProgress? progress))
-        {
-            _sinks[sink.Name] = progress = new SinkProgress { LastProgress = now };
-        }
-
         long lost = sink.BatchesFailed + sink.BatchesDropped;
         long done = sink.BatchesWritten + lost + sink.BatchesAbandoned;
         // A window in the sink's hands is out of its queue: count what was emitted and not done as well.
         long pending = Math.Max(sink.QueueDepth, windowsEmitted - done);
-        bool retrying = sink.State == SinkState.Retrying || sink.Errors > progress.Errors;
-        bool dropping = sink.State == SinkState.Dropping || lost > progress.Lost;
-        if (done != progress.Done || pending <= 0)
-        {
-            progress.LastProgress = now;
-        }
+        // Retrying is the sink's state now (its last attempt failed), so a sink that recovered is Ok at once; a window it
+        // gave up or dropped counts for the whole rate window.
+        bool retrying = sink.State == SinkState.Retrying;
+        bool dropping = sink.State == SinkState.Dropping || lost > lostBefore;
 
-        progress.Done = done;
-        progress.Errors = sink.Errors;
-        progress.Lost = lost;
-        TimeSpan since = pending <= 0 ? TimeSpan.Zero : now - progress.LastProgress;
+        // The sink takes the next window as soon as it is done with one: the time on the window it holds is the
+        // time since it last made progress.
+        TimeSpan since = pending <= 0 ? TimeSpan.Zero : sink.BusyFor;
+
         // The pipeline calls a sink stalled when its full queue blocks the shards; a sink holding one
         // window for minutes with room in its queue is stalled too, by the time it makes no progress.
         bool stalled = sink.State == SinkState.Stalled || (pending > 0 && since >= _options.SinkStalledDegradedAfter);

@@ -9,17 +9,23 @@ public sealed class EngineHealthOptions
     /// <summary>Fullest shard queue fraction from which the engine is unhealthy (default 0.9).</summary>
     public double ShardQueueFillUnhealthy { get; set; } = 0.9;
 
-    /// <summary>Fraction of offered points dropped since the previous check from which the engine is degraded (default 0.001).</summary>
+    /// <summary>Fraction of offered points dropped over the trailing rate window from which the engine is degraded (default 0.001).</summary>
     public double DropRateDegraded { get; set; } = 0.001;
 
-    /// <summary>Fraction of offered points dropped since the previous check from which the engine is unhealthy (default 0.05).</summary>
+    /// <summary>Fraction of offered points dropped over the trailing rate window from which the engine is unhealthy (default 0.05).</summary>
     public double DropRateUnhealthy { get; set; } = 0.05;
 
-    /// <summary>Fraction of accepted points late since the previous check from which the engine is degraded (default 0.01).</summary>
+    /// <summary>Fraction of accepted points late over the trailing rate window from which the engine is degraded (default 0.01).</summary>
     public double LateRateDegraded { get; set; } = 0.01;
 
-    /// <summary>Fraction of accepted points late since the previous check from which the engine is unhealthy (default 0.1).</summary>
+    /// <summary>Fraction of accepted points late over the trailing rate window from which the engine is unhealthy (default 0.1).</summary>
     public double LateRateUnhealthy { get; set; } = 0.1;
+
+    /// <summary>
+    /// The span the drop and late rates, and a sink's lost windows, are taken over (default 1 min): every
+    /// check compares the counters with a snapshot one to two rate windows old, whoever made the checks in between.
+    /// </summary>
+    public TimeSpan RateWindow { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>A sink with windows waiting and no progress for this long is stalled: degraded (default 30 s).</summary>
     public TimeSpan SinkStalledDegradedAfter { get; set; } = TimeSpan.FromSeconds(30);
@@ -41,6 +47,11 @@ public sealed class EngineHealthOptions
         Fraction(ShardQueueFillDegraded, ShardQueueFillUnhealthy, "ShardQueueFill");
         Fraction(DropRateDegraded, DropRateUnhealthy, "DropRate");
         Fraction(LateRateDegraded, LateRateUnhealthy, "LateRate");
+        if (RateWindow <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(RateWindow), $"RateWindow ({RateWindow}) must be positive.");
+        }
+
         if (SinkStalledDegradedAfter <= TimeSpan.Zero || SinkStalledUnhealthyAfter < SinkStalledDegradedAfter)
         {
             throw new ArgumentOutOfRangeException(nameof(SinkStalledDegradedAfter),

@@ -745,7 +745,8 @@ public sealed class MetricsPipeline : IAsyncDisposable
             Watermarks = [.. _shards.Select(s => s.Watermark)],
             Sinks = [.. _sinks.Select(s => new SinkMetrics(
                 s.Sink.Name, s.QueueDepth, s.QueueCapacity, s.BatchesWritten, s.PointsWritten, s.BatchesFailed, s.PointsFailed, s.Errors, s.LastError,
-                s.BatchesAbandoned, s.PointsAbandoned, s.State, s.BatchesDropped, s.PointsDropped, s.Timeouts, s.Options.QueuePolicy, s.QueueBytes, s.Options.QueueCapacityBytes))],
+                s.BatchesAbandoned, s.PointsAbandoned, s.State, s.BatchesDropped, s.PointsDropped, s.Timeouts, s.Options.QueuePolicy, s.QueueBytes, s.Options.QueueCapacityBytes,
+                s.BusyFor))],
         };
     }
 

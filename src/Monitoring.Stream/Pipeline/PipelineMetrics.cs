@@ -137,6 +137,7 @@ public sealed record SourceMetrics(string Source, long Offered, long Accepted, l
 /// <param name="QueuePolicy">What the sink's queue does when full.</param>
 /// <param name="QueueBytes">Bytes of the batches waiting (their columns).</param>
 /// <param name="QueueCapacityBytes">Queue bound in bytes.</param>
+/// <param name="BusyFor">How long the sink has been on the window it holds now (writing it, or waiting to retry it); zero when it holds none.</param>
 public sealed record SinkMetrics(
     string Name,
     int QueueDepth,
@@ -155,4 +156,5 @@ public sealed record SinkMetrics(
     long Timeouts = 0,
     SinkQueuePolicy QueuePolicy = SinkQueuePolicy.Block,
     long QueueBytes = 0,
-    long QueueCapacityBytes = 0);
+    long QueueCapacityBytes = 0,
+    TimeSpan BusyFor = default);

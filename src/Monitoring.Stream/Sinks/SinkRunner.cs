@@ -34,6 +34,7 @@ internal sealed class SinkRunner
     private long _batchesAbandoned;
     private long _pointsAbandoned;
     private long _lastDropTimestamp = long.MinValue;
+    private long _takenTimestamp = long.MinValue;
     private long _queuedBytes;
     private TaskCompletionSource _bytesFreed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _retrying;
@@ -94,6 +95,16 @@ internal sealed class SinkRunner
         : Volatile.Read(ref _lastError) ?? (_sink as IDeliveryStatus)?.DeliveryError;
 
     public long BatchesAbandoned => Interlocked.Read(ref _batchesAbandoned);
+
+    /// <summary>How long the sink has been on the window it holds (writing or retrying it); zero when it holds none.</summary>
+    public TimeSpan BusyFor
+    {
+        get
+        {
+            long taken = Volatile.Read(ref _takenTimestamp);
+            return taken == long.MinValue ? TimeSpan.Zero : _time.GetElapsedTime(taken);
+        }
+    }
 
     public long PointsAbandoned => Interlocked.Read(ref _pointsAbandoned);
 
@@ -266,7 +277,15 @@ internal sealed class SinkRunner
                 while (!_abort.IsCancellationRequested && reader.TryRead(out WindowBatch? batch))
                 {
                     ReleaseBytes(batch);
-                    await WriteWithRetryAsync(batch).ConfigureAwait(false);
+                    Volatile.Write(ref _takenTimestamp, _time.GetTimestamp());
+                    try
+                    {
+                        await WriteWithRetryAsync(batch).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        Volatile.Write(ref _takenTimestamp, long.MinValue);
+                    }
                 }
             }
         }

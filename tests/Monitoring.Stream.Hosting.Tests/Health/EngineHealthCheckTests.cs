@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Time.Testing;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Monitoring.Stream.Hosting.Health;
 using Monitoring.Stream.Hosting.Instruments;
@@ -71,10 +72,13 @@ public class EngineHealthCheckTests
     }
 
     [Fact]
-    public async Task CheckHealth_LatePoints_DegradedByLateRateThenHealthyAgain()
+    public async Task CheckHealth_LatePoints_DegradedForEveryCallerUntilTheyLeaveTheRateWindow()
     {
         await using var engine = new EngineFixture(nowUnixMs: T0 + 120_000);
-        var check = new EngineHealthCheck(engine.Pipeline, new EngineHealthOptions { LateRateDegraded = 0.05, LateRateUnhealthy = 0.5 }, engine.Time);
+
+        // The check's own clock: moving it does not move the engine's windows.
+        var checkTime = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0 + 120_000));
+        var check = new EngineHealthCheck(engine.Pipeline, new EngineHealthOptions { LateRateDegraded = 0.05, LateRateUnhealthy = 0.5, RateWindow = TimeSpan.FromMinutes(1) }, checkTime);
         BoundHistogram handle = engine.Collector.CreateHistogram("latency", ["route"]).Bind("/a");
         for (int i = 0; i < 90; i++)
         {
@@ -92,14 +96,118 @@ public class EngineHealthCheckTests
         engine.Collector.Flush();
         await engine.Pipeline.DrainAsync();
         HealthCheckResult late = await CheckAsync(check);
+
+        // Another caller right after (a load balancer after the dashboard) is told the same, not "since my check".
+        HealthCheckResult lateAgain = await CheckAsync(check);
         handle.Record(1, T0 + 60_500);
         engine.Collector.Flush();
         await engine.Pipeline.DrainAsync();
-        HealthCheckResult after = await CheckAsync(check);
+        checkTime.Advance(TimeSpan.FromMinutes(1));
+        HealthCheckResult oneWindowOn = await CheckAsync(check);
+        checkTime.Advance(TimeSpan.FromMinutes(1));
+        HealthCheckResult twoWindowsOn = await CheckAsync(check);
 
         Assert.Equal(HealthStatus.Degraded, late.Status);
         Assert.Equal(0.1, (double)late.Data["late_rate"], 1e-9);
-        Assert.Equal(HealthStatus.Healthy, after.Status);
+        Assert.Equal(HealthStatus.Degraded, lateAgain.Status);
+        Assert.Equal(0.1, (double)lateAgain.Data["late_rate"], 1e-9);
+        Assert.Equal(HealthStatus.Degraded, oneWindowOn.Status);
+        Assert.Equal(10.0 / 101, (double)oneWindowOn.Data["late_rate"], 1e-9);
+        Assert.Equal(HealthStatus.Healthy, twoWindowsOn.Status);
+        Assert.Equal(60.0, (double)twoWindowsOn.Data["rate_window_seconds"], 1e-9);
+    }
+
+    [Fact]
+    public async Task CheckHealth_SinkGaveUpAWindow_UnhealthyForEveryCallerUntilItLeavesTheRateWindow()
+    {
+        var failing = new FailingSink();
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 60_000, extraSinks: [failing], sinkOptions: new SinkOptions { MaxAttempts = 1 });
+        var checkTime = new FakeTimeProvider(DateTimeOffset.FromUnixTimeMilliseconds(T0 + 60_000));
+        var check = new EngineHealthCheck(engine.Pipeline, new EngineHealthOptions { RateWindow = TimeSpan.FromMinutes(1) }, checkTime);
+        BoundHistogram handle = engine.Collector.CreateHistogram("latency", ["route"]).Bind("/a");
+        handle.Record(1, T0);
+        handle.Record(1, T0 + 20_000);   // moves the watermark past the first window, which closes
+        engine.Collector.Flush();
+        await Eventually.TrueAsync(() => engine.Pipeline.GetMetrics().Sinks.Single(s => s.Name == "failing").BatchesFailed == 1, "the failing sink gives its window up");
+
+        // The health endpoint, the dashboard and the publisher, one after the other: each is told.
+        HealthCheckResult[] callers = [await CheckAsync(check), await CheckAsync(check), await CheckAsync(check)];
+        checkTime.Advance(TimeSpan.FromMinutes(1));
+        HealthCheckResult oneWindowOn = await CheckAsync(check);
+        checkTime.Advance(TimeSpan.FromMinutes(1));
+        HealthCheckResult twoWindowsOn = await CheckAsync(check);
+
+        Assert.All(callers, r =>
+        {
+            Assert.Equal(HealthStatus.Unhealthy, r.Status);
+            Assert.Contains("sink failing dropping", r.Description, StringComparison.Ordinal);
+        });
+        Assert.Equal(HealthStatus.Unhealthy, oneWindowOn.Status);
+        Assert.True(twoWindowsOn.Status == HealthStatus.Healthy, twoWindowsOn.Description);
+    }
+
+    [Fact]
+    public async Task CheckHealth_SinkIdleForMinutesThenHoldingAWindow_StallTimedFromThatWindowNotFromTheLastCheck()
+    {
+        var blocking = new BlockingSink();
+        await using var engine = new EngineFixture(nowUnixMs: T0 + 60_000, extraSinks: [blocking], sinkOptions: new SinkOptions { QueueCapacity = 4 });
+        var check = new EngineHealthCheck(engine.Pipeline, time: engine.Time);
+        BoundHistogram handle = engine.Collector.CreateHistogram("latency", ["route"]).Bind("/a");
+        Assert.Equal(HealthStatus.Healthy, (await CheckAsync(check)).Status);
+
+        // Ten quiet minutes without a check, then a window the sink holds.
+        HealthCheckResult justTaken, after31;
+        try
+        {
+            engine.Time.Advance(TimeSpan.FromMinutes(10));
+            long now = engine.Time.GetUtcNow().ToUnixTimeMilliseconds();
+            handle.Record(1, now);
+            handle.Record(1, now + 20_000);   // (within the allowed future skew) moves the watermark past the first window, which closes
+            engine.Collector.Flush();
+            // Ticks close the window; the clock moves a tenth of a second at a time until the sink holds it.
+            var waiting = System.Diagnostics.Stopwatch.StartNew();
+            while (!blocking.FirstWriteStarted.IsCompleted)
+            {
+                Assert.True(waiting.Elapsed < TimeSpan.FromSeconds(10), "the blocking sink never took the window: " + Describe(engine));
+                engine.Time.Advance(TimeSpan.FromMilliseconds(100));
+                await Task.Delay(5);
+            }
+
+            await Eventually.TrueAsync(() => engine.Pipeline.GetMetrics().Sinks.Single(s => s.Name == engine.Index.Name).BatchesWritten >= 1, "the index writes the window");
+            justTaken = await CheckAsync(check);
+            engine.Time.Advance(TimeSpan.FromSeconds(31));
+            after31 = await CheckAsync(check);
+        }
+        finally
+        {
+            blocking.Release();
+        }
+
+        Assert.True(justTaken.Status == HealthStatus.Healthy, justTaken.Description);
+        Assert.True(after31.Status == HealthStatus.Degraded, after31.Description);
+        Assert.Contains("sink blocking stalled (", after31.Description, StringComparison.Ordinal);
+        Assert.Contains("no progress for 31 s", after31.Description, StringComparison.Ordinal);
+    }
+
+    private static string Describe(EngineFixture engine)
+    {
+        Monitoring.Stream.Pipeline.PipelineMetrics m = engine.Pipeline.GetMetrics();
+        return $"clock {engine.Time.GetUtcNow().ToUnixTimeMilliseconds()}, offered {m.Offered}, accepted {m.Accepted}, late {m.Late}, stale {m.StalePoints}, "
+            + $"windows {m.WindowsEmitted}, open points {m.OpenWindowPoints}, watermarks {string.Join(" ", m.Watermarks)}, reclaimed {m.SeriesReclaimed}, "
+            + $"sources {string.Join("; ", m.Sources.Select(x => $"{x.Source} {x.Offered}/{x.Accepted}"))}";
+    }
+
+    /// <summary>A sink whose every write throws: with one attempt, each window is given up.</summary>
+    private sealed class FailingSink : IWindowSink
+    {
+        public string Name => "failing";
+
+        public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken) =>
+            throw new IOException("the downstream system refuses every write");
+
+        public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
     [Fact]
