@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -9,11 +10,13 @@ using Monitoring.Stream.Hosting.Dashboard;
 using Monitoring.Stream.Hosting.DependencyInjection;
 using Monitoring.Stream.Hosting.Health;
 using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Hosting.Monitors;
 using Monitoring.Stream.Hosting.Queries;
 using Monitoring.Stream.Hosting.Tests.Support;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using Monitoring.Stream.Sinks;
+using Monitoring.Stream.Store;
 
 namespace Monitoring.Stream.Hosting.Tests.Probe;
 
@@ -208,24 +211,29 @@ public class Probe13HostingBlackBoxTests
         return taken;
     });
 
-    private static async Task<HealthStatus> EngineStatusAsync(IHost host)
+    private static async Task<HealthStatus> EngineStatusAsync(IHost host) => (await EngineReportAsync(host)).Status;
+
+    private static async Task<HealthReportEntry> EngineReportAsync(IHost host)
     {
         HealthReport report = await host.Services.GetRequiredService<HealthCheckService>()
             .CheckHealthAsync(r => r.Name == EngineCheck).WaitAsync(TimeSpan.FromSeconds(30));
-        return report.Entries[EngineCheck].Status;
+        return report.Entries[EngineCheck];
     }
 
     /// <summary>Polls the engine's check until it reports <paramref name="wanted"/>; returns every status seen, in order, without repeats.</summary>
     private static async Task<List<HealthStatus>> PollEngineHealthUntilAsync(IHost host, HealthStatus wanted, TimeSpan timeout, string what)
     {
         var seen = new List<HealthStatus>();
+        var described = new List<string>();
         DateTime deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            HealthStatus status = await EngineStatusAsync(host);
+            HealthReportEntry entry = await EngineReportAsync(host);
+            HealthStatus status = entry.Status;
             if (seen.Count == 0 || seen[^1] != status)
             {
                 seen.Add(status);
+                described.Add($"{status} ({entry.Description})");
             }
 
             if (status == wanted)
@@ -235,7 +243,7 @@ public class Probe13HostingBlackBoxTests
 
             if (DateTime.UtcNow > deadline)
             {
-                Assert.Fail($"{what}: the engine's check never became {wanted} within {timeout}; it went {string.Join(" -> ", seen)}");
+                Assert.Fail($"{what}: the engine's check never became {wanted} within {timeout}; it went {string.Join(" -> ", described)}");
             }
 
             await Task.Delay(50);
@@ -288,7 +296,7 @@ public class Probe13HostingBlackBoxTests
     }
 
     [Fact]
-    public async Task HostRun_SinkThatThrowsOnEveryCall_WindowsFailedAfterTheirAttempts_EngineUnhealthy_GracefulStopPrompt_QueriesExact()
+    public async Task HostRun_SinkThatThrowsOnEveryCall_WindowsFailedAfterTheirAttempts_EngineGoesUnhealthy_GracefulStopPrompt_QueriesExact()
     {
         // README: "Every window ends in exactly one of written, failed, dropped or abandoned for each sink"; sinks are
         // independent (the index still answers). sdk.md, Health: "a sink dropping or giving up windows: unhealthy at once";
@@ -312,7 +320,6 @@ public class Probe13HostingBlackBoxTests
             SinkData flaky = dashboard.Engine.Sinks.Single(s => s.Name == sink.Name);
             Assert.Contains("downstream refused", flaky.LastError ?? "(none)", StringComparison.Ordinal);
             Assert.True(flaky.BatchesLost >= 2, $"dashboard batchesLost {flaky.BatchesLost}");
-            Assert.True(dashboard.Health?.Status is "Unhealthy" or "Degraded", $"dashboard health {dashboard.Health?.Status} while a sink gives up every window");
             await writing.CancelAsync();
             written = await writer.WaitAsync(TimeSpan.FromSeconds(30));
         }
@@ -335,10 +342,10 @@ public class Probe13HostingBlackBoxTests
         Assert.NotNull(all);
         Assert.True(all.Count == written, $"the index holds {all.Count} points, {written} were taken: " + Describe(m));
 
-        MetricStatistics? engineHealth = queries.GetStatistics(HealthMetricsPublisher.StatusMetric, LabelSet.Create(new Label("check", EngineCheck)), TimeSpan.FromMinutes(10));
-        Assert.True(engineHealth is not null && engineHealth.Min == 0, $"monitoring_health_status{{check=\"{EngineCheck}\"}} min {engineHealth?.Min}, expected 0 (unhealthy)");
-        MetricStatistics? overall = queries.GetStatistics(HealthMetricsPublisher.StatusMetric, LabelSet.Create(new Label("check", "overall")), TimeSpan.FromMinutes(10));
-        Assert.True(overall is not null && overall.Min == 0, $"monitoring_health_status{{check=\"overall\"}} min {overall?.Min}");
+        // The dashboard's health run was recorded (its value: see the FINDING test below; the check it ran followed the
+        // poll that had just seen Unhealthy, so it said Degraded or Healthy).
+        Assert.NotNull(queries.GetStatistics(HealthMetricsPublisher.StatusMetric, LabelSet.Create(new Label("check", EngineCheck)), TimeSpan.FromMinutes(10)));
+        Assert.NotNull(queries.GetStatistics(HealthMetricsPublisher.StatusMetric, LabelSet.Create(new Label("check", "overall")), TimeSpan.FromMinutes(10)));
         Assert.NotNull(queries.GetStatistics(HealthMetricsPublisher.DurationMetric, LabelSet.Create(new Label("check", EngineCheck)), TimeSpan.FromMinutes(10)));
     }
 
@@ -389,16 +396,98 @@ public class Probe13HostingBlackBoxTests
         Assert.True(mine?.Count == written, $"{written} points taken, the index holds {mine?.Count}");
     }
 
+    [Fact(Skip = "FINDING: the engine's check says Unhealthy for a sink that gives up every window only on the first check after a give-up; "
+        + "the next check (a load balancer's /health, the dashboard, the publisher) says Degraded or Healthy, so consumers steal each other's Unhealthy")]
+    public async Task Health_SinkGivingUpEveryWindow_UnhealthyForEveryConsumer_NotOnlyTheFirstCheckAfterAGiveUp()
+    {
+        // sdk.md, Health: "a sink dropping or giving up windows: unhealthy at once" (no "since the previous check", unlike
+        // the drop and late rates). The engine's check is one object shared by /health, the dashboard (which "runs the
+        // health checks") and the HealthMetricsPublisher; a sink that has given up every window it ever got and written none
+        // is still "giving up windows" for each of them.
+        var sink = new FlakySink(failing: true);
+        using IHost host = BuildHost(Settings(("Sinks:MaxAttempts", "2"), ("Sinks:InitialBackoff", "00:00:00.005"), ("Sinks:MaxBackoff", "00:00:00.010")),
+            TimeSpan.FromSeconds(60), s => s.AddSingleton<IWindowSink>(sink));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricHistogram h = collector.CreateHistogram("probe13_giveup_seconds", ["k"]);
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await Eventually.TrueAsync(() => Sink(collector.Pipeline.GetMetrics(), sink.Name).BatchesFailed >= 2, "two windows given up", TimeSpan.FromSeconds(30));
+            await PollEngineHealthUntilAsync(host, HealthStatus.Unhealthy, TimeSpan.FromSeconds(30), "sink giving up windows");
+            HealthStatus loadBalancer = await EngineStatusAsync(host);
+            DashboardData page = await host.Services.GetRequiredService<DashboardDataService>().GetAsync(TimeSpan.FromMinutes(5)).WaitAsync(TimeSpan.FromSeconds(30));
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+            SinkMetrics s = Sink(collector.Pipeline.GetMetrics(), sink.Name);
+            Assert.True(loadBalancer == HealthStatus.Unhealthy && page.Health?.Status == "Unhealthy",
+                $"a sink that gave up {s.BatchesFailed} windows and wrote {s.BatchesWritten} (state {s.State}): the next check said {loadBalancer}, the dashboard's {page.Health?.Status}");
+        }
+
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
+    [Fact]
+    public async Task HealthPublisher_RunByTheFramework_UserChecksThatThrowOrTimeOut_UnhealthyWithTheirError_EachRecordedAsAMetric()
+    {
+        // sdk.md, Health: "a check that throws, or passes its registration's timeout, is Unhealthy with its error";
+        // HealthMetricsPublisher is "registered as an IHealthCheckPublisher" and "records each result as
+        // monitoring_health_status{check} — 2 healthy, 1 degraded, 0 unhealthy ...; check="overall" for the aggregate — and
+        // monitoring_health_check_duration_seconds{check}". Here the framework's own publisher loop runs it (no dashboard).
+        using IHost host = BuildHost(Settings(("Pipeline:AllowedLateness", "00:00:01")), TimeSpan.FromSeconds(30), s =>
+        {
+            s.Configure<HealthCheckPublisherOptions>(o =>
+            {
+                o.Delay = TimeSpan.FromMilliseconds(100);
+                o.Period = TimeSpan.FromSeconds(1);
+                o.Timeout = TimeSpan.FromSeconds(20);
+            });
+            s.AddHealthChecks()
+                .AddCheck("probe13-throws", () => throw new InvalidOperationException("probe13 database gone"))
+                .AddAsyncCheck("probe13-times-out", async ct =>
+                {
+                    await Task.Delay(Timeout.Infinite, ct);
+                    return HealthCheckResult.Healthy();
+                }, timeout: TimeSpan.FromMilliseconds(200))
+                .AddCheck("probe13-degraded", () => HealthCheckResult.Degraded("slow"));
+        });
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        HealthMetricsPublisher publisher = host.Services.GetRequiredService<HealthMetricsPublisher>();
+        await Eventually.TrueAsync(() => publisher.LastReport is not null, "the framework published a health report", TimeSpan.FromSeconds(30));
+        HealthReport report = publisher.LastReport!;
+        Assert.Equal(HealthStatus.Unhealthy, report.Status);
+        Assert.Equal(HealthStatus.Unhealthy, report.Entries["probe13-throws"].Status);
+        Assert.Contains("probe13 database gone", report.Entries["probe13-throws"].Exception?.Message ?? report.Entries["probe13-throws"].Description ?? "", StringComparison.Ordinal);
+        Assert.Equal(HealthStatus.Unhealthy, report.Entries["probe13-times-out"].Status);
+        Assert.Equal(HealthStatus.Degraded, report.Entries["probe13-degraded"].Status);
+        Assert.Equal(HealthStatus.Healthy, report.Entries[EngineCheck].Status);
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+
+        MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+        (string Check, double Status)[] expected = [("probe13-throws", 0), ("probe13-times-out", 0), ("probe13-degraded", 1), (EngineCheck, 2), ("overall", 0)];
+        foreach ((string check, double status) in expected)
+        {
+            MetricStatistics? recorded = queries.GetStatistics(HealthMetricsPublisher.StatusMetric, LabelSet.Create(new Label("check", check)), TimeSpan.FromMinutes(10));
+            Assert.True(recorded is not null && recorded.Min == status && recorded.Max == status,
+                $"monitoring_health_status{{check=\"{check}\"}}: min {recorded?.Min} max {recorded?.Max}, expected {status}");
+            if (check != "overall")
+            {
+                MetricStatistics? duration = queries.GetStatistics(HealthMetricsPublisher.DurationMetric, LabelSet.Create(new Label("check", check)), TimeSpan.FromMinutes(10));
+                Assert.True(duration is not null && duration.Min >= 0, $"monitoring_health_check_duration_seconds{{check=\"{check}\"}}: {duration?.Min}");
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- 2. health of a stalled sink
 
     [Fact]
     public async Task Health_StalledSink_DegradedThenUnhealthyByTheConfiguredSpans_DashboardStillAnswers_HealthyOnceItWritesAgain()
     {
         // sdk.md, Health: "a sink stalled: windows pending, none written" is degraded from Health:SinkStalledDegradedAfter
-        // and unhealthy from Health:SinkStalledUnhealthyAfter (here 1 s and 4 s); the dashboard "runs the health checks".
+        // and unhealthy from Health:SinkStalledUnhealthyAfter (here 1 s and 15 s); the dashboard "runs the health checks".
         var sink = new BlockingSink();
         using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Health:SinkStalledDegradedAfter", "00:00:01"),
-            ("Health:SinkStalledUnhealthyAfter", "00:00:04")), TimeSpan.FromSeconds(60), s => s.AddSingleton<IWindowSink>(sink));
+            ("Health:SinkStalledUnhealthyAfter", "00:00:15")), TimeSpan.FromSeconds(60), s => s.AddSingleton<IWindowSink>(sink));
         await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
         MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
         MetricsPipeline pipeline = collector.Pipeline;
@@ -409,9 +498,9 @@ public class Probe13HostingBlackBoxTests
         {
             Task<long> writer = WriteUntilAsync(h, writing.Token);
             await sink.FirstWriteStarted.WaitAsync(TimeSpan.FromSeconds(30));
-            List<HealthStatus> stalling = await PollEngineHealthUntilAsync(host, HealthStatus.Unhealthy, TimeSpan.FromSeconds(60), "sink stalled");
-            Assert.True(stalling.Contains(HealthStatus.Degraded) && stalling.IndexOf(HealthStatus.Degraded) < stalling.IndexOf(HealthStatus.Unhealthy),
-                $"a stalled sink should go degraded (1 s) before unhealthy (4 s); seen {string.Join(" -> ", stalling)}");
+            List<HealthStatus> degrading = await PollEngineHealthUntilAsync(host, HealthStatus.Degraded, TimeSpan.FromSeconds(60), "sink stalled for 1 s");
+            Assert.True(!degrading.Contains(HealthStatus.Unhealthy), $"a stalled sink should go degraded (1 s) before unhealthy (15 s); seen {string.Join(" -> ", degrading)}");
+            await PollEngineHealthUntilAsync(host, HealthStatus.Unhealthy, TimeSpan.FromSeconds(90), "sink stalled for 15 s");
 
             DashboardData data = await host.Services.GetRequiredService<DashboardDataService>().GetAsync(TimeSpan.FromMinutes(5)).WaitAsync(TimeSpan.FromSeconds(30));
             Assert.Equal("Unhealthy", data.Health?.Status);
@@ -561,5 +650,343 @@ public class Probe13HostingBlackBoxTests
                 yield return inner;
             }
         }
+    }
+
+    // ---------------------------------------------------------------- 1b. one stop, and stops racing writers
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task PipelineStop_ThreeConcurrentAndOneLaterCall_SinkIgnoringItsToken_AllEndAsTheStopEnded(bool forcedBySignal)
+    {
+        // README, "Stopping": bounded by ShutdownTimeout ("past it, TimeoutException"); "Cancelling the token passed to
+        // StopAsync is the second stop signal: it stops at once (OperationCanceledException)"; "There is one stop: a
+        // concurrent or later StopAsync ends as it ended"; each window a sink did not get is counted abandoned.
+        var sink = new HangingSink(hangOnComplete: true);
+        var pipeline = new MetricsPipeline(new MetricsPipelineOptions
+        {
+            ShardCount = 1,
+            WindowSize = TimeSpan.FromSeconds(1),
+            AllowedLateness = TimeSpan.Zero,
+            ShutdownTimeout = forcedBySignal ? TimeSpan.FromMinutes(5) : TimeSpan.FromSeconds(1),
+            Instance = "p13-stop",
+        }, [sink], new SinkOptions { AttemptTimeout = Timeout.InfiniteTimeSpan });
+        try
+        {
+            pipeline.Start();
+            using var collector = new MetricsCollector(pipeline, "p13-stop");
+            MetricHistogram h = collector.CreateHistogram("probe13_stop_seconds", ["k"]);
+            long t0 = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 30_000;
+            for (int i = 0; i < 3_000; i++)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(t0 + (i * 5), i % 10, "v"));
+            }
+
+            collector.Flush();
+            await sink.FirstCall.WaitAsync(TimeSpan.FromSeconds(30));
+
+            using var signal = new CancellationTokenSource();
+            Task first = pipeline.StopAsync(signal.Token);
+            Task second = Task.Run(() => pipeline.StopAsync());
+            Task third = Task.Run(() => pipeline.StopAsync(CancellationToken.None));
+            if (forcedBySignal)
+            {
+                signal.CancelAfter(TimeSpan.FromMilliseconds(300));
+            }
+
+            Task all = Task.WhenAll(first, second, third);
+            Assert.True(await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(40))) == all, "three StopAsync calls did not all end within 40 s: " + Describe(pipeline.GetMetrics()));
+            Type expected = forcedBySignal ? typeof(OperationCanceledException) : typeof(TimeoutException);
+            foreach ((string name, Task stop) in new[] { ("first", first), ("second", second), ("third", third) })
+            {
+                Exception? e = await Record.ExceptionAsync(() => stop);
+                Assert.True(e is not null && expected.IsInstanceOfType(e), $"the {name} StopAsync ended with {e?.GetType().Name ?? "success"}, expected {expected.Name}");
+            }
+
+            Exception? later = await Record.ExceptionAsync(() => pipeline.StopAsync().WaitAsync(TimeSpan.FromSeconds(20)));
+            Assert.True(later is not null && expected.IsInstanceOfType(later), $"a later StopAsync ended with {later?.GetType().Name ?? "success"}, expected {expected.Name}");
+
+            PipelineMetrics m = pipeline.GetMetrics();
+            Assert.True(Sink(m, sink.Name).BatchesAbandoned >= 1, Describe(m));
+            Assert.Equal(RejectReason.WriterClosed, h.RecordAt(t0, 1, "v"));
+            AssertEveryPointAccountedForEverySink(pipeline.GetMetrics());
+        }
+        finally
+        {
+            await pipeline.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        }
+    }
+
+    [Fact]
+    public async Task HostStop_RacingThreeWriterThreadsAndTwoDirectHostedServiceStops_NoThrowNoHang_EveryCallAccounted()
+    {
+        // sdk.md: "A call never throws. It returns RejectReason.None or why it was refused, and the refusal is counted ...
+        // Each refusal is counted once, in one of the two"; README: writes after StopAsync are WriterClosed; offered =
+        // accepted + rejected + dropped. The host's stop races the application's own StopAsync calls of the hosted service.
+        using IHost host = BuildHost(Settings(("Pipeline:AllowedLateness", "00:00:05")), TimeSpan.FromSeconds(30));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsPipeline pipeline = host.Services.GetRequiredService<MetricsPipeline>();
+        using var collector = new MetricsCollector(pipeline, "p13-race");
+        MetricHistogram h = collector.CreateHistogram("probe13_race_seconds", ["thread", "n"]);
+        string[] values = [.. Enumerable.Range(0, 16).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture))];
+        long taken = 0, closed = 0, other = 0;
+        var errors = new ConcurrentQueue<Exception>();
+        using var go = new ManualResetEventSlim();
+        var threads = Enumerable.Range(0, 3).Select(t => new Thread(() =>
+        {
+            string name = "t" + t;
+            go.Wait();
+            for (int i = 0; i < 2_000_000; i++)
+            {
+                try
+                {
+                    RejectReason r = h.Record(i % 7, name, values[i % 16]);
+                    if (r == RejectReason.None)
+                    {
+                        Interlocked.Increment(ref taken);
+                    }
+                    else if (r == RejectReason.WriterClosed)
+                    {
+                        if (Interlocked.Increment(ref closed) > 1_000)
+                        {
+                            return;
+                        }
+                    }
+                    else
+                    {
+                        Interlocked.Increment(ref other);
+                    }
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    errors.Enqueue(e);
+                    return;
+                }
+            }
+        }) { IsBackground = true }).ToList();
+        threads.ForEach(t => t.Start());
+        go.Set();
+        await Eventually.TrueAsync(() => Interlocked.Read(ref taken) > 20_000, "the writers took 20,000 points", TimeSpan.FromSeconds(30));
+        MonitoringStreamHostedService service = host.Services.GetServices<IHostedService>().OfType<MonitoringStreamHostedService>().Single();
+        Task[] stops = [host.StopAsync(), Task.Run(() => service.StopAsync(CancellationToken.None)), Task.Run(() => service.StopAsync(CancellationToken.None))];
+        Task allStops = Task.WhenAll(stops);
+        Assert.True(await Task.WhenAny(allStops, Task.Delay(TimeSpan.FromSeconds(40))) == allStops, "the host's stop and two direct stops did not end within 40 s");
+        foreach (Task stop in stops)
+        {
+            Exception? e = await Record.ExceptionAsync(() => stop);
+            Assert.True(e is null, $"a stop failed: {e}");
+        }
+
+        foreach (Thread t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(60)), "a writer thread did not finish within 60 s of the stop");
+        }
+
+        Assert.Empty(errors);
+        Assert.Equal(0, Interlocked.Read(ref other));
+        PipelineMetrics m = pipeline.GetMetrics();
+        SourceMetrics source = m.Sources.Single(s => s.Source == "p13-race");
+        AssertEveryPointAccountedForEverySink(m);
+        Assert.True(source.Offered == source.Accepted + source.Rejected + source.Dropped, $"source: {source}");
+        Assert.True(taken == source.Offered - source.Rejected, $"{taken} calls returned None; source: {source}");
+        Assert.True(closed == source.Rejected + collector.Rejected, $"{closed} calls returned WriterClosed; engine counted {source.Rejected}, collector {collector.Rejected}");
+        MetricStatistics? stats = host.Services.GetRequiredService<MetricStatisticsService>().GetMatching("probe13_race_seconds", LabelSet.Empty, TimeSpan.FromMinutes(10));
+        Assert.True(stats?.Count == source.Accepted - source.Late, $"the index holds {stats?.Count}; source: {source}");
+    }
+
+    // ---------------------------------------------------------------- 4. statistics across a restart on one store folder
+
+    private static (long Count, double Sum, double Min, double Max) Expected(IEnumerable<double> values)
+    {
+        double[] v = [.. values];
+        return (v.Length, v.Sum(), v.Min(), v.Max());
+    }
+
+    private static void AssertExact(MetricStatistics? s, (long Count, double Sum, double Min, double Max) e, string what)
+    {
+        Assert.True(s is not null, $"{what}: no answer, expected count {e.Count}");
+        Assert.True(s.Count == e.Count && s.Sum == e.Sum && s.Min == e.Min && s.Max == e.Max,
+            $"{what}: count {s.Count} sum {s.Sum} min {s.Min} max {s.Max}, expected count {e.Count} sum {e.Sum} min {e.Min} max {e.Max}");
+    }
+
+    private static Dictionary<string, string?> StoreSettings(string directory) => Settings(
+        ("ArrowStoreEnabled", "true"),
+        ("ArrowStore:Directory", directory),
+        ("Pipeline:AllowedLateness", "00:20:00"),
+        ("RecentWindows:Retention", "01:00:00"));
+
+    [Fact]
+    public async Task Queries_AcrossARestartOnTheSameStoreWithDamagedFilesDroppedIn_StartSetsThemAsideAndAnswersStayExact()
+    {
+        // sdk.md, "Statistics queries": older windows come from the store's files, "No window is counted twice" (memory
+        // answers windows after its boundary, "so windows of an earlier run come from the files"); count, sum, min and max
+        // exact. arrow-schema.md: a damaged *.arrow file is set aside into damaged/ when the store opens (FilesSetAside).
+        using var folder = new TempDirectory();
+        string metric = "probe13_store_seconds";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 600_000) / 1000) * 1000;
+        var runA = Enumerable.Range(0, 300).Select(i => (Key: "abc"[i % 3].ToString(), Value: (double)((i * 37) % 101) + 1, At: t0 + (i * 100))).ToList();
+        var runB = Enumerable.Range(0, 200).Select(i => (Key: "abd"[i % 3].ToString(), Value: (double)((i * 53) % 211) - 50, At: t0 + 60_000 + (i * 150))).ToList();
+
+        using (IHost a = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30)))
+        {
+            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricHistogram h = a.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+            foreach (var p in runA)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(p.At, p.Value, p.Key));
+            }
+
+            await a.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+            ArrowFileStore storeA = a.Services.GetRequiredService<ArrowFileStore>();
+            Assert.True(storeA.PublishedFiles().Count >= 1 && storeA.PendingRecoveries == 0 && storeA.WriteErrors == 0, $"run A's store: {storeA.PublishedFiles().Count} files, {storeA.PendingRecoveries} pending, last error {storeA.LastError}");
+            AssertExact(a.Services.GetRequiredService<MetricStatisticsService>().GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)), Expected(runA.Select(p => p.Value)), "run A, in its own memory");
+        }
+
+        string[] published = Directory.GetFiles(folder.Path, "*" + ArrowFileStore.Extension);
+        byte[] real = File.ReadAllBytes(published[0]);
+        var random = new Random(13);
+        byte[] garbage = new byte[4096];
+        random.NextBytes(garbage);
+        string[] damaged = ["windows-20000101T000000Z-1-1.arrow", "windows-20000101T000000Z-1-2.arrow", "windows-20000101T000000Z-1-3.arrow", "windows-20000101T000000Z-1-4.arrow"];
+        File.WriteAllBytes(Path.Combine(folder.Path, damaged[0]), garbage);                      // not an Arrow file
+        File.WriteAllBytes(Path.Combine(folder.Path, damaged[1]), real[..(real.Length / 2)]);    // cut short: a copy of run A's data
+        File.WriteAllBytes(Path.Combine(folder.Path, damaged[2]), []);                           // empty
+        File.WriteAllBytes(Path.Combine(folder.Path, damaged[3]), real[..(real.Length - 3)]);    // footer's last bytes missing
+
+        using (IHost b = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30)))
+        {
+            await b.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            ArrowFileStore storeB = b.Services.GetRequiredService<ArrowFileStore>();
+            Assert.True(storeB.FilesSetAside == damaged.Length, $"set aside {storeB.FilesSetAside}: {string.Join("; ", storeB.SetAsideFiles)}");
+            foreach (string name in damaged)
+            {
+                Assert.True(File.Exists(Path.Combine(storeB.DamagedDirectory, name)), $"{name} is not in damaged/");
+            }
+
+            MetricStatisticsService queries = b.Services.GetRequiredService<MetricStatisticsService>();
+            AssertExact(queries.GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)), Expected(runA.Select(p => p.Value)), "run A after a restart, from the files");
+            IReadOnlyList<GroupedStatistics> groups = queries.GetGrouped(metric, LabelSet.Empty, ["k"], DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddMinutes(1));
+            Assert.Equal(3, groups.Count);
+            foreach (GroupedStatistics g in groups)
+            {
+                string key = g.Group.ToString() ?? "";
+                string k = "abc".Select(c => c.ToString()).Single(c => key.Contains('"' + c + '"', StringComparison.Ordinal));
+                AssertExact(g.Statistics, Expected(runA.Where(p => p.Key == k).Select(p => p.Value)), $"run A group k={k} after a restart");
+            }
+
+            // A damaged file that appears while the host runs (a copy gone wrong, a disk error): queries go on.
+            File.WriteAllBytes(Path.Combine(folder.Path, "windows-20000101T000000Z-1-5.arrow"), garbage);
+            File.WriteAllBytes(Path.Combine(folder.Path, "windows-20000101T000000Z-1-6.arrow"), real[..(real.Length / 2)]);
+            MetricStatistics? withDamage = null;
+            Exception? e = Record.Exception(() => withDamage = queries.GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)));
+            Assert.True(e is null, $"a query with a damaged file in the store folder threw {e}");
+            AssertExact(withDamage, Expected(runA.Select(p => p.Value)), "run A with damaged files dropped in while running");
+            File.Delete(Path.Combine(folder.Path, "windows-20000101T000000Z-1-5.arrow"));
+            File.Delete(Path.Combine(folder.Path, "windows-20000101T000000Z-1-6.arrow"));
+
+            MetricHistogram h = b.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+            foreach (var p in runB)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(p.At, p.Value, p.Key));
+            }
+
+            await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+            AssertExact(queries.GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)), Expected(runA.Concat(runB).Select(p => p.Value)), "runs A (files) and B (memory)");
+            AssertExact(queries.GetMatching(metric, LabelSet.Create(new Label("k", "a")), TimeSpan.FromHours(1)),
+                Expected(runA.Concat(runB).Where(p => p.Key == "a").Select(p => p.Value)), "k=a over both runs");
+        }
+
+        using (IHost c = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30)))
+        {
+            await c.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricStatisticsService queries = c.Services.GetRequiredService<MetricStatisticsService>();
+            AssertExact(queries.GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)), Expected(runA.Concat(runB).Select(p => p.Value)), "runs A and B, both from the files");
+            AssertExact(queries.GetMatching(metric, LabelSet.Empty, DateTimeOffset.FromUnixTimeMilliseconds(t0 + 60_000), DateTimeOffset.FromUnixTimeMilliseconds(t0 + 90_000)),
+                Expected(runB.Select(p => p.Value)), "run B's span only");
+            AssertExact(queries.GetStatistics(metric, LabelSet.Create(new Label("k", "d")), TimeSpan.FromHours(1)),
+                Expected(runB.Where(p => p.Key == "d").Select(p => p.Value)), "k=d (run B only)");
+            await c.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+    }
+
+    // ---------------------------------------------------------------- 5. the self-metrics Meter
+
+    [Fact]
+    public async Task SelfMetricsMeter_FromTheHostsMeterFactory_EveryDocumentedInstrument_TotalsMatchTheEngine_StalledSinkQueueShows()
+    {
+        // sdk.md, "Self-metrics through a Meter": the Meter "Monitoring.Stream" (created from the host's IMeterFactory)
+        // publishes monitoring_stream.points.{offered,accepted,rejected,dropped,late}, monitoring_stream.windows.emitted,
+        // monitoring_stream.series.active, monitoring_stream.shard.queue.fill, monitoring_stream.sink.queue.depth{sink} and
+        // monitoring_stream.sink.state{sink}.
+        var sink = new BlockingSink();
+        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001")), TimeSpan.FromSeconds(30), s => s.AddSingleton<IWindowSink>(sink));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        EngineSelfMetrics self = host.Services.GetRequiredService<EngineSelfMetrics>();
+        Assert.Equal("Monitoring.Stream", self.Meter.Name);
+        Assert.Same(host.Services.GetRequiredService<IMeterFactory>(), self.Meter.Scope);
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+
+        var seen = new ConcurrentDictionary<string, double>();
+        void OnMeasurement(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            string key = instrument.Name;
+            foreach (KeyValuePair<string, object?> tag in tags)
+            {
+                key += $"{{{tag.Key}={tag.Value}}}";
+            }
+
+            seen[key] = value;
+        }
+
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, self.Meter))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, t, _) => OnMeasurement(i, v, t));
+        listener.SetMeasurementEventCallback<int>((i, v, t, _) => OnMeasurement(i, v, t));
+        listener.SetMeasurementEventCallback<double>((i, v, t, _) => OnMeasurement(i, v, t));
+        listener.Start();
+
+        MetricHistogram h = collector.CreateHistogram("probe13_meter_seconds", ["k"]);
+        long t0 = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 20_000;
+        for (int i = 0; i < 5_000; i++)
+        {
+            Assert.Equal(RejectReason.None, h.RecordAt(t0 + (i * 3), i % 13, "k" + (i % 5)));
+        }
+
+        collector.Flush();
+        await sink.FirstWriteStarted.WaitAsync(TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(() => pipeline.GetMetrics().Accepted >= 5_000 && Sink(pipeline.GetMetrics(), sink.Name).QueueDepth >= 1,
+            "5,000 points accepted and a window queued for the stalled sink", TimeSpan.FromSeconds(30));
+
+        PipelineMetrics before = pipeline.GetMetrics();
+        listener.RecordObservableInstruments();
+        PipelineMetrics after = pipeline.GetMetrics();
+        string[] names = ["monitoring_stream.points.offered", "monitoring_stream.points.accepted", "monitoring_stream.points.rejected",
+            "monitoring_stream.points.dropped", "monitoring_stream.points.late", "monitoring_stream.windows.emitted", "monitoring_stream.series.active",
+            "monitoring_stream.shard.queue.fill"];
+        foreach (string name in names)
+        {
+            Assert.True(seen.ContainsKey(name), $"{name} was not measured; measured: {string.Join(", ", seen.Keys.Order(StringComparer.Ordinal))}");
+        }
+
+        Assert.InRange(seen["monitoring_stream.points.offered"], before.Offered, after.Offered);
+        Assert.InRange(seen["monitoring_stream.points.accepted"], before.Accepted, after.Accepted);
+        Assert.InRange(seen["monitoring_stream.windows.emitted"], before.WindowsEmitted, after.WindowsEmitted);
+        foreach (SinkMetrics s in after.Sinks)
+        {
+            Assert.True(seen.ContainsKey($"monitoring_stream.sink.queue.depth{{sink={s.Name}}}"), $"no queue depth for sink {s.Name}; measured: {string.Join(", ", seen.Keys)}");
+            Assert.True(seen.ContainsKey($"monitoring_stream.sink.state{{sink={s.Name}}}"), $"no state for sink {s.Name}; measured: {string.Join(", ", seen.Keys)}");
+        }
+
+        Assert.True(seen[$"monitoring_stream.sink.queue.depth{{sink={sink.Name}}}"] >= 1, "the stalled sink's queue depth through the Meter");
+        sink.Release();
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        AssertEveryPointAccountedForEverySink(pipeline.GetMetrics());
     }
 }
