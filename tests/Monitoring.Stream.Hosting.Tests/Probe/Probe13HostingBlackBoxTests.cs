@@ -132,6 +132,77 @@ public class Probe13HostingBlackBoxTests
         }
     }
 
+    /// <summary>A sink that writes, then throws from CompleteAsync and DisposeAsync.</summary>
+    private sealed class ThrowOnCloseSink : IWindowSink
+    {
+        private long _points;
+
+        public string Name => "throws-on-close";
+
+        public long Points => Interlocked.Read(ref _points);
+
+        public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
+        {
+            Interlocked.Add(ref _points, batch.Points);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask CompleteAsync(CancellationToken cancellationToken) => throw new InvalidOperationException("probe13: complete failed");
+
+        public ValueTask DisposeAsync() => throw new InvalidOperationException("probe13: dispose failed");
+    }
+
+    /// <summary>A sink whose every call throws an OperationCanceledException of its own (an HTTP client's timeout), never its token's.</summary>
+    private sealed class OwnTimeoutSink : IWindowSink
+    {
+        private long _attempts;
+
+        public string Name => "own-timeout";
+
+        public long Attempts => Interlocked.Read(ref _attempts);
+
+        public async ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _attempts);
+            await Task.Yield();
+            throw new TaskCanceledException("probe13: The request was canceled due to the configured HttpClient.Timeout of 100 seconds elapsing.");
+        }
+
+        public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
+    /// <summary>A sink that blocks its calling thread inside WriteAsync (sync-over-async I/O) until released.</summary>
+    private sealed class ThreadBlockingSink : IWindowSink, IDisposable
+    {
+        private readonly ManualResetEventSlim _release = new();
+        private readonly TaskCompletionSource _firstCall = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _calls;
+
+        public string Name => "thread-blocking";
+
+        public int Calls => Volatile.Read(ref _calls);
+
+        public Task FirstCall => _firstCall.Task;
+
+        public void Release() => _release.Set();
+
+        public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _calls);
+            _firstCall.TrySetResult();
+            _release.Wait(TimeSpan.FromMinutes(2), CancellationToken.None);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+
+        public void Dispose() => _release.Dispose();
+    }
+
     // ---------------------------------------------------------------- helpers
 
     /// <summary>One shard, one-second windows closing at once, no store, no performance monitor, unless overridden.</summary>
@@ -652,6 +723,149 @@ public class Probe13HostingBlackBoxTests
         }
     }
 
+    [Fact]
+    public async Task HostStop_SinkQueueFullShardsBlocked_HangingSink_StopEndsAtTheHostTimeout_EveryPointDroppedWithAReasonOrAccounted()
+    {
+        // README: a Block queue holds the shards when full; DropNewest writers "never block and count what they drop";
+        // sdk.md: the host's shutdown timeout abandons what is left, counted per sink. Here the sink's queue holds one window,
+        // the sink never returns, the shards stall behind it and the writers run into full shard queues.
+        var sink = new HangingSink();
+        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Sinks:QueueCapacity", "1"), ("Pipeline:ShardQueueBatches", "2"),
+            ("Pipeline:BatchSize", "64"), ("Pipeline:WindowSize", "00:00:00.050"), ("Pipeline:ShutdownTimeout", "00:05:00")), TimeSpan.FromSeconds(2), s => s.AddSingleton<IWindowSink>(sink));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram h = collector.CreateHistogram("probe13_full_seconds", ["k"]);
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await Eventually.TrueAsync(() => Sink(pipeline.GetMetrics(), sink.Name).State == SinkState.Stalled && pipeline.GetMetrics().Dropped > 0,
+                "the sink's full queue holding the shards (Stalled) and writers dropping into full shard queues", TimeSpan.FromSeconds(60));
+            List<HealthStatus> seen = await PollEngineHealthUntilAsync(host, HealthStatus.Unhealthy, TimeSpan.FromSeconds(30), "shards blocked behind a full sink queue");
+            Assert.NotEmpty(seen);
+            DashboardData data = await host.Services.GetRequiredService<DashboardDataService>().GetAsync(TimeSpan.FromMinutes(5)).WaitAsync(TimeSpan.FromSeconds(30));
+            PipelineMetrics during = pipeline.GetMetrics();
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+            string state = data.Engine.Sinks.Single(s => s.Name == sink.Name).State;
+            if (state != "Stalled")
+            {
+                await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+                Assert.Fail($"dashboard state of a sink whose full Block queue holds the shards: {state}; health went {string.Join(" -> ", seen)}; {Describe(during)}; " +
+                    $"engine check: {string.Join(", ", host.Services.GetRequiredService<EngineHealthCheck>().LastSinkStates)}");
+            }
+        }
+
+        Task stop = host.StopAsync();
+        Assert.True(await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(40))) == stop, "the host's stop did not end within 40 s with a 2 s shutdown timeout: " + Describe(pipeline.GetMetrics()));
+        await Record.ExceptionAsync(() => stop);
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.True(m.DroppedByReason.GetValueOrDefault(Ingest.DropReason.QueueFull) > 0, Describe(m));
+        Assert.True(Sink(m, sink.Name).BatchesAbandoned >= 1, Describe(m));
+        AssertEveryPointAccountedForEverySink(m);
+    }
+
+    [Fact]
+    public async Task HostStop_SinkBlockingItsThreadInsideWriteAsync_StopStillEndsAtTheHostTimeout()
+    {
+        // A sink doing synchronous I/O inside WriteAsync blocks the thread that called it. sdk.md: the host's shutdown
+        // timeout abandons what is left "at once". Released after the assertions so the thread comes back.
+        using var sink = new ThreadBlockingSink();
+        try
+        {
+            using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "00:00:01"), ("Pipeline:ShutdownTimeout", "00:05:00")),
+                TimeSpan.FromSeconds(2), s => s.AddSingleton<IWindowSink>(sink));
+            await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+            MetricHistogram h = collector.CreateHistogram("probe13_syncblock_seconds", ["k"]);
+            using (var writing = new CancellationTokenSource())
+            {
+                Task<long> writer = WriteUntilAsync(h, writing.Token);
+                await sink.FirstCall.WaitAsync(TimeSpan.FromSeconds(30));
+                await writing.CancelAsync();
+                await writer.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+
+            var stopwatch = Stopwatch.StartNew();
+            Task stop = host.StopAsync();
+            bool ended = await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(40))) == stop;
+            TimeSpan took = stopwatch.Elapsed;
+            PipelineMetrics m = collector.Pipeline.GetMetrics();
+            Assert.True(ended, $"the host's stop did not end within 40 s (2 s shutdown timeout, 1 s attempt timeout) with a sink blocking its thread: " + Describe(m));
+            await Record.ExceptionAsync(() => stop);
+            Assert.True(took < TimeSpan.FromSeconds(30), $"the stop took {took}");
+            Assert.Equal(PipelineState.Stopped, m.State);
+        }
+        finally
+        {
+            sink.Release();
+        }
+    }
+
+    [Fact]
+    public async Task HostRun_SinkThrowingItsOwnOperationCanceledException_RetriedAndFailedLikeAnyError_StopGraceful()
+    {
+        // IWindowSink: "a thrown exception is retried with backoff"; an HttpClient timeout is a TaskCanceledException that
+        // has nothing to do with the sink's token. It must count as a failed attempt, not as a stop, and not end the runner.
+        var sink = new OwnTimeoutSink();
+        using IHost host = BuildHost(Settings(("Sinks:MaxAttempts", "2"), ("Sinks:InitialBackoff", "00:00:00.005"), ("Sinks:MaxBackoff", "00:00:00.010")),
+            TimeSpan.FromSeconds(60), s => s.AddSingleton<IWindowSink>(sink));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram h = collector.CreateHistogram("probe13_owncancel_seconds", ["k"]);
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await Eventually.TrueAsync(() => Sink(pipeline.GetMetrics(), sink.Name).BatchesFailed >= 3, "three windows failed by a sink throwing its own cancellation: " + Describe(pipeline.GetMetrics()), TimeSpan.FromSeconds(30));
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        PipelineMetrics m = pipeline.GetMetrics();
+        SinkMetrics own = Sink(m, sink.Name);
+        SinkMetrics index = Sink(m, host.Services.GetRequiredService<RecentWindowIndex>().Name);
+        Assert.True(own.BatchesFailed == index.BatchesWritten && own.BatchesAbandoned == 0 && own.Errors == own.BatchesFailed * 2, Describe(m));
+        Assert.Contains("HttpClient.Timeout", own.LastError ?? "(none)", StringComparison.Ordinal);
+        AssertEveryPointAccountedForEverySink(m);
+    }
+
+    [Fact]
+    public async Task HostStop_UserSinkThrowingFromCompleteAndDispose_OtherSinksStillCompleteTheStorePublishesAndAnotherHostReadsIt()
+    {
+        // README: "Sinks are independent"; a graceful stop makes "every open window reach every sink". A user sink whose
+        // CompleteAsync and DisposeAsync throw must not keep the Arrow store from publishing its file.
+        using var folder = new TempDirectory();
+        var sink = new ThrowOnCloseSink();
+        string metric = "probe13_close_seconds";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 300_000) / 1000) * 1000;
+        double[] values = [.. Enumerable.Range(0, 100).Select(i => (double)(i % 17))];
+        using (IHost a = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30), s => s.AddSingleton<IWindowSink>(sink)))
+        {
+            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricHistogram h = a.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+            for (int i = 0; i < values.Length; i++)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(t0 + (i * 100), values[i], "x"));
+            }
+
+            Task stop = a.StopAsync();
+            Assert.True(await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(40))) == stop, "the host's stop hung with a sink that throws on completion");
+            await Record.ExceptionAsync(() => stop);
+            ArrowFileStore store = a.Services.GetRequiredService<ArrowFileStore>();
+            Assert.True(store.PublishedFiles().Count >= 1 && store.PendingRecoveries == 0,
+                $"the store published {store.PublishedFiles().Count} files ({store.PendingRecoveries} pending, partial files: {Directory.GetFiles(folder.Path, "*" + ArrowFileStore.PartialExtension).Length})");
+            AssertEveryPointAccountedForEverySink(a.Services.GetRequiredService<MetricsPipeline>().GetMetrics());
+        }
+
+        using IHost b = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30));
+        await b.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        AssertExact(b.Services.GetRequiredService<MetricStatisticsService>().GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)), Expected(values), "read back by the next host");
+        Assert.Equal(0, b.Services.GetRequiredService<ArrowFileStore>().FilesSetAside);
+        await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
     // ---------------------------------------------------------------- 1b. one stop, and stops racing writers
 
     [Theory]
@@ -907,6 +1121,88 @@ public class Probe13HostingBlackBoxTests
                 Expected(runB.Where(p => p.Key == "d").Select(p => p.Value)), "k=d (run B only)");
             await c.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
         }
+    }
+
+    [Fact]
+    public async Task Queries_StoreFolderCopiedWhileItsFileIsStillPartial_AHostOnTheCopyRecoversItAndAnswersExactly()
+    {
+        // arrow-schema.md: "Acknowledged means on disk ... After a crash, a partial file therefore holds every acknowledged
+        // batch whole"; "A partial file is recovered, not deleted" when the store opens (PartialFilesRecovered). A copy of the
+        // folder taken while the host runs is what a crash leaves.
+        using var folder = new TempDirectory();
+        using var copy = new TempDirectory();
+        string metric = "probe13_crash_seconds";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 120_000) / 1000) * 1000;
+        double[] values = [.. Enumerable.Range(0, 500).Select(i => (double)((i * 29) % 113) / 4)];
+        Dictionary<string, string?> settings = StoreSettings(folder.Path);
+        settings["MonitoringStream:Pipeline:AllowedLateness"] = "00:00:00";
+        using (IHost a = BuildHost(settings, TimeSpan.FromSeconds(30)))
+        {
+            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricsCollector collector = a.Services.GetRequiredService<MetricsCollector>();
+            MetricHistogram h = collector.CreateHistogram(metric, ["k"]);
+            for (int i = 0; i < values.Length; i++)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(t0 + (i * 20), values[i], "y"));
+            }
+
+            Assert.Equal(RejectReason.None, h.RecordAt(t0 + 30_000, 0, "closer"));   // closes every window of the values (no lateness)
+            collector.Flush();
+            MetricStatisticsService queries = a.Services.GetRequiredService<MetricStatisticsService>();
+            ArrowFileStore store = a.Services.GetRequiredService<ArrowFileStore>();
+            await Eventually.TrueAsync(() => queries.GetStatistics(metric, LabelSet.Create(new Label("k", "y")), TimeSpan.FromHours(1))?.Count == values.Length,
+                "every value's window emitted to the index", TimeSpan.FromSeconds(30));
+            await Eventually.TrueAsync(() => Sink(collector.Pipeline.GetMetrics(), store.Name).BatchesWritten >= Sink(collector.Pipeline.GetMetrics(), "recent-window-index").BatchesWritten,
+                "the store acknowledged what the index holds", TimeSpan.FromSeconds(30));
+            Assert.True(Directory.GetFiles(folder.Path, "*" + ArrowFileStore.PartialExtension).Length >= 1, "no partial file while the host runs (one-minute files)");
+            foreach (string file in Directory.GetFiles(folder.Path))
+            {
+                File.Copy(file, Path.Combine(copy.Path, Path.GetFileName(file)));
+            }
+
+            await a.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+
+        using IHost b = BuildHost(StoreSettings(copy.Path), TimeSpan.FromSeconds(30));
+        await b.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        ArrowFileStore recovered = b.Services.GetRequiredService<ArrowFileStore>();
+        Assert.True(recovered.PartialFilesRecovered >= 1 && recovered.PendingRecoveries == 0 && recovered.FilesSetAside == 0,
+            $"recovered {recovered.PartialFilesRecovered}, pending {recovered.PendingRecoveries}, set aside {recovered.FilesSetAside}, last error {recovered.LastError}");
+        AssertExact(b.Services.GetRequiredService<MetricStatisticsService>().GetStatistics(metric, LabelSet.Create(new Label("k", "y")), TimeSpan.FromHours(1)),
+            Expected(values), "the acknowledged windows of the crashed run");
+        await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
+    [Fact]
+    public async Task Start_StoreDirectoryIsAFile_FailsAtStartWithAClearMessageNeverLater()
+    {
+        // operations.md: ArrowStore:Directory is "the store folder (created if missing)". A path that names a file cannot be
+        // one: the host must refuse to start with a message naming the path, not start and fail on the first window.
+        using var folder = new TempDirectory();
+        string file = Path.Combine(folder.Path, "not-a-folder");
+        File.WriteAllText(file, "x");
+        using IHost host = BuildHost(Settings(("ArrowStoreEnabled", "true"), ("ArrowStore:Directory", file)), TimeSpan.FromSeconds(10));
+        Exception? error = await Record.ExceptionAsync(() => host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20)));
+        if (error is null)
+        {
+            await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        }
+
+        Assert.True(error is not null, "the host started with a file as its store folder");
+        Assert.False(error is NullReferenceException or TimeoutException, error.ToString());
+        string messages = string.Join(" | ", Flatten(error).Select(e => $"{e.GetType().Name}: {e.Message}"));
+        Assert.True(messages.Contains(file, StringComparison.Ordinal) || messages.Contains("ArrowStore:Directory", StringComparison.Ordinal), messages);
+    }
+
+    [Fact]
+    public async Task Start_TwoBadSettingsAtOnce_BothNamed()
+    {
+        // configuration.md: "a bad value stops the service ... with ... one line per problem naming the setting".
+        using IHost host = BuildHost(Settings(("Pipeline:ShardCount", "0"), ("Sinks:MaxAttempts", "0")), TimeSpan.FromSeconds(10));
+        Exception? error = await Record.ExceptionAsync(() => host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20)));
+        Assert.NotNull(error);
+        string messages = string.Join(" | ", Flatten(error).Select(e => e.Message));
+        Assert.True(messages.Contains("MonitoringStream:Pipeline:ShardCount", StringComparison.Ordinal) && messages.Contains("MonitoringStream:Sinks:MaxAttempts", StringComparison.Ordinal), messages);
     }
 
     // ---------------------------------------------------------------- 5. the self-metrics Meter
