@@ -242,7 +242,8 @@ public class Probe13HostingBlackBoxTests
     }
 
     private static string Describe(PipelineMetrics m) =>
-        $"offered {m.Offered}, accepted {m.Accepted}, rejected {m.Rejected}, dropped {m.Dropped}, emitted {m.EmittedPoints}, late {m.Late}, " +
+        $"offered {m.Offered}, accepted {m.Accepted}, rejected {m.Rejected} [{string.Join(", ", m.RejectedByReason.Where(r => r.Value > 0).Select(r => $"{r.Key} {r.Value}"))}] " +
+        $"by source [{string.Join(", ", m.Sources.Where(x => x.Rejected > 0).Select(x => $"{x.Source} {x.Rejected}"))}], dropped {m.Dropped}, emitted {m.EmittedPoints}, late {m.Late}, " +
         $"stale {m.StalePoints}, faulted {m.FaultedPoints}, open {m.OpenWindowPoints}; sinks: " +
         string.Join("; ", m.Sinks.Select(s => $"{s.Name} written {s.BatchesWritten}/{s.PointsWritten} failed {s.BatchesFailed}/{s.PointsFailed} " +
             $"dropped {s.BatchesDropped}/{s.PointsDropped} abandoned {s.BatchesAbandoned}/{s.PointsAbandoned} queue {s.QueueDepth} errors {s.Errors} state {s.State}"));
@@ -594,6 +595,97 @@ public class Probe13HostingBlackBoxTests
         Assert.True(mine?.Count == written, $"{written} points taken, the index holds {mine?.Count}");
     }
 
+    [Fact]
+    public async Task Health_LatePointsSinceThePreviousCheck_DegradedAndUnhealthyByTheConfiguredRates_HealthyWhenNoneSince()
+    {
+        // sdk.md, Health: "points late since the previous check: degraded from 1 % of accepted, unhealthy from 10 %"
+        // (here Health:LateRateDegraded 0.1 and Health:LateRateUnhealthy 0.5); a point is late when its window has closed.
+        using IHost host = BuildHost(Settings(("Health:LateRateDegraded", "0.1"), ("Health:LateRateUnhealthy", "0.5"), ("SelfMetricsInterval", "1.00:00:00")),
+            TimeSpan.FromSeconds(30));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram opener = collector.CreateHistogram("probe13_late_opener", ["k"]);
+        MetricHistogram h = collector.CreateHistogram("probe13_late_seconds", ["k"]);
+        long past = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 30_000;
+        Assert.Equal(RejectReason.None, opener.RecordAt(past, 1, "x"));
+        Assert.Equal(RejectReason.None, opener.Record(1, "now"));
+        collector.Flush();
+        MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+        await Eventually.TrueAsync(() => queries.GetStatistics("probe13_late_opener", LabelSet.Create(new Label("k", "x")), TimeSpan.FromHours(1)) is not null,
+            "the window 30 s back closed", TimeSpan.FromSeconds(30));
+        Assert.Equal(HealthStatus.Healthy, await EngineStatusAsync(host));   // the baseline: nothing late yet
+
+        async Task WriteAsync(int late, int onTime)
+        {
+            long lateBefore = pipeline.GetMetrics().Late;
+            for (int i = 0; i < late; i++)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(past + 1, i, "late"));
+            }
+
+            for (int i = 0; i < onTime; i++)
+            {
+                Assert.Equal(RejectReason.None, h.Record(i, "on-time"));
+            }
+
+            collector.Flush();
+            await Eventually.TrueAsync(() => pipeline.GetMetrics().Late - lateBefore == late && pipeline.GetMetrics().Queued == 0,
+                $"{late} points counted late: " + Describe(pipeline.GetMetrics()), TimeSpan.FromSeconds(30));
+        }
+
+        await WriteAsync(late: 30, onTime: 170);    // 15 %
+        HealthReportEntry degraded = await EngineReportAsync(host);
+        Assert.True(degraded.Status == HealthStatus.Degraded, $"15 % late since the previous check: {degraded.Status} ({degraded.Description})");
+        HealthReportEntry quiet = await EngineReportAsync(host);
+        Assert.True(quiet.Status == HealthStatus.Healthy, $"nothing late since the previous check: {quiet.Status} ({quiet.Description})");
+        await WriteAsync(late: 180, onTime: 20);    // 90 %
+        HealthReportEntry unhealthy = await EngineReportAsync(host);
+        Assert.True(unhealthy.Status == HealthStatus.Unhealthy, $"90 % late since the previous check: {unhealthy.Status} ({unhealthy.Description})");
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        AssertEveryPointAccountedForEverySink(pipeline.GetMetrics());
+    }
+
+    [Fact]
+    public async Task Health_SixteenConcurrentChecksWhileASinkFails_NeverThrow_EachAnswersWithADocumentedStatus()
+    {
+        // The engine's check is one object behind /health, the dashboard and the publisher, which may run at once.
+        var sink = new FlakySink(failing: true);
+        using IHost host = BuildHost(Settings(("Sinks:MaxAttempts", "2"), ("Sinks:InitialBackoff", "00:00:00.001"), ("Sinks:MaxBackoff", "00:00:00.002")),
+            TimeSpan.FromSeconds(30), s => s.AddSingleton<IWindowSink>(sink));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricHistogram h = host.Services.GetRequiredService<MetricsCollector>().CreateHistogram("probe13_concurrent_checks", ["k"]);
+        DashboardDataService dashboard = host.Services.GetRequiredService<DashboardDataService>();
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            Task[] checks = [.. Enumerable.Range(0, 16).Select(i => Task.Run(async () =>
+            {
+                for (int n = 0; n < 20; n++)
+                {
+                    if (i % 4 == 0)
+                    {
+                        DashboardData d = await dashboard.GetAsync(TimeSpan.FromMinutes(1));
+                        Assert.Contains(d.Health?.Status, (string?[])["Healthy", "Degraded", "Unhealthy"]);
+                    }
+                    else
+                    {
+                        HealthStatus status = await EngineStatusAsync(host);
+                        Assert.True(Enum.IsDefined(status));
+                    }
+                }
+            }))];
+            Task all = Task.WhenAll(checks);
+            Assert.True(await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(90))) == all, "320 concurrent checks did not end within 90 s");
+            await all;
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        AssertEveryPointAccountedForEverySink(host.Services.GetRequiredService<MetricsPipeline>().GetMetrics());
+    }
+
     // ---------------------------------------------------------------- 3. options from configuration
 
     [Theory]
@@ -763,6 +855,75 @@ public class Probe13HostingBlackBoxTests
         Assert.True(m.DroppedByReason.GetValueOrDefault(Ingest.DropReason.QueueFull) > 0, Describe(m));
         Assert.True(Sink(m, sink.Name).BatchesAbandoned >= 1, Describe(m));
         AssertEveryPointAccountedForEverySink(m);
+    }
+
+    [Fact]
+    public async Task HostStop_ZeroShutdownTimeout_OpenWindowsAbandonedAtOnceCountedPerSinkAndWarned()
+    {
+        // sdk.md: the host's shutdown timeout is the second stop signal; "when it passes, what is left is abandoned at once,
+        // counted per sink (SinkMetrics.BatchesAbandoned), and logged as a warning". A timeout of zero has passed already.
+        var logs = new ListLoggerProvider();
+        using IHost host = BuildHost(Settings(("Pipeline:AllowedLateness", "00:10:00")), TimeSpan.Zero, logs: logs);
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricHistogram h = collector.CreateHistogram("probe13_zero_seconds", ["k"]);
+        long t0 = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 60_000;
+        for (int i = 0; i < 20_000; i++)
+        {
+            Assert.Equal(RejectReason.None, h.RecordAt(t0 + (i % 50_000), i % 9, "k" + (i % 50)));
+        }
+
+        Task stop = host.StopAsync();
+        Assert.True(await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(40))) == stop, "the host's stop did not end within 40 s with a zero shutdown timeout");
+        Exception? stopError = await Record.ExceptionAsync(() => stop);
+        PipelineMetrics m = collector.Pipeline.GetMetrics();
+        Assert.Equal(PipelineState.Stopped, m.State);
+        AssertEveryPointAccountedForEverySink(m);
+        SinkMetrics index = Sink(m, host.Services.GetRequiredService<RecentWindowIndex>().Name);
+        if (index.PointsAbandoned > 0)
+        {
+            Assert.True(logs.Entries.Any(e => e.Level == LogLevel.Warning && e.Category.Contains(nameof(MonitoringStreamHostedService), StringComparison.Ordinal)),
+                $"{index.BatchesAbandoned} windows abandoned without a warning (stop error: {stopError?.GetType().Name})");
+        }
+    }
+
+    [Fact]
+    public async Task HostRun_DropOldestQueueBehindAHangingSink_WindowsDroppedForThatSinkOnly_ShardsNeverHeld_EngineUnhealthy()
+    {
+        // README: each sink has its own queue and policy, SinkQueuePolicy.DropOldest; sdk.md, Health: "a sink dropping or
+        // giving up windows: unhealthy at once". The other sink (the index) gets every window.
+        var sink = new HangingSink();
+        // (Sinks: settings apply to every sink, the index too. Windows close in bursts: a thread that wrote and went quiet
+        // holds the watermark back until Pipeline:SourceIdleTimeout, and the async writer here hops threads; a burst larger
+        // than the queue is dropped for the fast index as well — that is the setting, not a fault. So the idle timeout and
+        // the tick are short and the queue holds 32 windows.)
+        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Sinks:QueueCapacity", "32"), ("Sinks:QueuePolicy", "DropOldest"),
+            ("Pipeline:WindowSize", "00:00:00.100"), ("Pipeline:TickInterval", "00:00:00.050"), ("Pipeline:SourceIdleTimeout", "00:00:00.200")),
+            TimeSpan.FromSeconds(2), s => s.AddSingleton<IWindowSink>(sink));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram h = collector.CreateHistogram("probe13_dropoldest_seconds", ["k"]);
+        long written;
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await Eventually.TrueAsync(() => Sink(pipeline.GetMetrics(), sink.Name).BatchesDropped >= 3, "three windows dropped for the hanging sink", TimeSpan.FromSeconds(60));
+            List<HealthStatus> seen = await PollEngineHealthUntilAsync(host, HealthStatus.Unhealthy, TimeSpan.FromSeconds(30), "a sink dropping windows");
+            Assert.NotEmpty(seen);
+            await writing.CancelAsync();
+            written = await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        Task stop = host.StopAsync();
+        Assert.True(await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(40))) == stop, "the host's stop did not end within 40 s");
+        await Record.ExceptionAsync(() => stop);
+        PipelineMetrics m = pipeline.GetMetrics();
+        Assert.True(m.Dropped == 0, "the engine dropped points although only a DropOldest sink was slow: " + Describe(m));
+        AssertEveryPointAccountedForEverySink(m);
+        MetricStatistics? mine = host.Services.GetRequiredService<MetricStatisticsService>().GetMatching("probe13_dropoldest_seconds", LabelSet.Empty, TimeSpan.FromMinutes(10));
+        long late = m.LateByMetric.GetValueOrDefault("probe13_dropoldest_seconds");
+        Assert.True(mine?.Count == written - late, $"{written} taken, {late} of them late, the index holds {mine?.Count}: " + Describe(m));
     }
 
     [Fact]
@@ -1174,6 +1335,42 @@ public class Probe13HostingBlackBoxTests
     }
 
     [Fact]
+    public async Task Queries_RestartWithAnotherWindowSizeOnTheSameStore_TotalsOverBothRunsStayExact()
+    {
+        // sdk.md: an answer merges "the aggregates of the windows that overlap the span"; count, sum, min and max exact. An
+        // operator who changes Pipeline:WindowSize between runs leaves files of two window sizes in one folder.
+        using var folder = new TempDirectory();
+        string metric = "probe13_resize_seconds";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 600_000) / 60_000) * 60_000;
+        double[] first = [.. Enumerable.Range(0, 240).Select(i => (double)(i % 31))];
+        double[] second = [.. Enumerable.Range(0, 240).Select(i => (double)(100 + (i % 7)))];
+        foreach ((string size, double[] values, long start) in new[] { ("00:00:01", first, t0), ("00:00:07", second, t0 + 120_000) })
+        {
+            Dictionary<string, string?> settings = StoreSettings(folder.Path);
+            settings["MonitoringStream:Pipeline:WindowSize"] = size;
+            using IHost host = BuildHost(settings, TimeSpan.FromSeconds(30));
+            await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricHistogram h = host.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+            for (int i = 0; i < values.Length; i++)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(start + (i * 250), values[i], "z"));
+            }
+
+            await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+
+        using IHost reader = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30));
+        await reader.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricStatisticsService queries = reader.Services.GetRequiredService<MetricStatisticsService>();
+        AssertExact(queries.GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)), Expected(first.Concat(second)), "both runs");
+        AssertExact(queries.GetMatching(metric, LabelSet.Empty, DateTimeOffset.FromUnixTimeMilliseconds(t0), DateTimeOffset.FromUnixTimeMilliseconds(t0 + 60_000)),
+            Expected(first), "the first run's minute");
+        AssertExact(queries.GetMatching(metric, LabelSet.Empty, DateTimeOffset.FromUnixTimeMilliseconds(t0 + 119_000), DateTimeOffset.FromUnixTimeMilliseconds(t0 + 240_000)),
+            Expected(second), "the second run's span");
+        await reader.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
+    [Fact]
     public async Task Start_StoreDirectoryIsAFile_FailsAtStartWithAClearMessageNeverLater()
     {
         // operations.md: ArrowStore:Directory is "the store folder (created if missing)". A path that names a file cannot be
@@ -1284,5 +1481,10 @@ public class Probe13HostingBlackBoxTests
         sink.Release();
         await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
         AssertEveryPointAccountedForEverySink(pipeline.GetMetrics());
+
+        // After the stop, and after the host is gone, a collection (dotnet-counters, an exporter's timer) never throws.
+        Assert.Null(Record.Exception(listener.RecordObservableInstruments));
+        host.Dispose();
+        Assert.Null(Record.Exception(listener.RecordObservableInstruments));
     }
 }
