@@ -757,6 +757,10 @@ public class Probe13HostingBlackBoxTests
     [InlineData("Bridge:ObservableInterval", "00:00:00")]
     [InlineData("Bridge:ObservableInterval", "1.00:00:01")]
     [InlineData("Source", "")]
+    [InlineData("Source", "   ")]
+    [InlineData("Pipeline:Instance", "   ")]
+    [InlineData("ArrowStore:Directory", "")]
+    [InlineData("ArrowStore:Directory", "   ")]
     public async Task Start_EveryDocumentedOptionOutOfItsRange_FailsAtStartNamingTheSetting(string setting, string value)
     {
         // configuration.md, "The engine": "a value outside it stops the service ... with a line naming the setting";
@@ -1368,6 +1372,96 @@ public class Probe13HostingBlackBoxTests
         AssertExact(queries.GetMatching(metric, LabelSet.Empty, DateTimeOffset.FromUnixTimeMilliseconds(t0 + 119_000), DateTimeOffset.FromUnixTimeMilliseconds(t0 + 240_000)),
             Expected(second), "the second run's span");
         await reader.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
+    [Fact]
+    public async Task Start_GarbagePartialFilesAndAFolderNamedLikeAStoreFile_HostStartsAndQueriesStayExact()
+    {
+        // arrow-schema.md / operations.md: a partial file without a whole batch is deleted; "Opening meets a file it cannot
+        // recover, check or move: counted in WriteErrors with the file in LastError; the store opens anyway". Neither kind is
+        // read as data, and a folder whose name ends in .arrow is no file at all.
+        using var folder = new TempDirectory();
+        string metric = "probe13_garbage_seconds";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 300_000) / 1000) * 1000;
+        double[] values = [.. Enumerable.Range(0, 120).Select(i => (double)(i % 23))];
+        using (IHost a = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30)))
+        {
+            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricHistogram h = a.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+            for (int i = 0; i < values.Length; i++)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(t0 + (i * 100), values[i], "g"));
+            }
+
+            await a.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+
+        var random = new Random(131);
+        byte[] garbage = new byte[8192];
+        random.NextBytes(garbage);
+        File.WriteAllBytes(Path.Combine(folder.Path, "windows-20000101T000000Z-2-1.arrow.partial"), garbage);
+        byte[] headerOnly = [(byte)'A', (byte)'R', (byte)'R', (byte)'O', (byte)'W', (byte)'1', 0, 0];
+        File.WriteAllBytes(Path.Combine(folder.Path, "windows-20000101T000000Z-2-2.arrow.partial"), headerOnly);
+        File.WriteAllBytes(Path.Combine(folder.Path, "windows-20000101T000000Z-2-3.arrow.partial"), []);
+        Directory.CreateDirectory(Path.Combine(folder.Path, "windows-20000101T000000Z-2-4.arrow"));
+
+        using IHost b = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30));
+        Exception? start = await Record.ExceptionAsync(() => b.StartAsync().WaitAsync(TimeSpan.FromSeconds(20)));
+        Assert.True(start is null, $"the host did not start beside garbage partial files and a folder named *.arrow: {start}");
+        ArrowFileStore store = b.Services.GetRequiredService<ArrowFileStore>();
+        MetricStatistics? answer = null;
+        Exception? query = Record.Exception(() => answer = b.Services.GetRequiredService<MetricStatisticsService>().GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)));
+        Assert.True(query is null, $"the query threw: {query}");
+        AssertExact(answer, Expected(values), $"beside garbage (store: removed {store.PartialFilesRemoved}, pending {store.PendingRecoveries}, errors {store.WriteErrors}, last {store.LastError})");
+        Assert.False(File.Exists(Path.Combine(folder.Path, "windows-20000101T000000Z-2-2.arrow.partial")), "a partial file holding no whole batch was not deleted");
+        await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
+    [Fact]
+    public async Task StoreFolderDeletedWhileTheHostRuns_QueriesAnswerFromMemory_FailuresCounted_StopEndsEveryPointAccounted()
+    {
+        // A temp cleaner or an operator removes the store folder under a running host. operations.md: a failed write or
+        // publication throws, is counted, and the window is retried by the sink's policy; sdk.md: queries merge memory and
+        // files. Nothing may crash, hang or go uncounted.
+        using var root = new TempDirectory();
+        string folder = Path.Combine(root.Path, "windows");
+        string metric = "probe13_vanish_seconds";
+        Dictionary<string, string?> settings = StoreSettings(folder);
+        settings["MonitoringStream:Pipeline:AllowedLateness"] = "00:00:00";
+        settings["MonitoringStream:Sinks:MaxAttempts"] = "2";
+        settings["MonitoringStream:Sinks:InitialBackoff"] = "00:00:00.010";
+        settings["MonitoringStream:Sinks:MaxBackoff"] = "00:00:00.020";
+        using IHost host = BuildHost(settings, TimeSpan.FromSeconds(30));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        ArrowFileStore store = host.Services.GetRequiredService<ArrowFileStore>();
+        MetricHistogram h = collector.CreateHistogram(metric, ["k"]);
+        long written;
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await Eventually.TrueAsync(() => store.BatchesWritten >= 2, "the store wrote two windows", TimeSpan.FromSeconds(30));
+            Directory.Delete(folder, recursive: true);
+            long errorsBefore = Sink(pipeline.GetMetrics(), store.Name).Errors;
+            await Eventually.TrueAsync(() => Sink(pipeline.GetMetrics(), store.Name).Errors > errorsBefore || store.WriteErrors > 0 || store.BatchesWritten >= 6,
+                "the store failed a write, or went on writing, after its folder vanished", TimeSpan.FromSeconds(30));
+            MetricStatistics? answer = null;
+            Exception? query = Record.Exception(() => answer = host.Services.GetRequiredService<MetricStatisticsService>().GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1)));
+            Assert.True(query is null, $"a query after the store folder vanished threw {query}");
+            Assert.True(answer is not null && answer.Count > 0, "no answer from memory");
+            await writing.CancelAsync();
+            written = await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        Task stop = host.StopAsync();
+        Assert.True(await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(40))) == stop, "the host's stop hung after the store folder vanished: " + Describe(pipeline.GetMetrics()));
+        await Record.ExceptionAsync(() => stop);
+        PipelineMetrics m = pipeline.GetMetrics();
+        AssertEveryPointAccountedForEverySink(m);
+        MetricStatistics? mine = host.Services.GetRequiredService<MetricStatisticsService>().GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1));
+        long late = m.LateByMetric.GetValueOrDefault(metric);
+        Assert.True(mine?.Count == written - late, $"{written} taken ({late} late), the index holds {mine?.Count}: " + Describe(m));
     }
 
     [Fact]
