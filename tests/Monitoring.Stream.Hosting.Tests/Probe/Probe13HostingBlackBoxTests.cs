@@ -203,6 +203,14 @@ public class Probe13HostingBlackBoxTests
         public void Dispose() => _release.Dispose();
     }
 
+    /// <summary>An application service whose start fails after the engine's has started.</summary>
+    private sealed class FailingStartService : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) => throw new InvalidOperationException("probe13: the application failed to start");
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
     // ---------------------------------------------------------------- helpers
 
     /// <summary>One shard, one-second windows closing at once, no store, no performance monitor, unless overridden.</summary>
@@ -1462,6 +1470,60 @@ public class Probe13HostingBlackBoxTests
         MetricStatistics? mine = host.Services.GetRequiredService<MetricStatisticsService>().GetMatching(metric, LabelSet.Empty, TimeSpan.FromHours(1));
         long late = m.LateByMetric.GetValueOrDefault(metric);
         Assert.True(mine?.Count == written - late, $"{written} taken ({late} late), the index holds {mine?.Count}: " + Describe(m));
+    }
+
+    [Fact]
+    public async Task HostStartFailsAfterTheEngineStarted_DisposeEndsAndNothingAcknowledgedIsLost_AfterwardsDashboardAndPublisherNeverThrow()
+    {
+        // Another hosted service fails to start after AddMonitoringStream's has: the application disposes the host without a
+        // stop. operations.md: "Acknowledged means on disk", a partial file is recovered when the store next opens.
+        using var folder = new TempDirectory();
+        string metric = "probe13_failstart_seconds";
+        Dictionary<string, string?> settings = StoreSettings(folder.Path);
+        settings["MonitoringStream:Pipeline:AllowedLateness"] = "00:00:00";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 120_000) / 1000) * 1000;
+        double[] values = [.. Enumerable.Range(0, 200).Select(i => (double)(i % 41))];
+        IHost host = BuildHost(settings, TimeSpan.FromSeconds(10), s => s.AddHostedService<FailingStartService>());
+        try
+        {
+            Exception? start = await Record.ExceptionAsync(() => host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20)));
+            Assert.True(start is not null && Flatten(start).Any(e => e.Message.Contains("probe13: the application failed", StringComparison.Ordinal)), $"start: {start}");
+            MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+            MetricHistogram h = collector.CreateHistogram(metric, ["k"]);
+            for (int i = 0; i < values.Length; i++)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(t0 + (i * 100), values[i], "f"));
+            }
+
+            Assert.Equal(RejectReason.None, h.RecordAt(t0 + 60_000, 0, "closer"));
+            collector.Flush();
+            ArrowFileStore store = host.Services.GetRequiredService<ArrowFileStore>();
+            MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+            await Eventually.TrueAsync(() => queries.GetStatistics(metric, LabelSet.Create(new Label("k", "f")), TimeSpan.FromHours(1))?.Count == values.Length,
+                "the values' windows emitted", TimeSpan.FromSeconds(30));
+            await Eventually.TrueAsync(() => Sink(collector.Pipeline.GetMetrics(), store.Name).BatchesWritten >= Sink(collector.Pipeline.GetMetrics(), "recent-window-index").BatchesWritten,
+                "the store acknowledged them", TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            Task dispose = Task.Run(host.Dispose);
+            Assert.True(await Task.WhenAny(dispose, Task.Delay(TimeSpan.FromSeconds(60))) == dispose, "disposing a host whose start failed did not end within 60 s");
+            Exception? disposed = await Record.ExceptionAsync(() => dispose);
+            Assert.True(disposed is null, $"disposing the host threw {disposed}");
+        }
+
+        using IHost reader = BuildHost(StoreSettings(folder.Path), TimeSpan.FromSeconds(30));
+        await reader.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        AssertExact(reader.Services.GetRequiredService<MetricStatisticsService>().GetStatistics(metric, LabelSet.Create(new Label("k", "f")), TimeSpan.FromHours(1)),
+            Expected(values), "the acknowledged windows after a failed start and a dispose");
+        await reader.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+
+        // After the stop: the dashboard (a page still polling) and the publisher (the framework's loop) never throw.
+        DashboardData after = await reader.Services.GetRequiredService<DashboardDataService>().GetAsync(TimeSpan.FromMinutes(5)).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.NotNull(after.Health);
+        HealthReport report = await reader.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Exception? publish = await Record.ExceptionAsync(() => reader.Services.GetRequiredService<HealthMetricsPublisher>().PublishAsync(report, CancellationToken.None));
+        Assert.True(publish is null, $"publishing after the stop threw {publish}");
     }
 
     [Fact]
