@@ -203,6 +203,44 @@ public class Probe13HostingBlackBoxTests
         public void Dispose() => _release.Dispose();
     }
 
+    /// <summary>A sink that writes while its gate is open and holds every write (honouring its token) while it is shut.</summary>
+    private sealed class GateSink : IWindowSink
+    {
+        private volatile TaskCompletionSource? _gate;
+        private volatile TaskCompletionSource _blocked = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private long _written;
+
+        public string Name => "gate";
+
+        public long Written => Interlocked.Read(ref _written);
+
+        /// <summary>Completes when a write is held by the shut gate.</summary>
+        public Task Blocked => _blocked.Task;
+
+        public void Shut()
+        {
+            _blocked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        public void Open() => _gate?.TrySetResult();
+
+        public async ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
+        {
+            if (_gate is TaskCompletionSource gate)
+            {
+                _blocked.TrySetResult();
+                await gate.Task.WaitAsync(cancellationToken);
+            }
+
+            Interlocked.Increment(ref _written);
+        }
+
+        public ValueTask CompleteAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
     /// <summary>An application service whose start fails after the engine's has started.</summary>
     private sealed class FailingStartService : IHostedService
     {
@@ -692,6 +730,134 @@ public class Probe13HostingBlackBoxTests
 
         await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
         AssertEveryPointAccountedForEverySink(host.Services.GetRequiredService<MetricsPipeline>().GetMetrics());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Health_SinkThatStallsAfterALongQuietSpell_StallTimedFromWhenWindowsBecamePending_NotFromItsLastWrite(bool checkedWhileQuiet)
+    {
+        // sdk.md, Health: "a sink stalled: windows pending, none written" is degraded from SinkStalledDegradedAfter (here
+        // 3 s) and unhealthy from SinkStalledUnhealthyAfter (here 6 s). A sink that had nothing to do for 8 s (no traffic)
+        // and then blocks on its first window has been stalled for no time at all at that moment.
+        var sink = new BlockingSink();
+        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Health:SinkStalledDegradedAfter", "00:00:03"),
+            ("Health:SinkStalledUnhealthyAfter", "00:00:06"), ("SelfMetricsInterval", "1.00:00:00")), TimeSpan.FromSeconds(30), s =>
+        {
+            s.AddSingleton<IWindowSink>(sink);
+            s.Configure<HealthCheckPublisherOptions>(o => o.Delay = TimeSpan.FromHours(1));
+        });
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricHistogram h = collector.CreateHistogram("probe13_quiet_seconds", ["k"]);
+        var quiet = Stopwatch.StartNew();
+        while (quiet.Elapsed < TimeSpan.FromSeconds(8))
+        {
+            if (checkedWhileQuiet)
+            {
+                Assert.Equal(HealthStatus.Healthy, await EngineStatusAsync(host));
+            }
+
+            await Task.Delay(500);
+        }
+
+        Assert.Equal(0, collector.Pipeline.GetMetrics().WindowsEmitted);
+        HealthReportEntry atStall;
+        var sinceStall = Stopwatch.StartNew();
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await sink.FirstWriteStarted.WaitAsync(TimeSpan.FromSeconds(30));
+            sinceStall.Restart();
+            atStall = await EngineReportAsync(host);
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        TimeSpan checkedAfter = sinceStall.Elapsed;
+        if (checkedAfter < TimeSpan.FromSeconds(2.5))
+        {
+            Assert.True(atStall.Status == HealthStatus.Healthy,
+                $"{checkedAfter.TotalMilliseconds:F0} ms after the sink's first window blocked, after 8 s without traffic, the engine's check said {atStall.Status}: {atStall.Description}");
+        }
+
+        List<HealthStatus> seen = await PollEngineHealthUntilAsync(host, HealthStatus.Unhealthy, TimeSpan.FromSeconds(60), "the stall passing 6 s");
+        Assert.NotEmpty(seen);
+        sink.Release();
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
+    [Theory(Skip = "FINDING: the stalled-sink clock runs from the sink's last write (or the previous check), not from when windows became pending: "
+        + "2 ms after a window blocks, after 8 s without traffic, the check says Unhealthy 'sink gate stalled (1 window(s) pending, no progress for 8 s)'")]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Health_SinkThatWroteThenIdledThenStalls_StallTimedFromWhenWindowsBecamePending_NotFromItsLastWrite(bool checkedWhileQuiet)
+    {
+        // As above, for a sink that wrote windows, had 8 s without traffic, then blocks on the next window: "windows pending,
+        // none written" began when that window arrived, not at its last write 8 s before (SinkStalledUnhealthyAfter 6 s).
+        var sink = new GateSink();
+        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Health:SinkStalledDegradedAfter", "00:00:03"),
+            ("Health:SinkStalledUnhealthyAfter", "00:00:06"), ("SelfMetricsInterval", "1.00:00:00")), TimeSpan.FromSeconds(30), s =>
+        {
+            s.AddSingleton<IWindowSink>(sink);
+            s.Configure<HealthCheckPublisherOptions>(o => o.Delay = TimeSpan.FromHours(1));
+        });
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram h = collector.CreateHistogram("probe13_idle_then_stall", ["k"]);
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await Eventually.TrueAsync(() => sink.Written >= 2, "the sink wrote two windows", TimeSpan.FromSeconds(30));
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        await Eventually.TrueAsync(() => pipeline.GetMetrics().OpenWindowPoints == 0 && Sink(pipeline.GetMetrics(), sink.Name).QueueDepth == 0,
+            "every window of the first traffic written", TimeSpan.FromSeconds(60));
+        Assert.Equal(HealthStatus.Healthy, await EngineStatusAsync(host));
+        var quiet = Stopwatch.StartNew();
+        while (quiet.Elapsed < TimeSpan.FromSeconds(8))
+        {
+            if (checkedWhileQuiet)
+            {
+                Assert.Equal(HealthStatus.Healthy, await EngineStatusAsync(host));
+            }
+
+            await Task.Delay(500);
+        }
+
+        sink.Shut();
+        HealthReportEntry atStall;
+        var sinceStall = Stopwatch.StartNew();
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await sink.Blocked.WaitAsync(TimeSpan.FromSeconds(30));
+            sinceStall.Restart();
+            atStall = await EngineReportAsync(host);
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        TimeSpan checkedAfter = sinceStall.Elapsed;
+        try
+        {
+            if (checkedAfter < TimeSpan.FromSeconds(2.5))
+            {
+                Assert.True(atStall.Status == HealthStatus.Healthy,
+                    $"{checkedAfter.TotalMilliseconds:F0} ms after the sink's window blocked, after 8 s without traffic, the engine's check said {atStall.Status}: {atStall.Description}");
+            }
+
+            List<HealthStatus> seen = await PollEngineHealthUntilAsync(host, HealthStatus.Unhealthy, TimeSpan.FromSeconds(60), "the stall passing 6 s");
+            Assert.NotEmpty(seen);
+        }
+        finally
+        {
+            sink.Open();
+            await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
     }
 
     // ---------------------------------------------------------------- 3. options from configuration
