@@ -414,6 +414,37 @@ public class Probe13HostingBlackBoxTests
     }
 
     [Fact]
+    public async Task HostStop_PipelineShutdownTimeoutShorterThanTheHosts_HangingSink_StopEndsAtThePipelineTimeout_AbandonedCounted()
+    {
+        // README, "Stopping": the graceful stop "is bounded by MetricsPipelineOptions.ShutdownTimeout ... past it,
+        // TimeoutException", and each window a sink did not get is counted abandoned. The host here would wait a minute.
+        var sink = new HangingSink(hangOnComplete: true);
+        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Pipeline:ShutdownTimeout", "00:00:02")),
+            TimeSpan.FromSeconds(60), s => s.AddSingleton<IWindowSink>(sink));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricHistogram h = collector.CreateHistogram("probe13_pipeline_timeout", ["k"]);
+        using (var writing = new CancellationTokenSource())
+        {
+            Task<long> writer = WriteUntilAsync(h, writing.Token);
+            await sink.FirstCall.WaitAsync(TimeSpan.FromSeconds(30));
+            await writing.CancelAsync();
+            await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        Task stop = host.StopAsync();
+        Assert.True(await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(45))) == stop, "the host's stop did not end within 45 s with a 2 s pipeline shutdown timeout");
+        TimeSpan took = stopwatch.Elapsed;
+        await Record.ExceptionAsync(() => stop);
+        PipelineMetrics m = collector.Pipeline.GetMetrics();
+        Assert.True(took < TimeSpan.FromSeconds(40), $"the stop took {took}: it waited for the host's 60 s, not the pipeline's 2 s");
+        Assert.Equal(PipelineState.Stopped, m.State);
+        Assert.True(Sink(m, sink.Name).BatchesAbandoned >= 1, Describe(m));
+        AssertEveryPointAccountedForEverySink(m);
+    }
+
+    [Fact]
     public async Task HostRun_SinkThatThrowsOnEveryCall_WindowsFailedAfterTheirAttempts_EngineGoesUnhealthy_GracefulStopPrompt_QueriesExact()
     {
         // README: "Every window ends in exactly one of written, failed, dropped or abandoned for each sink"; sinks are
