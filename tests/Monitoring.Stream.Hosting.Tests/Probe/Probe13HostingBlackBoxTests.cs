@@ -1543,6 +1543,62 @@ public class Probe13HostingBlackBoxTests
         await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
     }
 
+    [Fact(Skip = "FINDING: while the new run holds the window that straddles a restart in memory, the earlier run's part of it (in the files) is "
+        + "left out: 'count 350 sum 152491 min 0 max 1010, expected count 400 sum 152962 min 0 max 1010'; the next run, from the files alone, is exact")]
+    public async Task Queries_RestartInTheMiddleOfAWindow_TheWindowsTwoPartsFromFilesAndMemoryBothCounted()
+    {
+        // Every restart happens inside a window: run A emits the window's first part at its stop (to the files), run B
+        // aggregates its second part (in memory). sdk.md: memory answers windows after its boundary ("the start of the first
+        // window it received — so windows of an earlier run come from the files"); count, sum, min, max exact; docs/memory.md:
+        // "two partial aggregates of the same series ... merge exactly, as re-emissions of a window do".
+        using var folder = new TempDirectory();
+        string metric = "probe13_midwindow";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 300_000) / 10_000) * 10_000;
+        var runA = Enumerable.Range(0, 250).Select(i => (Value: (double)(i % 19), At: t0 + (i * 100))).ToList();            // [t0, t0 + 25 s)
+        var runB = Enumerable.Range(0, 150).Select(i => (Value: (double)(1000 + (i % 11)), At: t0 + 25_000 + (i * 100))).ToList(); // [t0 + 25 s, t0 + 40 s)
+        Dictionary<string, string?> settings = StoreSettings(folder.Path);
+        settings["MonitoringStream:Pipeline:WindowSize"] = "00:00:10";
+        settings["MonitoringStream:Pipeline:AllowedLateness"] = "00:00:00";
+        using (IHost a = BuildHost(settings, TimeSpan.FromSeconds(30)))
+        {
+            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricHistogram h = a.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+            foreach (var p in runA)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(p.At, p.Value, "m"));
+            }
+
+            await a.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+
+        using (IHost b = BuildHost(settings, TimeSpan.FromSeconds(30)))
+        {
+            await b.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricsCollector collector = b.Services.GetRequiredService<MetricsCollector>();
+            MetricHistogram h = collector.CreateHistogram(metric, ["k"]);
+            foreach (var p in runB)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(p.At, p.Value, "m"));
+            }
+
+            Assert.Equal(RejectReason.None, h.RecordAt(t0 + 120_000, 0, "closer"));
+            collector.Flush();
+            MetricStatisticsService queries = b.Services.GetRequiredService<MetricStatisticsService>();
+            await Eventually.TrueAsync(() => queries.GetStatistics(metric, LabelSet.Create(new Label("k", "m")), TimeSpan.FromHours(1)) is { Max: >= 1000 } s
+                && s.Count >= runB.Count, "run B's windows emitted", TimeSpan.FromSeconds(30));
+            await Task.Delay(500);
+            AssertExact(queries.GetStatistics(metric, LabelSet.Create(new Label("k", "m")), TimeSpan.FromHours(1)),
+                Expected(runA.Concat(runB).Select(p => p.Value)), "a window split by a restart, while run B runs");
+            await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+
+        using IHost c = BuildHost(settings, TimeSpan.FromSeconds(30));
+        await c.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        AssertExact(c.Services.GetRequiredService<MetricStatisticsService>().GetStatistics(metric, LabelSet.Create(new Label("k", "m")), TimeSpan.FromHours(1)),
+            Expected(runA.Concat(runB).Select(p => p.Value)), "a window split by a restart, both parts from the files");
+        await c.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
     [Fact]
     public async Task Queries_RestartWithAnotherWindowSizeOnTheSameStore_TotalsOverBothRunsStayExact()
     {
