@@ -1599,6 +1599,50 @@ public class Probe13HostingBlackBoxTests
         await c.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
     }
 
+    [Fact(Skip = "FINDING: one point older than the previous run's windows, written by the new run, hides every later window of the files while it is in "
+        + "memory: 'count 1 sum 500 min 500 max 500, expected count 301 sum 2294 min 0 max 500' (same root as the mid-window restart finding)")]
+    public async Task Queries_NewRunsFirstWindowOlderThanTheEarlierRunsWindows_TheEarlierRunsWindowsStillCounted()
+    {
+        // A new run whose first point is older than what the previous run wrote (a client retrying a batch from before the
+        // restart, a backfill within Pipeline:MaxPointAge). sdk.md: "windows of an earlier run come from the files"; "No
+        // window is counted twice"; count, sum, min, max exact.
+        using var folder = new TempDirectory();
+        string metric = "probe13_backfill";
+        long t0 = ((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - 600_000) / 1000) * 1000;
+        var runA = Enumerable.Range(0, 300).Select(i => (Value: (double)(i % 13), At: t0 + 120_000 + (i * 100))).ToList();   // [t0 + 2 min, t0 + 2.5 min)
+        (double Value, long At) backfill = (500, t0);
+        Dictionary<string, string?> settings = StoreSettings(folder.Path);
+        settings["MonitoringStream:Pipeline:AllowedLateness"] = "00:00:00";
+        using (IHost a = BuildHost(settings, TimeSpan.FromSeconds(30)))
+        {
+            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricHistogram h = a.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+            foreach (var p in runA)
+            {
+                Assert.Equal(RejectReason.None, h.RecordAt(p.At, p.Value, "b"));
+            }
+
+            await a.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+
+        using (IHost b = BuildHost(settings, TimeSpan.FromSeconds(30)))
+        {
+            await b.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+            MetricStatisticsService queries = b.Services.GetRequiredService<MetricStatisticsService>();
+            AssertExact(queries.GetStatistics(metric, LabelSet.Create(new Label("k", "b")), TimeSpan.FromHours(1)), Expected(runA.Select(p => p.Value)), "run A from the files");
+            MetricsCollector collector = b.Services.GetRequiredService<MetricsCollector>();
+            MetricHistogram h = collector.CreateHistogram(metric, ["k"]);
+            Assert.Equal(RejectReason.None, h.RecordAt(backfill.At, backfill.Value, "b"));
+            Assert.Equal(RejectReason.None, h.RecordAt(t0 + 300_000, 0, "closer"));
+            collector.Flush();
+            await Eventually.TrueAsync(() => b.Services.GetRequiredService<RecentWindowIndex>().Aggregates >= 1, "the backfilled window emitted", TimeSpan.FromSeconds(30));
+            await Task.Delay(500);
+            AssertExact(queries.GetStatistics(metric, LabelSet.Create(new Label("k", "b")), TimeSpan.FromHours(1)),
+                Expected(runA.Select(p => p.Value).Append(backfill.Value)), "run A (files) and the new run's older point (memory)");
+            await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+        }
+    }
+
     [Fact]
     public async Task Queries_RestartWithAnotherWindowSizeOnTheSameStore_TotalsOverBothRunsStayExact()
     {
