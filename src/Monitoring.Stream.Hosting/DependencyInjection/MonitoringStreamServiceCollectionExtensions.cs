@@ -63,8 +63,9 @@ public static class MonitoringStreamServiceCollectionExtensions
             return new MetricsPipeline(o.Pipeline, sinks, o.Sinks);
         });
         services.TryAddSingleton(sp => new MetricsCollector(sp.GetRequiredService<MetricsPipeline>(), Options(sp).Source));
-        services.TryAddSingleton(sp => new MetricStatisticsService(sp.GetRequiredService<RecentWindowIndex>(),
-            Options(sp).ArrowStoreEnabled ? Options(sp).ArrowStore.Directory : null, sp.GetRequiredService<TimeProvider>()));
+        services.TryAddSingleton(sp => Options(sp).ArrowStoreEnabled
+            ? new MetricStatisticsService(sp.GetRequiredService<RecentWindowIndex>(), sp.GetRequiredService<ArrowFileStore>(), sp.GetRequiredService<TimeProvider>())
+            : new MetricStatisticsService(sp.GetRequiredService<RecentWindowIndex>(), arrowStoreDirectory: null, sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton(sp => new HealthMetricsPublisher(sp.GetRequiredService<MetricsCollector>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHealthCheckPublisher, HealthMetricsPublisher>(sp => sp.GetRequiredService<HealthMetricsPublisher>()));
         services.TryAddSingleton(sp => new EngineHealthCheck(sp.GetRequiredService<MetricsPipeline>(), Options(sp).Health, sp.GetRequiredService<TimeProvider>()));

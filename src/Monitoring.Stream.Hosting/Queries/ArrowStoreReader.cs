@@ -15,10 +15,18 @@ namespace Monitoring.Stream.Hosting.Queries;
 internal sealed class ArrowStoreReader
 {
     private readonly string _directory;
+    private readonly Func<string, bool>? _openedHere;
     private readonly ConcurrentDictionary<string, FileSummary> _summaries = new(StringComparer.Ordinal);
     private long _unreadable;
 
-    public ArrowStoreReader(string directory) => _directory = directory;
+    /// <param name="directory">The store's folder.</param>
+    /// <param name="openedHere">Whether a file holds windows of the engine whose recent windows the query also reads from
+    /// memory (<see cref="ArrowFileStore.OpenedHere"/>); null: every file is another run's.</param>
+    public ArrowStoreReader(string directory, Func<string, bool>? openedHere = null)
+    {
+        _directory = directory;
+        _openedHere = openedHere;
+    }
 
     private sealed record FileSummary(long Length, long MinStart, long MinEnd, long MaxEnd, HashSet<string> Metrics);
 
@@ -26,10 +34,11 @@ internal sealed class ArrowStoreReader
     public long UnreadableFiles => Interlocked.Read(ref _unreadable);
 
     /// <summary>
-    /// Merges every stored aggregate of the metric whose window overlaps [from, to) and ends at or before
-    /// <paramref name="maxEndUnixMs"/> into the accumulator <paramref name="route"/> gives its series (none: no match).
+    /// Merges every stored aggregate of the metric whose window overlaps [from, to) into the accumulator
+    /// <paramref name="route"/> gives its series (none: no match): from the files of other runs, all of them; from the
+    /// files this engine wrote, those ending at or before <paramref name="ownMaxEndUnixMs"/> (later ones are in memory).
     /// </summary>
-    public void Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, long fromUnixMs, long toUnixMs, long maxEndUnixMs)
+    public void Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, long fromUnixMs, long toUnixMs, long ownMaxEndUnixMs)
     {
         if (!Directory.Exists(_directory))
         {
@@ -43,6 +52,7 @@ internal sealed class ArrowStoreReader
         foreach (string path in Directory.EnumerateFiles(_directory, "*" + ArrowFileStore.Extension).Order(StringComparer.Ordinal))
         {
             present.Add(path);
+            long maxEndUnixMs = _openedHere is not null && _openedHere(path) ? ownMaxEndUnixMs : long.MaxValue;
             if (_summaries.TryGetValue(path, out FileSummary? summary)
                 && (summary.MaxEnd <= fromUnixMs || summary.MinStart >= toUnixMs || summary.MinEnd > maxEndUnixMs || !summary.Metrics.Contains(metric)))
             {

@@ -1,4 +1,5 @@
 using Monitoring.Stream.Model;
+using Monitoring.Stream.Store;
 
 namespace Monitoring.Stream.Hosting.Queries;
 
@@ -18,12 +19,30 @@ public sealed class MetricStatisticsService
     private readonly ArrowStoreReader? _files;
     private readonly TimeProvider _time;
 
-    /// <summary>Creates the service over the in-memory index and, optionally, the Arrow store folder.</summary>
+    /// <summary>
+    /// Creates the service over the in-memory index and, optionally, an Arrow store folder written by <b>another</b>
+    /// engine or an earlier run (every window of its files is read; none of them may also be in <paramref name="recent"/>).
+    /// For the store of the same pipeline as the index, use the constructor taking the <see cref="ArrowFileStore"/>.
+    /// </summary>
     public MetricStatisticsService(RecentWindowIndex recent, string? arrowStoreDirectory = null, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(recent);
         _recent = recent;
         _files = string.IsNullOrEmpty(arrowStoreDirectory) ? null : new ArrowStoreReader(arrowStoreDirectory);
+        _time = time ?? TimeProvider.System;
+    }
+
+    /// <summary>
+    /// Creates the service over the in-memory index and the Arrow store of the same pipeline: the windows this engine
+    /// wrote come from memory while it holds them and from the files after it let them go; the windows of earlier runs
+    /// in the store's folder always come from the files.
+    /// </summary>
+    public MetricStatisticsService(RecentWindowIndex recent, ArrowFileStore store, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(recent);
+        ArgumentNullException.ThrowIfNull(store);
+        _recent = recent;
+        _files = new ArrowStoreReader(store.Directory, store.OpenedHere);
         _time = time ?? TimeProvider.System;
     }
 
@@ -144,12 +163,11 @@ public sealed class MetricStatisticsService
             throw new ArgumentException($"The span is empty: from {from:O} is not before to {to:O}.", nameof(to));
         }
 
-        // Memory answers windows ending after its boundary, the files the rest: no window is counted twice.
+        // Memory answers the windows it holds that end after its boundary (the newest end it evicted); the files
+        // answer the rest of this engine's windows and every window of earlier runs: no window is counted twice,
+        // and a window split by a restart is counted from both sides.
         long boundary = _recent.Collect(metric, route, fromMs, toMs);
-        if (_files is not null && fromMs < boundary)
-        {
-            _files.Collect(metric, route, fromMs, toMs, boundary);
-        }
+        _files?.Collect(metric, route, fromMs, toMs, boundary);
     }
 
     /// <summary>Whether <paramref name="labels"/> carries every label of <paramref name="filter"/> with the same value.</summary>

@@ -10,8 +10,8 @@ namespace Monitoring.Stream.Hosting.Queries;
 /// <remarks>
 /// Bounded by <see cref="RecentWindowIndexOptions.Retention"/> (window time, measured back from the
 /// newest window end) and <see cref="RecentWindowIndexOptions.MaxAggregates"/>; the oldest aggregates go
-/// first. Windows that left memory — or that ended before the first window this index saw, such as
-/// those of an earlier run — are answered from the Arrow store by <see cref="MetricStatisticsService"/>.
+/// first. Windows that left memory, and every window of an earlier run, are answered from the Arrow store by
+/// <see cref="MetricStatisticsService"/>.
 /// </remarks>
 public sealed class RecentWindowIndex : IWindowSink
 {
@@ -25,7 +25,6 @@ public sealed class RecentWindowIndex : IWindowSink
     private readonly int _maxAggregates;
     private long _newestEnd = long.MinValue;
     private long _evictedThrough = long.MinValue;
-    private long _firstStart = long.MaxValue;
     private long _evicted;
 
     /// <summary>Creates an empty index.</summary>
@@ -61,8 +60,8 @@ public sealed class RecentWindowIndex : IWindowSink
     public long Evicted => Interlocked.Read(ref _evicted);
 
     /// <summary>
-    /// Windows ending at or before this time (ms since the epoch) are not answered from memory: they
-    /// were evicted, or ended before the first window this index received.
+    /// Windows ending at or before this time (ms since the epoch) are not answered from memory: the end of the newest
+    /// window evicted (the oldest go first), or <see cref="long.MinValue"/> while nothing was.
     /// </summary>
     public long MemoryBoundaryUnixMs
     {
@@ -75,7 +74,7 @@ public sealed class RecentWindowIndex : IWindowSink
         }
     }
 
-    private long BoundaryLocked() => Math.Max(_evictedThrough, _firstStart);
+    private long BoundaryLocked() => _evictedThrough;
 
     /// <inheritdoc />
     public ValueTask WriteAsync(WindowBatch batch, CancellationToken cancellationToken)
@@ -91,12 +90,6 @@ public sealed class RecentWindowIndex : IWindowSink
 
         lock (_gate)
         {
-            if (_firstStart == long.MaxValue && parsed.Length > 0)
-            {
-                // Windows that ended before the first one seen here are answered from the Arrow store.
-                _firstStart = batch.WindowStartUnixMs;
-            }
-
             foreach ((string metric, LabelSet labels, WindowAggregate aggregate) in parsed)
             {
                 if (!_byMetric.TryGetValue(metric, out Dictionary<LabelSet, Queue<WindowAggregate>>? series))

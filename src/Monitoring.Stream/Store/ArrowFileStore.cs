@@ -56,6 +56,10 @@ public sealed class ArrowFileStore : IWindowSink
     private readonly TimeProvider _time;
     private readonly List<string> _toRecover = [];
     private readonly List<SetAsideFile> _setAside = [];
+
+    // Names (without extension) of the files this instance opened: its own windows, whatever became of the file
+    // (published, or recovered after a failed write). Files found in the folder are an earlier run's.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _openedHere = new(StringComparer.Ordinal);
     private FileStream? _stream;
 
     // The end of the space reserved in the open file (FileSpace), past its length until the writes reach it.
@@ -215,6 +219,13 @@ public sealed class ArrowFileStore : IWindowSink
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/> (a published file of this folder) holds windows this instance wrote, as opposed
+    /// to an earlier run's (or another process's) file found in the folder. A query that also holds this instance's
+    /// recent windows in memory reads the others whole and this instance's only for the windows memory no longer has.
+    /// </summary>
+    public bool OpenedHere(string path) => _openedHere.ContainsKey(Path.GetFileNameWithoutExtension(path));
+
     /// <summary>Published files, oldest first.</summary>
     public IReadOnlyList<string> PublishedFiles() => ListPublished();
 
@@ -307,6 +318,7 @@ public sealed class ArrowFileStore : IWindowSink
         _openedAt = _time.GetUtcNow();
         string name = string.Create(CultureInfo.InvariantCulture, $"windows-{_openedAt.UtcDateTime:yyyyMMdd'T'HHmmss'.'fff'Z'}-{Environment.ProcessId}-{_sequence++:D6}");
         _partialPath = Path.Combine(_directory, name + PartialExtension);
+        _openedHere[name] = 0;
         _durableLength = 0;
         _reservedEnd = 0;
         _batchesInFile = 0;
@@ -592,6 +604,7 @@ public sealed class ArrowFileStore : IWindowSink
 
                 total -= file.Length;
                 file.Delete();
+                _openedHere.TryRemove(Path.GetFileNameWithoutExtension(file.Name), out _);
                 Interlocked.Increment(ref _filesDeleted);
             }
         }

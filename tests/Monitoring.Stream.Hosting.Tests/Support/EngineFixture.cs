@@ -27,7 +27,7 @@ internal sealed class EngineFixture : IAsyncDisposable
         Pipeline = new MetricsPipeline(new MetricsPipelineOptions { ShardCount = shards, TimeProvider = Time, Instance = "test" }, sinks, sinkOptions);
         Pipeline.Start();
         Collector = new MetricsCollector(Pipeline, "test-sdk");
-        Queries = new MetricStatisticsService(Index, storeDirectory, Time);
+        Queries = Store is null ? new MetricStatisticsService(Index, arrowStoreDirectory: null, Time) : new MetricStatisticsService(Index, Store, Time);
     }
 
     public FakeTimeProvider Time { get; }
