@@ -29,8 +29,8 @@ internal static class QueryCpu
         try
         {
             var index = new RecentWindowIndex(new RecentWindowIndexOptions { Retention = TimeSpan.FromMinutes(memoryMinutes), MaxAggregates = 1_000_000 });
-            Ingest(index, directory, windowSeconds, Series);
-            var queries = new MetricStatisticsService(index, directory);
+            ArrowFileStore store = Ingest(index, directory, windowSeconds, Series);
+            var queries = new MetricStatisticsService(index, store);
             MetricStatistics check = queries.GetMatching(Metric, LabelSet.Empty, TimeSpan.FromHours(1))!;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{windowSeconds} s windows, {memoryMinutes} min in memory: {check.Windows:N0} aggregates ({index.Aggregates:N0} in memory), {check.Count:N0} values; load {File.ReadAllText("/proc/loadavg").Trim()}"));
@@ -78,7 +78,8 @@ internal static class QueryCpu
         }
     }
 
-    private static void Ingest(RecentWindowIndex index, string directory, int windowSeconds, int series)
+    /// <returns>The pipeline's store: the queries take it, so its own files answer only what the index no longer holds.</returns>
+    private static ArrowFileStore Ingest(RecentWindowIndex index, string directory, int windowSeconds, int series)
     {
         var store = new ArrowFileStore(new ArrowFileStoreOptions { Directory = directory, MaxFileAge = TimeSpan.FromMinutes(1) });
         long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -103,6 +104,7 @@ internal static class QueryCpu
 
         pipeline.StopAsync().GetAwaiter().GetResult();
         pipeline.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        return store;
     }
 
     private static int Option(string[] args, string name, int fallback)

@@ -36,11 +36,25 @@ public sealed class EngineHealthCheck : IHealthCheck
         _options = options ?? new EngineHealthOptions();
         _options.Validate();
         _time = time ?? pipeline.Options.TimeProvider;
-        _periodStart = new Snapshot(_time.GetUtcNow(), 0, 0, 0, 0, new Dictionary<string, long>(StringComparer.Ordinal));
+        // The counters as the check starts, not zeros: what happened before it existed (a DI singleton may be created
+        // by the first /health request, hours after the start) is not reported as if it had just happened.
+        _periodStart = Snapshot.Of(_time.GetUtcNow(), pipeline.GetMetrics());
     }
 
     /// <summary>Counters at one moment: the engine's, and each sink's windows lost (given up or dropped).</summary>
-    private sealed record Snapshot(DateTimeOffset At, long Offered, long Dropped, long Accepted, long Late, Dictionary<string, long> Sinks);
+    private sealed record Snapshot(DateTimeOffset At, long Offered, long Dropped, long Accepted, long Late, Dictionary<string, long> Sinks)
+    {
+        public static Snapshot Of(DateTimeOffset at, PipelineMetrics m)
+        {
+            var sinks = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (SinkMetrics sink in m.Sinks)
+            {
+                sinks[sink.Name] = sink.BatchesFailed + sink.BatchesDropped;
+            }
+
+            return new Snapshot(at, m.Offered, m.Dropped, m.Accepted, m.Late, sinks);
+        }
+    }
 
     /// <summary>The sinks' states at the last check.</summary>
     public IReadOnlyList<SinkHealth> LastSinkStates { get; private set; } = [];
@@ -73,11 +87,7 @@ public sealed class EngineHealthCheck : IHealthCheck
 
         lock (_gate)
         {
-            var current = new Snapshot(now, m.Offered, m.Dropped, m.Accepted, m.Late, new Dictionary<string, long>(StringComparer.Ordinal));
-            foreach (SinkMetrics sink in m.Sinks)
-            {
-                current.Sinks[sink.Name] = sink.BatchesFailed + sink.BatchesDropped;
-            }
+            var current = Snapshot.Of(now, m);
 
             Snapshot baseline = now - _periodStart.At >= _options.RateWindow ? _periodStart : _previousPeriodStart ?? _periodStart;
             if (now - _periodStart.At >= _options.RateWindow)

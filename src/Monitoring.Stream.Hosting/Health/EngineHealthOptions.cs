@@ -22,8 +22,9 @@ public sealed class EngineHealthOptions
     public double LateRateUnhealthy { get; set; } = 0.1;
 
     /// <summary>
-    /// The span the drop and late rates, and a sink's lost windows, are taken over (default 1 min): every
-    /// check compares the counters with a snapshot one to two rate windows old, whoever made the checks in between.
+    /// The span the drop and late rates, and a sink's lost windows, are taken over (default 1 min): every check compares
+    /// the counters with a snapshot one to two rate windows old, whoever made the checks in between (when checks come
+    /// less often than that, with the previous check's; in the first rate window, with the counters as the check started).
     /// </summary>
     public TimeSpan RateWindow { get; set; } = TimeSpan.FromMinutes(1);
 

@@ -16,7 +16,7 @@ namespace Monitoring.Stream.Hosting.Queries;
 public sealed class RecentWindowIndex : IWindowSink
 {
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, Dictionary<LabelSet, Queue<WindowAggregate>>> _byMetric = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Dictionary<LabelSet, SeriesWindows>> _byMetric = new(StringComparer.Ordinal);
     // Ordered by window end, not arrival: shards emit on their own, so a batch of an old window can
     // arrive after a newer one's, and a FIFO would hold it (unused: it is behind the boundary) for longer.
     // One series' windows arrive in order, so the oldest entry overall is the first of its series' queue.
@@ -92,17 +92,17 @@ public sealed class RecentWindowIndex : IWindowSink
         {
             foreach ((string metric, LabelSet labels, WindowAggregate aggregate) in parsed)
             {
-                if (!_byMetric.TryGetValue(metric, out Dictionary<LabelSet, Queue<WindowAggregate>>? series))
+                if (!_byMetric.TryGetValue(metric, out Dictionary<LabelSet, SeriesWindows>? series))
                 {
                     _byMetric[metric] = series = [];
                 }
 
-                if (!series.TryGetValue(labels, out Queue<WindowAggregate>? windows))
+                if (!series.TryGetValue(labels, out SeriesWindows? windows))
                 {
-                    series[labels] = windows = new Queue<WindowAggregate>();
+                    series[labels] = windows = new SeriesWindows();
                 }
 
-                windows.Enqueue(aggregate);
+                EnqueueInEndOrder(windows, aggregate);
                 _age.Enqueue((metric, labels), aggregate.EndUnixMs);
                 _newestEnd = Math.Max(_newestEnd, aggregate.EndUnixMs);
             }
@@ -113,15 +113,44 @@ public sealed class RecentWindowIndex : IWindowSink
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// Keeps a series' queue in window-end order, which eviction relies on (it takes the front of the queue of the series
+    /// the age queue names): a window emitted again after a later one (a Kafka cut's partial window, late points) is put
+    /// in its place rather than at the back, where the front would be a newer window than the one named.
+    /// </summary>
+    private static void EnqueueInEndOrder(SeriesWindows windows, WindowAggregate aggregate)
+    {
+        if (windows.Count == 0 || windows.LastEnd <= aggregate.EndUnixMs)
+        {
+            windows.Enqueue(aggregate);
+            windows.LastEnd = aggregate.EndUnixMs;
+            return;
+        }
+
+        // Rare: rebuilt in order (stable, so equal ends keep their arrival order); the last end is unchanged.
+        WindowAggregate[] held = [.. windows, aggregate];
+        windows.Clear();
+        foreach (WindowAggregate w in held.OrderBy(w => w.EndUnixMs))
+        {
+            windows.Enqueue(w);
+        }
+    }
+
+    /// <summary>One series' held windows, in end order, and the end of the last.</summary>
+    private sealed class SeriesWindows : Queue<WindowAggregate>
+    {
+        public long LastEnd { get; set; } = long.MinValue;
+    }
+
     private void EvictLocked()
     {
         long cutoff = _newestEnd - _retentionMs;
         while (_age.TryPeek(out _, out long end) && (_age.Count > _maxAggregates || end <= cutoff))
         {
             (string metric, LabelSet labels) = _age.Dequeue();
-            Dictionary<LabelSet, Queue<WindowAggregate>> series = _byMetric[metric];
-            Queue<WindowAggregate> windows = series[labels];
-            // A series' windows arrive in end order, so its oldest entry is the one the priority queue named.
+            Dictionary<LabelSet, SeriesWindows> series = _byMetric[metric];
+            SeriesWindows windows = series[labels];
+            // A series' queue is kept in end order (EnqueueInEndOrder), so its front is the entry the priority queue named.
             windows.Dequeue();
             if (windows.Count == 0)
             {
@@ -147,12 +176,12 @@ public sealed class RecentWindowIndex : IWindowSink
         lock (_gate)
         {
             long boundary = BoundaryLocked();
-            if (!_byMetric.TryGetValue(metric, out Dictionary<LabelSet, Queue<WindowAggregate>>? series))
+            if (!_byMetric.TryGetValue(metric, out Dictionary<LabelSet, SeriesWindows>? series))
             {
                 return boundary;
             }
 
-            foreach ((LabelSet labels, Queue<WindowAggregate> windows) in series)
+            foreach ((LabelSet labels, SeriesWindows windows) in series)
             {
                 if (route(labels) is not { } accumulator)
                 {

@@ -112,7 +112,11 @@ public sealed class PointBatchDecoder
         return new PointDecodeResult(PointDecodeError.None, points, 0, -1);
     }
 
-    /// <summary>Writes the points of the message last <see cref="Prepare"/>d (once); returns how many the writer refused.</summary>
+    /// <summary>
+    /// Writes the points of the message last <see cref="Prepare"/>d (once); returns how many the writer refused. Nothing
+    /// else may be parsed by this decoder in between (<see cref="Validate"/> included): the points and the tables'
+    /// offsets a second lookup of the message's series reads are the last parse's.
+    /// </summary>
     internal int WritePrepared(PointWriter writer, Span<int> refusedByReason)
     {
         int count = _prepared;

@@ -184,6 +184,9 @@ public sealed class PointWriter : IDisposable
     /// again if the registry reclaimed any since). While the gate is held the engine cannot flush this writer, so an id
     /// checked inside it cannot be retired before its point reaches the shard (see <see cref="ISeriesLookup"/>).
     /// </summary>
+    /// <remarks>A stop that begins during a run waits for the gate to close the writer: the run's points are taken (kept
+    /// for the stop's flush, or dropped and counted if the stop is forced) until the writer's next clock check, within
+    /// 1,024 points, refuses the rest as closed; "WriterClosed, then never None again" holds from run to run.</remarks>
     /// <returns>False for a closed writer (nothing entered): its points are to be written with
     /// <see cref="Write(SeriesId, double, long)"/>, which refuses and counts them.</returns>
     /// <exception cref="InvalidOperationException">Another thread is inside a call on this writer.</exception>
