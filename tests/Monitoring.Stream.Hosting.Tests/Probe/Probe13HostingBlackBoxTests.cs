@@ -782,24 +782,18 @@ public class Probe13HostingBlackBoxTests
         AssertEveryPointAccountedForEverySink(host.Services.GetRequiredService<MetricsPipeline>().GetMetrics());
     }
 
-    [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Health_SinkThatStallsAfterALongQuietSpell_StallTimedFromWhenWindowsBecamePending_NotFromItsLastWrite(bool checkedWhileQuiet)
-    {
-        // sdk.md, Health: "a sink stalled: windows pending, none written" is degraded from SinkStalledDegradedAfter (here
-        // 3 s) and unhealthy from SinkStalledUnhealthyAfter (here 6 s). A sink that had nothing to do for 8 s (no traffic)
-        // and then blocks on its first window has been stalled for no time at all at that moment.
-        var sink = new BlockingSink();
-        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Health:SinkStalledDegradedAfter", "00:00:03"),
+    /// <summary>A host with <paramref name="sink"/>, stall thresholds of 3 s and 6 s, no publisher runs and no self-metrics.</summary>
+    private static IHost StallHost(IWindowSink sink) =>
+        BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Health:SinkStalledDegradedAfter", "00:00:03"),
             ("Health:SinkStalledUnhealthyAfter", "00:00:06"), ("SelfMetricsInterval", "1.00:00:00")), TimeSpan.FromSeconds(30), s =>
         {
             s.AddSingleton<IWindowSink>(sink);
             s.Configure<HealthCheckPublisherOptions>(o => o.Delay = TimeSpan.FromHours(1));
         });
-        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
-        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
-        MetricHistogram h = collector.CreateHistogram("probe13_quiet_seconds", ["k"]);
+
+    /// <summary>Eight seconds without traffic, the engine's check asked every half second when <paramref name="checkedWhileQuiet"/>.</summary>
+    private static async Task QuietForEightSecondsAsync(IHost host, bool checkedWhileQuiet)
+    {
         var quiet = Stopwatch.StartNew();
         while (quiet.Elapsed < TimeSpan.FromSeconds(8))
         {
@@ -810,21 +804,43 @@ public class Probe13HostingBlackBoxTests
 
             await Task.Delay(500);
         }
+    }
 
-        Assert.Equal(0, collector.Pipeline.GetMetrics().WindowsEmitted);
+    /// <summary>Writes until the sink's window blocks (<paramref name="blocked"/>), then asks the engine's check at once.</summary>
+    private static async Task<(HealthReportEntry AtStall, TimeSpan CheckedAfter)> WriteUntilBlockedThenCheckAsync(IHost host, MetricHistogram h, Task blocked)
+    {
         HealthReportEntry atStall;
         var sinceStall = Stopwatch.StartNew();
         using (var writing = new CancellationTokenSource())
         {
             Task<long> writer = WriteUntilAsync(h, writing.Token);
-            await sink.FirstWriteStarted.WaitAsync(TimeSpan.FromSeconds(30));
+            await blocked.WaitAsync(TimeSpan.FromSeconds(30));
             sinceStall.Restart();
             atStall = await EngineReportAsync(host);
             await writing.CancelAsync();
             await writer.WaitAsync(TimeSpan.FromSeconds(30));
         }
 
-        TimeSpan checkedAfter = sinceStall.Elapsed;
+        return (atStall, sinceStall.Elapsed);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Health_SinkThatStallsAfterALongQuietSpell_StallTimedFromWhenWindowsBecamePending_NotFromItsLastWrite(bool checkedWhileQuiet)
+    {
+        // sdk.md, Health: "a sink stalled: windows pending, none written" is degraded from SinkStalledDegradedAfter (here
+        // 3 s) and unhealthy from SinkStalledUnhealthyAfter (here 6 s). A sink that had nothing to do for 8 s (no traffic)
+        // and then blocks on its first window has been stalled for no time at all at that moment.
+        var sink = new BlockingSink();
+        using IHost host = StallHost(sink);
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricHistogram h = collector.CreateHistogram("probe13_quiet_seconds", ["k"]);
+        await QuietForEightSecondsAsync(host, checkedWhileQuiet);
+
+        Assert.Equal(0, collector.Pipeline.GetMetrics().WindowsEmitted);
+        (HealthReportEntry atStall, TimeSpan checkedAfter) = await WriteUntilBlockedThenCheckAsync(host, h, sink.FirstWriteStarted);
         if (checkedAfter < TimeSpan.FromSeconds(2.5))
         {
             Assert.True(atStall.Status == HealthStatus.Healthy,
@@ -845,12 +861,7 @@ public class Probe13HostingBlackBoxTests
         // As above, for a sink that wrote windows, had 8 s without traffic, then blocks on the next window: "windows pending,
         // none written" began when that window arrived, not at its last write 8 s before (SinkStalledUnhealthyAfter 6 s).
         var sink = new GateSink();
-        using IHost host = BuildHost(Settings(("Sinks:AttemptTimeout", "-00:00:00.001"), ("Health:SinkStalledDegradedAfter", "00:00:03"),
-            ("Health:SinkStalledUnhealthyAfter", "00:00:06"), ("SelfMetricsInterval", "1.00:00:00")), TimeSpan.FromSeconds(30), s =>
-        {
-            s.AddSingleton<IWindowSink>(sink);
-            s.Configure<HealthCheckPublisherOptions>(o => o.Delay = TimeSpan.FromHours(1));
-        });
+        using IHost host = StallHost(sink);
         await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
         MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
         MetricsPipeline pipeline = collector.Pipeline;
@@ -866,31 +877,10 @@ public class Probe13HostingBlackBoxTests
         await Eventually.TrueAsync(() => pipeline.GetMetrics().OpenWindowPoints == 0 && Sink(pipeline.GetMetrics(), sink.Name).QueueDepth == 0,
             "every window of the first traffic written", TimeSpan.FromSeconds(60));
         Assert.Equal(HealthStatus.Healthy, await EngineStatusAsync(host));
-        var quiet = Stopwatch.StartNew();
-        while (quiet.Elapsed < TimeSpan.FromSeconds(8))
-        {
-            if (checkedWhileQuiet)
-            {
-                Assert.Equal(HealthStatus.Healthy, await EngineStatusAsync(host));
-            }
-
-            await Task.Delay(500);
-        }
+        await QuietForEightSecondsAsync(host, checkedWhileQuiet);
 
         sink.Shut();
-        HealthReportEntry atStall;
-        var sinceStall = Stopwatch.StartNew();
-        using (var writing = new CancellationTokenSource())
-        {
-            Task<long> writer = WriteUntilAsync(h, writing.Token);
-            await sink.Blocked.WaitAsync(TimeSpan.FromSeconds(30));
-            sinceStall.Restart();
-            atStall = await EngineReportAsync(host);
-            await writing.CancelAsync();
-            await writer.WaitAsync(TimeSpan.FromSeconds(30));
-        }
-
-        TimeSpan checkedAfter = sinceStall.Elapsed;
+        (HealthReportEntry atStall, TimeSpan checkedAfter) = await WriteUntilBlockedThenCheckAsync(host, h, sink.Blocked);
         try
         {
             if (checkedAfter < TimeSpan.FromSeconds(2.5))
