@@ -177,15 +177,21 @@ public sealed class PointBatchDecoder
 
             if (reason != RejectReason.None)
             {
-                refused++;
-                if ((uint)reason < (uint)refusedByReason.Length)
-                {
-                    refusedByReason[(int)reason]++;
-                }
+                CountRefusal(reason, ref refused, refusedByReason);
             }
         }
 
         return refused;
+    }
+
+    /// <summary>One refused point: counted, and by its reason when the span has room for it.</summary>
+    private static void CountRefusal(RejectReason reason, ref int refused, Span<int> refusedByReason)
+    {
+        refused++;
+        if ((uint)reason < (uint)refusedByReason.Length)
+        {
+            refusedByReason[(int)reason]++;
+        }
     }
 
     /// <summary>A point of a message with a refused series, or whose series were resolved before a reclaim; the writer's gate is held.</summary>
@@ -227,11 +233,7 @@ public sealed class PointBatchDecoder
                 : writer.Write(bad.Metric, bad.Labels, p.Value, p.TimestampUnixMs);
             if (reason != RejectReason.None)
             {
-                refused++;
-                if ((uint)reason < (uint)refusedByReason.Length)
-                {
-                    refusedByReason[(int)reason]++;
-                }
+                CountRefusal(reason, ref refused, refusedByReason);
             }
         }
 

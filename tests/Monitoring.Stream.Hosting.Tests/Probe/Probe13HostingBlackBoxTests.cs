@@ -1551,6 +1551,20 @@ public class Probe13HostingBlackBoxTests
         await b.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
     }
 
+    /// <summary>A host of its own on <paramref name="settings"/> records <paramref name="points"/> under k=<paramref name="k"/>, then stops.</summary>
+    private static async Task RecordInARunOfItsOwnAsync(Dictionary<string, string?> settings, string metric, string k, IEnumerable<(double Value, long At)> points)
+    {
+        using IHost run = BuildHost(settings, TimeSpan.FromSeconds(30));
+        await run.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
+        MetricHistogram h = run.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
+        foreach ((double value, long at) in points)
+        {
+            Assert.Equal(RejectReason.None, h.RecordAt(at, value, k));
+        }
+
+        await run.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
+    }
+
     [Fact]
     public async Task Queries_RestartInTheMiddleOfAWindow_TheWindowsTwoPartsFromFilesAndMemoryBothCounted()
     {
@@ -1566,17 +1580,7 @@ public class Probe13HostingBlackBoxTests
         Dictionary<string, string?> settings = StoreSettings(folder.Path);
         settings["MonitoringStream:Pipeline:WindowSize"] = "00:00:10";
         settings["MonitoringStream:Pipeline:AllowedLateness"] = "00:00:00";
-        using (IHost a = BuildHost(settings, TimeSpan.FromSeconds(30)))
-        {
-            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
-            MetricHistogram h = a.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
-            foreach (var p in runA)
-            {
-                Assert.Equal(RejectReason.None, h.RecordAt(p.At, p.Value, "m"));
-            }
-
-            await a.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
-        }
+        await RecordInARunOfItsOwnAsync(settings, metric, "m", runA);
 
         using (IHost b = BuildHost(settings, TimeSpan.FromSeconds(30)))
         {
@@ -1619,17 +1623,7 @@ public class Probe13HostingBlackBoxTests
         (double Value, long At) backfill = (500, t0);
         Dictionary<string, string?> settings = StoreSettings(folder.Path);
         settings["MonitoringStream:Pipeline:AllowedLateness"] = "00:00:00";
-        using (IHost a = BuildHost(settings, TimeSpan.FromSeconds(30)))
-        {
-            await a.StartAsync().WaitAsync(TimeSpan.FromSeconds(20));
-            MetricHistogram h = a.Services.GetRequiredService<MetricsCollector>().CreateHistogram(metric, ["k"]);
-            foreach (var p in runA)
-            {
-                Assert.Equal(RejectReason.None, h.RecordAt(p.At, p.Value, "b"));
-            }
-
-            await a.StopAsync().WaitAsync(TimeSpan.FromSeconds(40));
-        }
+        await RecordInARunOfItsOwnAsync(settings, metric, "b", runA);
 
         using (IHost b = BuildHost(settings, TimeSpan.FromSeconds(30)))
         {
