@@ -473,13 +473,21 @@ public class Probe12BoundHandleBlackBoxTests
             }
 
             // Push the watermark well past now, then write behind it (still younger than MaxPointAge): late, counted.
-            for (int i = 0; i < 15; i++)
+            // Each thread that records is a source of event time of its own and holds the watermark at its newest
+            // point less AllowedLateness (1 s here) until SourceIdleTimeout (10 s) without a batch (sdk.md). An
+            // awaiting test hops between pool threads when the pool is busy, so the keep-alive writes here each come
+            // from a new thread: the worst case, every time. The watermark then stands 12 s behind the clock (20 steps:
+            // 8 s past the round's start); a point 18 s behind is in a window closed 5 s before. Written from one
+            // thread, 12 s behind was enough; from many (CI, loaded), it fell into an open window and was not late.
+            for (int i = 0; i < 20; i++)
             {
-                alive.Record(1);
+                var keeper = new Thread(() => alive.Record(1));
+                keeper.Start();
+                keeper.Join();
                 await rig.StepAsync();
             }
 
-            long behind = rig.NowMs - 12_000;
+            long behind = rig.NowMs - 18_000;
             Assert.Equal(RejectReason.None, h.Record(100, behind));
             Assert.Equal(RejectReason.None, g.Set(100, behind));
             Assert.Equal(RejectReason.None, c.Add(100, behind));
