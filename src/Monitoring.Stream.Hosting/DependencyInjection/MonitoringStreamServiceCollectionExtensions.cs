@@ -75,6 +75,14 @@ public static class MonitoringStreamServiceCollectionExtensions
         services.TryAddSingleton(sp => new DashboardDataService(sp.GetRequiredService<MetricStatisticsService>(), sp.GetRequiredService<MetricsPipeline>(),
             sp.GetService<HealthCheckService>(), sp.GetRequiredService<HealthMetricsPublisher>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<EngineHealthCheck>()));
         services.AddHealthChecks().Add(new HealthCheckRegistration(EngineHealthCheckName, sp => sp.GetRequiredService<EngineHealthCheck>(), failureStatus: null, tags: ["monitoring-stream"]));
+        // A check named like the aggregate would share its label in monitoring_health_status{check} (two values for one
+        // series, and a scrape Prometheus refuses as a duplicate sample): refused at start-up, with the name.
+        services.AddOptions<HealthCheckServiceOptions>()
+            .Validate(
+                o => !o.Registrations.Any(r => string.Equals(r.Name, HealthMetricsPublisher.OverallCheck, StringComparison.Ordinal)),
+                $"A health check is registered under the name '{HealthMetricsPublisher.OverallCheck}', which monitoring_health_status{{check}} " +
+                "keeps for the aggregate status of all checks; register it under another name.")
+            .ValidateOnStart();
         services.AddHostedService<MonitoringStreamHostedService>();
         return services;
     }

@@ -14,6 +14,9 @@ public sealed class HealthMetricsPublisher : IHealthCheckPublisher
     /// <summary>The metric of each check's status.</summary>
     public const string StatusMetric = "monitoring_health_status";
 
+    /// <summary>The <c>check</c> label of the aggregate status; no check may be registered under it (refused at start-up).</summary>
+    public const string OverallCheck = "overall";
+
     /// <summary>The metric of each check's duration.</summary>
     public const string DurationMetric = "monitoring_health_check_duration_seconds";
 
@@ -42,8 +45,8 @@ public sealed class HealthMetricsPublisher : IHealthCheckPublisher
             _duration.Record(entry.Duration.TotalSeconds, name);
         }
 
-        _status.Set((int)report.Status, "overall");
-        _duration.Record(report.TotalDuration.TotalSeconds, "overall");
+        _status.Set((int)report.Status, OverallCheck);
+        _duration.Record(report.TotalDuration.TotalSeconds, OverallCheck);
         Volatile.Write(ref _last, report);
         return Task.CompletedTask;
     }

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Primitives;
 using Monitoring.Stream.Hosting.Dashboard;
+using Monitoring.Stream.Hosting.Health;
 using Monitoring.Stream.Hosting.Queries;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
@@ -89,7 +90,7 @@ internal static class ApiEndpoints
             }
 
             PrometheusText.Family(text, "monitoring_stream_health_status", "gauge", "Health: 2 healthy, 1 degraded, 0 unhealthy; check=\"overall\" for the whole.");
-            PrometheusText.Sample(text, "monitoring_stream_health_status", [("check", "overall")], (int)report.Status);
+            PrometheusText.Sample(text, "monitoring_stream_health_status", [("check", HealthMetricsPublisher.OverallCheck)], (int)report.Status);
             foreach ((string name, HealthReportEntry entry) in report.Entries.OrderBy(e => e.Key, StringComparer.Ordinal))
             {
                 PrometheusText.Sample(text, "monitoring_stream_health_status", [("check", name)], (int)entry.Status);

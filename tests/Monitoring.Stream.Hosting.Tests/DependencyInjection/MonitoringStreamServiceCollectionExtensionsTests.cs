@@ -75,6 +75,35 @@ public class MonitoringStreamServiceCollectionExtensionsTests
     }
 
     [Fact]
+    public async Task AddMonitoringStream_HealthCheckNamedLikeTheAggregate_StartFailsNamingIt()
+    {
+        // Its status and the aggregate's would be one series, monitoring_health_status{check="overall"}.
+        using IHost host = Build([], s => s.AddHealthChecks().AddCheck("overall", () => HealthCheckResult.Healthy()));
+
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains("registered under the name 'overall'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("register it under another name", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AddMonitoringStream_HealthCheckNamedOverallInOtherCase_StartsAndBothStatusesAreRecorded()
+    {
+        // Label values are case-sensitive: "Overall" is a series of its own.
+        using IHost host = Build([], s => s.AddHealthChecks().AddCheck("Overall", () => HealthCheckResult.Degraded("mine")));
+        await host.StartAsync();
+        try
+        {
+            HealthReport report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+            Assert.Equal(HealthStatus.Degraded, report.Entries["Overall"].Status);
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    [Fact]
     public async Task StopAsync_SinkNeverFinishes_StopsWithinTheHostShutdownTimeout()
     {
         var blocking = new BlockingSink();
