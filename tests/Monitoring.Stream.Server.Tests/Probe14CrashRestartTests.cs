@@ -1,0 +1,364 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Apache.Arrow;
+using Apache.Arrow.Ipc;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Server.Tests.Support;
+using Monitoring.Stream.Tests.Support;
+
+namespace Monitoring.Stream.Server.Tests;
+
+/// <summary>
+/// Probe 14: <c>monitoring-stream run</c> killed (SIGKILL) and stopped (SIGTERM under load), then started again on the
+/// same data folder, judged through what a user sees: the HTTP statistics over the points written before. From
+/// README.md, docs/http-api.md, docs/operations.md, docs/arrow-schema.md and docs/sdk.md ("No window is counted twice,
+/// and none is left out"; "Acknowledged means on disk"; "A partial file is recovered, not deleted").
+/// </summary>
+public class Probe14CrashRestartTests
+{
+    private static Dictionary<string, string> Settings(params (string Key, string Value)[] more)
+    {
+        var all = new Dictionary<string, string>
+        {
+            ["MONITORING_STREAM__SystemMetricsEnabled"] = "false",
+            ["MONITORING_STREAM__Pipeline__ShardCount"] = "2",
+        };
+        foreach ((string key, string value) in more)
+        {
+            all["MONITORING_STREAM__" + key] = value;
+        }
+
+        return all;
+    }
+
+    private static HttpClient Client(ServerProcess server) => new() { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(30) };
+
+    private static async Task<JsonElement> StatisticsAsync(HttpClient client, string metric, string extra = "") =>
+        await ServiceApi.GetJsonAsync(client, $"/api/v1/statistics?metric={metric}&window=1h{extra}");
+
+    /// <summary>Count, sum, min and max of the one merged answer (null when there is none).</summary>
+    private static (long Count, double Sum, double Min, double Max)? Figures(JsonElement answer)
+    {
+        JsonElement s = answer.GetProperty("statistics");
+        return s.ValueKind == JsonValueKind.Null
+            ? null
+            : (s.GetProperty("count").GetInt64(), s.GetProperty("sum").GetDouble(), s.GetProperty("min").GetDouble(), s.GetProperty("max").GetDouble());
+    }
+
+    /// <summary>group label value → (count, sum, min, max) of a grouped answer.</summary>
+    private static SortedDictionary<string, (long Count, double Sum, double Min, double Max)> Groups(JsonElement answer, string label)
+    {
+        var groups = new SortedDictionary<string, (long, double, double, double)>(StringComparer.Ordinal);
+        foreach (JsonElement g in answer.GetProperty("groups").EnumerateArray())
+        {
+            JsonElement s = g.GetProperty("statistics");
+            string key = g.GetProperty("labels").TryGetProperty(label, out JsonElement v) ? v.GetString()! : "(none)";
+            groups[key] = (s.GetProperty("count").GetInt64(), s.GetProperty("sum").GetDouble(), s.GetProperty("min").GetDouble(), s.GetProperty("max").GetDouble());
+        }
+
+        return groups;
+    }
+
+    private static string Show<T>(IEnumerable<KeyValuePair<string, T>> groups) => string.Join("; ", groups.Select(g => $"{g.Key}={g.Value}"));
+
+    /// <summary>Posts one part of the data: <paramref name="n"/> whole-number values (sums exact in a double), stamped now.</summary>
+    private static async Task<(long Count, double Sum, double Min, double Max)> PostPartAsync(HttpClient client, string metric, string part, int n, int offset)
+    {
+        double[] values = [.. Enumerable.Range(0, n).Select(i => (double)(offset + (i * 7 % n)))];
+        byte[] body = ServiceApi.MessagePack(metric, [new Label("part", part)], values, ServiceApi.Now);
+        using HttpResponseMessage response = await ServiceApi.PostAsync(client, body, "application/x-msgpack");
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, $"POST part {part}: {(int)response.StatusCode} {text}");
+        using JsonDocument answer = JsonDocument.Parse(text);
+        Assert.True(answer.RootElement.GetProperty("accepted").GetInt64() == n, $"POST part {part}: {text}");
+        return (n, values.Sum(), values.Min(), values.Max());
+    }
+
+    /// <summary>
+    /// Waits until the statistics count <paramref name="expectedCount"/> points of <paramref name="metric"/> (their windows
+    /// closed), then until the Arrow store has acknowledged every window emitted by then (docs/operations.md: written means
+    /// on disk, fsync'ed).
+    /// </summary>
+    private static async Task WaitClosedAndAcknowledgedAsync(HttpClient client, string metric, long expectedCount)
+    {
+        double emittedThen = 0;
+        await Poll.UntilAsync<string>(
+            async () =>
+            {
+                (long Count, double, double, double)? f = Figures(await StatisticsAsync(client, metric));
+                if (f is null || f.Value.Count != expectedCount)
+                {
+                    return null;
+                }
+
+                emittedThen = MetricsText.Value(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)), "monitoring_stream_windows_emitted_total");
+                return "closed";
+            },
+            TimeSpan.FromSeconds(60),
+            $"{expectedCount} points of {metric} in the statistics");
+        await Poll.UntilAsync<string>(
+            async () =>
+            {
+                string text = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+                return MetricsText.Value(text, "monitoring_stream_sink_batches_written_total{sink=\"arrow-files\"}") >= emittedThen ? text : null;
+            },
+            TimeSpan.FromSeconds(60),
+            "the store acknowledging the windows");
+    }
+
+    private static async Task KillAsync(ServerProcess server)
+    {
+        server.Process.Kill(); // SIGKILL: no stop at all
+        Assert.Equal(137, await server.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.DoesNotContain("stopped (", server.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Probe14_SigKillTwiceThenRestart_StatisticsOverAcknowledgedWindowsExactlyAsBeforeEachKill()
+    {
+        // docs/operations.md and arrow-schema.md: a batch acknowledged by the store is on disk; after a crash the partial
+        // file holds every acknowledged batch and is recovered when the store opens. sdk.md: "No window is counted twice,
+        // and none is left out" (memory and files; a file of an earlier run is answered whole). So after each SIGKILL the
+        // statistics of the points whose windows the store had acknowledged are what the killed run answered.
+        using var data = new TempDirectory();
+        Dictionary<string, string> settings = Settings(("Pipeline__WindowSize", "00:00:01"), ("Pipeline__AllowedLateness", "00:00:05"), ("Pipeline__SourceIdleTimeout", "00:00:01"));
+        string metric = ServiceApi.UniqueMetric("probe14_kill");
+        string windows = Path.Combine(data.Path, "windows");
+        var expected = new SortedDictionary<string, (long Count, double Sum, double Min, double Max)>(StringComparer.Ordinal);
+        JsonElement beforeFirstKill;
+
+        // Run 1: three parts, closed and acknowledged, then SIGKILL.
+        await using (ServerProcess first = await ServerProcess.StartAsync(environment: settings, dataDirectory: data.Path))
+        {
+            using HttpClient client = Client(first);
+            expected["a"] = await PostPartAsync(client, metric, "a", 400, 1);
+            await Task.Delay(1100); // another window
+            expected["b"] = await PostPartAsync(client, metric, "b", 300, 1000);
+            expected["c"] = await PostPartAsync(client, metric, "c", 200, -500);
+            await WaitClosedAndAcknowledgedAsync(client, metric, 900);
+            beforeFirstKill = await StatisticsAsync(client, metric);
+            Assert.Equal(Show(expected), Show(Groups(await StatisticsAsync(client, metric, "&groupBy=part"), "part")));
+            await KillAsync(first);
+        }
+
+        Assert.True(Directory.GetFiles(windows, "*.partial").Length > 0, "the killed run left no partial file (nothing to recover)");
+
+        // Run 2: everything of run 1 is answered, exactly as run 1 answered it; then a fourth part, acknowledged, SIGKILL again.
+        await using (ServerProcess second = await ServerProcess.StartAsync(environment: settings, dataDirectory: data.Path))
+        {
+            using HttpClient client = Client(second);
+            JsonElement after = await StatisticsAsync(client, metric);
+            AssertSameStatistics(beforeFirstKill, after, "run 2 against run 1 before its SIGKILL");
+            Assert.Equal(Show(expected), Show(Groups(await StatisticsAsync(client, metric, "&groupBy=part"), "part")));
+            string text = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+            Assert.True(MetricsText.Value(text, "monitoring_stream_store_partial_files_recovered_total") >= 1, "run 2 recovered no partial file");
+            Assert.Equal(0, MetricsText.Value(text, "monitoring_stream_store_pending_recoveries"));
+
+            expected["d"] = await PostPartAsync(client, metric, "d", 500, 10_000);
+            await WaitClosedAndAcknowledgedAsync(client, metric, 1400);
+            Assert.Equal(Show(expected), Show(Groups(await StatisticsAsync(client, metric, "&groupBy=part"), "part")));
+            await KillAsync(second);
+        }
+
+        // Run 3: both earlier runs' points, each once; a graceful stop at the end leaves no partial file.
+        await using (ServerProcess third = await ServerProcess.StartAsync(environment: settings, dataDirectory: data.Path))
+        {
+            using HttpClient client = Client(third);
+            Assert.Equal(Show(expected), Show(Groups(await StatisticsAsync(client, metric, "&groupBy=part"), "part")));
+            (long Count, double Sum, double Min, double Max)? all = Figures(await StatisticsAsync(client, metric));
+            Assert.Equal((1400L, expected.Values.Sum(v => v.Sum), -500.0, 10_499.0), all);
+
+            third.Terminate();
+            int exit = await third.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            Assert.True(exit == 0, $"exit code {exit} after SIGTERM. Output:\n{third.Output}");
+        }
+
+        Assert.Empty(Directory.GetFiles(windows, "*.partial"));
+        Assert.Empty(Directory.GetFiles(windows, "*.recovering"));
+    }
+
+    /// <summary>
+    /// Two statistics answers over the same closed windows, one from memory, one from the recovered files: count, min,
+    /// max, series and windows exactly; sums exactly too (whole numbers); quantiles from the same sketches merged.
+    /// </summary>
+    private static void AssertSameStatistics(JsonElement before, JsonElement after, string what)
+    {
+        JsonElement a = before.GetProperty("statistics");
+        JsonElement b = after.GetProperty("statistics");
+        Assert.True(b.ValueKind != JsonValueKind.Null, $"{what}: no statistics at all after the restart (before: {a})");
+        foreach (string field in new[] { "count", "sum", "min", "max", "series", "windows", "firstWindowStart", "lastWindowEnd" })
+        {
+            Assert.True(a.GetProperty(field).ToString() == b.GetProperty(field).ToString(), $"{what}: {field} {b.GetProperty(field)}, before {a.GetProperty(field)}\nbefore: {a}\nafter:  {b}");
+        }
+
+        foreach (string field in new[] { "mean", "p50", "p90", "p99" })
+        {
+            double x = a.GetProperty(field).GetDouble();
+            double y = b.GetProperty(field).GetDouble();
+            Assert.True(Math.Abs(x - y) <= 1e-9 * Math.Max(1, Math.Abs(x)), $"{what}: {field} {y}, before {x}");
+        }
+    }
+
+    [Fact]
+    public async Task Probe14_SigTermUnderHeavyIngestThenRestart_StatisticsPerSenderCountEveryAcceptedPointOnce()
+    {
+        // README: Ctrl+C (or SIGTERM) "stops it cleanly (open windows go to the store)"; docs/http-api.md: points sent =
+        // accepted + rejected + refused; sdk.md: the next run answers an earlier run's files whole, none counted twice.
+        // One-minute windows: every point is in an open window when SIGTERM comes; only the stop writes it.
+        using var data = new TempDirectory();
+        Dictionary<string, string> settings = Settings(("Pipeline__WindowSize", "00:01:00"), ("Pipeline__ShutdownTimeout", "00:00:20"));
+        string metric = ServiceApi.UniqueMetric("probe14_term");
+        const int Senders = 6;
+        const int PerRequest = 2000;
+        long[] accepted = new long[Senders];
+        long[] unanswered = new long[Senders];
+        long requests = 0;
+        long rejected = 0;
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<string>();
+        TimeSpan stopTook;
+        await using (ServerProcess first = await ServerProcess.StartAsync(environment: settings, dataDirectory: data.Path))
+        {
+            using HttpClient client = Client(first);
+            async Task Sender(int id)
+            {
+                while (true)
+                {
+                    byte[] body = ServiceApi.MessagePack(metric, [new Label("sender", id.ToString(CultureInfo.InvariantCulture))], Enumerable.Repeat(2.0, PerRequest), ServiceApi.Now);
+                    HttpResponseMessage response;
+                    try
+                    {
+                        response = await ServiceApi.PostAsync(client, body, "application/x-msgpack");
+                    }
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                    {
+                        if (e is HttpRequestException { InnerException: SocketException { SocketErrorCode: SocketError.ConnectionRefused } })
+                        {
+                            return;
+                        }
+
+                        Interlocked.Add(ref unanswered[id], PerRequest); // reset mid-answer: written or not, unknown
+                        if (first.Process.HasExited)
+                        {
+                            return;
+                        }
+
+                        continue;
+                    }
+
+                    using (response)
+                    {
+                        Interlocked.Increment(ref requests);
+                        string text = await response.Content.ReadAsStringAsync();
+                        statuses.Add(((int)response.StatusCode).ToString(CultureInfo.InvariantCulture));
+                        if (response.StatusCode == HttpStatusCode.OK)
+                        {
+                            using JsonDocument answer = JsonDocument.Parse(text);
+                            Interlocked.Add(ref accepted[id], answer.RootElement.GetProperty("accepted").GetInt64());
+                            Interlocked.Add(ref rejected, answer.RootElement.GetProperty("rejected").GetInt64());
+                        }
+                        else
+                        {
+                            Assert.True(response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests, $"{(int)response.StatusCode} {text}");
+                        }
+                    }
+
+                    if (first.Process.HasExited)
+                    {
+                        return;
+                    }
+                }
+            }
+
+            Task[] senders = [.. Enumerable.Range(0, Senders).Select(i => Task.Run(() => Sender(i)))];
+            var clock = Stopwatch.StartNew();
+            while (Interlocked.Read(ref requests) < 60)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), $"the senders got {Interlocked.Read(ref requests)} answers in 90 s");
+                await Task.Delay(50);
+            }
+
+            var stop = Stopwatch.StartNew();
+            first.Terminate();
+            int exit = await first.WaitForExitAsync(TimeSpan.FromSeconds(90));
+            stopTook = stop.Elapsed;
+            Task all = Task.WhenAll(senders);
+            Assert.True(await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(30))) == all, "the senders did not notice the stop within 30 s");
+            await all;
+            Assert.True(exit == 0, $"exit code {exit} after SIGTERM ({stopTook}). Output:\n{first.Output}");
+            Assert.Contains("stopped (Stopped)", first.Output, StringComparison.Ordinal);
+        }
+
+        // The graceful stop is bounded by the 20 s shutdown timeout; the rest of the process's end is the host's. Generous.
+        Assert.True(stopTook < TimeSpan.FromSeconds(60), $"SIGTERM to exit took {stopTook} with a 20 s shutdown timeout");
+        Assert.Equal(0, rejected);
+        Assert.Empty(Directory.GetFiles(Path.Combine(data.Path, "windows"), "*.partial"));
+
+        await using (ServerProcess second = await ServerProcess.StartAsync(environment: settings, dataDirectory: data.Path))
+        {
+            using HttpClient client = Client(second);
+            SortedDictionary<string, (long Count, double Sum, double Min, double Max)> groups = Groups(await StatisticsAsync(client, metric, "&groupBy=sender"), "sender");
+            (long stored, double storedSum) = await ReadStoreAsync(Path.Combine(data.Path, "windows"), metric);
+            string counts = $"answers accepted [{string.Join(", ", accepted)}], unanswered [{string.Join(", ", unanswered)}]; statistics {Show(groups)}; store {stored}; statuses {string.Join(",", statuses.GroupBy(s => s).Select(g => $"{g.Key}x{g.Count()}"))}";
+            for (int id = 0; id < Senders; id++)
+            {
+                string key = id.ToString(CultureInfo.InvariantCulture);
+                long count = groups.TryGetValue(key, out var g) ? g.Count : 0;
+                Assert.True(count >= accepted[id], $"sender {id}: the statistics after the restart count {count}, its 200 answers accepted {accepted[id]}: {counts}");
+                Assert.True(count <= accepted[id] + unanswered[id], $"sender {id}: the statistics count {count}, more than accepted {accepted[id]} + unanswered {unanswered[id]}: {counts}");
+                if (count > 0)
+                {
+                    Assert.True(g.Sum == 2.0 * count && g.Min == 2.0 && g.Max == 2.0, $"sender {id}: {g}: {counts}");
+                }
+            }
+
+            // No double counting between the statistics and the files that hold them.
+            long total = groups.Values.Sum(v => v.Count);
+            Assert.True(total == stored, $"statistics {total} points, the store's files {stored}: {counts}");
+            Assert.Equal(2.0 * stored, storedSum);
+
+            // With step = the window size every window falls in exactly one bucket: the buckets add up to the total.
+            JsonElement stepped = await StatisticsAsync(client, metric, "&step=1m");
+            long inBuckets = stepped.GetProperty("series").EnumerateArray()
+                .Select(b => b.GetProperty("statistics"))
+                .Where(s => s.ValueKind != JsonValueKind.Null)
+                .Sum(s => s.GetProperty("count").GetInt64());
+            Assert.True(inBuckets == total, $"buckets of step=1m add up to {inBuckets}, the whole answer {total}");
+
+            second.Terminate();
+            Assert.Equal(0, await second.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        }
+    }
+
+    /// <summary>Count and sum of <paramref name="metric"/> over every published Arrow file of the store folder.</summary>
+    private static async Task<(long Count, double Sum)> ReadStoreAsync(string directory, string metric)
+    {
+        long count = 0;
+        double sum = 0;
+        foreach (string file in Directory.GetFiles(directory, "*.arrow"))
+        {
+            using FileStream stream = File.OpenRead(file);
+            using var reader = new ArrowFileReader(stream);
+            int batches = await reader.RecordBatchCountAsync();
+            for (int i = 0; i < batches; i++)
+            {
+                using RecordBatch batch = await reader.ReadRecordBatchAsync(i, CancellationToken.None);
+                var metrics = (StringArray)batch.Column("metric");
+                var counts = (Int64Array)batch.Column("count");
+                var sums = (DoubleArray)batch.Column("sum");
+                for (int row = 0; row < batch.Length; row++)
+                {
+                    if (metrics.GetString(row) == metric)
+                    {
+                        count += counts.GetValue(row)!.Value;
+                        sum += sums.GetValue(row)!.Value;
+                    }
+                }
+            }
+        }
+
+        return (count, sum);
+    }
+}
