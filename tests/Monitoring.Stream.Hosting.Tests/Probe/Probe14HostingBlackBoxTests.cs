@@ -1,0 +1,276 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Monitoring.Stream.Hosting.DependencyInjection;
+using Monitoring.Stream.Hosting.Instruments;
+using Monitoring.Stream.Hosting.Queries;
+using Monitoring.Stream.Model;
+using Monitoring.Stream.Pipeline;
+using Xunit.Abstractions;
+
+namespace Monitoring.Stream.Hosting.Tests.Probe;
+
+/// <summary>Runs alone: one of its tests blocks every thread-pool worker of the process for seconds.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class Probe14Alone
+{
+    public const string Name = "Probe14 alone (stalls the thread pool)";
+}
+
+/// <summary>
+/// Probe 14: an in-process host (<c>services.AddMonitoringStream</c>) whose thread pool is stalled for seconds while
+/// instruments record on dedicated threads, and stops and disposals racing each other and the writers. From
+/// docs/sdk.md ("A call never throws", the idle flush within ProducerFlushInterval, "Shutdown and logging", Health),
+/// docs/event-time.md ("Two ticks that arrive back to back after a stall of the thread pool change nothing: nobody
+/// became idle, no in-order point becomes late"; "A source with points on their way is never idle") and README.md
+/// ("There is one stop"; writes after Dispose/StopAsync are WriterClosed).
+/// </summary>
+[Collection(Probe14Alone.Name)]
+public class Probe14HostingBlackBoxTests(ITestOutputHelper output)
+{
+    private const string EngineCheck = MonitoringStreamServiceCollectionExtensions.EngineHealthCheckName;
+
+    private static IHost BuildHost(params (string Key, string Value)[] more)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["MonitoringStream:ArrowStoreEnabled"] = "false",
+            ["MonitoringStream:SystemMetricsEnabled"] = "false",
+            ["MonitoringStream:Pipeline:ShardCount"] = "2",
+        };
+        foreach ((string key, string value) in more)
+        {
+            settings["MonitoringStream:" + key] = value;
+        }
+
+        HostApplicationBuilder builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.Logging.ClearProviders();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+        builder.Services.AddMonitoringStream();
+        return builder.Build();
+    }
+
+    private static string Describe(PipelineMetrics m) =>
+        $"offered {m.Offered}, accepted {m.Accepted}, rejected {m.Rejected} [{string.Join(", ", m.RejectedByReason.Where(r => r.Value > 0).Select(r => $"{r.Key} {r.Value}"))}], " +
+        $"dropped {m.Dropped} [{string.Join(", ", m.DroppedByReason.Where(r => r.Value > 0).Select(r => $"{r.Key} {r.Value}"))}], emitted {m.EmittedPoints}, late {m.Late} " +
+        $"[{string.Join(", ", m.LateByMetric.Where(r => r.Value > 0).Select(r => $"{r.Key} {r.Value}"))}], open {m.OpenWindowPoints}, queued {m.Queued}, stale {m.StalePoints}, faulted {m.FaultedPoints}, state {m.State}";
+
+    private static async Task<HealthReportEntry> EngineHealthAsync(IHost host)
+    {
+        HealthReport report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync(r => r.Name == EngineCheck).WaitAsync(TimeSpan.FromSeconds(30));
+        return report.Entries[EngineCheck];
+    }
+
+    /// <summary>A thread of its own that records about once a millisecond until stopped.</summary>
+    private sealed class RecordingThread
+    {
+        private readonly Thread _thread;
+        private volatile bool _stop;
+        private long _calls;
+        private long _accepted;
+        private long _acceptedWhileStalled;
+        private readonly ConcurrentDictionary<RejectReason, long> _refused = new();
+
+        public RecordingThread(string name, Func<RejectReason> record, Func<bool> stalled)
+        {
+            _thread = new Thread(() =>
+            {
+                while (!_stop)
+                {
+                    bool during = stalled();
+                    RejectReason r = record();
+                    Interlocked.Increment(ref _calls);
+                    if (r == RejectReason.None)
+                    {
+                        Interlocked.Increment(ref _accepted);
+                        if (during && stalled())
+                        {
+                            Interlocked.Increment(ref _acceptedWhileStalled);
+                        }
+                    }
+                    else
+                    {
+                        _refused.AddOrUpdate(r, 1, (_, n) => n + 1);
+                    }
+
+                    Thread.Sleep(1);
+                }
+            })
+            { IsBackground = true, Name = name };
+            _thread.Start();
+        }
+
+        public long Accepted => Interlocked.Read(ref _accepted);
+
+        public long AcceptedWhileStalled => Interlocked.Read(ref _acceptedWhileStalled);
+
+        public string Refused => string.Join(", ", _refused.Select(p => $"{p.Key} {p.Value}"));
+
+        public void Stop()
+        {
+            _stop = true;
+            Assert.True(_thread.Join(TimeSpan.FromSeconds(30)), $"{_thread.Name} did not end within 30 s (a call hung)");
+        }
+    }
+
+    [Fact]
+    public async Task Probe14_ThreadPoolStalledFiveSeconds_DedicatedThreadsRecord_NothingLateCountsExactIdleBufferFlushedHealthyStopEnds()
+    {
+        // Idle timeout 2 s under a 5 s stall: every source looks silent to the first ticks after it unless the engine
+        // stamps idleness as event-time.md says. 1 s windows, 1 s lateness: windows close within seconds.
+        using IHost host = BuildHost(
+            ("Pipeline:WindowSize", "00:00:01"),
+            ("Pipeline:AllowedLateness", "00:00:01"),
+            ("Pipeline:SourceIdleTimeout", "00:00:02"),
+            ("Health:LateRateDegraded", "1"),      // the self-metrics' own writers hop between pool threads: grade only ours
+            ("Health:LateRateUnhealthy", "1"));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram latency = collector.CreateHistogram("probe14_stall_seconds", ["thread"]);
+        MetricCounter requests = collector.CreateCounter("probe14_stall_total", ["thread"]);
+        MetricHistogram lonely = collector.CreateHistogram("probe14_stall_lonely", ["phase"]);
+        BoundHistogram bound = latency.Bind("bound");
+
+        long stallStartMs = 0;
+        long stallEndMs = 0;
+        bool Stalled() => Volatile.Read(ref stallStartMs) != 0 && Volatile.Read(ref stallEndMs) == 0;
+        var threads = new[]
+        {
+            new RecordingThread("probe14-labelled", () => latency.Record(0.5, "labelled"), Stalled),
+            new RecordingThread("probe14-bound", () => bound.Record(0.25), Stalled),
+            new RecordingThread("probe14-counter", () => requests.Add(1, "counter"), Stalled),
+        };
+
+        // A thread that writes three points in the middle of the stall and then sits idle (alive, never writing again):
+        // only the engine's flush can hand them over, once the pool lets it run.
+        using var lonelyWrote = new ManualResetEventSlim();
+        using var lonelyMayEnd = new ManualResetEventSlim();
+        var lonelyResults = new RejectReason[3];
+        var lonelyThread = new Thread(() =>
+        {
+            while (!Stalled())
+            {
+                Thread.Sleep(5);
+            }
+
+            Thread.Sleep(2000);
+            for (int i = 0; i < 3; i++)
+            {
+                lonelyResults[i] = lonely.Record(i + 1, "stall");
+            }
+
+            lonelyWrote.Set();
+            lonelyMayEnd.Wait(TimeSpan.FromSeconds(120));
+        })
+        { IsBackground = true, Name = "probe14-lonely" };
+        lonelyThread.Start();
+
+        await Task.Delay(1000);
+
+        // The stall: far more blocking work items than the pool has threads; the pool adds threads slowly and each one
+        // it adds blocks too. A marker item queued behind them shows the stall was real.
+        using var release = new ManualResetEventSlim();
+        const int Blockers = 256;
+        int blocked = 0;
+        for (int i = 0; i < Blockers; i++)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(_ =>
+            {
+                Interlocked.Increment(ref blocked);
+                release.Wait();
+            }, null);
+        }
+
+        long markerRanMs = 0;
+        ThreadPool.UnsafeQueueUserWorkItem(_ => Volatile.Write(ref markerRanMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()), null);
+        Volatile.Write(ref stallStartMs, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        Thread.Sleep(5000); // this thread is the test's own; it holds no pool thread after this point matters
+        Assert.True(lonelyWrote.Wait(TimeSpan.FromSeconds(30)), "the lonely thread did not write");
+        long releaseMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        Volatile.Write(ref stallEndMs, releaseMs);
+        release.Set();
+        Assert.True(lonelyResults.All(r => r == RejectReason.None), $"the lonely thread's points during the stall: {string.Join(", ", lonelyResults)}");
+
+        // The lonely thread's three points: handed over by the engine within its flush interval once the pool runs again,
+        // closed within a few windows (generous bound for a loaded machine), and not late.
+        MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+        var sinceRelease = Stopwatch.StartNew();
+        MetricStatistics? lonelyStats = null;
+        while (sinceRelease.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            lonelyStats = queries.GetMatching("probe14_stall_lonely", LabelSet.Empty, TimeSpan.FromMinutes(5));
+            if (lonelyStats?.Count == 3)
+            {
+                break;
+            }
+
+            await Task.Delay(50);
+        }
+
+        TimeSpan lonelyTook = sinceRelease.Elapsed;
+        long markerMs = Volatile.Read(ref markerRanMs);
+        Assert.True(markerMs == 0 || markerMs >= releaseMs - 50, $"the marker queued behind the blockers ran {releaseMs - markerMs} ms before the release: the pool was not stalled ({Volatile.Read(ref blocked)} blockers started)");
+        Assert.True(lonelyStats?.Count == 3, $"the idle thread's 3 points were not in a closed window 30 s after the pool recovered (count {lonelyStats?.Count}): {Describe(pipeline.GetMetrics())}");
+
+        // Keep recording a little after the stall, then stop the threads.
+        await Task.Delay(1500);
+        foreach (RecordingThread t in threads)
+        {
+            t.Stop();
+        }
+
+        // Health comes back to Healthy once the queues have drained (thresholds: queue fill, drops, sinks).
+        HealthReportEntry health = await EngineHealthAsync(host);
+        var healthClock = Stopwatch.StartNew();
+        while (health.Status != HealthStatus.Healthy && healthClock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(200);
+            health = await EngineHealthAsync(host);
+        }
+
+        Assert.True(health.Status == HealthStatus.Healthy, $"the engine is {health.Status} ({health.Description}) 30 s after the stall: {Describe(pipeline.GetMetrics())}");
+
+        var stop = Stopwatch.StartNew();
+        Task stopping = host.StopAsync();
+        Assert.True(await Task.WhenAny(stopping, Task.Delay(TimeSpan.FromSeconds(60))) == stopping, "the host did not stop within 60 s after the stall");
+        await stopping;
+        lonelyMayEnd.Set();
+        Assert.True(lonelyThread.Join(TimeSpan.FromSeconds(30)));
+
+        PipelineMetrics m = pipeline.GetMetrics();
+        string d = Describe(m) + $"; lonely after {lonelyTook.TotalMilliseconds:F0} ms; threads refused: {string.Join(" | ", threads.Select(t => t.Refused))}";
+        Assert.Equal(PipelineState.Stopped, m.State);
+        output.WriteLine($"blockers started {Volatile.Read(ref blocked)}, marker ran {markerMs - releaseMs} ms after the release, " +
+            $"bound calls during the stall {threads[1].AcceptedWhileStalled}; {d}");
+
+        // No in-order point of ours is late, none was dropped or refused, and every accepted call is counted exactly once.
+        foreach (string metric in new[] { "probe14_stall_seconds", "probe14_stall_total", "probe14_stall_lonely" })
+        {
+            Assert.True(m.LateByMetric.GetValueOrDefault(metric) == 0, $"{metric}: {m.LateByMetric.GetValueOrDefault(metric)} late points after a stall of the thread pool: {d}");
+        }
+
+        Assert.True(m.Dropped == 0, d);
+        MetricStatistics? labelled = queries.GetStatistics("probe14_stall_seconds", LabelSet.Create(new Label("thread", "labelled")), TimeSpan.FromMinutes(10));
+        MetricStatistics? boundStats = queries.GetStatistics("probe14_stall_seconds", LabelSet.Create(new Label("thread", "bound")), TimeSpan.FromMinutes(10));
+        MetricStatistics? counter = queries.GetStatistics("probe14_stall_total", LabelSet.Create(new Label("thread", "counter")), TimeSpan.FromMinutes(10));
+        Assert.True(labelled?.Count == threads[0].Accepted, $"labelled: counted {labelled?.Count}, accepted calls {threads[0].Accepted}: {d}");
+        Assert.True(boundStats?.Count == threads[1].Accepted, $"bound: counted {boundStats?.Count}, accepted calls {threads[1].Accepted}: {d}");
+        Assert.True(counter?.Count == threads[2].Accepted && counter.Sum == threads[2].Accepted, $"counter: counted {counter?.Count} sum {counter?.Sum}, accepted calls {threads[2].Accepted}: {d}");
+
+        // Stamped when recorded, not when the pool got to them: the points recorded during the stall lie in windows of
+        // the stall (a window of slack each side).
+        DateTimeOffset from = DateTimeOffset.FromUnixTimeMilliseconds(stallStartMs - 1000);
+        DateTimeOffset to = DateTimeOffset.FromUnixTimeMilliseconds(releaseMs + 1000);
+        MetricStatistics? duringStall = queries.GetStatistics("probe14_stall_seconds", LabelSet.Create(new Label("thread", "bound")), from, to);
+        Assert.True(threads[1].AcceptedWhileStalled > 1000, $"only {threads[1].AcceptedWhileStalled} bound calls during the 5 s stall");
+        Assert.True(duringStall?.Count >= threads[1].AcceptedWhileStalled, $"bound: {duringStall?.Count} points in the windows of the stall, {threads[1].AcceptedWhileStalled} recorded during it: stamped late? {d}");
+        MetricStatistics? lonelyStall = queries.GetMatching("probe14_stall_lonely", LabelSet.Empty, from, to);
+        Assert.True(lonelyStall?.Count == 3, $"the lonely points are not in the windows of the stall ({lonelyStall?.Count}): {d}");
+    }
+}
