@@ -273,4 +273,142 @@ public class Probe14HostingBlackBoxTests(ITestOutputHelper output)
         MetricStatistics? lonelyStall = queries.GetMatching("probe14_stall_lonely", LabelSet.Empty, from, to);
         Assert.True(lonelyStall?.Count == 3, $"the lonely points are not in the windows of the stall ({lonelyStall?.Count}): {d}");
     }
+    [Fact]
+    public async Task Probe14_TwoHostStopsPipelineStopAndCollectorDisposeAtOnceWhileFourThreadsRecord_NeverThrowEveryPointOnceThenWriterClosed()
+    {
+        // sdk.md: "A call never throws"; README: writes after Dispose/StopAsync are WriterClosed, counted; "There is one
+        // stop: a concurrent or later StopAsync ends as it ended"; a graceful stop brings every accepted point to every
+        // sink. event-time.md: once a call was refused WriterClosed, every later call of that writer is too.
+        using IHost host = BuildHost(("Pipeline:WindowSize", "00:00:01"), ("Pipeline:AllowedLateness", "00:00:01"));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram h = collector.CreateHistogram("probe14_race_seconds", ["thread"]);
+        MetricCounter c = collector.CreateCounter("probe14_race_total", ["thread"]);
+        MetricGauge g = collector.CreateGauge("probe14_race_level", ["thread"]);
+        BoundHistogram bound = h.Bind("bound");
+        Func<RejectReason>[] calls =
+        [
+            () => h.Record(1, "labelled"),
+            () => bound.Record(2),
+            () => c.Add(1, "counter"),
+            () => g.Set(3, "gauge"),
+        ];
+        long[] accepted = new long[calls.Length];
+        long[] closed = new long[calls.Length];
+        var problems = new ConcurrentQueue<string>();
+        using var allStopped = new ManualResetEventSlim();
+        var threads = calls.Select((call, i) => new Thread(() =>
+        {
+            bool refused = false;
+            long afterStops = 0;
+            while (afterStops < 2000)
+            {
+                RejectReason r;
+                try
+                {
+                    r = call();
+                }
+                catch (Exception e)
+                {
+                    problems.Enqueue($"thread {i}: {e.GetType().Name}: {e.Message}");
+                    return;
+                }
+
+                if (r == RejectReason.None)
+                {
+                    accepted[i]++;
+                    if (refused)
+                    {
+                        problems.Enqueue($"thread {i}: a call accepted after an earlier call was refused WriterClosed");
+                    }
+                }
+                else if (r == RejectReason.WriterClosed)
+                {
+                    closed[i]++;
+                    refused = true;
+                }
+                else
+                {
+                    problems.Enqueue($"thread {i}: {r}");
+                }
+
+                if (allStopped.IsSet)
+                {
+                    afterStops++;
+                }
+
+                if ((accepted[i] + closed[i]) % 10 == 0)
+                {
+                    Thread.Sleep(1); // at most about 10,000 calls a second per thread: the shards keep up, nothing is dropped
+                }
+            }
+        })
+        { IsBackground = true, Name = $"probe14-race-{i}" }).ToArray();
+        foreach (Thread t in threads)
+        {
+            t.Start();
+        }
+
+        await Task.Delay(700);
+
+        // Four stoppers released at once, each on its own thread.
+        using var go = new ManualResetEventSlim();
+        Task<Exception?> Stopper(Func<Task> stop) => Task.Factory.StartNew(
+            () =>
+            {
+                go.Wait();
+                try
+                {
+                    stop().Wait(TimeSpan.FromSeconds(60));
+                    return null;
+                }
+                catch (AggregateException e)
+                {
+                    return e.InnerException;
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        Task<Exception?>[] stoppers =
+        [
+            Stopper(() => host.StopAsync()),
+            Stopper(() => host.StopAsync()),
+            Stopper(() => pipeline.StopAsync()),
+            Stopper(() => { collector.Dispose(); collector.Dispose(); return Task.CompletedTask; }),
+        ];
+        go.Set();
+        Task all = Task.WhenAll(stoppers);
+        Assert.True(await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(90))) == all, $"the stops did not all end within 90 s: {Describe(pipeline.GetMetrics())}");
+        Exception?[] errors = await Task.WhenAll(stoppers);
+        allStopped.Set();
+        foreach (Thread t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(60)), $"{t.Name} did not end within 60 s: a call hung after the stop");
+        }
+
+        // Later calls: one more stop of the pipeline ends as the stop ended, a disposal again never throws.
+        Exception? later = await Record.ExceptionAsync(() => pipeline.StopAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+        collector.Dispose();
+
+        PipelineMetrics m = pipeline.GetMetrics();
+        string d = $"{Describe(m)}; accepted [{string.Join(", ", accepted)}], closed [{string.Join(", ", closed)}]; stop errors [{string.Join(", ", errors.Select(e => e?.GetType().Name ?? "none"))}], later {later?.GetType().Name ?? "none"}";
+        Assert.True(problems.IsEmpty, string.Join(" | ", problems.Take(10)) + "; " + d);
+        Assert.True(errors.All(e => e is null) && later is null, "a graceful stop with working sinks ended with an exception: " + d + " " + string.Join(" | ", errors.Where(e => e is not null).Select(e => e!.ToString()[..Math.Min(400, e.ToString().Length)])));
+        Assert.Equal(PipelineState.Stopped, m.State);
+        Assert.True(closed.All(n => n >= 2000), "a thread was not refused WriterClosed after every stop: " + d);
+        Assert.True(m.Offered == m.Accepted + m.Rejected + m.Dropped && m.Dropped == 0, d);
+        long engineClosed = m.RejectedByReason.GetValueOrDefault(RejectReason.WriterClosed) + collector.GetRejectedCount(RejectReason.WriterClosed);
+        Assert.True(engineClosed >= closed.Sum(), $"{closed.Sum()} calls refused WriterClosed, {engineClosed} counted: {d}");
+
+        // Every accepted call is in the windows the index kept ("what is held stays queryable"), exactly once.
+        MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+        (string Metric, string Thread)[] series = [("probe14_race_seconds", "labelled"), ("probe14_race_seconds", "bound"), ("probe14_race_total", "counter"), ("probe14_race_level", "gauge")];
+        for (int i = 0; i < series.Length; i++)
+        {
+            MetricStatistics? s = queries.GetStatistics(series[i].Metric, LabelSet.Create(new Label("thread", series[i].Thread)), TimeSpan.FromMinutes(10));
+            Assert.True(s?.Count == accepted[i], $"{series[i]}: counted {s?.Count}, accepted calls {accepted[i]}: {d}");
+        }
+    }
 }
