@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Monitoring.Stream.Hosting.DependencyInjection;
 using Monitoring.Stream.Hosting.Instruments;
 using Monitoring.Stream.Hosting.Queries;
+using Monitoring.Stream.Hosting.Tests.Support;
 using Monitoring.Stream.Model;
 using Monitoring.Stream.Pipeline;
 using Xunit.Abstractions;
@@ -410,5 +411,106 @@ public class Probe14HostingBlackBoxTests(ITestOutputHelper output)
             MetricStatistics? s = queries.GetStatistics(series[i].Metric, LabelSet.Create(new Label("thread", series[i].Thread)), TimeSpan.FromMinutes(10));
             Assert.True(s?.Count == accepted[i], $"{series[i]}: counted {s?.Count}, accepted calls {accepted[i]}: {d}");
         }
+    }
+    /// <summary>Where a published file is cut to make the partial file a crash during its publication leaves.</summary>
+    public enum PublicationCut
+    {
+        /// <summary>The whole file: the footer appended, the rename not done.</summary>
+        Whole,
+        LastMagicByteMissing,
+        NoMagic,
+        NoFooterLength,
+        HalfTheFooter,
+        EndMarkerOnly,
+        HalfTheEndMarker,
+    }
+
+    [Theory]
+    [InlineData(PublicationCut.Whole)]
+    [InlineData(PublicationCut.LastMagicByteMissing)]
+    [InlineData(PublicationCut.NoMagic)]
+    [InlineData(PublicationCut.NoFooterLength)]
+    [InlineData(PublicationCut.HalfTheFooter)]
+    [InlineData(PublicationCut.EndMarkerOnly)]
+    [InlineData(PublicationCut.HalfTheEndMarker)]
+    public async Task Probe14_CrashDuringPublicationOrRecovery_PartialFileWithAllOrPartOfItsFooter_RecoveredEveryWindowOnce(PublicationCut cut)
+    {
+        // arrow-schema.md: a file is written as .arrow.partial and renamed only after its footer is written and flushed;
+        // "A partial file is recovered, not deleted" (its whole batches published); "An interrupted recovery is simply
+        // done again at the next open" — and recovery finishes a partial file in place by appending its end marker and
+        // footer, then renaming it. A crash anywhere in that appending (or between it and the rename) leaves the partial
+        // file with every batch whole and a prefix of its end marker and footer after them. None is damaged data.
+        using var folder = new TempDirectory();
+        (string Key, string Value)[] store = [("ArrowStoreEnabled", "true"), ("ArrowStore:Directory", folder.Path), ("Pipeline:WindowSize", "00:00:01")];
+        long accepted = 0;
+        double sum = 0;
+        using (IHost first = BuildHost(store))
+        {
+            await first.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            MetricsCollector collector = first.Services.GetRequiredService<MetricsCollector>();
+            MetricHistogram h = collector.CreateHistogram("probe14_publication", ["k"]);
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; clock.Elapsed < TimeSpan.FromSeconds(1.5); i++)
+            {
+                if (h.Record(i % 100, (i % 3).ToString(System.Globalization.CultureInfo.InvariantCulture)) == RejectReason.None)
+                {
+                    accepted++;
+                    sum += i % 100;
+                }
+
+                if (i % 50 == 0)
+                {
+                    Thread.Sleep(1);
+                }
+            }
+
+            await first.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        }
+
+        string[] published = Directory.GetFiles(folder.Path, "*.arrow");
+        Assert.NotEmpty(published);
+        Assert.Empty(Directory.GetFiles(folder.Path, "*.partial"));
+        foreach (string file in published)
+        {
+            byte[] bytes = await File.ReadAllBytesAsync(file);
+            int footerLength = BitConverter.ToInt32(bytes, bytes.Length - 10);
+            int endMarker = bytes.Length - 10 - footerLength - 8; // 0xFFFFFFFF then a zero length, right after the last batch
+            Assert.True(BitConverter.ToUInt32(bytes, endMarker) == uint.MaxValue && BitConverter.ToInt32(bytes, endMarker + 4) == 0, $"{file}: no end marker where the footer length says");
+            int keep = cut switch
+            {
+                PublicationCut.Whole => bytes.Length,
+                PublicationCut.LastMagicByteMissing => bytes.Length - 1,
+                PublicationCut.NoMagic => bytes.Length - 6,
+                PublicationCut.NoFooterLength => bytes.Length - 10,
+                PublicationCut.HalfTheFooter => endMarker + 8 + (footerLength / 2),
+                PublicationCut.EndMarkerOnly => endMarker + 8,
+                PublicationCut.HalfTheEndMarker => endMarker + 4,
+                _ => throw new ArgumentOutOfRangeException(nameof(cut)),
+            };
+            File.Delete(file);
+            await File.WriteAllBytesAsync(file + ".partial", bytes[..keep]);
+        }
+
+        using (IHost second = BuildHost(store))
+        {
+            await second.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            ArrowFileStoreView view = new(second.Services.GetRequiredService<Monitoring.Stream.Store.ArrowFileStore>());
+            MetricStatistics? all = second.Services.GetRequiredService<MetricStatisticsService>().GetMatching("probe14_publication", LabelSet.Empty, TimeSpan.FromHours(1));
+            string d = $"{cut}: {published.Length} file(s); {view}; statistics count {all?.Count} sum {all?.Sum}, accepted {accepted} sum {sum}";
+            Assert.True(view.Store.FilesSetAside == 0, "a partial file with whole batches was set aside as damaged: " + d);
+            Assert.True(view.Store.PendingRecoveries == 0 && view.Store.PartialFilesRecovered == published.Length, "not recovered: " + d);
+            Assert.True(all?.Count == accepted && all.Sum == sum, "every window once: " + d);
+            await second.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        }
+
+        Assert.Empty(Directory.GetFiles(folder.Path, "*.partial"));
+        Assert.False(Directory.Exists(Path.Combine(folder.Path, "damaged")) && Directory.GetFiles(Path.Combine(folder.Path, "damaged")).Length > 0, "something was set aside");
+    }
+
+    private sealed record ArrowFileStoreView(Monitoring.Stream.Store.ArrowFileStore Store)
+    {
+        public override string ToString() =>
+            $"set aside {Store.FilesSetAside} [{string.Join("; ", Store.SetAsideFiles.Select(f => f.ToString()))}], pending {Store.PendingRecoveries}, partial removed {Store.PartialFilesRemoved}, " +
+            $"recovered {Store.PartialFilesRecovered} ({Store.BatchesRecovered} batches), write errors {Store.WriteErrors}, last error {Store.LastError}";
     }
 }
