@@ -420,6 +420,56 @@ public class Probe14CrashRestartTests
         Assert.Empty(Directory.GetFiles(windows, "*.partial"));
     }
 
+    [Fact]
+    public async Task Probe14_QueryDataDirAgainstALiveServicesFolder_LeavesItsOpenPartialFileAloneAndCountsWhatIsPublished()
+    {
+        // README: `query --data-dir ./data` reads "from the store folder"; sdk.md: given only a folder, it reads every file
+        // as another run's. An operator runs it beside the live service: it must not recover (rename, cut, finish) the
+        // partial file the service is still appending to, and after the service's graceful stop it counts every point.
+        using var data = new TempDirectory();
+        Dictionary<string, string> settings = Settings(("Pipeline__WindowSize", "00:00:01"), ("Pipeline__AllowedLateness", "00:00:02"), ("Pipeline__SourceIdleTimeout", "00:00:01"));
+        string metric = ServiceApi.UniqueMetric("probe14_cli");
+        string windows = Path.Combine(data.Path, "windows");
+        await using ServerProcess server = await ServerProcess.StartAsync(environment: settings, dataDirectory: data.Path);
+        using HttpClient client = Client(server);
+        await PostPartAsync(client, metric, "a", 300, 1);
+        await WaitClosedAndAcknowledgedAsync(client, metric, 300);
+        string[] partialBefore = Directory.GetFiles(windows, "*.partial");
+        Assert.True(partialBefore.Length == 1, $"expected the service's one open partial file, found {partialBefore.Length}");
+        long lengthBefore = new FileInfo(partialBefore[0]).Length;
+
+        async Task<(int Exit, string Output)> QueryAsync()
+        {
+            await using ServerProcess cli = ServerProcess.Launch(["query", "--data-dir", data.Path, "--metric", metric, "--json"]);
+            int exit = await cli.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            return (exit, cli.Output);
+        }
+
+        (int exit, string output) = await QueryAsync();
+        Assert.True(exit == 0, $"query --data-dir: exit {exit}: {output}");
+        Assert.True(File.Exists(partialBefore[0]), $"query --data-dir moved the live service's partial file away: {string.Join(", ", Directory.GetFiles(windows).Select(Path.GetFileName))}");
+        Assert.True(new FileInfo(partialBefore[0]).Length >= lengthBefore, "query --data-dir cut the live service's partial file");
+        Assert.Empty(Directory.GetFiles(windows, "*.arrow"));
+
+        // The service goes on writing into that file and publishes it at its stop: both parts there, once.
+        await PostPartAsync(client, metric, "b", 200, 1000);
+        await WaitClosedAndAcknowledgedAsync(client, metric, 500);
+        string text = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        Assert.Equal(0, MetricsText.Value(text, "monitoring_stream_store_write_errors_total"));
+        server.Terminate();
+        Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        (long stored, _) = await ReadStoreAsync(windows, metric);
+        Assert.True(stored == 500, $"the store's files hold {stored} of the 500 points after the stop");
+
+        (exit, output) = await QueryAsync();
+        Assert.True(exit == 0, $"query --data-dir after the stop: exit {exit}: {output}");
+        int start = output.IndexOf('{', StringComparison.Ordinal);
+        Assert.True(start >= 0, $"no JSON: {output}");
+        using JsonDocument answer = JsonDocument.Parse(output[start..]);
+        (long Count, double, double, double)? f = Figures(answer.RootElement);
+        Assert.True(f?.Count == 500, $"query --data-dir counts {f?.Count} of 500: {output}");
+    }
+
     /// <summary>Count and sum of <paramref name="metric"/> over every published Arrow file of the store folder.</summary>
     private static async Task<(long Count, double Sum)> ReadStoreAsync(string directory, string metric)
     {
