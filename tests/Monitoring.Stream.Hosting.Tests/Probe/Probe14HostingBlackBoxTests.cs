@@ -412,6 +412,119 @@ public class Probe14HostingBlackBoxTests(ITestOutputHelper output)
             Assert.True(s?.Count == accepted[i], $"{series[i]}: counted {s?.Count}, accepted calls {accepted[i]}: {d}");
         }
     }
+    [Fact]
+    public async Task Probe14_StopCalledWhileTheThreadPoolIsStalled_ReturnsItsTaskAtOnceCallsNeverBlockStopEndsAfterEveryPointCounted()
+    {
+        // event-time.md: "StopAsync returns its task before any of this waits (the flush runs off the caller's thread)";
+        // README: the shared writer "never blocks by default"; writes after StopAsync are WriterClosed; a graceful stop
+        // brings every accepted point to every sink. Here the stop is asked for while no pool thread can run.
+        using IHost host = BuildHost(("Pipeline:WindowSize", "00:00:01"), ("Pipeline:AllowedLateness", "00:00:01"), ("Pipeline:SourceIdleTimeout", "00:00:02"));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        MetricHistogram h = collector.CreateHistogram("probe14_stallstop_seconds", ["thread"]);
+        BoundHistogram bound = h.Bind("bound");
+        long[] accepted = new long[2];
+        long[] closed = new long[2];
+        long[] slowestCallTicks = new long[2];
+        var problems = new ConcurrentQueue<string>();
+        using var done = new ManualResetEventSlim();
+        Func<RejectReason>[] calls = [() => h.Record(1, "labelled"), () => bound.Record(2)];
+        Thread[] threads = [.. calls.Select((call, i) => new Thread(() =>
+        {
+            while (!done.IsSet)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                RejectReason r;
+                try
+                {
+                    r = call();
+                }
+                catch (Exception e)
+                {
+                    problems.Enqueue($"thread {i}: {e.GetType().Name}: {e.Message}");
+                    return;
+                }
+
+                long took = Stopwatch.GetTimestamp() - t0;
+                if (took > slowestCallTicks[i])
+                {
+                    slowestCallTicks[i] = took;
+                }
+
+                if (r == RejectReason.None)
+                {
+                    accepted[i]++;
+                }
+                else if (r == RejectReason.WriterClosed)
+                {
+                    closed[i]++;
+                }
+                else
+                {
+                    problems.Enqueue($"thread {i}: {r}");
+                }
+
+                Thread.Sleep(1);
+            }
+        })
+        { IsBackground = true, Name = $"probe14-stallstop-{i}" })];
+        foreach (Thread t in threads)
+        {
+            t.Start();
+        }
+
+        await Task.Delay(1000);
+        using var release = new ManualResetEventSlim();
+        for (int i = 0; i < 256; i++)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(_ => release.Wait(), null);
+        }
+
+        Thread.Sleep(1000);
+        Task? stop = null;
+        TimeSpan stopCallTook = TimeSpan.Zero;
+        var stopper = new Thread(() =>
+        {
+            var sw = Stopwatch.StartNew();
+            stop = pipeline.StopAsync();
+            stopCallTook = sw.Elapsed;
+        })
+        { IsBackground = true, Name = "probe14-stopper" };
+        stopper.Start();
+        bool stopperReturned = stopper.Join(TimeSpan.FromSeconds(4)); // the stall goes on for 4 s more
+        Thread.Sleep(Math.Max(0, 4000 - (int)stopCallTook.TotalMilliseconds));
+        release.Set();
+        Assert.True(stopper.Join(TimeSpan.FromSeconds(60)), "StopAsync did not return its task within 60 s");
+        Assert.True(await Task.WhenAny(stop!, Task.Delay(TimeSpan.FromSeconds(60))) == stop, $"the stop did not end within 60 s of the pool's recovery: {Describe(pipeline.GetMetrics())}");
+        Exception? stopError = await Record.ExceptionAsync(() => stop!);
+        await Task.Delay(300);
+        done.Set();
+        foreach (Thread t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(30)), $"{t.Name} did not end");
+        }
+
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        PipelineMetrics m = pipeline.GetMetrics();
+        string d = $"{Describe(m)}; accepted [{string.Join(", ", accepted)}], closed [{string.Join(", ", closed)}], slowest calls [{string.Join(", ", slowestCallTicks.Select(t => $"{Stopwatch.GetElapsedTime(0, t).TotalMilliseconds:F0} ms"))}], " +
+            $"StopAsync returned after {stopCallTook.TotalMilliseconds:F0} ms, stop error {stopError?.GetType().Name ?? "none"}";
+        output.WriteLine(d);
+        Assert.True(problems.IsEmpty, string.Join(" | ", problems.Take(10)) + "; " + d);
+        Assert.True(stopperReturned, "StopAsync did not return its task while the thread pool was stalled (it waited for the pool): " + d);
+        Assert.True(stopError is null, "a graceful stop ended with an exception: " + d);
+        Assert.True(slowestCallTicks.All(t => Stopwatch.GetElapsedTime(0, t) < TimeSpan.FromSeconds(2.5)), "a call blocked for a large part of the stall: " + d);
+        Assert.True(closed.All(n => n > 0), "no call was refused after the stop: " + d);
+        Assert.True(m.Dropped == 0 && m.Offered == m.Accepted + m.Rejected, d);
+        MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+        for (int i = 0; i < 2; i++)
+        {
+            string label = i == 0 ? "labelled" : "bound";
+            MetricStatistics? s = queries.GetStatistics("probe14_stallstop_seconds", LabelSet.Create(new Label("thread", label)), TimeSpan.FromMinutes(10));
+            Assert.True(s?.Count == accepted[i], $"{label}: counted {s?.Count}, accepted calls {accepted[i]}: {d}");
+        }
+    }
+
     /// <summary>Where a published file is cut to make the partial file a crash during its publication leaves.</summary>
     public enum PublicationCut
     {
