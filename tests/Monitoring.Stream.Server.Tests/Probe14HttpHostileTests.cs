@@ -412,4 +412,108 @@ public class Probe14HttpHostileTests
         Assert.True(exit == 0, $"exit code {exit}. Output:\n{server.Output}");
         Assert.Contains("stopped (Stopped)", server.Output, StringComparison.Ordinal);
     }
+    [Fact]
+    public async Task Probe14_QueriesWhileTheStoreRotatesAndRetentionDeletesFiles_NeverA500_CountsNeverAboveWhatWasSent()
+    {
+        // docs/operations.md: files are published every MaxFileAge and deleted past Retention; sdk.md: windows that left
+        // memory are read from the files. Here memory keeps 4 s, files last 5 s, a file is published every second: every
+        // query reaches files that retention is deleting. docs/http-api.md: no 500, no exception in an answer.
+        var settings = new Dictionary<string, string>(s_settings)
+        {
+            ["MONITORING_STREAM__Pipeline__AllowedLateness"] = "00:00:01",
+            ["MONITORING_STREAM__ArrowStore__MaxFileAge"] = "00:00:01",
+            ["MONITORING_STREAM__ArrowStore__Retention"] = "00:00:05",
+            ["MONITORING_STREAM__RecentWindows__Retention"] = "00:00:04",
+        };
+        await using ServerProcess server = await ServerProcess.StartAsync(environment: settings);
+        string metric = ServiceApi.UniqueMetric("probe14_churn");
+        long sent = 0;
+        var defects = new ConcurrentQueue<string>();
+        long maxCount = 0;
+        long answers = 0;
+        using var enough = new CancellationTokenSource(TimeSpan.FromSeconds(12));
+        using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(30) };
+
+        async Task SenderAsync()
+        {
+            while (!enough.IsCancellationRequested)
+            {
+                using HttpResponseMessage response = await ServiceApi.PostAsync(client, ServiceApi.MessagePack(metric, [new("s", "1")], Enumerable.Repeat(1.0, 200), ServiceApi.Now), "application/x-msgpack");
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    Interlocked.Add(ref sent, 200);
+                }
+
+                await Task.Delay(20);
+            }
+        }
+
+        async Task QueriesAsync(int id)
+        {
+            string[] paths =
+            [
+                $"/api/v1/statistics?metric={metric}&window=1m",
+                $"/api/v1/statistics?metric={metric}&window=1m&step=1s",
+                $"/api/v1/statistics?metric={metric}&window=1m&groupBy=s",
+                $"/api/v1/statistics?metric={metric}&window=7d&label.s=1",
+                "/api/v1/metrics",
+                "/api/v1/dashboard?window=5m",
+            ];
+            for (int i = 0; !enough.IsCancellationRequested; i++)
+            {
+                string path = paths[(i + id) % paths.Length];
+                HttpResponseMessage response;
+                try
+                {
+                    response = await client.GetAsync(new Uri(path, UriKind.Relative));
+                }
+                catch (TaskCanceledException)
+                {
+                    defects.Enqueue($"{path}: no answer within 30 s");
+                    return;
+                }
+
+                using (response)
+                {
+                    Interlocked.Increment(ref answers);
+                    string body = await response.Content.ReadAsStringAsync();
+                    string? defect = Defect(path, response, body);
+                    if (defect is not null || response.StatusCode != HttpStatusCode.OK)
+                    {
+                        defects.Enqueue(defect ?? $"{path}: {(int)response.StatusCode} {Cut(body)}");
+                        continue;
+                    }
+
+                    if (path.EndsWith("window=1m", StringComparison.Ordinal))
+                    {
+                        using JsonDocument answer = JsonDocument.Parse(body);
+                        JsonElement st = answer.RootElement.GetProperty("statistics");
+                        long count = st.ValueKind == JsonValueKind.Null ? 0 : st.GetProperty("count").GetInt64();
+                        long sentNow = Interlocked.Read(ref sent) + 200; // one request may be written before its answer
+                        if (count > sentNow)
+                        {
+                            defects.Enqueue($"{path}: count {count}, more than the {sentNow} points sent");
+                        }
+
+                        long seen;
+                        while ((seen = Interlocked.Read(ref maxCount)) < count && Interlocked.CompareExchange(ref maxCount, count, seen) != seen)
+                        {
+                        }
+                    }
+                }
+            }
+        }
+
+        Task[] all = [Task.Run(SenderAsync), .. Enumerable.Range(0, 3).Select(i => Task.Run(() => QueriesAsync(i)))];
+        Task whole = Task.WhenAll(all);
+        Assert.True(await Task.WhenAny(whole, Task.Delay(TimeSpan.FromSeconds(90))) == whole, "the clients did not end within 90 s");
+        await whole;
+        string text = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+        string files = $"published files now {Directory.GetFiles(Path.Combine(server.DataDirectory, "windows"), "*.arrow").Length}, write errors {MetricsText.Value(text, "monitoring_stream_store_write_errors_total")}";
+        server.Terminate();
+        int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(defects.IsEmpty, $"{defects.Count} wrong answers of {Interlocked.Read(ref answers)}: {string.Join(" | ", defects.Take(8))}; {files}");
+        Assert.True(Interlocked.Read(ref maxCount) > 0, $"no query ever counted a point ({answers} answers, {sent} sent); {files}");
+        Assert.Equal(0, exit);
+    }
 }
