@@ -525,6 +525,105 @@ public class Probe14HostingBlackBoxTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task Probe14_ExtremeValuesAndLimitsThroughInstrumentsAndTheBridge_EdgesAcceptedOneStepPastRefusedNeverThrown()
+    {
+        // README: values beyond ±1e100 are ValueOutOfRange, NaN NotANumber, infinities Infinity. sdk.md: "A call never
+        // throws"; a counter takes "a non-negative increment" (-0.0 is not below zero); names follow the Prometheus model,
+        // an invalid one throws MetricValidationException when the instrument is created; configuration.md: names up to
+        // MaxNameLength (256), label values up to MaxLabelValueLength (4,096). The bridge: "a negative increment is refused
+        // and counted", nothing at the call sites throws.
+        string meterName = "Probe14.Extremes." + Guid.NewGuid().ToString("N");
+        using IHost host = BuildHost(("Pipeline:WindowSize", "00:00:01"), ("Bridge:Meters:0", meterName));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        MetricsCollector collector = host.Services.GetRequiredService<MetricsCollector>();
+        MetricsPipeline pipeline = collector.Pipeline;
+        double above = Math.BitIncrement(1e100);
+        var results = new List<string>();
+        void Expect(string what, RejectReason got, RejectReason wanted)
+        {
+            if (got != wanted)
+            {
+                results.Add($"{what}: {got}, expected {wanted}");
+            }
+        }
+
+        MetricCounter counter = collector.CreateCounter("probe14_extreme_total", ["k"]);
+        Expect("counter Add(-0.0)", counter.Add(-0.0, "x"), RejectReason.None);
+        Expect("counter Add(double.Epsilon)", counter.Add(double.Epsilon, "x"), RejectReason.None);
+        Expect("counter Add(1e100)", counter.Add(1e100, "x"), RejectReason.None);
+        Expect("counter Add(0)", counter.Add(0, "x"), RejectReason.None);
+        Expect("counter Add(next above 1e100)", counter.Add(above, "x"), RejectReason.ValueOutOfRange);
+        Expect("counter Add(-double.Epsilon)", counter.Add(-double.Epsilon, "x"), RejectReason.NegativeCounterIncrement);
+        Expect("counter Add(-1e100)", counter.Add(-1e100, "x"), RejectReason.NegativeCounterIncrement);
+        Expect("counter Add(NaN)", counter.Add(double.NaN, "x"), RejectReason.NotANumber);
+        Expect("counter Add(-inf)", counter.Add(double.NegativeInfinity, "x"), RejectReason.Infinity);
+        BoundCounter boundCounter = counter.Bind("bound");
+        Expect("bound counter Add(-0.0)", boundCounter.Add(-0.0), RejectReason.None);
+        Expect("bound counter Add(-double.Epsilon)", boundCounter.Add(-double.Epsilon), RejectReason.NegativeCounterIncrement);
+
+        MetricGauge gauge = collector.CreateGauge("probe14_extreme_level", ["k"]);
+        foreach (double v in new[] { -1e100, 1e100, -0.0, double.Epsilon, -double.Epsilon, 2.2250738585072014E-308 })
+        {
+            Expect($"gauge Set({v:R})", gauge.Set(v, "x"), RejectReason.None);
+        }
+
+        Expect("gauge Set(next above 1e100)", gauge.Set(above, "x"), RejectReason.ValueOutOfRange);
+        Expect("gauge Set(next below -1e100)", gauge.Set(-above, "x"), RejectReason.ValueOutOfRange);
+        Expect("gauge Set(double.MaxValue)", gauge.Set(double.MaxValue, "x"), RejectReason.ValueOutOfRange);
+
+        string name256 = "probe14_" + new string('n', 248);
+        MetricHistogram longest = collector.CreateHistogram(name256, ["k"]);
+        Expect("256-character metric, 4,096-character label value", longest.Record(1, new string('v', 4096)), RejectReason.None);
+        Expect("256-character metric, 4,097-character label value", longest.Record(1, new string('v', 4097)), RejectReason.LabelValueTooLong);
+        Exception? tooLong = Record.Exception(() => collector.CreateHistogram(name256 + "n", ["k"]));
+        if (tooLong is not MetricValidationException)
+        {
+            results.Add($"a 257-character metric name at creation: {tooLong?.GetType().Name ?? "no exception"}, expected MetricValidationException");
+        }
+
+        // The bridge: a Counter<double> increment of -0.0 is not negative; -double.Epsilon is.
+        using var meter = new System.Diagnostics.Metrics.Meter(meterName);
+        System.Diagnostics.Metrics.Counter<double> bridged = meter.CreateCounter<double>("probe14.bridged.total");
+        long negativeBefore = collector.GetRejectedCount(RejectReason.NegativeCounterIncrement);
+        Exception? callSite = Record.Exception(() =>
+        {
+            bridged.Add(-0.0);
+            bridged.Add(1e100);
+            bridged.Add(-double.Epsilon);
+            bridged.Add(above);
+            bridged.Add(double.NaN);
+        });
+        if (callSite is not null)
+        {
+            results.Add($"the bridged counter's call site threw {callSite.GetType().Name}: {callSite.Message}");
+        }
+
+        long bridgedNegative = collector.GetRejectedCount(RejectReason.NegativeCounterIncrement) - negativeBefore;
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+        MetricStatistics? counted = queries.GetStatistics("probe14_extreme_total", LabelSet.Create(new Label("k", "x")), TimeSpan.FromMinutes(10));
+        MetricStatistics? levels = queries.GetStatistics("probe14_extreme_level", LabelSet.Create(new Label("k", "x")), TimeSpan.FromMinutes(10));
+        MetricStatistics? viaBridge = queries.GetMatching("probe14_bridged_total", LabelSet.Empty, TimeSpan.FromMinutes(10));
+        string d = Describe(pipeline.GetMetrics()) + $"; counter {counted?.Count}/{counted?.Sum}/{counted?.Max}, gauge {levels?.Count} [{levels?.Min:R}, {levels?.Max:R}], bridged {viaBridge?.Count}/{viaBridge?.Sum}, bridged negative refusals {bridgedNegative}";
+        if (counted?.Count != 4 || counted.Max != 1e100)
+        {
+            results.Add("counter statistics: " + d);
+        }
+
+        if (levels?.Count != 6 || levels.Min != -1e100 || levels.Max != 1e100)
+        {
+            results.Add("gauge statistics: " + d);
+        }
+
+        if (viaBridge?.Count != 2 || bridgedNegative != 1)
+        {
+            results.Add("bridged counter: -0.0 and 1e100 taken, -double.Epsilon refused as negative: " + d);
+        }
+
+        Assert.True(results.Count == 0, string.Join("\n", results));
+    }
+
     /// <summary>Where a published file is cut to make the partial file a crash during its publication leaves.</summary>
     public enum PublicationCut
     {
