@@ -624,6 +624,139 @@ public class Probe14HostingBlackBoxTests(ITestOutputHelper output)
         Assert.True(results.Count == 0, string.Join("\n", results));
     }
 
+    [Fact]
+    public async Task Probe14_AbsurdSpansOverAnEarlierRunsFiles_EverythingKeptOrNothingNeverThrows()
+    {
+        // sdk.md: "TimeSpan.MaxValue asks for everything kept"; an explicit [from, to) must only be non-empty; windows come
+        // from memory and, for an earlier run, from the store's files (read whole); "the span is rounded out to whole
+        // windows". Spans at the ends of DateTimeOffset's range, over files rather than memory.
+        using var folder = new TempDirectory();
+        (string Key, string Value)[] store = [("ArrowStoreEnabled", "true"), ("ArrowStore:Directory", folder.Path), ("Pipeline:WindowSize", "00:00:01")];
+        long accepted = 0;
+        using (IHost first = BuildHost(store))
+        {
+            await first.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            MetricHistogram h = first.Services.GetRequiredService<MetricsCollector>().CreateHistogram("probe14_span", ["k"]);
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; clock.Elapsed < TimeSpan.FromSeconds(1.5); i++)
+            {
+                accepted += h.Record(1, i % 2 == 0 ? "a" : "b") == RejectReason.None ? 1 : 0;
+                if (i % 50 == 0)
+                {
+                    Thread.Sleep(1);
+                }
+            }
+
+            await first.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        }
+
+        using IHost second = BuildHost(store);
+        await second.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        MetricStatisticsService q = second.Services.GetRequiredService<MetricStatisticsService>();
+        DateTimeOffset now = DateTimeOffset.UtcNow;
+        var results = new List<string>();
+        void Whole(string what, Func<long?> count)
+        {
+            try
+            {
+                long? n = count();
+                if (n != accepted)
+                {
+                    results.Add($"{what}: {n?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "null"}, expected {accepted}");
+                }
+            }
+            catch (Exception e)
+            {
+                results.Add($"{what}: {e.GetType().Name}: {e.Message}");
+            }
+        }
+
+        void Nothing(string what, Func<object?> answer)
+        {
+            try
+            {
+                object? a = answer();
+                if (a is not null && a is not System.Collections.ICollection { Count: 0 })
+                {
+                    results.Add($"{what}: an answer where no window lies");
+                }
+            }
+            catch (Exception e)
+            {
+                results.Add($"{what}: {e.GetType().Name}: {e.Message}");
+            }
+        }
+
+        Whole("GetMatching(TimeSpan.MaxValue)", () => q.GetMatching("probe14_span", LabelSet.Empty, TimeSpan.MaxValue)?.Count);
+        Whole("GetMatching(MinValue, MaxValue)", () => q.GetMatching("probe14_span", LabelSet.Empty, DateTimeOffset.MinValue, DateTimeOffset.MaxValue)?.Count);
+        Whole("GetMatching(MinValue, now + 1 day)", () => q.GetMatching("probe14_span", LabelSet.Empty, DateTimeOffset.MinValue, now.AddDays(1))?.Count);
+        Whole("GetMatching(now - 400 days, MaxValue)", () => q.GetMatching("probe14_span", LabelSet.Empty, now.AddDays(-400), DateTimeOffset.MaxValue)?.Count);
+        Whole("GetGrouped(TimeSpan.MaxValue)", () => q.GetGrouped("probe14_span", LabelSet.Empty, ["k"], TimeSpan.MaxValue).Sum(g => g.Statistics.Count));
+        Whole("GetGrouped(MinValue, MaxValue)", () => q.GetGrouped("probe14_span", LabelSet.Empty, ["k"], DateTimeOffset.MinValue, DateTimeOffset.MaxValue).Sum(g => g.Statistics.Count));
+        Whole("GetStatistics a + b (MinValue, MaxValue)", () =>
+            q.GetStatistics("probe14_span", LabelSet.Create(new Label("k", "a")), DateTimeOffset.MinValue, DateTimeOffset.MaxValue)?.Count +
+            q.GetStatistics("probe14_span", LabelSet.Create(new Label("k", "b")), DateTimeOffset.MinValue, DateTimeOffset.MaxValue)?.Count);
+        Nothing("GetMatching(MaxValue - 1 ms, MaxValue)", () => q.GetMatching("probe14_span", LabelSet.Empty, DateTimeOffset.MaxValue.AddMilliseconds(-1), DateTimeOffset.MaxValue));
+        Nothing("GetMatching(MinValue, MinValue + 1 ms)", () => q.GetMatching("probe14_span", LabelSet.Empty, DateTimeOffset.MinValue, DateTimeOffset.MinValue.AddMilliseconds(1)));
+        Nothing("GetGrouped(year 9999)", () => q.GetGrouped("probe14_span", LabelSet.Empty, ["k"], new DateTimeOffset(9999, 1, 1, 0, 0, 0, TimeSpan.Zero), DateTimeOffset.MaxValue));
+        Nothing("GetMatching(year 1 to 2)", () => q.GetMatching("probe14_span", LabelSet.Empty, DateTimeOffset.MinValue, new DateTimeOffset(2, 1, 1, 0, 0, 0, TimeSpan.Zero)));
+        await second.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(accepted > 0);
+        Assert.True(results.Count == 0, string.Join("\n", results));
+    }
+
+    [Fact]
+    public async Task Probe14_SpanShorterThanAMillisecond_IsNotEmpty_AnsweredAsTheWholeWindowItFallsIn()
+    {
+        // sdk.md, Statistics queries: "A span must be positive and an explicit [from, to) not empty: otherwise the call
+        // throws"; an answer merges "the windows that overlap the span (the span is rounded out to whole windows)".
+        // [t, t + 0.4 ms) inside a window with points is neither empty nor negative: it is that window. TimeSpan.FromTicks(1)
+        // is a positive span.
+        using IHost host = BuildHost(("Pipeline:WindowSize", "00:00:01"));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        MetricHistogram h = host.Services.GetRequiredService<MetricsCollector>().CreateHistogram("probe14_subms", ["k"]);
+        long t = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000 * 1000 - 2000; // a whole window 2 s back, open for 3 s more
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.Equal(RejectReason.None, h.RecordAt(t + 100 + i, 1, "a"));
+        }
+
+        await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        MetricStatisticsService q = host.Services.GetRequiredService<MetricStatisticsService>();
+        Assert.Equal(10, q.GetMatching("probe14_subms", LabelSet.Empty, DateTimeOffset.FromUnixTimeMilliseconds(t), DateTimeOffset.FromUnixTimeMilliseconds(t + 1000))?.Count);
+
+        var results = new List<string>();
+        DateTimeOffset inside = DateTimeOffset.FromUnixTimeMilliseconds(t + 500).AddTicks(3000); // 0.3 ms into a millisecond
+        foreach ((string what, DateTimeOffset from, DateTimeOffset to) in new[]
+        {
+            ("[t + 500.3 ms, t + 500.7 ms)", inside, inside.AddTicks(4000)),
+            ("[t + 500.3 ms, + 1 tick)", inside, inside.AddTicks(1)),
+            ("[t + 500 ms, + 1 tick)", DateTimeOffset.FromUnixTimeMilliseconds(t + 500), DateTimeOffset.FromUnixTimeMilliseconds(t + 500).AddTicks(1)),
+        })
+        {
+            try
+            {
+                MetricStatistics? s = q.GetMatching("probe14_subms", LabelSet.Empty, from, to);
+                if (s?.Count != 10)
+                {
+                    results.Add($"{what}: count {s?.Count}, expected the window's 10");
+                }
+            }
+            catch (Exception e)
+            {
+                results.Add($"{what}: {e.GetType().Name}: {e.Message}");
+            }
+        }
+
+        Exception? positive = Record.Exception(() => q.GetMatching("probe14_subms", LabelSet.Empty, TimeSpan.FromTicks(1)));
+        if (positive is not null)
+        {
+            results.Add($"GetMatching(TimeSpan.FromTicks(1)), a positive span: {positive.GetType().Name}: {positive.Message}");
+        }
+
+        Assert.True(results.Count == 0, string.Join("\n", results));
+    }
+
     /// <summary>Where a published file is cut to make the partial file a crash during its publication leaves.</summary>
     public enum PublicationCut
     {
