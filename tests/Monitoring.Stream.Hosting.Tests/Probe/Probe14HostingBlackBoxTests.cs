@@ -757,6 +757,86 @@ public class Probe14HostingBlackBoxTests(ITestOutputHelper output)
         Assert.True(results.Count == 0, string.Join("\n", results));
     }
 
+    [Fact]
+    public async Task Probe14_BridgedMeterInstrumentsRecordThroughHostStopAndDisposal_CallSitesNeverThrow_PointsBeforeTheStopCounted()
+    {
+        // sdk.md, bridge: "Nothing changes at the call sites"; "Nothing at the call sites throws". Application code keeps
+        // recording on its Meters while the host stops and is disposed (it does not know the host is going away).
+        string meterName = "Probe14.Stop." + Guid.NewGuid().ToString("N");
+        IHost host = BuildHost(("Pipeline:WindowSize", "00:00:01"), ("Bridge:Meters:0", meterName));
+        await host.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        MetricsPipeline pipeline = host.Services.GetRequiredService<MetricsCollector>().Pipeline;
+        MetricStatisticsService queries = host.Services.GetRequiredService<MetricStatisticsService>();
+        using var meter = new System.Diagnostics.Metrics.Meter(meterName);
+        System.Diagnostics.Metrics.Counter<long> placed = meter.CreateCounter<long>("probe14.stop.placed");
+        System.Diagnostics.Metrics.Histogram<double> took = meter.CreateHistogram<double>("probe14.stop.duration");
+        System.Diagnostics.Metrics.UpDownCounter<int> open = meter.CreateUpDownCounter<int>("probe14.stop.open");
+        var thrown = new ConcurrentQueue<string>();
+        using var done = new ManualResetEventSlim();
+        long[] calls = new long[3];
+        Thread[] threads = [.. Enumerable.Range(0, 3).Select(i => new Thread(() =>
+        {
+            var tag = new KeyValuePair<string, object?>("t", i);
+            while (!done.IsSet)
+            {
+                try
+                {
+                    switch (i)
+                    {
+                        case 0: placed.Add(1, tag); break;
+                        case 1: took.Record(0.5, tag); break;
+                        default: open.Add(1, tag); open.Add(-1, tag); break;
+                    }
+
+                    calls[i]++;
+                }
+                catch (Exception e)
+                {
+                    thrown.Enqueue($"thread {i}: {e.GetType().Name}: {e.Message}");
+                    return;
+                }
+
+                if (calls[i] % 20 == 0)
+                {
+                    Thread.Sleep(1);
+                }
+            }
+        })
+        { IsBackground = true, Name = $"probe14-bridge-{i}" })];
+        foreach (Thread t in threads)
+        {
+            t.Start();
+        }
+
+        await Task.Delay(700);
+        Task stop = host.StopAsync();
+        Assert.True(await Task.WhenAny(stop, Task.Delay(TimeSpan.FromSeconds(60))) == stop, "the host did not stop within 60 s while the app recorded");
+        await stop;
+        await Task.Delay(200);
+        host.Dispose();
+        await Task.Delay(300);
+        done.Set();
+        foreach (Thread t in threads)
+        {
+            Assert.True(t.Join(TimeSpan.FromSeconds(30)), $"{t.Name} hung in a call");
+        }
+
+        // After the host is gone, one more of each.
+        Exception? after = Record.Exception(() =>
+        {
+            placed.Add(1);
+            took.Record(1);
+            open.Add(1);
+        });
+        PipelineMetrics m = pipeline.GetMetrics();
+        MetricStatistics? counted = queries.GetMatching("probe14_stop_placed", LabelSet.Empty, TimeSpan.FromMinutes(10));
+        string d = $"{Describe(m)}; calls [{string.Join(", ", calls)}], counted placed {counted?.Count}";
+        Assert.True(thrown.IsEmpty && after is null, $"a call site threw: {string.Join(" | ", thrown.Take(5))} {after?.GetType().Name}: {d}");
+        Assert.True(m.Offered == m.Accepted + m.Rejected + m.Dropped && m.Dropped == 0, d);
+        Assert.True(counted?.Count > 0 && counted.Count <= calls[0] && counted.Sum == counted.Count, $"placed: the points bridged before the stop: {d}");
+        Assert.True(m.Accepted == m.EmittedPoints + m.Late + m.FaultedPoints + m.StalePoints + m.OpenWindowPoints && m.OpenWindowPoints == 0, $"a graceful stop leaves nothing open: {d}");
+    }
+
     /// <summary>Where a published file is cut to make the partial file a crash during its publication leaves.</summary>
     public enum PublicationCut
     {
