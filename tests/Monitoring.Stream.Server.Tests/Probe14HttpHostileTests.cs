@@ -201,6 +201,54 @@ public class Probe14HttpHostileTests
     }
 
     [Fact]
+    public async Task Probe14_StepBuckets_AlignedOneStepEachCoveringTheSpan_AtMost500()
+    {
+        // docs/http-api.md, `step`: "the window cut into buckets of this size, oldest first ... aligned to multiples of step
+        // since the epoch ... At most 500 buckets". A window of exactly 500 steps that does not start on a multiple of the
+        // step (the window ends now) is the edge: aligned buckets covering it would be 501.
+        await using ServerProcess server = await ServerProcess.StartAsync(environment: s_settings);
+        using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(30) };
+        string metric = ServiceApi.UniqueMetric("probe14_steps");
+        var bucketFailures = new List<string>();
+        // Buckets (docs/http-api.md, step): aligned to multiples of step since the epoch, each step long, oldest first,
+        // together covering the span, at most 500.
+        foreach ((string window, long stepMs) in new[] { ("10s", 3000L), ("1h", 60_000L), ("366d", 86_400_000L), ("1m", 7L * 1000), ("1h", 7200L), ("500m", 60_000L), ("500s", 1000L) })
+        {
+            JsonElement answer = await ServiceApi.GetJsonAsync(client, $"/api/v1/statistics?metric={metric}&window={window}&step={stepMs}ms");
+            JsonElement[] buckets = [.. answer.GetProperty("series").EnumerateArray()];
+            long fromMs = DateTimeOffset.Parse(answer.GetProperty("from").GetString()!, CultureInfo.InvariantCulture).ToUnixTimeMilliseconds();
+            long toMs = DateTimeOffset.Parse(answer.GetProperty("to").GetString()!, CultureInfo.InvariantCulture).ToUnixTimeMilliseconds();
+            long[] starts = [.. buckets.Select(b => DateTimeOffset.Parse(b.GetProperty("from").GetString()!, CultureInfo.InvariantCulture).ToUnixTimeMilliseconds())];
+            long[] ends = [.. buckets.Select(b => DateTimeOffset.Parse(b.GetProperty("to").GetString()!, CultureInfo.InvariantCulture).ToUnixTimeMilliseconds())];
+            string what = $"window={window}&step={stepMs}ms: {buckets.Length} buckets from {starts.FirstOrDefault()} to {ends.LastOrDefault()}, span [{fromMs}, {toMs})";
+            if (buckets.Length == 0 || buckets.Length > 500)
+            {
+                bucketFailures.Add($"{what}: not 1 to 500 buckets");
+                continue;
+            }
+
+            for (int i = 0; i < buckets.Length; i++)
+            {
+                if (starts[i] % stepMs != 0 || ends[i] - starts[i] != stepMs || (i > 0 && starts[i] != ends[i - 1]))
+                {
+                    bucketFailures.Add($"{what}: bucket {i} [{starts[i]}, {ends[i]}) not aligned, not one step long or not right after the previous");
+                    break;
+                }
+            }
+
+            if (starts[0] > fromMs || ends[^1] < toMs)
+            {
+                bucketFailures.Add($"{what}: the buckets do not cover the span");
+            }
+        }
+
+        server.Terminate();
+        int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(bucketFailures.Count == 0, string.Join("\n", bucketFailures));
+        Assert.Equal(0, exit);
+    }
+
+    [Fact]
     public async Task Probe14_GroupByBeyond32Labels_400NamesGroupBy()
     {
         // docs/http-api.md: "Query strings: at most 32 label filters and 32 group-by labels"; "400 names the parameter".
