@@ -307,6 +307,13 @@ public class Probe14HttpHostileTests
         (status, answer) = await PostJsonAsync(Batch(Point(tiny, "5e-324"), Point(tiny, "-5e-324"), Point(tiny, "-0.0"), Point(tiny, "2.2250738585072014E-308")));
         Assert.True(status == 200 && answer.GetProperty("accepted").GetInt64() == 4, answer.ToString());
 
+        // A metric whose three series carry 90 label names between them (30 each): /api/v1/metrics lists "the label names
+        // seen on its series (at most 64 per metric)".
+        string wide = $"probe14_wide_{id}";
+        (status, answer) = await PostJsonAsync(Batch([.. Enumerable.Range(0, 3).Select(sIndex =>
+            Point(wide, "1", "{" + string.Join(',', Enumerable.Range(0, 30).Select(i => $"\"l{sIndex * 30 + i:D2}\":\"v\"")) + "}"))]));
+        Assert.True(status == 200 && answer.GetProperty("accepted").GetInt64() == 3, $"the wide metric: {status} {Cut(answer.ToString())}");
+
         // Names and label values at the limits and one past.
         string value4096 = Repeat('v', 4096);
         string value2048Two = Repeat('é', 2048);  // 4,096 UTF-8 bytes
@@ -362,6 +369,20 @@ public class Probe14HttpHostileTests
         Assert.True(e.GetProperty("sum").GetDouble() == 1e100, $"extreme: the sum of 1e100, -1e100, 1E+100 and tiny values: {e}");
 
         JsonElement t = await ClosedAsync(tiny, "", 4);
+        await ClosedAsync(wide, "", 3);
+        JsonElement catalog = await Poll.UntilAsync<string>(
+            async () =>
+            {
+                JsonElement c = await ServiceApi.GetJsonAsync(client, $"/api/v1/metrics?search=PROBE14_WIDE_{id.ToUpperInvariant()}");
+                return c.GetProperty("metrics").GetArrayLength() > 0 ? c.GetRawText() : null;
+            },
+            TimeSpan.FromSeconds(30),
+            "the wide metric in /api/v1/metrics (search is case-insensitive)") is string raw ? JsonDocument.Parse(raw).RootElement.Clone() : default;
+        JsonElement entry = Assert.Single(catalog.GetProperty("metrics").EnumerateArray());
+        Assert.Equal(wide, entry.GetProperty("name").GetString());
+        string[] names = [.. entry.GetProperty("labels").EnumerateArray().Select(n => n.GetString()!)];
+        Assert.True(names.Length is > 0 and <= 64 && names.Distinct().Count() == names.Length && names.All(n => n.StartsWith('l')),
+            $"the wide metric's label names: {names.Length} ({string.Join(",", names)})");
         Assert.True(t.GetProperty("min").GetDouble() == -double.Epsilon && t.GetProperty("max").GetDouble() == 2.2250738585072014E-308, $"tiny: {t}");
 
         JsonElement l = await ClosedAsync(longName, $"&label.{labelName256}={value4096}", 1);
