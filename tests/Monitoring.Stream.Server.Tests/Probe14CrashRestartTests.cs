@@ -17,6 +17,7 @@ namespace Monitoring.Stream.Server.Tests;
 /// README.md, docs/http-api.md, docs/operations.md, docs/arrow-schema.md and docs/sdk.md ("No window is counted twice,
 /// and none is left out"; "Acknowledged means on disk"; "A partial file is recovered, not deleted").
 /// </summary>
+[Collection("Probe14 processes")]
 public class Probe14CrashRestartTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static Dictionary<string, string> Settings(params (string Key, string Value)[] more)

@@ -15,6 +15,7 @@ namespace Monitoring.Stream.Server.Tests;
 /// endpoint while the service stops. Promises: "400 names the parameter"; "No answer carries an exception message or a
 /// stack trace; an unexpected failure is a bare 500" (so a 500 is a defect); the limits of the ingest table.
 /// </summary>
+[Collection("Probe14 processes")]
 public class Probe14HttpHostileTests
 {
     private static readonly Dictionary<string, string> s_settings = new()
