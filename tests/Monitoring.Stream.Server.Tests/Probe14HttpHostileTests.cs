@@ -67,14 +67,15 @@ public class Probe14HttpHostileTests
         // (path and query, the parameter a 400 must name, or null when any 200 or 4xx is fine, or "200" when it must answer)
         (string Path, string? Parameter)[] cases =
         [
-            // Documented limits: at most 32 label filters and 32 group-by labels; no step with groupBy; at most 500 buckets.
+            // Documented limits: at most 32 label filters and 32 group-by labels; no step with groupBy; at most 500 steps in the window.
             ($"/api/v1/statistics?metric={metric}{filters32}", "200"),
             ($"/api/v1/statistics?metric={metric}{filters33}", "label"),
             ($"/api/v1/statistics?metric={metric}{group32}", "200"),
             ($"/api/v1/statistics?metric={metric}{group33}", null),            // named wrongly: Probe14_GroupByBeyond32_...
             ($"/api/v1/statistics?metric={metric}{group33Repeated}", null),
             ($"/api/v1/statistics?metric={metric}&groupBy=k&step=10s", "step"),
-            ($"/api/v1/statistics?metric={metric}&window=1h&step=7.2s", "200"),   // exactly 500 buckets, or 501 when not aligned
+            ($"/api/v1/statistics?metric={metric}&window=1h&step=7.2s", "200"),   // exactly 500 steps: 500 buckets, or 501 when not aligned
+            ($"/api/v1/statistics?metric={metric}&window=1h&step=7s", "step"),    // 514 steps
             ($"/api/v1/statistics?metric={metric}&window=366d", "200"),
             ($"/api/v1/statistics?metric={metric}&window=366d&step=1d", "200"),
             ($"/api/v1/statistics?metric={metric}&window=366d&step=366d", "200"),
@@ -202,17 +203,19 @@ public class Probe14HttpHostileTests
     }
 
     [Fact]
-    public async Task Probe14_StepBuckets_AlignedOneStepEachCoveringTheSpan_AtMost500()
+    public async Task Probe14_StepBuckets_AlignedOneStepEachCoveringTheSpan_AtMost501()
     {
         // docs/http-api.md, `step`: "the window cut into buckets of this size, oldest first ... aligned to multiples of step
-        // since the epoch ... At most 500 buckets". A window of exactly 500 steps that does not start on a multiple of the
-        // step (the window ends now) is the edge: aligned buckets covering it would be 501.
+        // since the epoch ... The window may hold at most 500 steps; the aligned buckets covering it are at most one more
+        // than ⌈window ÷ step⌉ ... at most 501". A window of exactly 500 steps that does not start on a multiple of the
+        // step is the edge. (Probe 14 found 501 buckets where the docs then
+        // said "At most 500 buckets"; the docs now state the count.)
         await using ServerProcess server = await ServerProcess.StartAsync(environment: s_settings);
         using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(30) };
         string metric = ServiceApi.UniqueMetric("probe14_steps");
         var bucketFailures = new List<string>();
         // Buckets (docs/http-api.md, step): aligned to multiples of step since the epoch, each step long, oldest first,
-        // together covering the span, at most 500.
+        // together covering the span, at most 501.
         foreach ((string window, long stepMs) in new[] { ("10s", 3000L), ("1h", 60_000L), ("366d", 86_400_000L), ("1m", 7L * 1000), ("1h", 7200L), ("500m", 60_000L), ("500s", 1000L) })
         {
             JsonElement answer = await ServiceApi.GetJsonAsync(client, $"/api/v1/statistics?metric={metric}&window={window}&step={stepMs}ms");
@@ -222,9 +225,11 @@ public class Probe14HttpHostileTests
             long[] starts = [.. buckets.Select(b => DateTimeOffset.Parse(b.GetProperty("from").GetString()!, CultureInfo.InvariantCulture).ToUnixTimeMilliseconds())];
             long[] ends = [.. buckets.Select(b => DateTimeOffset.Parse(b.GetProperty("to").GetString()!, CultureInfo.InvariantCulture).ToUnixTimeMilliseconds())];
             string what = $"window={window}&step={stepMs}ms: {buckets.Length} buckets from {starts.FirstOrDefault()} to {ends.LastOrDefault()}, span [{fromMs}, {toMs})";
-            if (buckets.Length == 0 || buckets.Length > 500)
+            // The aligned buckets that cover [from, to): from the step boundary at or before from to the one at or after to.
+            long expected = ((toMs + stepMs - 1) / stepMs) - (fromMs / stepMs);
+            if (buckets.Length == 0 || buckets.Length > 501 || buckets.Length != expected)
             {
-                bucketFailures.Add($"{what}: not 1 to 500 buckets");
+                bucketFailures.Add($"{what}: not 1 to 501 buckets, or not the {expected} that cover the span aligned");
                 continue;
             }
 

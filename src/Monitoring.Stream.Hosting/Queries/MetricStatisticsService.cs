@@ -156,11 +156,17 @@ public sealed class MetricStatisticsService
     private void Collect(string metric, Func<LabelSet, StatisticsAccumulator?> route, DateTimeOffset from, DateTimeOffset to)
     {
         ArgumentException.ThrowIfNullOrEmpty(metric);
-        long fromMs = from.ToUnixTimeMilliseconds();
-        long toMs = to.ToUnixTimeMilliseconds();
-        if (toMs <= fromMs)
+        if (to <= from)
         {
             throw new ArgumentException($"The span is empty: from {from:O} is not before to {to:O}.", nameof(to));
+        }
+
+        // Rounded out to whole milliseconds, as windows are: a span within one millisecond is that millisecond, not empty.
+        long fromMs = from.ToUnixTimeMilliseconds();
+        long toMs = to.ToUnixTimeMilliseconds();
+        if (to.UtcTicks % TimeSpan.TicksPerMillisecond != 0)
+        {
+            toMs++;
         }
 
         // Memory answers the windows it holds that end after its boundary (the newest end it evicted); the files

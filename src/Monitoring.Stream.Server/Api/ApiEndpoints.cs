@@ -22,7 +22,10 @@ internal static class ApiEndpoints
     /// <summary>The largest number of label filters and group-by labels of one query.</summary>
     public const int MaxQueryLabels = 32;
 
-    /// <summary>Most buckets a statistics query with <c>step</c> may ask for.</summary>
+    /// <summary>
+    /// Most steps the window of a statistics query with <c>step</c> may hold; the buckets, aligned to multiples of the
+    /// step, are one more when the window does not start on one.
+    /// </summary>
     public const int MaxBuckets = 500;
 
     /// <summary>Maps every endpoint.</summary>
@@ -146,9 +149,14 @@ internal static class ApiEndpoints
         }
 
         List<string> groupBy = [.. query["groupBy"].SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Distinct(StringComparer.Ordinal)];
-        if (filter.Count > MaxQueryLabels || groupBy.Count > MaxQueryLabels)
+        if (filter.Count > MaxQueryLabels)
         {
-            return BadQuery("label", $"at most {MaxQueryLabels} label filters and {MaxQueryLabels} group-by labels.");
+            return BadQuery("label.<name>", $"at most {MaxQueryLabels} label filters ({filter.Count} given).");
+        }
+
+        if (groupBy.Count > MaxQueryLabels)
+        {
+            return BadQuery("groupBy", $"at most {MaxQueryLabels} group-by labels ({groupBy.Count} given).");
         }
 
         TimeSpan? step = null;
@@ -167,7 +175,7 @@ internal static class ApiEndpoints
 
             if (window / parsed > MaxBuckets)
             {
-                return BadQuery("step", $"cuts the window into more than {MaxBuckets} buckets.");
+                return BadQuery("step", $"cuts the window into more than {MaxBuckets} steps.");
             }
 
             step = parsed;
