@@ -215,6 +215,20 @@ internal static class RunCommand
             }
 
             var lifetime = (SignalLifetime)app.Services.GetRequiredService<IHostLifetime>();
+            if (settings.StopDrainDelay > TimeSpan.Zero && !lifetime.Abort.IsCancellationRequested)
+            {
+                // Still serving, but not ready: /health/ready and ingest answer 503 while the load balancer notices.
+                Console.WriteLine($"monitoring-stream: draining for {settings.StopDrainDelay.TotalSeconds:0.###} s (/health/ready and ingest answer 503) before the stop; a second signal skips it");
+                try
+                {
+                    await Task.Delay(settings.StopDrainDelay, lifetime.Abort).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    // The second signal: the stop begins now, forced.
+                }
+            }
+
             await app.StopAsync(lifetime.Abort).ConfigureAwait(false);
             PipelineMetrics m = app.Services.GetRequiredService<MetricsPipeline>().GetMetrics();
             Console.WriteLine($"monitoring-stream: stopped ({m.State}): offered {m.Offered:N0}, accepted {m.Accepted:N0} = emitted {m.EmittedPoints:N0} + late {m.Late:N0} + open {m.OpenWindowPoints:N0} + queued {m.Queued:N0}; " +

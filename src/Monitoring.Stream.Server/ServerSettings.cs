@@ -65,6 +65,12 @@ internal sealed class ServerSettings
     /// <summary>Time allowed to receive a request's headers.</summary>
     public TimeSpan RequestHeadersTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// After the first stop signal, how long the service goes on serving before its stop begins, answering
+    /// <c>/health/ready</c> 503 and ingest 503 <c>stopping</c>, so a load balancer takes it out of rotation first.
+    /// </summary>
+    public TimeSpan StopDrainDelay { get; set; } = TimeSpan.Zero;
+
     /// <summary>Also send every window by Prometheus remote write to this URL.</summary>
     public string? RemoteWriteUrl { get; set; }
 
@@ -124,6 +130,7 @@ internal sealed class ServerSettings
         Check(MinRequestBodyBytesPerSecond > 0 && double.IsFinite(MinRequestBodyBytesPerSecond), "MinRequestBodyBytesPerSecond", string.Empty, MinRequestBodyBytesPerSecond, "must be positive and finite.");
         Check(RequestBodyGracePeriod > TimeSpan.Zero && RequestBodyGracePeriod <= day, "RequestBodyGracePeriod", string.Empty, RequestBodyGracePeriod, "must be positive and at most 1 day.");
         Check(RequestHeadersTimeout > TimeSpan.Zero && RequestHeadersTimeout <= day, "RequestHeadersTimeout", string.Empty, RequestHeadersTimeout, "must be positive and at most 1 day.");
+        Check(StopDrainDelay >= TimeSpan.Zero && StopDrainDelay <= TimeSpan.FromMinutes(10), "StopDrainDelay", string.Empty, StopDrainDelay, "must be from 0 to 10 minutes.");
         Check(RemoteWriteTimeout > TimeSpan.Zero && RemoteWriteTimeout <= day, "RemoteWriteTimeout", string.Empty, RemoteWriteTimeout, "must be positive and at most 1 day (00:00:30 by default).");
         Check(RemoteWriteUrl is null || (Uri.TryCreate(RemoteWriteUrl, UriKind.Absolute, out Uri? rw) && (rw.Scheme == Uri.UriSchemeHttp || rw.Scheme == Uri.UriSchemeHttps)),
             "RemoteWriteUrl", "--remote-write-url", RemoteWriteUrl, "must be an http or https URL.");
