@@ -137,6 +137,32 @@ public class SeriesIdentityIndexTests
         // A caller that builds its metric name anew for every series would add a shape per series: they are
         // capped, and the series beyond the cap are answered by identity from their label arrays.
         var registry = new SeriesRegistry(new SeriesRegistryOptions { MaxSeriesPerMetric = 100_000 });
+        // Compacting collections all along (as other tests running beside this one cause, now and then): a run beside
+        // the Hosting tests once found 94.8 % of the series indexed after one pass, a collection having moved the strings.
+        using var stopGc = new CancellationTokenSource();
+        var gcThread = new Thread(() =>
+        {
+            while (!stopGc.IsCancellationRequested)
+            {
+                GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+                Thread.Sleep(1);
+            }
+        })
+        { IsBackground = true };
+        gcThread.Start();
+        try
+        {
+            AssertEverySeriesItselfAndMostIndexed(registry);
+        }
+        finally
+        {
+            stopGc.Cancel();
+            gcThread.Join();
+        }
+    }
+
+    private static void AssertEverySeriesItselfAndMostIndexed(SeriesRegistry registry)
+    {
         int series = SeriesIdentityIndex.MaxShapes + 200;
         var metrics = new string[series];
         var labels = new Label[series][];
@@ -159,6 +185,18 @@ public class SeriesIdentityIndexTests
 
         // A series whose window of eight slots is full is answered by value (about 1.5 % at this table's load);
         // the 200 series past the cap must be in the index too.
+        // A collection that moved the strings since their slots were chosen leaves slots behind until the series are
+        // looked up again (then they move, and a series whose window was full of such slots tries again after frees):
+        // a few more passes over every series, as callers would make, bring the index back.
+        for (int pass = 0; pass < 10 && registry.IdentityIndexed < series * 0.95; pass++)
+        {
+            for (int s = 0; s < series; s++)
+            {
+                Assert.Equal(RejectReason.None, registry.TryGetOrAdd(metrics[s], labels[s], out SeriesId again));
+                Assert.Equal(ids[s], again);
+            }
+        }
+
         Assert.True(registry.IdentityIndexed >= series * 0.95, $"{registry.IdentityIndexed} of {series} series indexed");
     }
 
