@@ -839,17 +839,20 @@ public sealed class PointWriter : IDisposable
             Volatile.Write(ref _counters.Accepted, _counters.Accepted - count);
         }
 
-        if (Mode == BackpressureMode.DropNewest)
-        {
-            Drop(batch, DropReason.QueueFull, shard);
-            return;
-        }
-
         if (!canWait)
         {
+            // The engine's timer, for any mode: the batch stays buffered for its next pass. Dropping it here (as a
+            // DropNewest caller's own full batch is) lost points of idle threads whenever more of them than a shard's
+            // queue holds had something buffered at one pass, each a batch of a few points, the shard nearly idle.
             Volatile.Write(ref _counters.SentSeq[shard], _sentSeq[shard]);
             _pending[shard] = batch;
             _wroteSinceFlush = true;
+            return;
+        }
+
+        if (Mode == BackpressureMode.DropNewest)
+        {
+            Drop(batch, DropReason.QueueFull, shard);
             return;
         }
 
