@@ -301,7 +301,7 @@ public class Probe14CrashRestartTests(Xunit.Abstractions.ITestOutputHelper outpu
         {
             using HttpClient client = Client(second);
             SortedDictionary<string, (long Count, double Sum, double Min, double Max)> groups = Groups(await StatisticsAsync(client, metric, "&groupBy=sender"), "sender");
-            (long stored, double storedSum) = await ReadStoreAsync(Path.Combine(data.Path, "windows"), metric);
+            (long stored, double storedSum) = await StoreFiles.ReadAsync(Path.Combine(data.Path, "windows"), metric);
             string counts = $"answers accepted [{string.Join(", ", accepted)}], unanswered [{string.Join(", ", unanswered)}]; statistics {Show(groups)}; store {stored}; statuses {string.Join(",", statuses.GroupBy(s => s).Select(g => $"{g.Key}x{g.Count()}"))}";
             for (int id = 0; id < Senders; id++)
             {
@@ -356,7 +356,7 @@ public class Probe14CrashRestartTests(Xunit.Abstractions.ITestOutputHelper outpu
             string metricsText = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
             Assert.True(MetricsText.Value(metricsText, "monitoring_stream_store_files_set_aside") == 0, $"run {run}: a file was set aside after a kill. Output:\n{server.Output}");
             Assert.True(MetricsText.Value(metricsText, "monitoring_stream_store_pending_recoveries") == 0, $"run {run}: a partial file waits. Output:\n{server.Output}");
-            (long stored, _) = await ReadStoreAsync(windows, metric);
+            (long stored, _) = await StoreFiles.ReadAsync(windows, metric);
             long counted = Figures(await StatisticsAsync(client, metric))?.Count ?? 0;
             Assert.True(counted == stored, $"run {run}: the statistics count {counted} points, the store's files hold {stored}");
             Assert.True(counted >= lowerBound, $"run {run}: the statistics count {counted} points, the killed run had {lowerBound} counted and acknowledged");
@@ -409,7 +409,7 @@ public class Probe14CrashRestartTests(Xunit.Abstractions.ITestOutputHelper outpu
             using HttpClient client = Client(last);
             string metricsText = await client.GetStringAsync(new Uri("/metrics", UriKind.Relative));
             Assert.True(MetricsText.Value(metricsText, "monitoring_stream_store_files_set_aside") == 0, $"a file was set aside after a kill. Output:\n{last.Output}");
-            (long stored, double sum) = await ReadStoreAsync(windows, metric);
+            (long stored, double sum) = await StoreFiles.ReadAsync(windows, metric);
             long counted = Figures(await StatisticsAsync(client, metric))?.Count ?? 0;
             Assert.True(counted == stored && sum == stored, $"the statistics count {counted} points, the store's files hold {stored} (sum {sum})");
             Assert.True(counted >= lowerBound && counted <= accepted + unanswered, $"counted {counted}, acknowledged before a kill {lowerBound}, accepted {accepted} + unanswered {unanswered}");
@@ -459,7 +459,7 @@ public class Probe14CrashRestartTests(Xunit.Abstractions.ITestOutputHelper outpu
         Assert.Equal(0, MetricsText.Value(text, "monitoring_stream_store_write_errors_total"));
         server.Terminate();
         Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(60)));
-        (long stored, _) = await ReadStoreAsync(windows, metric);
+        (long stored, _) = await StoreFiles.ReadAsync(windows, metric);
         Assert.True(stored == 500, $"the store's files hold {stored} of the 500 points after the stop");
 
         (exit, output) = await QueryAsync();
@@ -635,33 +635,4 @@ public class Probe14CrashRestartTests(Xunit.Abstractions.ITestOutputHelper outpu
         return parts;
     }
 
-    /// <summary>Count and sum of <paramref name="metric"/> over every published Arrow file of the store folder.</summary>
-    private static async Task<(long Count, double Sum)> ReadStoreAsync(string directory, string metric)
-    {
-        long count = 0;
-        double sum = 0;
-        foreach (string file in Directory.GetFiles(directory, "*.arrow"))
-        {
-            using FileStream stream = File.OpenRead(file);
-            using var reader = new ArrowFileReader(stream);
-            int batches = await reader.RecordBatchCountAsync();
-            for (int i = 0; i < batches; i++)
-            {
-                using RecordBatch batch = await reader.ReadRecordBatchAsync(i, CancellationToken.None);
-                var metrics = (StringArray)batch.Column("metric");
-                var counts = (Int64Array)batch.Column("count");
-                var sums = (DoubleArray)batch.Column("sum");
-                for (int row = 0; row < batch.Length; row++)
-                {
-                    if (metrics.GetString(row) == metric)
-                    {
-                        count += counts.GetValue(row)!.Value;
-                        sum += sums.GetValue(row)!.Value;
-                    }
-                }
-            }
-        }
-
-        return (count, sum);
-    }
 }

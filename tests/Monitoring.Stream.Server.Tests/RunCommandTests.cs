@@ -1,8 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
-using Apache.Arrow;
-using Apache.Arrow.Ipc;
 using Monitoring.Stream.Server.Tests.Support;
 using Monitoring.Stream.Tests.Support;
 
@@ -38,7 +36,7 @@ public class RunCommandTests
         Assert.True(exit == 0, $"exit code {exit}. Output:\n{server.Output}");
         Assert.Contains("stopped (Stopped)", server.Output, StringComparison.Ordinal);
 
-        (long count, double sum) = await ReadStoreAsync(Path.Combine(server.DataDirectory, "windows"), metric);
+        (long count, double sum) = await StoreFiles.ReadAsync(Path.Combine(server.DataDirectory, "windows"), metric);
         Assert.True(openBeforeStop || count == 1000, "the window had closed before the stop (the test proves nothing then)");
         Assert.Equal(1000, count);
         Assert.Equal(values.Sum(), sum);
@@ -120,32 +118,4 @@ public class RunCommandTests
         Assert.Equal(0, await server.WaitForExitAsync(TimeSpan.FromSeconds(60)));
     }
 
-    private static async Task<(long Count, double Sum)> ReadStoreAsync(string directory, string metric)
-    {
-        long count = 0;
-        double sum = 0;
-        foreach (string file in Directory.GetFiles(directory, "*.arrow"))
-        {
-            using FileStream stream = File.OpenRead(file);
-            using var reader = new ArrowFileReader(stream);
-            int batches = await reader.RecordBatchCountAsync();
-            for (int i = 0; i < batches; i++)
-            {
-                using RecordBatch batch = await reader.ReadRecordBatchAsync(i, CancellationToken.None);
-                var metrics = (StringArray)batch.Column("metric");
-                var counts = (Int64Array)batch.Column("count");
-                var sums = (DoubleArray)batch.Column("sum");
-                for (int row = 0; row < batch.Length; row++)
-                {
-                    if (metrics.GetString(row) == metric)
-                    {
-                        count += counts.GetValue(row)!.Value;
-                        sum += sums.GetValue(row)!.Value;
-                    }
-                }
-            }
-        }
-
-        return (count, sum);
-    }
 }

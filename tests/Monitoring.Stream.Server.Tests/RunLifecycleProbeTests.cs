@@ -2,8 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using Apache.Arrow;
-using Apache.Arrow.Ipc;
 using Monitoring.Stream.Server.Tests.Support;
 using Monitoring.Stream.Tests.Support;
 
@@ -33,35 +31,6 @@ public class RunLifecycleProbeTests
         return all;
     }
 
-    /// <summary>Count and sum of <paramref name="metric"/> over every published Arrow file of the store folder.</summary>
-    private static async Task<(long Count, double Sum)> ReadStoreAsync(string directory, string metric)
-    {
-        long count = 0;
-        double sum = 0;
-        foreach (string file in Directory.GetFiles(directory, "*.arrow"))
-        {
-            using FileStream stream = File.OpenRead(file);
-            using var reader = new ArrowFileReader(stream);
-            int batches = await reader.RecordBatchCountAsync();
-            for (int i = 0; i < batches; i++)
-            {
-                using RecordBatch batch = await reader.ReadRecordBatchAsync(i, CancellationToken.None);
-                var metrics = (StringArray)batch.Column("metric");
-                var counts = (Int64Array)batch.Column("count");
-                var sums = (DoubleArray)batch.Column("sum");
-                for (int row = 0; row < batch.Length; row++)
-                {
-                    if (metrics.GetString(row) == metric)
-                    {
-                        count += counts.GetValue(row)!.Value;
-                        sum += sums.GetValue(row)!.Value;
-                    }
-                }
-            }
-        }
-
-        return (count, sum);
-    }
 
     /// <summary>docs/event-time.md's identities, read from one scrape of /metrics.</summary>
     private static void AssertAccounting(string text)
@@ -171,7 +140,7 @@ public class RunLifecycleProbeTests
         Assert.Equal(0, rejectedInAnswers);
 
         // Every point a 200 answer accepted is in the store; at most the points whose answer never came are added.
-        (long stored, double sum) = await ReadStoreAsync(Path.Combine(server.DataDirectory, "windows"), metric);
+        (long stored, double sum) = await StoreFiles.ReadAsync(Path.Combine(server.DataDirectory, "windows"), metric);
         Assert.True(stored >= acceptedInAnswers, $"the store holds {stored} points, the answers accepted {acceptedInAnswers}");
         Assert.True(stored <= acceptedInAnswers + unanswered, $"the store holds {stored} points, more than accepted {acceptedInAnswers} + unanswered {unanswered}");
         Assert.Equal(stored, sum);
@@ -256,7 +225,7 @@ public class RunLifecycleProbeTests
 
         // The partial file of the killed run was recovered: every acknowledged point is in a published file.
         Assert.Empty(Directory.GetFiles(windows, "*.partial"));
-        (long count, double sum) = await ReadStoreAsync(windows, metric);
+        (long count, double sum) = await StoreFiles.ReadAsync(windows, metric);
         Assert.Equal(values.Length, count);
         Assert.Equal(values.Sum(), sum);
     }
@@ -372,7 +341,7 @@ public class RunLifecycleProbeTests
             int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(45));
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the second SIGTERM took {clock.Elapsed.TotalSeconds:F1} s to stop the service (the shutdown timeout is 30 s). Output:\n{server.Output}");
             Assert.True(exit is 0 or 1 or 2, $"exit code {exit}. Output:\n{server.Output}");
-            (long count, double sum) = await ReadStoreAsync(Path.Combine(server.DataDirectory, "windows"), metric);
+            (long count, double sum) = await StoreFiles.ReadAsync(Path.Combine(server.DataDirectory, "windows"), metric);
             Assert.Equal(300, count);
             Assert.Equal(600.0, sum);
         }
