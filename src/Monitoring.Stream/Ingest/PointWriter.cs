@@ -69,6 +69,12 @@ public sealed class PointWriter : IDisposable
     private bool _newestAheadOfClock;
     private long _clockMs;
     private long _lastFlush;
+
+    /// <summary>When the engine's timer first kept a batch of this writer for a full shard (long.MinValue: none kept).</summary>
+    private long _keptSince = long.MinValue;
+
+    /// <summary>How long the timer keeps a DropNewest writer's batch for a full shard: SourceIdleTimeout, in timestamp ticks.</summary>
+    private readonly long _keepLimitTicks;
     private int _sinceClockCheck;
     private bool _wroteSinceFlush;
     private long _lastCheckpoint = long.MinValue;
@@ -104,6 +110,7 @@ public sealed class PointWriter : IDisposable
         _maxRepresentableMs = settings.MaxRepresentableMs;
         _outlierGapMs = settings.LatenessMs;
         _flushIntervalTicks = (long)(settings.ProducerFlushInterval.TotalSeconds * _time.TimestampFrequency);
+        _keepLimitTicks = (long)(settings.SourceIdleTimeoutMs / 1000.0 * _time.TimestampFrequency);
         Source = source;
         Mode = mode;
         _counters = counters;
@@ -670,6 +677,7 @@ public sealed class PointWriter : IDisposable
         _counters.Buffered = left;
         if (!left)
         {
+            _keptSince = long.MinValue;
             // After Buffered: a shard that sees the new count reads sequences published before it.
             Volatile.Write(ref _counters.ClearFlushes, _counters.ClearFlushes + 1);
         }
@@ -831,6 +839,11 @@ public sealed class PointWriter : IDisposable
         {
             _bells[shard].Ring(urgent);
             _sentSeq[shard]++;
+            if (_keptSince != long.MinValue)
+            {
+                ForgetKeptIfNoneLeft();
+            }
+
             return;
         }
 
@@ -841,9 +854,28 @@ public sealed class PointWriter : IDisposable
 
         if (!canWait)
         {
-            // The engine's timer, for any mode: the batch stays buffered for its next pass. Dropping it here (as a
-            // DropNewest caller's own full batch is) lost points of idle threads whenever more of them than a shard's
-            // queue holds had something buffered at one pass, each a batch of a few points, the shard nearly idle.
+            // The engine's timer: the batch stays buffered for a later pass. Dropping it at once (as a DropNewest
+            // caller's own full batch is) lost points of idle threads whenever more of them than a shard's queue holds
+            // had something buffered at one pass, each a batch of a few points, the shard nearly idle. But a kept batch
+            // is on its way, and holds this source's watermark on every shard: a DropNewest writer keeps it for at most
+            // SourceIdleTimeout (the longest a quiet source may hold windows), then drops it as before, counted.
+            if (_pipeline.IsShardFaulted(shard))
+            {
+                Drop(batch, DropReason.ShardFault, shard);
+                return;
+            }
+
+            long keptAt = _time.GetTimestamp();
+            if (_keptSince == long.MinValue)
+            {
+                _keptSince = keptAt;
+            }
+            else if (Mode == BackpressureMode.DropNewest && keptAt - _keptSince >= _keepLimitTicks)
+            {
+                Drop(batch, DropReason.QueueFull, shard);
+                return;
+            }
+
             Volatile.Write(ref _counters.SentSeq[shard], _sentSeq[shard]);
             _pending[shard] = batch;
             _wroteSinceFlush = true;
@@ -858,6 +890,20 @@ public sealed class PointWriter : IDisposable
 
         WaitAndWrite(shard, batch, draining);
         _bells[shard].Ring(urgent);
+    }
+
+    /// <summary>After a batch went in: a kept batch's age no longer counts once none is buffered.</summary>
+    private void ForgetKeptIfNoneLeft()
+    {
+        foreach (PointBatch? pending in _pending)
+        {
+            if (pending is { Count: > 0 })
+            {
+                return;
+            }
+        }
+
+        _keptSince = long.MinValue;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
