@@ -21,6 +21,23 @@ public class KilledProcessTests
         return path;
     }
 
+    /// <summary>Keeps the last 40 lines the demo printed, for a failure's message.</summary>
+    private static void Keep(System.Collections.Concurrent.ConcurrentQueue<string> lines, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lines.Enqueue(line);
+        while (lines.Count > 40 && lines.TryDequeue(out _))
+        {
+        }
+    }
+
+    private static string FilesIn(string directory) => !Directory.Exists(directory) ? "no store folder"
+        : $"{Directory.GetFiles(directory, "*" + ArrowFileStore.Extension).Length} published and {Directory.GetFiles(directory, "*" + ArrowFileStore.PartialExtension).Length} partial files";
+
     [Fact]
     public async Task KilledWhileWriting_StoreHoldsOnlyCompleteReadableFiles()
     {
@@ -38,8 +55,9 @@ public class KilledProcessTests
         }
 
         using Process process = Process.Start(start)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        process.OutputDataReceived += (_, e) => Keep(output, e.Data);
+        process.ErrorDataReceived += (_, e) => Keep(output, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         try
@@ -53,7 +71,9 @@ public class KilledProcessTests
                 await Task.Delay(50);
             }
 
-            Assert.False(process.HasExited, "the demo ended before it could be killed mid-write");
+            Assert.False(process.HasExited,
+                $"the demo ended (exit code {(process.HasExited ? process.ExitCode : 0)}) after {clock.Elapsed.TotalSeconds:F1} s, before it could be killed mid-write; " +
+                $"{FilesIn(windows)}; its last lines:\n{string.Join('\n', output)}");
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), "no file was published within 90 s");
         }
         finally
