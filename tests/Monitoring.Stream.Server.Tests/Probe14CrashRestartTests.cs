@@ -478,116 +478,74 @@ public class Probe14CrashRestartTests(Xunit.Abstractions.ITestOutputHelper outpu
         // service is stopping". docs/configuration.md: Pipeline:ShutdownTimeout is the "longest graceful stop". README:
         // sinks are independent; "open windows go to the store". A receiver that never answers holds the remote-write sink,
         // so the graceful stop lasts until the 6 s shutdown timeout; every request sent meanwhile is told the truth.
-        using var hole = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        hole.Start();
-        var held = new List<TcpClient>();
-        using var holeStop = new CancellationTokenSource();
-        Task accepting = Task.Run(async () =>
-        {
-            try
-            {
-                while (true)
-                {
-                    TcpClient c = await hole.AcceptTcpClientAsync(holeStop.Token);
-                    lock (held)
-                    {
-                        held.Add(c);
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        });
-        try
-        {
-            int port = ((IPEndPoint)hole.LocalEndpoint).Port;
-            using var data = new TempDirectory();
-            await using ServerProcess server = await ServerProcess.StartAsync(
-                ["--remote-write-url", $"http://127.0.0.1:{port}/api/v1/write"],
-                Settings(("Pipeline__WindowSize", "00:00:01"), ("Pipeline__AllowedLateness", "00:00:03"), ("Pipeline__SourceIdleTimeout", "00:00:01"), ("Pipeline__ShutdownTimeout", "00:00:06")),
-                data.Path);
-            using HttpClient client = Client(server);
-            string metric = ServiceApi.UniqueMetric("probe14_stopping_ready");
-            await PostPartAsync(client, metric, "a", 300, 1);
-            await Poll.UntilAsync<string>(
-                () =>
-                {
-                    lock (held)
-                    {
-                        return Task.FromResult(held.Count > 0 ? "ok" : null);
-                    }
-                },
-                TimeSpan.FromSeconds(60),
-                "the remote-write sink connecting to the receiver");
-            await PostPartAsync(client, metric, "b", 200, 1000); // in an open window at the stop
+        await using var receiver = new SilentReceiver();
+        int port = receiver.Port;
+        using var data = new TempDirectory();
+        await using ServerProcess server = await ServerProcess.StartAsync(
+            ["--remote-write-url", $"http://127.0.0.1:{port}/api/v1/write"],
+            Settings(("Pipeline__WindowSize", "00:00:01"), ("Pipeline__AllowedLateness", "00:00:03"), ("Pipeline__SourceIdleTimeout", "00:00:01"), ("Pipeline__ShutdownTimeout", "00:00:06")),
+            data.Path);
+        using HttpClient client = Client(server);
+        string metric = ServiceApi.UniqueMetric("probe14_stopping_ready");
+        await PostPartAsync(client, metric, "a", 300, 1);
+        await Poll.UntilAsync<string>(
+            () => Task.FromResult(receiver.Connections > 0 ? "ok" : null),
+            TimeSpan.FromSeconds(60),
+            "the remote-write sink connecting to the receiver");
+        await PostPartAsync(client, metric, "b", 200, 1000); // in an open window at the stop
 
-            server.Terminate();
-            var clock = Stopwatch.StartNew();
-            var wrong = new List<string>();
-            var seen = new SortedDictionary<string, int>(StringComparer.Ordinal);
-            int answeredAfterStopping = 0;
-            using var quick = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(10) };
-            while (!server.Process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(60))
+        server.Terminate();
+        var clock = Stopwatch.StartNew();
+        var wrong = new List<string>();
+        var seen = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        int answeredAfterStopping = 0;
+        using var quick = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(10) };
+        while (!server.Process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            bool stopping = server.Output.Contains("stopping gracefully", StringComparison.Ordinal);
+            foreach (bool post in new[] { false, true })
             {
-                bool stopping = server.Output.Contains("stopping gracefully", StringComparison.Ordinal);
-                foreach (bool post in new[] { false, true })
+                string what = post ? "POST /api/v1/points" : "GET /health/ready";
+                try
                 {
-                    string what = post ? "POST /api/v1/points" : "GET /health/ready";
-                    try
+                    using HttpResponseMessage response = post
+                        ? await ServiceApi.PostAsync(quick, ServiceApi.MessagePack(metric, [new Model.Label("part", "late")], [1.0], ServiceApi.Now), "application/x-msgpack")
+                        : await quick.GetAsync(new Uri("/health/ready", UriKind.Relative));
+                    string body = await response.Content.ReadAsStringAsync();
+                    string key = $"{what} {(int)response.StatusCode}{(stopping ? " (after 'stopping')" : "")}";
+                    seen[key] = seen.GetValueOrDefault(key) + 1;
+                    if (stopping)
                     {
-                        using HttpResponseMessage response = post
-                            ? await ServiceApi.PostAsync(quick, ServiceApi.MessagePack(metric, [new Model.Label("part", "late")], [1.0], ServiceApi.Now), "application/x-msgpack")
-                            : await quick.GetAsync(new Uri("/health/ready", UriKind.Relative));
-                        string body = await response.Content.ReadAsStringAsync();
-                        string key = $"{what} {(int)response.StatusCode}{(stopping ? " (after 'stopping')" : "")}";
-                        seen[key] = seen.GetValueOrDefault(key) + 1;
-                        if (stopping)
+                        answeredAfterStopping++;
+                        if (response.StatusCode != HttpStatusCode.ServiceUnavailable || (post && !body.Contains("stopping", StringComparison.Ordinal)))
                         {
-                            answeredAfterStopping++;
-                            if (response.StatusCode != HttpStatusCode.ServiceUnavailable || (post && !body.Contains("stopping", StringComparison.Ordinal)))
-                            {
-                                wrong.Add($"{what} after 'stopping gracefully' at {clock.Elapsed.TotalSeconds:F1} s: {(int)response.StatusCode} {body}");
-                            }
+                            wrong.Add($"{what} after 'stopping gracefully' at {clock.Elapsed.TotalSeconds:F1} s: {(int)response.StatusCode} {body}");
                         }
                     }
-                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
-                    {
-                        string key = $"{what} {e.GetType().Name}";
-                        seen[key] = seen.GetValueOrDefault(key) + 1;
-                    }
                 }
-
-                await Task.Delay(100);
-            }
-
-            int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
-            TimeSpan took = clock.Elapsed;
-            string summary = $"exit {exit} after {took.TotalSeconds:F1} s; answers: {string.Join(", ", seen.Select(p => $"{p.Key} x{p.Value}"))}";
-            output.WriteLine(summary);
-            Assert.True(wrong.Count == 0, string.Join("\n", wrong.Take(6)) + "\n" + summary);
-            Assert.True(took < TimeSpan.FromSeconds(40), $"a 6 s shutdown timeout, yet the process ran on: {summary}\n{server.Output}");
-
-            // The store is not held by the other sink: every point accepted before the stop is in it, and none of the
-            // points refused while stopping.
-            SortedDictionary<string, (long Count, double Sum, double Min, double Max)> stored = await ReadStoreByPartAsync(Path.Combine(data.Path, "windows"), metric);
-            Assert.True(stored.GetValueOrDefault("a").Count == 300 && stored.GetValueOrDefault("b").Count == 200, $"the store holds {Show(stored)}; {summary}\n{server.Output}");
-            Assert.True(!stored.ContainsKey("late") || answeredAfterStopping == 0 || seen.Keys.Any(k => k.StartsWith("POST /api/v1/points 200", StringComparison.Ordinal)),
-                $"points refused while stopping are in the store: {Show(stored)}; {summary}");
-        }
-        finally
-        {
-            await holeStop.CancelAsync();
-            await accepting;
-            hole.Stop();
-            lock (held)
-            {
-                foreach (TcpClient c in held)
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
                 {
-                    c.Dispose();
+                    string key = $"{what} {e.GetType().Name}";
+                    seen[key] = seen.GetValueOrDefault(key) + 1;
                 }
             }
+
+            await Task.Delay(100);
         }
+
+        int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        TimeSpan took = clock.Elapsed;
+        string summary = $"exit {exit} after {took.TotalSeconds:F1} s; answers: {string.Join(", ", seen.Select(p => $"{p.Key} x{p.Value}"))}";
+        output.WriteLine(summary);
+        Assert.True(wrong.Count == 0, string.Join("\n", wrong.Take(6)) + "\n" + summary);
+        Assert.True(took < TimeSpan.FromSeconds(40), $"a 6 s shutdown timeout, yet the process ran on: {summary}\n{server.Output}");
+
+        // The store is not held by the other sink: every point accepted before the stop is in it, and none of the
+        // points refused while stopping.
+        SortedDictionary<string, (long Count, double Sum, double Min, double Max)> stored = await ReadStoreByPartAsync(Path.Combine(data.Path, "windows"), metric);
+        Assert.True(stored.GetValueOrDefault("a").Count == 300 && stored.GetValueOrDefault("b").Count == 200, $"the store holds {Show(stored)}; {summary}\n{server.Output}");
+        Assert.True(!stored.ContainsKey("late") || answeredAfterStopping == 0 || seen.Keys.Any(k => k.StartsWith("POST /api/v1/points 200", StringComparison.Ordinal)),
+            $"points refused while stopping are in the store: {Show(stored)}; {summary}");
     }
 
     /// <summary>part label → (count, sum, min, max) of <paramref name="metric"/> over the store's published files.</summary>

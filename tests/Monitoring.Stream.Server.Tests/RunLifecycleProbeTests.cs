@@ -251,112 +251,70 @@ public class RunLifecycleProbeTests
     public async Task Run_RemoteWriteReceiverThatNeverAnswers_HealthDashboardAndStoreKeepUpSecondSigTermStopsAtOnce()
     {
         // A receiver that accepts connections and never answers: the remote-write sink is stuck for its 30 s timeout.
-        using var hole = new TcpListener(IPAddress.Loopback, 0);
-        hole.Start();
-        var held = new List<TcpClient>();
-        using var holeStop = new CancellationTokenSource();
-        Task accepting = Task.Run(async () =>
+        await using var receiver = new SilentReceiver();
+        int port = receiver.Port;
+        await using ServerProcess server = await ServerProcess.StartAsync(
+            ["--remote-write-url", $"http://127.0.0.1:{port}/api/v1/write"],
+            Settings(("Pipeline__WindowSize", "00:00:01"), ("Pipeline__AllowedLateness", "00:00:05"), ("Pipeline__SourceIdleTimeout", "00:00:01")));
+        using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(5) };
+        string metric = ServiceApi.UniqueMetric("stalled_receiver");
+        for (int i = 0; i < 3; i++)
         {
-            try
-            {
-                while (true)
-                {
-                    TcpClient c = await hole.AcceptTcpClientAsync(holeStop.Token);
-                    lock (held)
-                    {
-                        held.Add(c);
-                    }
-                }
-            }
-            catch (OperationCanceledException)
-            {
-            }
-        });
-        try
-        {
-            int port = ((IPEndPoint)hole.LocalEndpoint).Port;
-            await using ServerProcess server = await ServerProcess.StartAsync(
-                ["--remote-write-url", $"http://127.0.0.1:{port}/api/v1/write"],
-                Settings(("Pipeline__WindowSize", "00:00:01"), ("Pipeline__AllowedLateness", "00:00:05"), ("Pipeline__SourceIdleTimeout", "00:00:01")));
-            using var client = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(5) };
-            string metric = ServiceApi.UniqueMetric("stalled_receiver");
-            for (int i = 0; i < 3; i++)
-            {
-                using HttpResponseMessage response = await ServiceApi.PostAsync(client, ServiceApi.MessagePack(metric, [], Enumerable.Repeat(2.0, 100), ServiceApi.Now), "application/x-msgpack");
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            }
-
-            // The other sinks keep up: the statistics and the store see every point while the receiver hangs.
-            await Poll.UntilAsync<string>(
-                async () =>
-                {
-                    JsonElement answer = await ServiceApi.GetJsonAsync(client, $"/api/v1/statistics?metric={metric}&window=10m");
-                    return answer.GetProperty("statistics").ValueKind != JsonValueKind.Null && answer.GetProperty("statistics").GetProperty("count").GetInt64() == 300 ? "ok" : null;
-                },
-                TimeSpan.FromSeconds(30),
-                "the statistics of every point while the receiver hangs");
-            // The sink did reach the receiver: it sends once the first window closes, which can be after the
-            // statistics already answer from the recent-window store.
-            await Poll.UntilAsync<string>(
-                () =>
-                {
-                    lock (held)
-                    {
-                        return Task.FromResult(held.Count > 0 ? "ok" : null);
-                    }
-                },
-                TimeSpan.FromSeconds(30),
-                "the remote-write sink connecting to the receiver");
-
-            // Health, readiness, liveness and the dashboard answer at once (the client's timeout is 5 s).
-            foreach (string path in new[] { "/health", "/health/ready", "/health/live" })
-            {
-                using HttpResponseMessage health = await client.GetAsync(new Uri(path, UriKind.Relative));
-                Assert.True(health.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{path}: {(int)health.StatusCode}");
-            }
-
-            JsonElement dashboard = await ServiceApi.GetJsonAsync(client, "/api/v1/dashboard?window=5m");
-            JsonElement[] sinks = [.. dashboard.GetProperty("engine").GetProperty("sinks").EnumerateArray()];
-            Assert.Contains(sinks, s => s.GetProperty("name").GetString() == "remote-write");
-            Assert.True(dashboard.GetProperty("engine").GetProperty("offered").GetInt64() >= 300);
-            AssertAccounting(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)));
-
-            // The store has every window emitted by now (its queue is first in, first out).
-            double emittedNow = MetricsText.Value(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)), "monitoring_stream_windows_emitted_total");
-            await Poll.UntilAsync<string>(
-                async () => MetricsText.Value(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)), "monitoring_stream_sink_batches_written_total{sink=\"arrow-files\"}") >= emittedNow ? "ok" : null,
-                TimeSpan.FromSeconds(30),
-                "the store acknowledging every emitted window");
-
-            // SIGTERM: a graceful stop that waits for the receiver (up to the 30 s shutdown timeout); the second SIGTERM
-            // stops at once (README: "Ctrl+C once stops it cleanly, twice at once").
-            server.Terminate();
-            await Poll.UntilAsync<string>(
-                () => Task.FromResult(server.Output.Contains("stopping gracefully", StringComparison.Ordinal) ? "ok" : null),
-                TimeSpan.FromSeconds(10),
-                "the service saying it stops gracefully");
-            await Task.Delay(TimeSpan.FromSeconds(1)); // a repeat within 300 ms counts as the same signal (README)
-            var clock = Stopwatch.StartNew();
-            server.Terminate();
-            int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(45));
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the second SIGTERM took {clock.Elapsed.TotalSeconds:F1} s to stop the service (the shutdown timeout is 30 s). Output:\n{server.Output}");
-            Assert.True(exit is 0 or 1 or 2, $"exit code {exit}. Output:\n{server.Output}");
-            (long count, double sum) = await StoreFiles.ReadAsync(Path.Combine(server.DataDirectory, "windows"), metric);
-            Assert.Equal(300, count);
-            Assert.Equal(600.0, sum);
+            using HttpResponseMessage response = await ServiceApi.PostAsync(client, ServiceApi.MessagePack(metric, [], Enumerable.Repeat(2.0, 100), ServiceApi.Now), "application/x-msgpack");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
-        finally
-        {
-            await holeStop.CancelAsync();
-            await accepting;
-            hole.Stop();
-            lock (held)
+
+        // The other sinks keep up: the statistics and the store see every point while the receiver hangs.
+        await Poll.UntilAsync<string>(
+            async () =>
             {
-                foreach (TcpClient c in held)
-                {
-                    c.Dispose();
-                }
-            }
+                JsonElement answer = await ServiceApi.GetJsonAsync(client, $"/api/v1/statistics?metric={metric}&window=10m");
+                return answer.GetProperty("statistics").ValueKind != JsonValueKind.Null && answer.GetProperty("statistics").GetProperty("count").GetInt64() == 300 ? "ok" : null;
+            },
+            TimeSpan.FromSeconds(30),
+            "the statistics of every point while the receiver hangs");
+        // The sink did reach the receiver: it sends once the first window closes, which can be after the
+        // statistics already answer from the recent-window store.
+        await Poll.UntilAsync<string>(
+            () => Task.FromResult(receiver.Connections > 0 ? "ok" : null),
+            TimeSpan.FromSeconds(30),
+            "the remote-write sink connecting to the receiver");
+
+        // Health, readiness, liveness and the dashboard answer at once (the client's timeout is 5 s).
+        foreach (string path in new[] { "/health", "/health/ready", "/health/live" })
+        {
+            using HttpResponseMessage health = await client.GetAsync(new Uri(path, UriKind.Relative));
+            Assert.True(health.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{path}: {(int)health.StatusCode}");
         }
+
+        JsonElement dashboard = await ServiceApi.GetJsonAsync(client, "/api/v1/dashboard?window=5m");
+        JsonElement[] sinks = [.. dashboard.GetProperty("engine").GetProperty("sinks").EnumerateArray()];
+        Assert.Contains(sinks, s => s.GetProperty("name").GetString() == "remote-write");
+        Assert.True(dashboard.GetProperty("engine").GetProperty("offered").GetInt64() >= 300);
+        AssertAccounting(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)));
+
+        // The store has every window emitted by now (its queue is first in, first out).
+        double emittedNow = MetricsText.Value(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)), "monitoring_stream_windows_emitted_total");
+        await Poll.UntilAsync<string>(
+            async () => MetricsText.Value(await client.GetStringAsync(new Uri("/metrics", UriKind.Relative)), "monitoring_stream_sink_batches_written_total{sink=\"arrow-files\"}") >= emittedNow ? "ok" : null,
+            TimeSpan.FromSeconds(30),
+            "the store acknowledging every emitted window");
+
+        // SIGTERM: a graceful stop that waits for the receiver (up to the 30 s shutdown timeout); the second SIGTERM
+        // stops at once (README: "Ctrl+C once stops it cleanly, twice at once").
+        server.Terminate();
+        await Poll.UntilAsync<string>(
+            () => Task.FromResult(server.Output.Contains("stopping gracefully", StringComparison.Ordinal) ? "ok" : null),
+            TimeSpan.FromSeconds(10),
+            "the service saying it stops gracefully");
+        await Task.Delay(TimeSpan.FromSeconds(1)); // a repeat within 300 ms counts as the same signal (README)
+        var clock = Stopwatch.StartNew();
+        server.Terminate();
+        int exit = await server.WaitForExitAsync(TimeSpan.FromSeconds(45));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the second SIGTERM took {clock.Elapsed.TotalSeconds:F1} s to stop the service (the shutdown timeout is 30 s). Output:\n{server.Output}");
+        Assert.True(exit is 0 or 1 or 2, $"exit code {exit}. Output:\n{server.Output}");
+        (long count, double sum) = await StoreFiles.ReadAsync(Path.Combine(server.DataDirectory, "windows"), metric);
+        Assert.Equal(300, count);
+        Assert.Equal(600.0, sum);
     }
 }
