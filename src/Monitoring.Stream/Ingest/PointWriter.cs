@@ -668,12 +668,7 @@ public sealed class PointWriter : IDisposable
             }
         }
 
-        bool left = false;
-        foreach (PointBatch? batch in _pending)
-        {
-            left |= batch is { Count: > 0 };
-        }
-
+        bool left = HoldsPoints();
         _counters.Buffered = left;
         if (!left)
         {
@@ -839,9 +834,10 @@ public sealed class PointWriter : IDisposable
         {
             _bells[shard].Ring(urgent);
             _sentSeq[shard]++;
-            if (_keptSince != long.MinValue)
+            if (_keptSince != long.MinValue && !HoldsPoints())
             {
-                ForgetKeptIfNoneLeft();
+                // A kept batch's age no longer counts once none is buffered.
+                _keptSince = long.MinValue;
             }
 
             return;
@@ -892,18 +888,18 @@ public sealed class PointWriter : IDisposable
         _bells[shard].Ring(urgent);
     }
 
-    /// <summary>After a batch went in: a kept batch's age no longer counts once none is buffered.</summary>
-    private void ForgetKeptIfNoneLeft()
+    /// <summary>Whether any shard's batch holds points not yet handed over.</summary>
+    private bool HoldsPoints()
     {
         foreach (PointBatch? pending in _pending)
         {
             if (pending is { Count: > 0 })
             {
-                return;
+                return true;
             }
         }
 
-        _keptSince = long.MinValue;
+        return false;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
